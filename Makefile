@@ -1,0 +1,23 @@
+# Each target creates the virtual environment on first use, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench bench-full clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python train.py --config configs/deepfill_v2.py:demo --workdir runs/demo
+	$(BIN)/python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

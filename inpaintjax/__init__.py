@@ -1,0 +1,7 @@
+"""inpaintjax: deep image inpainting in JAX/Flax (DeepFill v1/v2, Partial Convolutions, EdgeConnect).
+
+Conventions (see DESIGN.md): arrays are NHWC; `mask` is 1 = hole, 0 = known, shape [B, H, W, 1];
+user-facing images are RGB.
+"""
+
+__version__ = "0.1.0"
