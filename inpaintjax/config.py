@@ -1,10 +1,25 @@
-"""The configuration every run shares, whatever its family (ml_collections ConfigDict).
+"""The configuration every run shares, whatever its family (ml_collections ConfigDict), and how a
+run's config is loaded from a config file plus command-line overrides.
 
 A family's config file (configs/<family>.py) starts from `base_config()` and fills `family`,
 `model`, `loss`, `optim` and changes only what differs. Every knob lives here, none in code.
+
+Loading (the same rules as `train.py --config FILE:ARG --config.KEY=VALUE`):
+
+    config = load_config("configs/deepfill_v2.py:demo", ["batch_size=4", "data.image_size=64"])
+
+A key that does not exist is a `ConfigKeyError` naming the nearest valid key.
 """
 
 from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+import sys
+from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
@@ -19,13 +34,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.name = ""             # TFDS dataset name when source == 'tfds' (e.g. 'places365_small')
     c.data.data_dir = ""         # TFDS data_dir, or the image folder when source == 'folder'
     c.data.mask_dir = ""         # optional folder of paired masks (same relative names as images)
+    c.data.eval_dir = ""         # folder source: held-out image folder ('' = hold out by file hash)
+    c.data.holdout_percent = 2   # folder source without eval_dir: % of files held out (by name hash)
     c.data.train_split = "train"
     c.data.eval_split = "validation"
     c.data.image_size = 256      # square training crops
     c.data.crop = "random"       # 'random' (up-scale if smaller, random crop) | 'resize'
     c.data.flip = False          # random horizontal flips (the originals use none)
     c.data.guide = ""            # '' | 'edges': Canny edges of the ground truth as the guide channel
-    c.data.num_workers = 0       # grain worker processes per host
+    c.data.edge_sigma = 2.0      # Canny sigma for the edge guide (EdgeConnect's default)
+    c.data.min_image_side = 32   # folder images with a smaller side are skipped (and counted)
+    c.data.num_workers = 2       # grain read threads per host (batches prepared ahead in parallel)
+    c.data.prefetch = 4          # batches prepared ahead of the training step
 
     c.mask = ml_collections.ConfigDict()
     c.mask.generator = "deepfill_v2_training"   # a name in inpaintjax.masks.MASK_GENERATORS
@@ -41,14 +61,174 @@ def base_config() -> ml_collections.ConfigDict:
     c.remat = False              # rematerialise generator blocks (512x512 training on small memory)
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.mask_generator = "deepfill_v2_training"
+    # comma-separated names: strokes reach the small buckets, box + strokes the large ones
+    c.eval.mask_generator = "deepfill_v2_strokes,deepfill_v2_training"
     c.eval.per_bucket = 50       # frozen mask set: masks per hole-ratio bucket
     c.eval.image_size = 256
     c.eval.num_images = 300
     c.eval.seed = 1234
     c.eval.batch_size = 8
+    c.eval.num_samples = 6       # rows of runs/<x>/samples.png
 
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
     c.optim = ml_collections.ConfigDict()
     return c
+
+
+class ConfigKeyError(KeyError):
+    """An override names a key the config does not have; the message names the nearest valid key."""
+
+    def __str__(self):  # KeyError quotes its message; show it as written
+        return str(self.args[0])
+
+
+def flat_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key path of a (nested) ConfigDict, leaves and sub-dicts alike."""
+    out = []
+    for k, v in config.items():
+        path = f"{prefix}{k}"
+        out.append(path)
+        if isinstance(v, (ml_collections.ConfigDict, dict)):
+            out.extend(flat_keys(v, path + "."))
+    return out
+
+
+def unknown_key_error(key: str, config: Mapping[str, Any], flag: str = "") -> ConfigKeyError:
+    """The error for an unknown dotted `key`, naming the closest valid key (by spelling)."""
+    keys = flat_keys(config)
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
+    # A misspelt last part is the usual case: compare it among its siblings too.
+    parent, _, leaf = key.rpartition(".")
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    near = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or close
+    hint = f" Did you mean '{flag}{near[0]}'?" if near else ""
+    return ConfigKeyError(f"unknown config key '{flag}{key}'.{hint} "
+                          f"(valid keys under {parent or 'the top level'!r}: "
+                          f"{', '.join(sorted(k.rpartition('.')[2] for k in siblings)) or 'none'})")
+
+
+def _parse_value(text: str, old: Any, key: str) -> Any:
+    """`text` (a command-line value) converted to the type of the field's current value `old`."""
+    if isinstance(old, bool):
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"config key {key!r} is a bool; got {text!r} (use true or false)")
+    if isinstance(old, int):
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"config key {key!r} is an int; got {text!r}") from None
+    if isinstance(old, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"config key {key!r} is a float; got {text!r}") from None
+    if isinstance(old, str) or old is None:
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"config key {key!r} holds a {type(old).__name__}; {text!r} is not a "
+                         f"Python literal of that kind") from None
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str] | Mapping[str, Any],
+                    flag: str = "") -> ml_collections.ConfigDict:
+    """Set dotted keys in place: `["batch_size=8", "data.image_size=64"]` (strings are parsed to the
+    field's type) or a mapping {"data.image_size": 64}. An unknown key raises `ConfigKeyError`."""
+    items = overrides.items() if isinstance(overrides, Mapping) else (
+        _split_override(o) for o in overrides)
+    for key, value in items:
+        node = config
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+                raise unknown_key_error(key, config, flag)
+            if i < len(parts) - 1:
+                node = node[part]
+        old = node[parts[-1]]
+        if isinstance(value, str):
+            value = _parse_value(value, old, key)
+        with config.unlocked() if hasattr(config, "unlocked") else _null():
+            node[parts[-1]] = value
+    return config
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key=value (e.g. batch_size=8)")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of the config file in `spec` = 'path/to/file.py[:arg]' (arg optional)."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} does not exist (spec {spec!r}; "
+                                f"expected e.g. configs/deepfill_v2.py:demo)")
+    name = "_inpaintjax_config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"config file {path!r} has no get_config(arg) function")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def load_config(spec: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
+    """Load `spec` ('file.py[:arg]') and apply `overrides` ('key=value' strings or a mapping)."""
+    return apply_overrides(load_config_file(spec), overrides)
+
+
+def check_override_flags(argv: Sequence[str], flag_name: str = "config") -> None:
+    """Before absl parses `argv`: every `--config.KEY=...` must name an existing key of the config
+    file given by `--config`; otherwise raise `ConfigKeyError` naming the nearest valid key.
+    (ml_collections' own error is an AttributeError deep in flag parsing.)"""
+    prefix = f"--{flag_name}."
+    spec = None
+    for i, a in enumerate(argv):
+        if a.startswith(f"--{flag_name}="):
+            spec = a.split("=", 1)[1]
+        elif a == f"--{flag_name}" and i + 1 < len(argv):
+            spec = argv[i + 1]
+    if spec is None:
+        return
+    config = load_config_file(spec)
+    keys = set(flat_keys(config))
+    for a in argv:
+        if a.startswith(prefix):
+            key = a[len(prefix):].split("=", 1)[0]
+            if key not in keys:
+                raise unknown_key_error(key, config, flag=f"--{flag_name}.")
+
+
+def save_config(config: ml_collections.ConfigDict, path: str) -> None:
+    """Write the config as JSON (read back by `read_saved_config`) next to a readable .txt copy."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json(indent=1, sort_keys=True))
+        f.write("\n")
+    os.replace(tmp, path)
+    with open(os.path.splitext(path)[0] + ".txt", "w") as f:
+        f.write(str(config))
+
+
+def read_saved_config(path: str) -> ml_collections.ConfigDict:
+    """The config written by `save_config` (tuples come back as lists)."""
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
