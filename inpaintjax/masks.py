@@ -1,0 +1,795 @@
+"""Hole-mask generators of the published inpainting systems, hole-area buckets, frozen eval mask sets.
+
+Every generator here is NumPy + PIL only (no JAX), seeded by a `np.random.Generator` (or an int seed,
+turned into `np.random.default_rng(seed)`, i.e. PCG64), works at any image size (H, W) and returns a
+float32 array [H, W] with values in {0, 1}, **1 = hole (missing), 0 = known** (the project-wide
+convention). `mask_hw1(mask)` gives the [H, W, 1] form the data pipeline batches into [B, H, W, 1].
+
+Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
+
+| name | source | what |
+|---|---|---|
+| `deepfill_v2_strokes` | DeepFill v2 `brush_stroke_mask` (SPEC 1.8) | 1..3 free-form brush strokes |
+| `deepfill_box` | DeepFill v1/v2 `random_bbox` + `bbox2mask` (SPEC 1.8, 2.5) | one 128x128 box shrunk by 0..16 px per side |
+| `deepfill_v2_training` | DeepFill v2 training (SPEC 1.8) | union of one box and one stroke mask |
+| `center_box` | DeepFill v1 validation view (SPEC 2.5) | fixed centred box of half the image side |
+| `irregular_random_walk` | PConv reimplementation NI `generate_data.py` (SPEC 3.6) | 4-neighbour random walk |
+| `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
+| `edgeconnect_block` | EdgeConnect MASK=1 (SPEC 4.7) | an (H//2) x (W//2) block at a uniform position |
+| `edgeconnect_half` | EdgeConnect MASK=2 (SPEC 4.7) | the left or the right half |
+
+Hole-area buckets are PConv's: (0.01,0.1], (0.1,0.2], ..., (0.5,0.6] (`BUCKETS`, `bucket_of`).
+
+Determinism: a mask depends only on the generator's random stream and the drawing code, so the same
+seed gives the same mask for the same NumPy and Pillow versions on any machine (NumPy does not promise
+that `Generator` streams stay identical across its releases; the eval-set manifest records both
+versions so a changed mask set can be explained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+RngLike = Union[np.random.Generator, int, np.integer]
+
+__all__ = [
+    "BUCKETS",
+    "MASK_GENERATORS",
+    "Stroke",
+    "bucket_name",
+    "bucket_of",
+    "build_eval_mask_set",
+    "center_box",
+    "deepfill_box",
+    "deepfill_v2_stroke_params",
+    "deepfill_v2_strokes",
+    "deepfill_v2_training",
+    "draw_strokes",
+    "edgeconnect_block",
+    "edgeconnect_half",
+    "hole_ratio",
+    "irregular_random_walk",
+    "lama_medium",
+    "lama_params",
+    "lama_thick",
+    "lama_thin",
+    "load_eval_mask_set",
+    "load_mask",
+    "make_mask",
+    "mask_hw1",
+]
+
+
+def _as_rng(rng: RngLike) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}: {rng!r}; "
+        "pass e.g. np.random.default_rng(0) or 0"
+    )
+
+
+def _check_size(h, w) -> Tuple[int, int]:
+    if isinstance(h, bool) or isinstance(w, bool) or not isinstance(h, (int, np.integer)) or not isinstance(
+        w, (int, np.integer)
+    ):
+        raise TypeError(f"image size must be two ints (h, w), got h={h!r}, w={w!r}")
+    h, w = int(h), int(w)
+    if h < 2 or w < 2:
+        raise ValueError(f"image size must be at least 2x2, got h={h}, w={w}")
+    return h, w
+
+
+def mask_hw1(mask: np.ndarray) -> np.ndarray:
+    """[H, W] hole mask -> float32 [H, W, 1] (the per-example form of the batch's [B, H, W, 1] mask)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        return mask.astype(np.float32, copy=False)
+    if mask.ndim != 2:
+        raise ValueError(f"mask_hw1 expects a [H, W] mask, got shape {mask.shape}")
+    return mask.astype(np.float32, copy=False)[:, :, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# DeepFill v2 free-form brush strokes (SPEC 1.8)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Stroke:
+    """One brush stroke: integer pixel vertices [(x, y), ...] (x = column, y = row) and a width in px."""
+
+    vertices: Tuple[Tuple[int, int], ...]
+    width: int
+
+
+def deepfill_v2_stroke_params(
+    rng: RngLike,
+    h: int,
+    w: int,
+    *,
+    min_num_vertex: int = 4,
+    max_num_vertex: int = 12,
+    min_width: float = 12,
+    max_width: float = 40,
+    max_strokes: int = 3,
+) -> List[Stroke]:
+    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` (SPEC 1.8) without drawing them.
+
+    Defaults are the released constants: 1..3 strokes, 4..11 segments per stroke (max_num_vertex is
+    exclusive, so 5..12 vertices with the start point), mean angle 2pi/5 +- U(0, 2pi/15), segment
+    length clip(Normal(r, floor(r/2)), 0, 2r) with r = sqrt(H^2+W^2)/8, width int(U(12, 40)) = 12..39.
+    Widths are absolute pixels as in the original (not scaled with the image size), so small images get
+    relatively thick strokes.
+
+    The original reads PIL's `size` (which is (W, H)) as (h, w), which swaps the axes of the start point
+    and of the clipping bounds; that is harmless only for square images. Here x (column) is sampled and
+    clipped in [0, W] and y (row) in [0, H], so non-square images are covered correctly.
+    The original's intended random flips are no-ops (the flipped image is discarded), so none are done.
+    """
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    mean_angle = 2 * math.pi / 5
+    angle_range = 2 * math.pi / 15
+    average_radius = math.sqrt(h * h + w * w) / 8
+    strokes = []
+    for _ in range(int(rng.integers(1, max_strokes + 1))):
+        num_vertex = int(rng.integers(min_num_vertex, max_num_vertex))
+        angle_min = mean_angle - rng.uniform(0, angle_range)
+        angle_max = mean_angle + rng.uniform(0, angle_range)
+        angles = []
+        for i in range(num_vertex):
+            if i % 2 == 0:
+                angles.append(2 * math.pi - rng.uniform(angle_min, angle_max))
+            else:
+                angles.append(rng.uniform(angle_min, angle_max))
+        vertices = [(int(rng.integers(0, w)), int(rng.integers(0, h)))]
+        for i in range(num_vertex):
+            r = float(np.clip(rng.normal(average_radius, average_radius // 2), 0, 2 * average_radius))
+            new_x = min(max(vertices[-1][0] + r * math.cos(angles[i]), 0.0), float(w))
+            new_y = min(max(vertices[-1][1] + r * math.sin(angles[i]), 0.0), float(h))
+            vertices.append((int(new_x), int(new_y)))
+        width = int(rng.uniform(min_width, max_width))
+        strokes.append(Stroke(tuple(vertices), width))
+    return strokes
+
+
+def draw_strokes(strokes: Sequence[Stroke], h: int, w: int) -> np.ndarray:
+    """Rasterise DeepFill-style strokes with PIL: a polyline of the stroke's width, then a filled circle
+    of diameter ~width at every vertex (the original's smooth joints). Returns float32 [H, W] in {0,1}."""
+    h, w = _check_size(h, w)
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    for stroke in strokes:
+        draw.line(list(stroke.vertices), fill=1, width=stroke.width)
+        half = stroke.width // 2
+        for x, y in stroke.vertices:
+            draw.ellipse((x - half, y - half, x + half, y + half), fill=1)
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def deepfill_v2_strokes(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """DeepFill v2 free-form brush mask (released training code, SPEC 1.8). float32 [H, W], 1 = hole."""
+    return draw_strokes(deepfill_v2_stroke_params(rng, h, w), h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# DeepFill rectangles (SPEC 1.8, 2.5)
+# ----------------------------------------------------------------------------------------------
+
+
+def _fit_box(side: int, box: int, max_delta: int, margin: int) -> Tuple[int, int]:
+    # The original needs side - 2*margin - box >= 1 (TF random_uniform with an exclusive max).
+    # When the image is too small for the box, the box becomes half of the usable side and the
+    # shrink range scales with it (128 at 256 is half the side, so this keeps DeepFill's geometry).
+    if side - 2 * margin - box >= 1:
+        return box, max_delta
+    usable = side - 2 * margin
+    if usable < 2:
+        raise ValueError(f"image side {side} leaves no room for a box with margin {margin}")
+    new_box = max(1, usable // 2)
+    new_delta = int(max_delta * new_box / box) if box > 0 else 0
+    return new_box, new_delta
+
+
+def deepfill_box(
+    rng: RngLike,
+    h: int,
+    w: int,
+    box_h: int = 128,
+    box_w: int = 128,
+    max_delta_h: int = 32,
+    max_delta_w: int = 32,
+    margin: int = 0,
+) -> np.ndarray:
+    """DeepFill v1/v2 training rectangle (`random_bbox` + `bbox2mask`, SPEC 1.8 / 2.5).
+
+    top ~ uniform int in [margin, h - margin - box_h), left likewise (exclusive max, as TF's
+    random_uniform); then each side pair is shrunk by dh ~ randint(0..max_delta_h//2) and
+    dw ~ randint(0..max_delta_w//2) (inclusive): hole rows [top+dh, top+box_h-dh), cols
+    [left+dw, left+box_w-dw). At 256x256 with the defaults hole sides are 96..128 (even).
+
+    Small images: if a dimension has no valid position for the box (h - 2*margin - box_h < 1), that
+    dimension's box becomes half the usable side and its max_delta scales by the same factor
+    (e.g. 64 px: box 32, delta 8 -> sides 24..32; 128 px: box 64, delta 16 -> sides 48..64).
+    Returns float32 [H, W], 1 = hole.
+    """
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    box_h, max_delta_h = _fit_box(h, box_h, max_delta_h, margin)
+    box_w, max_delta_w = _fit_box(w, box_w, max_delta_w, margin)
+    top = int(rng.integers(margin, h - margin - box_h))
+    left = int(rng.integers(margin, w - margin - box_w))
+    dh = int(rng.integers(0, max_delta_h // 2 + 1))
+    dw = int(rng.integers(0, max_delta_w // 2 + 1))
+    mask = np.zeros((h, w), np.float32)
+    mask[top + dh : top + box_h - dh, left + dw : left + box_w - dw] = 1.0
+    return mask
+
+
+def center_box(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """DeepFill v1's validation hole: a centred box of half each side (128x128 at top=left=64 for 256).
+
+    Deterministic; `rng` is accepted (and ignored) so that it fits the generator registry."""
+    _as_rng(rng)
+    h, w = _check_size(h, w)
+    bh, bw = h // 2, w // 2
+    top, left = (h - bh) // 2, (w - bw) // 2
+    mask = np.zeros((h, w), np.float32)
+    mask[top : top + bh, left : left + bw] = 1.0
+    return mask
+
+
+def deepfill_v2_training(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """DeepFill v2's training mask: the logical OR (union) of one `deepfill_box` and one
+    `deepfill_v2_strokes` mask (SPEC 1.8), so every mask contains a rectangle (>= 14% of the image at
+    256x256, which is why this generator cannot fill the (0.01, 0.1] bucket)."""
+    rng = _as_rng(rng)
+    box = deepfill_box(rng, h, w)
+    strokes = deepfill_v2_strokes(rng, h, w)
+    return np.maximum(box, strokes)
+
+
+# ----------------------------------------------------------------------------------------------
+# PConv reimplementation (NI) random walk (SPEC 3.6)
+# ----------------------------------------------------------------------------------------------
+
+_WALK_DX = np.array([0, 0, 1, -1], np.int64)  # NI's action list [[0,1],[0,-1],[1,0],[-1,0]]; x = row
+_WALK_DY = np.array([1, -1, 0, 0], np.int64)
+
+
+def _clipped_walk(rng: np.random.Generator, n: int, length: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Positions after each of `length` steps of NI's walk clipped to [0, n-1]^2 (start excluded).
+
+    Exact and vectorised: positions are cumulative sums within a chunk until the first step that would
+    leave the canvas; that step is clipped (for a one-axis unit step, clipping = staying put) and the
+    walk continues from there. Chunks grow while the walk stays inside, shrink near a border."""
+    x, y = (int(v) for v in rng.integers(0, n, size=2))
+    moves = rng.integers(0, 4, size=length)
+    dx, dy = _WALK_DX[moves], _WALK_DY[moves]
+    out_x = np.empty(length, np.int64)
+    out_y = np.empty(length, np.int64)
+    i, chunk = 0, 256
+    while i < length:
+        end = min(length, i + chunk)
+        cx = x + np.cumsum(dx[i:end])
+        cy = y + np.cumsum(dy[i:end])
+        bad = (cx < 0) | (cx >= n) | (cy < 0) | (cy >= n)
+        if not bad.any():
+            out_x[i:end], out_y[i:end] = cx, cy
+            x, y = int(cx[-1]), int(cy[-1])
+            i = end
+            chunk = min(chunk * 2, 1 << 16)
+            continue
+        k = int(np.argmax(bad))
+        out_x[i : i + k], out_y[i : i + k] = cx[:k], cy[:k]
+        if k > 0:
+            x, y = int(cx[k - 1]), int(cy[k - 1])
+        out_x[i + k], out_y[i + k] = x, y
+        i += k + 1
+        chunk = max(64, 2 * k)
+    return out_x, out_y
+
+
+def irregular_random_walk(
+    rng: RngLike, h: int, w: int, canvas_size: int = 512, length: Optional[int] = None
+) -> np.ndarray:
+    """NI's irregular mask (SPEC 3.6): a 4-neighbour random walk from a uniform start on a square
+    canvas, each step one of up/down/left/right with probability 1/4, clipped at the border; every
+    visited pixel (the start itself excluded, as in NI) is a hole.
+
+    Defaults follow NI: canvas 512, `length` = canvas_size**2 steps; the result is resized to (h, w)
+    (bilinear, as NI's training-time resize, then thresholded at 0.5 so the mask stays binary; NI keeps
+    the soft values). A non-square (h, w) stretches the square canvas. The walk is computed exactly in
+    vectorised chunks (about 30 ms for the default 262,144 steps) instead of NI's per-step loop. Pass a
+    smaller `canvas_size`/`length` for thinner or cheaper masks. Returns float32 [H, W], 1 = hole.
+    """
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    if canvas_size < 2:
+        raise ValueError(f"canvas_size must be >= 2, got {canvas_size}")
+    length = canvas_size**2 if length is None else int(length)
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    rows, cols = _clipped_walk(rng, canvas_size, length)
+    canvas = np.zeros((canvas_size, canvas_size), np.uint8)
+    canvas[rows, cols] = 255
+    if (h, w) != (canvas_size, canvas_size):
+        resized = Image.fromarray(canvas).resize((w, h), resample=Image.BILINEAR)
+        canvas = np.asarray(resized)
+        return (canvas >= 128).astype(np.float32)
+    return (canvas > 0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# LaMa thin / medium / thick (advimman/lama configs/data_gen, saicinpainting/training/data/masks.py)
+# ----------------------------------------------------------------------------------------------
+
+# Per variant and reference resolution, from LaMa's configs/data_gen/random_{variant}_{256,512}.yaml.
+# strokes: (min_times, max_times, max_width, max_len), max_angle 4 everywhere;
+# boxes: (margin, bbox_min_size, bbox_max_size, min_times, max_times) or None; box_proba 0.3 against
+# irregular_proba 1 (LaMa's mixed generator normalises these: boxes in 0.3/1.3 of the masks).
+_LAMA_CONFIGS = {
+    ("thin", 256): dict(strokes=(4, 50, 10, 40), boxes=None),
+    ("thin", 512): dict(strokes=(4, 70, 20, 100), boxes=None),
+    ("medium", 256): dict(strokes=(4, 5, 50, 100), boxes=(0, 10, 50, 1, 5)),
+    ("medium", 512): dict(strokes=(4, 10, 100, 200), boxes=(0, 30, 150, 1, 5)),
+    ("thick", 256): dict(strokes=(1, 5, 100, 200), boxes=(10, 30, 150, 1, 3)),
+    ("thick", 512): dict(strokes=(1, 5, 250, 450), boxes=(10, 30, 300, 1, 4)),
+}
+_LAMA_MAX_TAMPER_AREA = 0.5
+_LAMA_BOX_PROBA = 0.3 / 1.3
+
+
+def lama_params(variant: str, h: int, w: int) -> dict:
+    """LaMa's generator parameters for `variant` in {thin, medium, thick} at image size (h, w).
+
+    The reference config is LaMa's 512 one when min(h, w) >= 384, else its 256 one; lengths (brush
+    width, stroke length, their fixed offsets 5 and 10, box sizes and margin) scale by
+    min(h, w) / reference, counts do not. At exactly 256 or 512 the values are LaMa's own.
+    Returns dict(max_angle, min_times, max_times, width_offset, max_width, len_offset, max_len,
+    box_proba, boxes=None | dict(margin, min_size, max_size, min_times, max_times), max_area, ref).
+    """
+    if variant not in ("thin", "medium", "thick"):
+        raise ValueError(f"unknown LaMa variant {variant!r}; valid: 'thin', 'medium', 'thick'")
+    h, w = _check_size(h, w)
+    side = min(h, w)
+    ref = 512 if side >= 384 else 256
+    scale = side / ref
+    cfg = _LAMA_CONFIGS[(variant, ref)]
+
+    def sc(v):
+        return max(1, int(round(v * scale)))
+
+    min_t, max_t, max_width, max_len = cfg["strokes"]
+    out = dict(
+        ref=ref,
+        max_angle=4,
+        min_times=min_t,
+        max_times=max_t,
+        width_offset=sc(5),
+        max_width=sc(max_width),
+        len_offset=sc(10),
+        max_len=sc(max_len),
+        box_proba=0.0 if cfg["boxes"] is None else _LAMA_BOX_PROBA,
+        boxes=None,
+        max_area=_LAMA_MAX_TAMPER_AREA,
+    )
+    if cfg["boxes"] is not None:
+        margin, bmin, bmax, bt0, bt1 = cfg["boxes"]
+        out["boxes"] = dict(
+            margin=int(round(margin * scale)), min_size=sc(bmin), max_size=sc(bmax), min_times=bt0, max_times=bt1
+        )
+    return out
+
+
+def _lama_lines(rng: np.random.Generator, h: int, w: int, p: dict) -> np.ndarray:
+    # LaMa's make_random_irregular_mask: `times` strokes, each 1..5 straight segments from a random
+    # start; angle = 0.01 + randint(max_angle) radians, mirrored (2*pi - angle) on even *stroke*
+    # indices; end = start + length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] /
+    # [0, H]. LaMa draws with cv2.line, whose thick lines have round caps: here a PIL line of the same
+    # width plus a filled circle of that diameter at both ends.
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    times = int(rng.integers(p["min_times"], p["max_times"] + 1))
+    for i in range(times):
+        sx, sy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        for _ in range(1 + int(rng.integers(0, 5))):
+            angle = 0.01 + int(rng.integers(0, p["max_angle"]))
+            if i % 2 == 0:
+                angle = 2 * 3.1415926 - angle
+            length = p["len_offset"] + int(rng.integers(0, p["max_len"]))
+            brush_w = p["width_offset"] + int(rng.integers(0, p["max_width"]))
+            ex = min(max(int(sx + length * np.sin(angle)), 0), w)
+            ey = min(max(int(sy + length * np.cos(angle)), 0), h)
+            draw.line([(sx, sy), (ex, ey)], fill=1, width=brush_w)
+            r = brush_w / 2
+            for cx, cy in ((sx, sy), (ex, ey)):
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=1)
+            sx, sy = ex, ey
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def _lama_boxes(rng: np.random.Generator, h: int, w: int, b: dict) -> np.ndarray:
+    # LaMa's make_random_rectangle_mask: 1..N boxes, sides randint(min, max) (exclusive max, capped by
+    # the image minus margins), top-left uniform so the box stays inside the margins.
+    mask = np.zeros((h, w), np.float32)
+    margin = b["margin"]
+    max_size = min(b["max_size"], h - 2 * margin, w - 2 * margin)
+    min_size = min(b["min_size"], max_size - 1)
+    if min_size < 1:
+        raise ValueError(f"image {h}x{w} is too small for LaMa boxes with margin {margin}")
+    for _ in range(int(rng.integers(b["min_times"], b["max_times"] + 1))):
+        bw = int(rng.integers(min_size, max_size))
+        bh = int(rng.integers(min_size, max_size))
+        x0 = int(rng.integers(margin, w - margin - bw + 1))
+        y0 = int(rng.integers(margin, h - margin - bh + 1))
+        mask[y0 : y0 + bh, x0 : x0 + bw] = 1.0
+    return mask
+
+
+def _lama(variant: str, rng: RngLike, h: int, w: int, max_attempts: int = 100) -> np.ndarray:
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    p = lama_params(variant, h, w)
+    for _ in range(max_attempts):
+        if p["boxes"] is not None and rng.random() < p["box_proba"]:
+            mask = _lama_boxes(rng, h, w, p["boxes"])
+        else:
+            mask = _lama_lines(rng, h, w, p)
+        # LaMa's gen_mask_dataset drops masks covering more than max_tamper_area of the image.
+        if mask.mean() <= p["max_area"]:
+            return mask
+    raise RuntimeError(
+        f"lama_{variant}: no mask with hole area <= {p['max_area']} in {max_attempts} draws at {h}x{w}"
+    )
+
+
+def lama_thin(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """LaMa 'thin' evaluation masks: strokes only (256: 4..50 strokes, width 5..14, length 10..49;
+    512: 4..70, width 5..24, length 10..109); masks over 50% area are redrawn. float32 [H, W], 1 = hole."""
+    return _lama("thin", rng, h, w)
+
+
+def lama_medium(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """LaMa 'medium': strokes (256: 4..5 strokes, width < 55, length < 110; 512: 4..10, < 105, < 210)
+    or, in 0.3/1.3 of the masks, 1..5 boxes (256: sides 10..49; 512: 30..149); area <= 50%."""
+    return _lama("medium", rng, h, w)
+
+
+def lama_thick(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """LaMa 'thick': 1..5 strokes (256: width < 105, length < 210; 512: < 255, < 460) or, in 0.3/1.3
+    of the masks, boxes with margin 10 (256: 1..3 boxes, sides 30..149; 512: 1..4, 30..299);
+    area <= 50%."""
+    return _lama("thick", rng, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# EdgeConnect (SPEC 4.7)
+# ----------------------------------------------------------------------------------------------
+
+
+def edgeconnect_block(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """EdgeConnect MASK=1: a (H//2) x (W//2) block whose top-left is uniform over every position that
+    keeps it inside (0..H-H//2, 0..W-W//2 inclusive). float32 [H, W], 1 = hole."""
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    bh, bw = h // 2, w // 2
+    x = int(rng.integers(0, w - bw + 1))
+    y = int(rng.integers(0, h - bh + 1))
+    mask = np.zeros((h, w), np.float32)
+    mask[y : y + bh, x : x + bw] = 1.0
+    return mask
+
+
+def edgeconnect_half(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """EdgeConnect MASK=2: the left half (columns [0, W//2)) or the right half (columns [W//2, 2*(W//2)))
+    with probability 1/2 each; for odd W the last column stays known, as in EdgeConnect."""
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    bw = w // 2
+    x = 0 if rng.random() < 0.5 else bw
+    mask = np.zeros((h, w), np.float32)
+    mask[:, x : x + bw] = 1.0
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+MASK_GENERATORS: Dict[str, Callable[[RngLike, int, int], np.ndarray]] = {
+    "deepfill_v2_strokes": deepfill_v2_strokes,
+    "deepfill_box": deepfill_box,
+    "deepfill_v2_training": deepfill_v2_training,
+    "center_box": center_box,
+    "irregular_random_walk": irregular_random_walk,
+    "lama_thin": lama_thin,
+    "lama_medium": lama_medium,
+    "lama_thick": lama_thick,
+    "edgeconnect_block": edgeconnect_block,
+    "edgeconnect_half": edgeconnect_half,
+}
+
+
+def _lookup_one(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
+    if name in MASK_GENERATORS:
+        return MASK_GENERATORS[name]
+    close = difflib.get_close_matches(str(name), MASK_GENERATORS.keys(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"unknown mask generator {name!r}.{hint} Valid names: {', '.join(sorted(MASK_GENERATORS))} "
+        "(or several joined by '+' for their union)"
+    )
+
+
+def _lookup(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
+    if not isinstance(name, str):
+        raise TypeError(f"mask generator name must be a str, got {type(name).__name__}: {name!r}")
+    parts = name.split("+")
+    fns = [_lookup_one(p.strip()) for p in parts]
+    if len(fns) == 1:
+        return fns[0]
+
+    def union(rng: RngLike, h: int, w: int) -> np.ndarray:
+        rng = _as_rng(rng)
+        out = fns[0](rng, h, w)
+        for fn in fns[1:]:
+            out = np.maximum(out, fn(rng, h, w))
+        return out
+
+    return union
+
+
+def make_mask(name: str, rng: RngLike, h: int, w: int) -> np.ndarray:
+    """Draw one mask from the generator registered as `name`: float32 [H, W] in {0,1}, 1 = hole.
+
+    `name` may join several registered names with '+' (e.g. 'deepfill_v2_training+deepfill_v2_strokes'):
+    the union of one draw from each, in order, from the same stream; this reaches hole areas (50-60%)
+    that no single published generator produces. An unknown name raises ValueError listing the valid
+    names and the nearest one."""
+    return _lookup(name)(_as_rng(rng), h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hole-area buckets (PConv)
+# ----------------------------------------------------------------------------------------------
+
+# Left-open, right-closed intervals of the hole-to-image area ratio, as in PConv.
+BUCKETS: Tuple[Tuple[float, float], ...] = (
+    (0.01, 0.1),
+    (0.1, 0.2),
+    (0.2, 0.3),
+    (0.3, 0.4),
+    (0.4, 0.5),
+    (0.5, 0.6),
+)
+
+
+def hole_ratio(mask) -> Union[float, np.ndarray]:
+    """Fraction of hole pixels (> 0.5 counts as hole). [H, W] or [H, W, 1] -> float;
+    [B, H, W, 1] -> float64 [B]."""
+    m = np.asarray(mask)
+    if m.ndim == 2 or (m.ndim == 3 and m.shape[-1] == 1):
+        return float(np.count_nonzero(m > 0.5)) / float(m.shape[0] * m.shape[1])
+    if m.ndim == 4 and m.shape[-1] == 1:
+        return np.count_nonzero(m > 0.5, axis=(1, 2, 3)) / float(m.shape[1] * m.shape[2])
+    raise ValueError(f"hole_ratio expects [H, W], [H, W, 1] or [B, H, W, 1], got shape {m.shape}")
+
+
+def bucket_of(ratio):
+    """Index of the PConv bucket (lo, hi] holding `ratio`, or -1 when it is in none of them
+    (ratio <= 0.01 or > 0.6). Scalars give an int, arrays an int64 array. 0.1 -> 0, 0.6 -> 5."""
+    r = np.asarray(ratio, dtype=np.float64)
+    out = np.full(r.shape, -1, np.int64)
+    for i, (lo, hi) in enumerate(BUCKETS):
+        out[(r > lo) & (r <= hi)] = i
+    return int(out) if out.ndim == 0 else out
+
+
+def bucket_name(i: int) -> str:
+    """Printable name of bucket i: 0 -> '1-10%', 1 -> '10-20%', ..., 5 -> '50-60%'."""
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < len(BUCKETS):
+        raise ValueError(f"bucket index must be an int in [0, {len(BUCKETS)}), got {i!r}")
+    lo, hi = BUCKETS[int(i)]
+    return f"{round(lo * 100)}-{round(hi * 100)}%"
+
+
+# ----------------------------------------------------------------------------------------------
+# Frozen evaluation mask sets
+# ----------------------------------------------------------------------------------------------
+
+MANIFEST = "manifest.json"
+DEFAULT_EVAL_GENERATORS = (
+    "deepfill_v2_strokes",
+    "deepfill_v2_training",
+    "deepfill_v2_training+deepfill_v2_strokes",
+)
+
+
+def build_eval_mask_set(
+    out_dir: str,
+    generator: Union[str, Sequence[str]] = DEFAULT_EVAL_GENERATORS,
+    size: Tuple[int, int] = (256, 256),
+    per_bucket: int = 100,
+    seed: int = 0,
+    max_attempts: Optional[int] = None,
+) -> dict:
+    """Sample a frozen, seeded evaluation mask set with `per_bucket` masks in each PConv bucket.
+
+    Attempt k (k = 0, 1, ...) uses generator names[k % len(names)] with its own stream
+    `np.random.default_rng([seed, k])`, so any mask can be re-made from the manifest alone
+    (`make_mask(generator, np.random.default_rng([seed, attempt]), H, W)`). Masks whose bucket is full or
+    that fall outside every bucket are discarded. After `max_attempts` (default 200 * 6 * per_bucket +
+    1000) a RuntimeError names the unfilled buckets and suggests another generator.
+
+    The default cycles through DeepFill v2's strokes-only masks (which reach the small buckets), its
+    training masks (box + strokes, never below ~14% at 256) and the union of a training mask with
+    another stroke mask (which reaches 50-60%): the training generator alone cannot fill (0.01, 0.1]
+    and rarely reaches (0.5, 0.6]. Names may be '+'-unions (see `make_mask`).
+
+    Writes `out_dir/b{bucket}_{index:04d}.png` (8-bit greyscale, 255 = hole, 0 = known) and
+    `out_dir/manifest.json`; the same arguments give byte-identical files. Returns the manifest dict.
+    """
+    names = [generator] if isinstance(generator, str) else list(generator)
+    if not names:
+        raise ValueError("generator must be a name or a non-empty list of names")
+    fns = [_lookup(n) for n in names]
+    h, w = _check_size(*size)
+    if isinstance(per_bucket, bool) or not isinstance(per_bucket, (int, np.integer)) or per_bucket < 1:
+        raise ValueError(f"per_bucket must be a positive int, got {per_bucket!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed, per_bucket = int(seed), int(per_bucket)
+    if max_attempts is None:
+        max_attempts = 200 * len(BUCKETS) * per_bucket + 1000
+    filled: List[List[dict]] = [[] for _ in BUCKETS]
+    masks: Dict[Tuple[int, int], np.ndarray] = {}
+    attempt = 0
+    while any(len(f) < per_bucket for f in filled):
+        if attempt >= max_attempts:
+            missing = [f"{bucket_name(i)} ({len(f)}/{per_bucket})" for i, f in enumerate(filled) if len(f) < per_bucket]
+            others = [n for n in MASK_GENERATORS if n not in names]
+            raise RuntimeError(
+                f"build_eval_mask_set: after {max_attempts} masks from {names} at {h}x{w}, buckets still "
+                f"short: {', '.join(missing)}. This generator rarely or never reaches those hole areas; "
+                f"mix in another generator (e.g. generator=['deepfill_v2_strokes', 'lama_thick']; "
+                f"others: {', '.join(others)}) or raise max_attempts."
+            )
+        k = attempt % len(names)
+        mask = fns[k](np.random.default_rng([seed, attempt]), h, w)
+        ratio = hole_ratio(mask)
+        b = bucket_of(ratio)
+        if b >= 0 and len(filled[b]) < per_bucket:
+            index = len(filled[b])
+            entry = dict(
+                file=f"b{b}_{index:04d}.png",
+                bucket=b,
+                bucket_name=bucket_name(b),
+                ratio=ratio,
+                generator=names[k],
+                seed=seed,
+                attempt=attempt,
+                size=[h, w],
+                index=index,
+            )
+            filled[b].append(entry)
+            masks[(b, index)] = mask
+        attempt += 1
+    os.makedirs(out_dir, exist_ok=True)
+    entries = [e for f in filled for e in f]
+    for e in entries:
+        img = Image.fromarray((masks[(e["bucket"], e["index"])] > 0.5).astype(np.uint8) * 255)
+        img.save(os.path.join(out_dir, e["file"]), format="PNG")
+    manifest = dict(
+        format="inpaintjax-eval-masks/1",
+        hole_value=255,
+        size=[h, w],
+        seed=seed,
+        generator=names,
+        per_bucket=per_bucket,
+        buckets=[[lo, hi] for lo, hi in BUCKETS],
+        attempts=attempt,
+        numpy_version=np.__version__,
+        pillow_version=Image.__version__,
+        masks=entries,
+    )
+    with open(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return manifest
+
+
+def load_eval_mask_set(mask_dir: str, stacked: bool = False):
+    """Read a set written by `build_eval_mask_set`, validating it against its manifest.
+
+    Returns a list of (mask float32 [H, W] in {0,1} with 1 = hole, bucket int) in manifest order, or
+    with `stacked=True` a pair (masks float32 [N, H, W, 1], buckets int64 [N]). A missing manifest or
+    mask file, a wrong size, or a hole ratio that disagrees with the manifest raises an error naming
+    the file.
+    """
+    path = os.path.join(mask_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no {MANIFEST} in {mask_dir!r}: build the set with inpaintjax.masks.build_eval_mask_set"
+        )
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    for key in ("size", "masks"):
+        if key not in manifest:
+            raise ValueError(f"{path}: missing key {key!r}; not an inpaintjax eval mask manifest")
+    h, w = (int(v) for v in manifest["size"])
+    out = []
+    for j, e in enumerate(manifest["masks"]):
+        for key in ("file", "bucket", "ratio"):
+            if key not in e:
+                raise ValueError(f"{path}: entry {j} lacks {key!r}")
+        fpath = os.path.join(mask_dir, e["file"])
+        if not os.path.isfile(fpath):
+            raise FileNotFoundError(f"mask file {fpath!r} listed in {path} is missing")
+        mask = load_mask(fpath)
+        if mask.shape != (h, w):
+            raise ValueError(f"{fpath}: size {mask.shape} differs from the manifest's {(h, w)}")
+        ratio = hole_ratio(mask)
+        if abs(ratio - float(e["ratio"])) > 0.5 / (h * w):
+            raise ValueError(f"{fpath}: hole ratio {ratio:.6f} differs from the manifest's {e['ratio']:.6f}")
+        b = int(e["bucket"])
+        if bucket_of(ratio) != b:
+            raise ValueError(f"{fpath}: hole ratio {ratio:.6f} is not in bucket {b} given by the manifest")
+        out.append((mask, b))
+    if stacked:
+        if not out:
+            return np.zeros((0, h, w, 1), np.float32), np.zeros((0,), np.int64)
+        return np.stack([m for m, _ in out])[..., None], np.array([b for _, b in out], np.int64)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# User mask files
+# ----------------------------------------------------------------------------------------------
+
+
+def load_mask(path: str, size: Union[None, int, Tuple[int, int]] = None) -> np.ndarray:
+    """Read a user's mask image: any format PIL decodes, any channel count; a pixel is a hole when any
+    colour channel is non-zero (an alpha channel is ignored). `size` = (H, W) or an int for a square
+    resizes with nearest neighbour. Returns float32 [H, W] in {0,1}, 1 = hole."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"mask file {path!r} does not exist")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            arr = np.asarray(img)
+            mode = img.mode
+    except Exception as e:  # PIL raises several types for undecodable input
+        raise ValueError(f"cannot decode mask file {path!r} as an image ({type(e).__name__}: {e})") from e
+    if arr.ndim == 3:
+        if mode in ("LA", "RGBA", "La", "RGBa", "PA"):
+            arr = arr[..., :-1]
+        hole = np.any(arr != 0, axis=-1)
+    elif arr.ndim == 2:
+        hole = arr != 0
+    else:
+        raise ValueError(f"mask file {path!r} decodes to an array of shape {arr.shape}; expected an image")
+    if size is not None:
+        if isinstance(size, (int, np.integer)):
+            size = (int(size), int(size))
+        th, tw = _check_size(*size)
+        if hole.shape != (th, tw):
+            img = Image.fromarray(hole.astype(np.uint8) * 255).resize((tw, th), resample=Image.NEAREST)
+            hole = np.asarray(img) > 0
+    return hole.astype(np.float32)
