@@ -1,0 +1,38 @@
+"""Layers of the four inpainting systems, NHWC, with hole masks (1 = hole) throughout.
+
+Every convolution goes through `inpaintjax.layers.conv.conv_general_dilated`.
+"""
+
+from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.gated import GatedConv, GatedUpConv, upsample_nearest2x
+from inpaintjax.layers.ops import (
+    BatchNorm,
+    InstanceNorm,
+    align_corners_indices,
+    leaky_relu,
+    reflect_pad,
+    resize_nearest_align_corners,
+    torch_conv_transpose_padding,
+    torch_pad,
+)
+from inpaintjax.layers.partial import PartialConv
+from inpaintjax.layers.spectral import SNConv, bake_spectral_norm, spectral_sigma
+
+__all__ = [
+    "BatchNorm",
+    "GatedConv",
+    "GatedUpConv",
+    "InstanceNorm",
+    "PartialConv",
+    "SNConv",
+    "align_corners_indices",
+    "bake_spectral_norm",
+    "conv_general_dilated",
+    "leaky_relu",
+    "reflect_pad",
+    "resize_nearest_align_corners",
+    "spectral_sigma",
+    "torch_conv_transpose_padding",
+    "torch_pad",
+    "upsample_nearest2x",
+]

@@ -1,0 +1,129 @@
+"""Small array helpers that reproduce TF1 and PyTorch behaviour exactly (SPEC.md section 5).
+
+Everything is NHWC. These are the places where a naive JAX call silently differs from the
+original code: TF1 align-corners nearest resizing (used by contextual attention), PyTorch's
+symmetric integer padding, reflection padding, InstanceNorm2d and BatchNorm2d defaults, and the
+padding that makes a flax transposed convolution equal PyTorch's ConvTranspose2d.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+Padding2D = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def align_corners_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Source indices of TF1 `resize_nearest_neighbor(..., align_corners=True)` along one axis.
+
+    Output index i reads input index round(i * (n_in - 1) / (n_out - 1)), rounding halves up
+    (TF uses `roundf` on non-negative values); for n_out == 1 it reads index 0. Computed in exact
+    integer arithmetic, so no float rounding can move an index. Returns int32 [n_out].
+    Example: 64 -> 32 gives 0, 2, ..., 30, 33, 35, ..., 63 (not every second pixel).
+    """
+    n_in, n_out = int(n_in), int(n_out)
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"align_corners_indices needs sizes >= 1, got n_in={n_in}, n_out={n_out}")
+    if n_out == 1:
+        return np.zeros((1,), np.int32)
+    i = np.arange(n_out, dtype=np.int64)
+    # floor(i*(in-1)/(out-1) + 1/2) == floor((2*i*(in-1) + (out-1)) / (2*(out-1)))
+    idx = (2 * i * (n_in - 1) + (n_out - 1)) // (2 * (n_out - 1))
+    return np.minimum(idx, n_in - 1).astype(np.int32)
+
+
+def resize_nearest_align_corners(x: jnp.ndarray, size: Sequence[int]) -> jnp.ndarray:
+    """TF1 nearest-neighbour resize with `align_corners=True` of x [B, H, W, C] to [B, h, w, C].
+
+    A static gather with `align_corners_indices`; `jax.image.resize(method='nearest')` uses
+    half-pixel centres and picks different pixels.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"resize_nearest_align_corners expects NHWC [B, H, W, C], got shape {x.shape}")
+    h, w = (int(s) for s in size)
+    rows = align_corners_indices(x.shape[1], h)
+    cols = align_corners_indices(x.shape[2], w)
+    return jnp.take(jnp.take(x, rows, axis=1), cols, axis=2)
+
+
+def torch_pad(p: Union[int, Sequence[int]]) -> Padding2D:
+    """Explicit flax/lax padding equal to PyTorch's `padding=p` of a Conv2d: ((p, p), (p, p)).
+
+    `p` may be an int or a pair (p_h, p_w). Never use 'SAME' for PyTorch convs: e.g. a 4x4
+    stride-1 conv with p=1 shrinks 32 -> 31, which 'SAME' does not.
+    """
+    if isinstance(p, (int, np.integer)):
+        ph = pw = int(p)
+    else:
+        p = tuple(p)
+        if len(p) != 2:
+            raise ValueError(f"torch_pad expects an int or a pair (p_h, p_w), got {p!r}")
+        ph, pw = (int(v) for v in p)
+    if ph < 0 or pw < 0:
+        raise ValueError(f"torch_pad expects non-negative padding, got {(ph, pw)}")
+    return ((ph, ph), (pw, pw))
+
+
+def reflect_pad(x: jnp.ndarray, p: Union[int, Sequence[int]]) -> jnp.ndarray:
+    """PyTorch `ReflectionPad2d(p)` on x [B, H, W, C]: mirror without repeating the edge pixel.
+
+    `p` is an int or a pair (p_h, p_w), applied on both sides. Like PyTorch, p must be smaller
+    than the padded dimension (numpy would silently reflect repeatedly instead).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"reflect_pad expects NHWC [B, H, W, C], got shape {x.shape}")
+    (ph, _), (pw, _) = torch_pad(p)
+    if ph >= x.shape[1] or pw >= x.shape[2]:
+        raise ValueError(
+            f"reflect_pad: padding {(ph, pw)} must be smaller than the spatial size "
+            f"{tuple(x.shape[1:3])} (PyTorch ReflectionPad2d rule); use a larger input")
+    return jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode="reflect")
+
+
+class InstanceNorm(nn.InstanceNorm):
+    """PyTorch `InstanceNorm2d` defaults (EdgeConnect): eps 1e-5, no affine, two-pass variance.
+
+    Normalises each sample and channel over H, W with the biased variance:
+    y = (x - mean) / sqrt(var + 1e-5). No parameters; same in training and inference.
+    """
+
+    epsilon: float = 1e-5
+    use_scale: bool = False
+    use_bias: bool = False
+    use_fast_variance: bool = False
+
+
+class BatchNorm(nn.BatchNorm):
+    """PyTorch `BatchNorm2d` defaults (PConv U-Net): eps 1e-5, momentum 0.1 (flax momentum 0.9).
+
+    Call with `use_running_average=...` as flax's BatchNorm; PyTorch updates its running
+    variance with the unbiased batch variance where flax uses the biased one (differs by a factor
+    N/(N-1), N = B*H*W; only the running statistics differ, never the training-mode output).
+    """
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    use_fast_variance: bool = False
+
+
+def leaky_relu(x: jnp.ndarray) -> jnp.ndarray:
+    """LeakyReLU with slope 0.2 (DeepFill TF default, EdgeConnect, PConv decoder); flax's default is 0.01."""
+    return nn.leaky_relu(x, negative_slope=0.2)
+
+
+def torch_conv_transpose_padding(kernel_size: int, padding: int) -> Padding2D:
+    """Padding for `flax.linen.ConvTranspose(transpose_kernel=True)` equal to PyTorch
+    `ConvTranspose2d(kernel_size, stride, padding)` (output_padding 0, dilation 1).
+
+    lax pads the stride-dilated input by k - 1 - p on each side, giving the PyTorch output size
+    (in - 1) * stride - 2p + k. The PyTorch weight [in, out, k, k] maps to the flax kernel
+    [k, k, out, in] via `w.transpose(2, 3, 1, 0)` (see tests/test_layers.py for the check).
+    """
+    q = int(kernel_size) - 1 - int(padding)
+    if q < 0:
+        raise ValueError(f"torch_conv_transpose_padding: padding={padding} > kernel_size-1={kernel_size - 1}")
+    return ((q, q), (q, q))
