@@ -59,6 +59,7 @@ __all__ = [
     "irregular_random_walk",
     "lama_medium",
     "lama_params",
+    "lama_stroke_params",
     "lama_thick",
     "lama_thin",
     "load_eval_mask_set",
@@ -393,31 +394,41 @@ def lama_params(variant: str, h: int, w: int) -> dict:
     return out
 
 
-def _lama_lines(rng: np.random.Generator, h: int, w: int, p: dict) -> np.ndarray:
-    # LaMa's make_random_irregular_mask: `times` strokes, each 1..5 straight segments from a random
-    # start; angle = 0.01 + randint(max_angle) radians, mirrored (2*pi - angle) on even *stroke*
-    # indices; end = start + length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] /
-    # [0, H]. LaMa draws with cv2.line, whose thick lines have round caps: here a PIL line of the same
-    # width plus a filled circle of that diameter at both ends.
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    times = int(rng.integers(p["min_times"], p["max_times"] + 1))
-    for i in range(times):
+def lama_stroke_params(rng: RngLike, h: int, w: int, p: dict) -> List[List[Stroke]]:
+    """Sample LaMa's `make_random_irregular_mask` strokes (without drawing) for params `p` from
+    `lama_params`: a list of strokes, each a list of 1..5 connected straight segments (a `Stroke` of
+    two vertices and its own brush width).
+
+    LaMa's algorithm: `times` ~ randint(min_times..max_times) strokes, each from a uniform start point;
+    per segment angle = 0.01 + randint(0..max_angle-1) radians, mirrored to 2*pi - angle on even
+    *stroke* indices; length = 10 + randint(0..max_len-1); width = 5 + randint(0..max_width-1);
+    end = start + length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] / [0, H];
+    the next segment starts at that end.
+    """
+    rng = _as_rng(rng)
+    h, w = _check_size(h, w)
+    strokes = []
+    for i in range(int(rng.integers(p["min_times"], p["max_times"] + 1))):
         sx, sy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        segments = []
         for _ in range(1 + int(rng.integers(0, 5))):
             angle = 0.01 + int(rng.integers(0, p["max_angle"]))
             if i % 2 == 0:
                 angle = 2 * 3.1415926 - angle
             length = p["len_offset"] + int(rng.integers(0, p["max_len"]))
             brush_w = p["width_offset"] + int(rng.integers(0, p["max_width"]))
-            ex = min(max(int(sx + length * np.sin(angle)), 0), w)
-            ey = min(max(int(sy + length * np.cos(angle)), 0), h)
-            draw.line([(sx, sy), (ex, ey)], fill=1, width=brush_w)
-            r = brush_w / 2
-            for cx, cy in ((sx, sy), (ex, ey)):
-                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=1)
+            ex = min(max(int(sx + length * math.sin(angle)), 0), w)
+            ey = min(max(int(sy + length * math.cos(angle)), 0), h)
+            segments.append(Stroke(((sx, sy), (ex, ey)), brush_w))
             sx, sy = ex, ey
-    return np.asarray(canvas, dtype=np.float32)
+        strokes.append(segments)
+    return strokes
+
+
+def _lama_lines(rng: np.random.Generator, h: int, w: int, p: dict) -> np.ndarray:
+    # LaMa draws each segment with cv2.line, whose thick lines have round caps; `draw_strokes` gives a
+    # PIL line of the same width plus a filled circle of ~that diameter at both ends.
+    return draw_strokes([seg for st in lama_stroke_params(rng, h, w, p) for seg in st], h, w)
 
 
 def _lama_boxes(rng: np.random.Generator, h: int, w: int, b: dict) -> np.ndarray:
