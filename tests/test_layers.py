@@ -263,7 +263,13 @@ def test_align_corners_indices_hand_worked():
     assert align_corners_indices(4, 3).tolist() == [0, 2, 3]  # 0, 1.5 -> 2 (half up), 3
     assert align_corners_indices(5, 1).tolist() == [0]
     assert align_corners_indices(1, 4).tolist() == [0, 0, 0, 0]
-    assert align_corners_indices(32, 64).tolist() == [round(i * 31 / 63 + 1e-9) for i in range(64)]
+    # A tie: 41 * 1/82 = 1/2 exactly, but TF's float32 scale is 0.0121951215 (< 1/82), so the
+    # float32 product is 0.49999997 and roundf gives 0, not 1.
+    assert align_corners_indices(2, 83)[40:43].tolist() == [0, 0, 1]
+    # Exact 2x up-sampling reads floor(i / 2) (SPEC 1.2: gen_deconv's align-corners resize equals
+    # pixel repetition, which GatedUpConv uses).
+    for n in (1, 2, 3, 32, 64, 127):
+        assert align_corners_indices(n, 2 * n).tolist() == [i // 2 for i in range(2 * n)]
 
 
 def test_resize_nearest_align_corners_gathers_rows_and_cols():

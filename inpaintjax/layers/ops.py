@@ -20,19 +20,22 @@ Padding2D = Tuple[Tuple[int, int], Tuple[int, int]]
 def align_corners_indices(n_in: int, n_out: int) -> np.ndarray:
     """Source indices of TF1 `resize_nearest_neighbor(..., align_corners=True)` along one axis.
 
-    Output index i reads input index round(i * (n_in - 1) / (n_out - 1)), rounding halves up
-    (TF uses `roundf` on non-negative values); for n_out == 1 it reads index 0. Computed in exact
-    integer arithmetic, so no float rounding can move an index. Returns int32 [n_out].
-    Example: 64 -> 32 gives 0, 2, ..., 30, 33, 35, ..., 63 (not every second pixel).
+    Output index i reads input index min(roundf(i * scale), n_in - 1) with
+    scale = (n_in - 1) / (n_out - 1), both the scale and the product in float32 as in TF's kernel,
+    and `roundf` rounding halves up (values are non-negative): floor(x + 0.5). For n_out == 1 it
+    reads index 0. Float32 matters only where i * (n_in - 1) / (n_out - 1) is exactly k + 1/2
+    (e.g. 2 -> 83 at i = 41, where TF reads 0, not 1); DeepFill's sizes never hit such a tie.
+    Returns int32 [n_out]. Example: 64 -> 32 gives 0, 2, ..., 30, 33, 35, ..., 63 (not every
+    second pixel).
     """
     n_in, n_out = int(n_in), int(n_out)
     if n_in < 1 or n_out < 1:
         raise ValueError(f"align_corners_indices needs sizes >= 1, got n_in={n_in}, n_out={n_out}")
     if n_out == 1:
         return np.zeros((1,), np.int32)
-    i = np.arange(n_out, dtype=np.int64)
-    # floor(i*(in-1)/(out-1) + 1/2) == floor((2*i*(in-1) + (out-1)) / (2*(out-1)))
-    idx = (2 * i * (n_in - 1) + (n_out - 1)) // (2 * (n_out - 1))
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1)
+    x = np.arange(n_out, dtype=np.float32) * scale  # float32 product, as TF
+    idx = np.floor(x.astype(np.float64) + 0.5)
     return np.minimum(idx, n_in - 1).astype(np.int32)
 
 
