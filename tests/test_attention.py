@@ -1,0 +1,284 @@
+"""Contextual attention (SPEC.md 1.5) against a loop-by-loop NumPy re-derivation and hand-worked cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax.layers import attention as att
+from inpaintjax.layers.attention import (ContextualAttention, compute_color, contextual_attention,
+                                         flow_to_image, make_color_wheel)
+
+
+# ------------------------------------------------------------------------------------------------
+# Independent NumPy re-derivation, written from SPEC.md 1.5 step by step (float64, explicit loops).
+# ------------------------------------------------------------------------------------------------
+
+def _tf_same(n_in, k, s):
+    """TF 'SAME': n_out = ceil(n_in / s), padding before = total // 2."""
+    n_out = -(-n_in // s)
+    total = max((n_out - 1) * s + k - n_in, 0)
+    return n_out, total // 2
+
+
+def _np_patch(x, y0, x0, k):
+    """k x k patch of x [H, W, C] with top-left (y0, x0), zeros outside."""
+    out = np.zeros((k, k, x.shape[2]))
+    for a in range(k):
+        for c in range(k):
+            r, cc = y0 + a, x0 + c
+            if 0 <= r < x.shape[0] and 0 <= cc < x.shape[1]:
+                out[a, c] = x[r, cc]
+    return out
+
+
+def _np_fuse_flat(s, k):
+    """Conv of the matrix s with eye(k), 'SAME' zero padding, written as explicit index loops."""
+    n_p, n_q = s.shape
+    before = (k - 1) // 2
+    out = np.zeros_like(s)
+    for p in range(n_p):
+        for q in range(n_q):
+            for i in range(k):
+                pp, qq = p + i - before, q + i - before
+                if 0 <= pp < n_p and 0 <= qq < n_q:
+                    out[p, q] += s[pp, qq]
+    return out
+
+
+def np_contextual_attention(f, b, mask, ksize=3, stride=1, rate=2, fuse_k=3, scale=10.0, fuse=True):
+    """One sample: f, b [H, W, C], mask [H, W, 1] -> (y [H, W, C], A [h*w, L], offsets [h, w, 2])."""
+    f, b, mask = (np.asarray(x, np.float64) for x in (f, b, mask))
+    H, W, C = f.shape
+    h, w = H // rate, W // rate
+
+    # step 2: align-corners nearest: index round(i * (in - 1) / (out - 1)), round half up.
+    iy = [int(np.floor(i * (H - 1) / (h - 1) + 0.5)) for i in range(h)]
+    ix = [int(np.floor(i * (W - 1) / (w - 1) + 0.5)) for i in range(w)]
+    fd, bd, md = f[iy][:, ix], b[iy][:, ix], mask[iy][:, ix]
+
+    # step 1: raw 2r x 2r patches of b at stride r*s, 'SAME'.
+    kr, sr = 2 * rate, rate * stride
+    nh, pt = _tf_same(H, kr, sr)
+    nw, pl = _tf_same(W, kr, sr)
+    raw = [_np_patch(b, qy * sr - pt, qx * sr - pl, kr) for qy in range(nh) for qx in range(nw)]
+
+    # steps 3-5: matching patches, validity, normalisation.
+    nbh, pbt = _tf_same(h, ksize, stride)
+    nbw, pbl = _tf_same(w, ksize, stride)
+    assert (nbh, nbw) == (nh, nw)
+    n_cand = nbh * nbw
+    wn, mm = [], np.zeros(n_cand)
+    for qy in range(nbh):
+        for qx in range(nbw):
+            patch = _np_patch(bd, qy * stride - pbt, qx * stride - pbl, ksize)
+            wn.append(patch / max(np.sqrt(np.sum(patch ** 2)), 1e-4))
+            mpatch = _np_patch(md, qy * stride - pbt, qx * stride - pbl, ksize)
+            mm[qy * nbw + qx] = float(np.mean(mpatch) == 0.0)
+
+    # step 6: correlation of fd ('SAME', stride 1) with every normalised patch.
+    pad1 = (ksize - 1) // 2
+    S = np.zeros((h * w, n_cand))
+    for py in range(h):
+        for px in range(w):
+            fp = _np_patch(fd, py - pad1, px - pad1, ksize)
+            for q in range(n_cand):
+                S[py * w + px, q] = np.sum(fp * wn[q])
+
+    # step 7: fuse on flattened row-major indices, then on column-major ones.
+    if fuse:
+        S = _np_fuse_flat(S, fuse_k)
+        T = np.zeros_like(S)  # T[px*h+py, qx*h+qy] = S[py*w+px, qy*w+qx]
+        for py in range(h):
+            for px in range(w):
+                for qy in range(h):
+                    for qx in range(w):
+                        T[px * h + py, qx * h + qy] = S[py * w + px, qy * w + qx]
+        T = _np_fuse_flat(T, fuse_k)
+        for py in range(h):
+            for px in range(w):
+                for qy in range(h):
+                    for qx in range(w):
+                        S[py * w + px, qy * w + qx] = T[px * h + py, qx * h + qy]
+
+    # step 8: masked softmax.
+    S = S * mm
+    A = np.zeros_like(S)
+    for p in range(h * w):
+        e = np.exp(scale * S[p] - np.max(scale * S[p]))
+        A[p] = e / e.sum() * mm
+
+    # step 9: offsets.
+    offsets = np.zeros((h, w, 2), np.int64)
+    for py in range(h):
+        for px in range(w):
+            q = int(np.argmax(A[py * w + px]))
+            offsets[py, px] = ((q // nbw) * stride - py, (q % nbw) * stride - px)
+
+    # step 10: scatter form of the transposed-conv paste, then / 4.
+    _, ot = _tf_same(H, kr, rate)
+    _, ol = _tf_same(W, kr, rate)
+    y = np.zeros((H, W, C))
+    for py in range(h):
+        for px in range(w):
+            blend = sum(A[py * w + px, q] * raw[q] for q in range(n_cand))
+            for a in range(kr):
+                for c in range(kr):
+                    r, cc = py * rate + a - ot, px * rate + c - ol
+                    if 0 <= r < H and 0 <= cc < W:
+                        y[r, cc] += blend[a, c]
+    return y / 4.0, A, offsets
+
+
+def _random_inputs(seed, B, H, W, C):
+    rng = np.random.default_rng(seed)
+    # Small feature magnitudes keep scale*score moderate, so float32 vs float64 stays ~1e-6.
+    f = 0.1 * rng.standard_normal((B, H, W, C)).astype(np.float32)
+    b = 0.1 * rng.standard_normal((B, H, W, C)).astype(np.float32)
+    mask = np.zeros((B, H, W, 1), np.float32)
+    mask[0, :H // 3, :W // 3] = 1.0                      # a different hole per sample
+    mask[1, H - H // 3 - 1:, W - W // 3 - 1:] = 1.0
+    return f, b, mask
+
+
+@pytest.mark.parametrize("H,W,fuse,stride", [(8, 12, True, 1), (12, 12, False, 1), (12, 8, False, 2)])
+def test_matches_numpy_rederivation(H, W, fuse, stride):
+    f, b, mask = _random_inputs(H * 100 + W + stride, 2, H, W, 4)
+    out = contextual_attention(jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask), fuse=fuse,
+                               stride=stride)
+    for i in range(2):
+        y_ref, a_ref, off_ref = np_contextual_attention(f[i], b[i], mask[i], fuse=fuse, stride=stride)
+        np.testing.assert_allclose(np.asarray(out.y[i]), y_ref, rtol=1e-4, atol=1e-5)
+        attn = np.asarray(out.attention[i]).reshape(a_ref.shape)
+        np.testing.assert_allclose(attn, a_ref, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(out.offsets[i]), off_ref)
+    # The per-sample masks differ, so the samples' validity patterns must differ too.
+    assert not np.array_equal(np.asarray(out.attention[0]) > 0, np.asarray(out.attention[1]) > 0)
+
+
+def test_layer_shared_mask_broadcast_and_module():
+    f, b, mask = _random_inputs(7, 2, 8, 8, 3)
+    layer = ContextualAttention()
+    y_bcast = layer(jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask[:1]))
+    for i in range(2):
+        y_ref, _, _ = np_contextual_attention(f[i], b[i], mask[0])
+        np.testing.assert_allclose(np.asarray(y_bcast[i]), y_ref, rtol=1e-4, atol=1e-5)
+    assert layer.init(jax.random.PRNGKey(0), f, b, mask) == {}  # no parameters
+
+
+def test_masked_candidates_get_zero_attention():
+    H = W = 16
+    f, b, mask = _random_inputs(3, 2, H, W, 4)
+    mask[:] = 0.0
+    mask[0, 4:10, 6:12] = 1.0   # down-sampled rows/cols 2..4 / 3..5 (align-corners picks 4,6,8,...)
+    mask[1, 0:3, 0:3] = 1.0
+    attn = np.asarray(contextual_attention(jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask)).attention)
+    # With f = 0 every score is 0, so the softmax is uniform over all L candidates, valid or not:
+    # invalid ones get score 0 (not -inf) before it, so each valid weight is exactly 1 / L.
+    flat = np.asarray(contextual_attention(jnp.zeros_like(f), jnp.asarray(b), jnp.asarray(mask)).attention)
+    h = w = 8
+    idx = [int(np.floor(i * 15 / 7 + 0.5)) for i in range(8)]   # 0,2,4,6,9,11,13,15
+    for i in range(2):
+        md = mask[i][idx][:, idx, 0]
+        for qy in range(h):
+            for qx in range(w):
+                win = md[max(qy - 1, 0):qy + 2, max(qx - 1, 0):qx + 2]
+                weights = attn[i, :, :, qy * w + qx]
+                if win.any():
+                    assert np.all(weights == 0.0), (i, qy, qx)
+                else:
+                    assert np.all(weights > 0.0), (i, qy, qx)
+                np.testing.assert_allclose(flat[i, :, :, qy * w + qx], 0.0 if win.any() else 1.0 / (h * w),
+                                           rtol=1e-6)
+
+
+def test_hole_copies_its_exact_duplicate():
+    # 2x2-constant blocks make the align-corners down-sampling exact (index i//2 == block i).
+    h = w = 12
+    C = 4
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((h, w, C)).astype(np.float32)
+    z[6:12, 6:12] = z[0:6, 0:6]                  # duplicate block region, shift (+6, +6)
+    img = np.repeat(np.repeat(z, 2, 0), 2, 1)[None]  # [1, 24, 24, C]
+    mask = np.zeros((1, 24, 24, 1), np.float32)
+    mask[0, 2:10, 2:10] = 1.0                    # down-sampled hole rows/cols 1..4
+    out = contextual_attention(jnp.asarray(img), jnp.asarray(img), jnp.asarray(mask),
+                               softmax_scale=50.0)
+    offsets = np.asarray(out.offsets[0])
+    for py in (2, 3):
+        for px in (2, 3):
+            assert tuple(offsets[py, px]) == (6, 6), (py, px, offsets[py, px])
+            assert np.asarray(out.attention[0, py, px]).max() > 0.999
+    # Full-res pixels 5..6 are covered only by foreground positions 2..3, all pasting the copy.
+    y = np.asarray(out.y[0])
+    np.testing.assert_allclose(y[5:7, 5:7], img[0, 17:19, 17:19], rtol=1e-3, atol=1e-3)
+
+
+def test_align_corners_index_rule_used_by_attention():
+    idx = att._align_corners_indices(64, 32)
+    expected = list(range(0, 31, 2)) + list(range(33, 64, 2))
+    assert idx.tolist() == expected
+    # ...and the down-sampling that the layer applies picks exactly those rows and columns.
+    x = jnp.arange(64 * 64, dtype=jnp.float32).reshape(64, 64, 1)
+    down = np.asarray(att._resize_nearest_align_corners(x, 32, 32))[..., 0]
+    np.testing.assert_array_equal(down, np.arange(64 * 64).reshape(64, 64)[expected][:, expected])
+    assert att._align_corners_indices(5, 1).tolist() == [0]
+
+
+def test_bilinear_align_corners_flow_upsampling():
+    x = jnp.asarray(np.array([0.0, 3.0], np.float32).reshape(1, 1, 2, 1) * np.ones((1, 2, 1, 1)))
+    y = np.asarray(att._resize_bilinear_align_corners(x, 4, 4))[0, :, :, 0]
+    np.testing.assert_allclose(y, np.tile([0.0, 1.0, 2.0, 3.0], (4, 1)), atol=1e-6)
+
+
+def test_jit_grad_finite_and_bfloat16():
+    f, b, mask = _random_inputs(11, 2, 16, 16, 4)
+    b[:, 8:14, 0:6] = 0.0  # all-zero background patches: norm clamped at 1e-4, gradient must stay finite
+    layer = ContextualAttention()
+    proj = jnp.asarray(np.random.default_rng(1).standard_normal(f.shape).astype(np.float32))
+
+    @jax.jit
+    def loss(f, b):
+        y, flow = layer(f, b, jnp.asarray(mask), return_flow=True)
+        return jnp.sum(y * proj) + 0.0 * jnp.sum(flow)
+
+    gf, gb = jax.grad(loss, argnums=(0, 1))(jnp.asarray(f), jnp.asarray(b))
+    for g in (gf, gb):
+        assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).max()) > 0
+    y32, flow = layer(jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask), return_flow=True)
+    assert flow.shape == (2, 16, 16, 3) and flow.dtype == jnp.float32
+    assert float(flow.min()) >= 0.0 and float(flow.max()) <= 1.0
+    y16 = jax.jit(layer)(jnp.asarray(f, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16), jnp.asarray(mask))
+    assert y16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y16, np.float32), np.asarray(y32), atol=0.02)
+
+
+def test_color_wheel_and_flow_colours():
+    wheel = make_color_wheel()
+    assert wheel.shape == (55, 3)
+    np.testing.assert_array_equal(wheel[0], [255, 0, 0])
+    np.testing.assert_array_equal(wheel[15], [255, 255, 0])   # start of yellow -> green
+    np.testing.assert_array_equal(wheel[21], [0, 255, 0])     # start of green -> cyan
+    np.testing.assert_array_equal(wheel[25], [0, 255, 255])   # start of cyan -> blue
+    np.testing.assert_array_equal(wheel[36], [0, 0, 255])     # start of blue -> magenta
+    np.testing.assert_array_equal(wheel[49], [255, 0, 255])   # start of magenta -> red
+    u = jnp.array([0.0, 1.0, 0.5, 0.0, 0.0, 2.0])
+    v = jnp.array([0.0, 0.0, 0.0, 1.0, -1.0, 0.0])
+    got = np.asarray(compute_color(u, v)) * 255.0
+    expected = [
+        [255, 255, 255],               # zero flow: white
+        [255, 0, 0],                   # +u at full radius: atan2(-0, -1) = -pi -> wheel[0], red
+        [255, 127, 127],               # half radius: 255 - 0.5 * (255 - col), floored
+        [255, 229, 0],                 # +v: fk = 14.5 -> midway wheel[13] (G 221) / wheel[14] (G 238)
+        [88, 0, 255],                  # -v: fk = 41.5 -> midway wheel[40] (R 78) / wheel[41] (R 98)
+        [191, 0, 0],                   # radius 2 > 1: wheel colour darkened by 0.75
+    ]
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # flow_to_image: channel 0 (dy) drives u; the running max radius normalises each sample.
+    offsets = jnp.zeros((2, 2, 2, 2), jnp.int32)
+    offsets = offsets.at[0, 0, 0].set(jnp.array([4, 0])).at[1, 0, 0].set(jnp.array([2, 0]))
+    img = np.asarray(flow_to_image(offsets)) * 255.0
+    np.testing.assert_allclose(img[0, 0, 0], [255, 0, 0], atol=1e-3)     # full radius in sample 0
+    np.testing.assert_allclose(img[0, 1, 1], [255, 255, 255], atol=1e-3)  # zero offset
+    # sample 1 is normalised by max(4, 2) = 4, not by its own 2: radius 0.5 -> floor(127.5) on G, B.
+    np.testing.assert_allclose(img[1, 0, 0], [255, 127, 127], atol=1e-3)
