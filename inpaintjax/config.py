@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 256      # square training crops
     c.data.crop = "random"       # 'random' (up-scale if smaller, random crop) | 'resize'
     c.data.flip = False          # random horizontal flips (the originals use none)
+    c.data.image_key = "image"   # TFDS feature holding the image
     c.data.guide = ""            # '' | 'edges': Canny edges of the ground truth as the guide channel
     c.data.edge_sigma = 2.0      # Canny sigma for the edge guide (EdgeConnect's default)
     c.data.min_image_side = 32   # folder images with a smaller side are skipped (and counted)

@@ -1,0 +1,111 @@
+"""Checkpoints: orbax CheckpointManager (async, keep-N, atomic) in `<workdir>/checkpoints`.
+
+Each checkpoint holds the whole train state (every network's parameters and optimiser state, the
+spectral-norm statistics, the step) and a small JSON record: the step, the root seed (the RNG:
+per-step keys are fold_in(root, step)) and the data iterator's state (the next batch index: the
+pipeline is a pure function of the step). Restoring takes the newest checkpoint that reads back
+whole; a newest one that is incomplete or corrupt is skipped with a warning for the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from inpaintjax import config as config_lib
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+class Checkpointer:
+    """The run's checkpoint manager. `save` returns at once (the write continues in the background)."""
+
+    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+        self.directory = checkpoint_dir(workdir)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max(int(keep), 1), enable_async_checkpointing=not read_only,
+            create=not read_only, read_only=read_only)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        """Complete (finalised) checkpoint steps on disk, oldest first."""
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: Any, meta: dict, force: bool = True) -> None:
+        self.manager.save(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+    def restore(self, abstract_state: Any, step: int | None = None):
+        """(step, state, meta) of checkpoint `step`, or of the newest one that reads back whole
+        (skipping broken ones with a warning); None when there is none. `abstract_state` gives the
+        structure, shapes, dtypes and shardings (jax.ShapeDtypeStruct leaves)."""
+        candidates = [step] if step is not None else self.steps()[::-1]
+        if step is not None and step not in self.steps():
+            raise FileNotFoundError(f"no complete checkpoint for step {step} in {self.directory}; "
+                                    f"available: {self.steps()}")
+        for s in candidates:
+            try:
+                out = self.manager.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+            except Exception as e:  # a truncated or corrupt file raises from many layers
+                if step is not None:
+                    raise RuntimeError(f"checkpoint {s} in {self.directory} cannot be read: {e}") from e
+                log.warning("checkpoint %d in %s is incomplete or corrupt (%s: %s); trying the "
+                            "previous one", s, self.directory, type(e).__name__, str(e)[:300])
+                continue
+            return s, out["state"], out["meta"]
+        return None
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract_state(family, config, sharding=None) -> Any:
+    """Shapes/dtypes (and shardings) of `family`'s train state for config.data.image_size batches."""
+    import jax.numpy as jnp
+    size = int(config.data.image_size)
+    batch = {"image": jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+             "mask": jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)}
+    if config.data.get("guide", ""):
+        batch["guide"] = jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)
+    shapes = jax.eval_shape(family.init_state, jax.random.key(0), batch)
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def load_for_inference(workdir: str, step: int | None = None):
+    """(config, family, variables) of a training run's checkpoint: the config saved in `workdir`,
+    the family built from it, and `family.inference_variables` of checkpoint `step` (default: the
+    newest one that reads back whole). Arrays live on the first local device."""
+    from inpaintjax.families import get as get_family
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training workdir "
+                                f"(train.py writes {CONFIG_FILE} there)")
+    config = config_lib.read_saved_config(path)
+    family = get_family(config.family)(config)
+    ckpt = Checkpointer(workdir, read_only=True)
+    try:
+        found = ckpt.restore(abstract_state(family, config), step)
+    finally:
+        ckpt.close()
+    if found is None:
+        raise FileNotFoundError(f"no readable checkpoint in {checkpoint_dir(workdir)}")
+    _, state, _ = found
+    return config, family, family.inference_variables(state)

@@ -1,0 +1,126 @@
+"""Run logging: TensorBoard event files (tensorboardX, no TensorFlow), metrics JSON lines, a one-line
+progress report, and the image grids (input | mask | output | truth | family extras) used both in
+TensorBoard and for runs/<x>/samples.png."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def progress_line(step: int, total: int, steps_per_sec: float, metrics: Mapping[str, float],
+                  max_terms: int = 6) -> str:
+    """'step 200/1000 (20%) | 3.21 steps/s | ETA 4m09s | loss/l1 0.1234 ...'"""
+    eta = (total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
+    terms = " ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:max_terms])
+    return (f"step {step}/{total} ({100.0 * step / max(total, 1):.0f}%) | {steps_per_sec:.3g} steps/s | "
+            f"ETA {_format_duration(eta)} | {terms}")
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    if x.shape[-1] == 2:  # e.g. a flow field without a colour rendering: show its magnitude
+        x = np.repeat(np.linalg.norm(x, axis=-1, keepdims=True), 3, axis=-1)
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _fit(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    if x.shape[:2] == (h, w):
+        return x
+    return np.asarray(Image.fromarray(x).resize((w, h), Image.NEAREST))
+
+
+def image_grid(image: np.ndarray, mask: np.ndarray, output: np.ndarray,
+               extras: Mapping[str, np.ndarray] | None = None, gap: int = 2) -> np.ndarray:
+    """One row per example: input (holes shown white) | mask | output | truth | extras...
+
+    image/output float [B, H, W, 3] in [0, 1]; mask [B, H, W, 1] (1 = hole); extras [B, h, w, C]
+    in [0, 1] (resized to H x W). Returns uint8 [rows, cols, 3] with white gaps."""
+    image, mask, output = (np.asarray(a, np.float32) for a in (image, mask, output))
+    b, h, w, _ = image.shape
+    cols = [image * (1.0 - mask) + mask, mask, output, image]
+    cols += [np.asarray(v) for _, v in sorted((extras or {}).items())]
+    rows = []
+    for i in range(b):
+        tiles = [_fit(_to_uint8(c[i]), h, w) for c in cols]
+        sep = np.full((h, gap, 3), 255, np.uint8)
+        row = tiles[0]
+        for t in tiles[1:]:
+            row = np.concatenate([row, sep, t], axis=1)
+        rows.append(row)
+    grid = rows[0]
+    for r in rows[1:]:
+        grid = np.concatenate([grid, np.full((gap, grid.shape[1], 3), 255, np.uint8), r], axis=0)
+    return grid
+
+
+def grid_columns(extras: Sequence[str] = ()) -> list[str]:
+    return ["input", "mask", "output", "truth"] + sorted(extras)
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+class RunLogger:
+    """Writes TensorBoard events under `<workdir>/tb`, `<workdir>/metrics.jsonl` and progress
+    lines. Only the writing process (process 0) creates files; others do nothing."""
+
+    def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+        self.enabled = enabled
+        self.total = total_steps
+        self.tb = None
+        self.jsonl = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+            os.makedirs(workdir, exist_ok=True)
+            self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+    def scalars(self, step: int, metrics: Mapping[str, float], steps_per_sec: float) -> None:
+        if not self.enabled:
+            return
+        for k, v in metrics.items():
+            self.tb.add_scalar(k, v, step)
+        self.tb.add_scalar("steps_per_sec", steps_per_sec, step)
+        rec = {"step": step, "time": time.time(), "steps_per_sec": steps_per_sec}
+        rec.update({k: float(v) for k, v in metrics.items()})
+        self.jsonl.write(json.dumps(rec) + "\n")
+        self.jsonl.flush()
+        self.tb.flush()
+        print(progress_line(step, self.total, steps_per_sec, metrics), flush=True)
+
+    def image(self, step: int, name: str, grid: np.ndarray) -> None:
+        if self.enabled:
+            self.tb.add_image(name, grid, step, dataformats="HWC")
+            self.tb.flush()
+
+    def text(self, message: str) -> None:
+        if self.enabled:
+            print(message, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tb.close()
+            self.jsonl.close()
