@@ -215,14 +215,24 @@ def test_hole_copies_its_exact_duplicate():
 
 
 def test_align_corners_index_rule_used_by_attention():
-    idx = att._align_corners_indices(64, 32)
+    # The functions the layer calls (shared with inpaintjax.layers.ops).
+    idx = att.align_corners_indices(64, 32)
     expected = list(range(0, 31, 2)) + list(range(33, 64, 2))
     assert idx.tolist() == expected
-    # ...and the down-sampling that the layer applies picks exactly those rows and columns.
-    x = jnp.arange(64 * 64, dtype=jnp.float32).reshape(64, 64, 1)
-    down = np.asarray(att._resize_nearest_align_corners(x, 32, 32))[..., 0]
+    x = jnp.arange(64 * 64, dtype=jnp.float32).reshape(1, 64, 64, 1)
+    down = np.asarray(att.resize_nearest_align_corners(x, (32, 32)))[0, ..., 0]
     np.testing.assert_array_equal(down, np.arange(64 * 64).reshape(64, 64)[expected][:, expected])
-    assert att._align_corners_indices(5, 1).tolist() == [0]
+    # ...and the layer's matching really sees those pixels: with rate 2 on a 64 x 64 map whose
+    # rows 1, 3, ..., 31 and 32, 34, ..., 62 (never picked) are huge, nothing changes.
+    rng = np.random.default_rng(5)
+    f = 0.1 * rng.standard_normal((1, 64, 64, 2)).astype(np.float32)
+    skipped = sorted(set(range(64)) - set(expected))
+    g = f.copy()
+    g[:, skipped] = 100.0
+    g[:, :, skipped] = 100.0
+    a_f = contextual_attention(jnp.asarray(f), jnp.asarray(f)).attention
+    a_g = contextual_attention(jnp.asarray(g), jnp.asarray(g)).attention
+    np.testing.assert_array_equal(np.asarray(a_f), np.asarray(a_g))
 
 
 def test_bilinear_align_corners_flow_upsampling():

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaintjax.layers.ops import align_corners_indices, resize_nearest_align_corners
+
 
 # --------------------------------------------------------------------------------------------------
 # TF-exact resize index rules (TF1 `resize_nearest_neighbor` / `resize_bilinear`, align_corners=True)
@@ -38,28 +40,6 @@ def _tf_align_corners_scale(in_size: int, out_size: int) -> np.float32:
     if out_size > 1:
         return np.float32(in_size - 1) / np.float32(out_size - 1)
     return np.float32(in_size) / np.float32(out_size)
-
-
-def _align_corners_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Source indices of TF's nearest resize with align_corners=True: min(round(i*(in-1)/(out-1)), in-1).
-
-    `round` is C `roundf` (half away from zero, i.e. floor(x + 0.5) for x >= 0) applied to the
-    float32 product, as in TF's kernel. Example: 64 -> 32 gives 0, 2, ..., 30, 33, 35, ..., 63.
-    Returns an int32 array of length `out_size`.
-    """
-    if in_size < 1 or out_size < 1:
-        raise ValueError(f"resize sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
-    scale = _tf_align_corners_scale(in_size, out_size)
-    x = np.arange(out_size, dtype=np.float32) * scale
-    idx = np.floor(x.astype(np.float64) + 0.5).astype(np.int64)
-    return np.minimum(idx, in_size - 1).astype(np.int32)
-
-
-def _resize_nearest_align_corners(x, out_h: int, out_w: int):
-    """TF1 nearest resize with align_corners=True of x [H, W, C] (unbatched) to [out_h, out_w, C]."""
-    iy = _align_corners_indices(x.shape[0], out_h)
-    ix = _align_corners_indices(x.shape[1], out_w)
-    return jnp.take(jnp.take(x, iy, axis=0), ix, axis=1)
 
 
 def _bilinear_weights(in_size: int, out_size: int):
@@ -184,11 +164,12 @@ def _check_inputs(f, b, mask, ksize, stride, rate, fuse_k, fuse):
                              f"(1 = hole) at f's resolution, got {tuple(mask.shape)}")
 
 
-def _attend_one(f, b, mask, *, ksize, stride, rate, fuse_k, softmax_scale, fuse):
-    """One sample: f, b [H, W, C], mask [H, W, 1] -> (y [H, W, C], attention [h, w, L], offsets [h, w, 2])."""
-    height, width, channels = f.shape
-    dtype = f.dtype
-    h, w = height // rate, width // rate
+def _attend_one(b, f_d, b_d, m_d, *, ksize, stride, rate, fuse_k, softmax_scale, fuse):
+    """One sample: b [H, W, C] and the down-sampled f_d, b_d [h, w, C], m_d [h, w, 1]
+    -> (y [H, W, C], attention [h, w, L], offsets [h, w, 2])."""
+    height, width, channels = b.shape
+    dtype = b.dtype
+    h, w = f_d.shape[:2]
 
     # 1. raw 2r x 2r patches of full-resolution b at stride r*s (reconstruction filters).
     raw = _extract_patches(b, 2 * rate, rate * stride)
@@ -196,16 +177,11 @@ def _attend_one(f, b, mask, *, ksize, stride, rate, fuse_k, softmax_scale, fuse)
     n_cand = nbh * nbw
     raw = raw.reshape(n_cand, 4 * rate * rate * channels)
 
-    # 2. TF align-corners nearest down-sampling of f, b and the mask.
-    f_d = _resize_nearest_align_corners(f, h, w)
-    b_d = _resize_nearest_align_corners(b, h, w)
-    m_d = _resize_nearest_align_corners(mask, h, w)
-
     # 3. matching patches of down-sampled b; 4. valid-candidate indicator from the mask patches.
     patches = _extract_patches(b_d, ksize, stride)
     assert patches.shape[:2] == (nbh, nbw), (patches.shape, nbh, nbw)
     patches = patches.reshape(n_cand, ksize * ksize * channels)
-    m_patches = _extract_patches(m_d.astype(jnp.float32), ksize, stride).reshape(n_cand, -1)
+    m_patches = _extract_patches(m_d, ksize, stride).reshape(n_cand, -1)
     mm = (jnp.mean(m_patches, axis=1) == 0.0).astype(jnp.float32)
     mm = jax.lax.stop_gradient(mm)
 
@@ -264,9 +240,15 @@ def contextual_attention(f, b, mask=None, *, ksize: int = 3, stride: int = 1, ra
         mask = jnp.zeros(f.shape[:3] + (1,), jnp.float32)
     if mask.shape[0] != f.shape[0]:
         mask = jnp.broadcast_to(mask, f.shape[:3] + (1,))
-    one = lambda fi, bi, mi: _attend_one(fi, bi, mi, ksize=ksize, stride=stride, rate=rate,
-                                         fuse_k=fuse_k, softmax_scale=softmax_scale, fuse=fuse)
-    y, attention, offsets = jax.vmap(one)(f, b, mask)
+    # 2. TF align-corners nearest down-sampling (f and mask by scale 1/r, b to int(H/r) x int(W/r);
+    # the sizes agree, checked above). jax.image.resize would pick other pixels.
+    size = (f.shape[1] // rate, f.shape[2] // rate)
+    f_d = resize_nearest_align_corners(f, size)
+    b_d = resize_nearest_align_corners(b, size)
+    m_d = resize_nearest_align_corners(mask.astype(jnp.float32), size)
+    one = functools.partial(_attend_one, ksize=ksize, stride=stride, rate=rate, fuse_k=fuse_k,
+                            softmax_scale=softmax_scale, fuse=fuse)
+    y, attention, offsets = jax.vmap(one)(b, f_d, b_d, m_d)
     return ContextualAttentionOutput(y, attention, offsets)
 
 
