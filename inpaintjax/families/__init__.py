@@ -1,3 +1,6 @@
 """Model families: one module per published system, registered by name (see base.py)."""
 
 from inpaintjax.families.base import Family, get, register  # noqa: F401
+
+# Built-in families register themselves on import.
+from inpaintjax.families import deepfill_v2  # noqa: F401,E402
