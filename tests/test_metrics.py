@@ -178,3 +178,17 @@ def test_writers_hand_made(tmp_path):
     acc.plot_png(str(tmp_path / "plot" / "t.png"))
     png = Image.open(tmp_path / "plot" / "t.png")
     assert png.format == "PNG" and png.size[0] > 200
+
+
+def test_accumulator_takes_device_arrays_from_compute_metrics():
+    pred, target = _random_pair()
+    mask = _masks(3, 32, 40)
+    out = jax.jit(Mt.compute_metrics)(pred, target, mask)
+    buckets = M.bucket_of(M.hole_ratio(mask))
+    acc = Mt.BucketedMetrics(Mt.METRICS)
+    acc.add(out, buckets)
+    acc.add(out, buckets)
+    s = acc.summary()
+    assert s["all"]["count"] == 6 and set(s["all"]) == set(Mt.METRICS) | {"count"}
+    assert sum(s[M.bucket_name(i)]["count"] for i in range(6)) == 2 * int(np.sum(buckets >= 0))
+    np.testing.assert_allclose(s["all"]["ssim"], float(np.mean(out["ssim"])), rtol=1e-6)
