@@ -5,3 +5,11 @@ user-facing images are RGB.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `inpaintjax.Inpainter` without importing jax/flax when only e.g. masks are used
+    if name == "Inpainter":
+        from inpaintjax.inference import Inpainter
+        return Inpainter
+    raise AttributeError(f"module 'inpaintjax' has no attribute {name!r}")
