@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from inpaintjax.layers import attention as att
+from inpaintjax.layers import ops
 from inpaintjax.layers.attention import (ContextualAttention, compute_color, contextual_attention,
                                          flow_to_image, make_color_wheel)
 
@@ -216,7 +217,8 @@ def test_hole_copies_its_exact_duplicate():
 
 def test_align_corners_index_rule_used_by_attention():
     # The functions the layer calls (shared with inpaintjax.layers.ops).
-    idx = att.align_corners_indices(64, 32)
+    assert att.resize_nearest_align_corners is ops.resize_nearest_align_corners
+    idx = ops.align_corners_indices(64, 32)
     expected = list(range(0, 31, 2)) + list(range(33, 64, 2))
     assert idx.tolist() == expected
     x = jnp.arange(64 * 64, dtype=jnp.float32).reshape(1, 64, 64, 1)
@@ -258,6 +260,15 @@ def test_jit_grad_finite_and_bfloat16():
     y32, flow = layer(jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask), return_flow=True)
     assert flow.shape == (2, 16, 16, 3) and flow.dtype == jnp.float32
     assert float(flow.min()) >= 0.0 and float(flow.max()) <= 1.0
+    # align-corners up-sampling 8 -> 16 keeps the low-resolution flow image at the corners (both
+    # modes) and, for 'nearest', reads the rows/cols of the align-corners index rule.
+    low = np.asarray(flow_to_image(contextual_attention(jnp.asarray(f), jnp.asarray(b),
+                                                       jnp.asarray(mask)).offsets))
+    np.testing.assert_allclose(np.asarray(flow)[:, ::15, ::15], low[:, ::7, ::7], atol=1e-6)
+    _, flow_nn = ContextualAttention(flow_resize="nearest")(jnp.asarray(f), jnp.asarray(b),
+                                                           jnp.asarray(mask), return_flow=True)
+    up = [int(np.floor(i * 7 / 15 + 0.5)) for i in range(16)]
+    np.testing.assert_array_equal(np.asarray(flow_nn), low[:, up][:, :, up])
     y16 = jax.jit(layer)(jnp.asarray(f, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16), jnp.asarray(mask))
     assert y16.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(y16, np.float32), np.asarray(y32), atol=0.02)
@@ -292,3 +303,17 @@ def test_color_wheel_and_flow_colours():
     np.testing.assert_allclose(img[0, 1, 1], [255, 255, 255], atol=1e-3)  # zero offset
     # sample 1 is normalised by max(4, 2) = 4, not by its own 2: radius 0.5 -> floor(127.5) on G, B.
     np.testing.assert_allclose(img[1, 0, 0], [255, 127, 127], atol=1e-3)
+
+
+def test_bad_inputs_are_named():
+    f = jnp.zeros((1, 8, 8, 2))
+    with pytest.raises(ValueError, match="mask must be"):
+        contextual_attention(f, f, jnp.zeros((1, 4, 4, 1)))
+    with pytest.raises(ValueError, match="divisible by rate"):
+        contextual_attention(jnp.zeros((1, 9, 8, 2)), jnp.zeros((1, 9, 8, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        contextual_attention(f, jnp.zeros((1, 8, 8, 3)))
+    with pytest.raises(ValueError, match="fuse=True needs stride=1"):
+        contextual_attention(f, f, stride=2)
+    with pytest.raises(ValueError, match="flow_resize"):
+        ContextualAttention(flow_resize="cubic")(f, f, return_flow=True)

@@ -21,14 +21,14 @@ overlap-add of the 4x4 blocks. All of it is differentiable and jit-compatible; t
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inpaintjax.layers.ops import align_corners_indices, resize_nearest_align_corners
+from inpaintjax.layers.ops import resize_nearest_align_corners
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,6 +236,7 @@ def contextual_attention(f, b, mask=None, *, ksize: int = 3, stride: int = 1, ra
     float32, offsets int32 [B, H/r, W/r, 2] as (dy, dx) in down-sampled pixels).
     """
     _check_inputs(f, b, mask, ksize, stride, rate, fuse_k, fuse)
+    b = b.astype(f.dtype)
     if mask is None:
         mask = jnp.zeros(f.shape[:3] + (1,), jnp.float32)
     if mask.shape[0] != f.shape[0]:
@@ -258,7 +259,8 @@ class ContextualAttention(nn.Module):
     `y = layer(f, b, mask)` or `y, flow = layer(f, b, mask, return_flow=True)`; f, b [B, H, W, C],
     mask [B or 1, H, W, 1] (1 = hole) or None. y has f's shape and dtype. flow is the Middlebury
     colour image of the argmax offsets, float32 in [0, 1], [B, H, W, 3], up-sampled from H/r x W/r
-    by TF bilinear align-corners as in DeepFill v2 (the caller up-samples it to image size).
+    by TF align-corners resizing: `flow_resize='bilinear'` as DeepFill v2 (GI master), 'nearest' as
+    DeepFill v1 (the caller up-samples it further to image size for TensorBoard).
     """
 
     ksize: int = 3
@@ -267,6 +269,7 @@ class ContextualAttention(nn.Module):
     fuse_k: int = 3
     softmax_scale: float = 10.0
     fuse: bool = True
+    flow_resize: str = "bilinear"
 
     def __call__(self, f, b, mask=None, return_flow: bool = False):
         out = contextual_attention(f, b, mask, ksize=self.ksize, stride=self.stride, rate=self.rate,
@@ -276,7 +279,13 @@ class ContextualAttention(nn.Module):
             return out.y
         flow = flow_to_image(out.offsets)
         if self.rate != 1:
-            flow = _resize_bilinear_align_corners(flow, f.shape[1], f.shape[2])
+            if self.flow_resize == "bilinear":
+                flow = _resize_bilinear_align_corners(flow, f.shape[1], f.shape[2])
+            elif self.flow_resize == "nearest":
+                flow = resize_nearest_align_corners(flow, f.shape[1:3])
+            else:
+                raise ValueError(f"ContextualAttention.flow_resize must be 'bilinear' (DeepFill v2) or "
+                                 f"'nearest' (DeepFill v1), got {self.flow_resize!r}")
         return out.y, flow
 
 
