@@ -1,0 +1,40 @@
+"""Multi-host start-up shared by train.py and eval.py: `jax.distributed.initialize` from flags,
+the environment, or a cluster JAX detects by itself."""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host)")
+flags.DEFINE_integer("num_processes", None, "number of processes (multi-host)")
+flags.DEFINE_integer("process_id", None, "this process's index in [0, num_processes)")
+flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with the cluster's own "
+                  "settings (SLURM, Cloud TPU, Kubernetes, ...)")
+flags.DEFINE_integer("num_cpu_devices", None, "CPU only: devices per process (testing many devices "
+                     "without accelerators)")
+
+DISTRIBUTED_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed", "num_cpu_devices")
+
+
+def initialize_from_flags(FLAGS) -> None:
+    """Initialise jax.distributed when flags or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+    JAX_PROCESS_ID ask for it; a single process otherwise. Must run before any JAX computation."""
+    import jax
+    if FLAGS.num_cpu_devices:
+        jax.config.update("jax_num_cpu_devices", int(FLAGS.num_cpu_devices))
+    address = FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num = FLAGS.num_processes if FLAGS.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
+    pid = FLAGS.process_id if FLAGS.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+    if address:
+        if num is None or pid is None:
+            raise ValueError("multi-host: with a coordinator address also give --num_processes and "
+                             "--process_id (or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
+        kwargs = {}
+        if address.split(":")[0] in ("127.0.0.1", "localhost"):
+            kwargs["coordinator_bind_address"] = address  # stay on loopback for local runs
+        jax.distributed.initialize(coordinator_address=address, num_processes=int(num),
+                                   process_id=int(pid), **kwargs)
+    elif FLAGS.distributed:
+        jax.distributed.initialize()
