@@ -3,6 +3,7 @@
 Every convolution goes through `inpaintjax.layers.conv.conv_general_dilated`.
 """
 
+from inpaintjax.layers.attention import ContextualAttention, contextual_attention, flow_to_image
 from inpaintjax.layers.conv import conv_general_dilated
 from inpaintjax.layers.gated import GatedConv, GatedUpConv, upsample_nearest2x
 from inpaintjax.layers.ops import (
@@ -20,6 +21,7 @@ from inpaintjax.layers.spectral import SNConv, bake_spectral_norm, spectral_sigm
 
 __all__ = [
     "BatchNorm",
+    "ContextualAttention",
     "GatedConv",
     "GatedUpConv",
     "InstanceNorm",
@@ -27,7 +29,9 @@ __all__ = [
     "SNConv",
     "align_corners_indices",
     "bake_spectral_norm",
+    "contextual_attention",
     "conv_general_dilated",
+    "flow_to_image",
     "leaky_relu",
     "reflect_pad",
     "resize_nearest_align_corners",
