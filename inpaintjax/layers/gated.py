@@ -40,6 +40,9 @@ class GatedConv(nn.Module):
             kernel_dilation=(self.dilation, self.dilation),
             padding="SAME",
             dtype=self.dtype,
+            # TF1's tf.layers.conv2d defaults, so training from scratch starts as the original.
+            kernel_init=nn.initializers.glorot_uniform(),
+            bias_init=nn.initializers.zeros,
             conv_general_dilated=conv_general_dilated,
             name="conv",
         )(x)
