@@ -317,3 +317,22 @@ def test_bad_inputs_are_named():
         contextual_attention(f, f, stride=2)
     with pytest.raises(ValueError, match="flow_resize"):
         ContextualAttention(flow_resize="cubic")(f, f, return_flow=True)
+
+
+@pytest.mark.parametrize("case", ["fuse", "nofuse"])
+def test_matches_tensorflow_fixture(case):
+    """Against TF's own kernels (tests/fixtures/make_contextual_attention_fixture.py, TF 2.21)."""
+    import os
+    data = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "contextual_attention_tf.npz"))
+    g = {k[len(case) + 1:]: data[k] for k in data.files if k.startswith(case + "_")}
+    y, flow = ContextualAttention(fuse=(case == "fuse"))(
+        jnp.asarray(g["f"]), jnp.asarray(g["b"]), jnp.asarray(g["mask"]), return_flow=True)
+    np.testing.assert_allclose(np.asarray(y), g["y"], rtol=1e-4, atol=1e-6)
+    offsets = contextual_attention(jnp.asarray(g["f"]), jnp.asarray(g["b"]), jnp.asarray(g["mask"]),
+                                   fuse=(case == "fuse")).offsets
+    np.testing.assert_array_equal(np.asarray(offsets), g["offsets"])
+    # The fixture's colours come from float64 NumPy like GI's; where the exact colour value is an
+    # integer number of 8-bit levels, float64 rounding there sometimes floors one level lower.
+    np.testing.assert_allclose(np.asarray(flow), g["flow"], atol=1.0 / 255 + 1e-6)
+    expected_rows = list(range(0, 31, 2)) + list(range(33, 64, 2))
+    assert data["resize_64_32"].tolist() == expected_rows

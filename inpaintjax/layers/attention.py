@@ -324,7 +324,9 @@ def compute_color(u, v):
     u, v: float arrays of equal shape (u horizontal, v vertical in the Middlebury convention).
     Hue from atan2(-v, -u) around the wheel, saturation from the radius (0 -> white); radii > 1 are
     darkened by 0.75; NaN -> black. Returns float32 [..., 3] in [0, 1], quantised to k/255 as the
-    original's uint8 image.
+    original's uint8 image. Computed in float32 in 0..255 units, so colours whose exact value is a
+    whole level stay exact; the original's float64 arithmetic sometimes lands a hair below such a
+    level and floors one level lower (at most 1/255 difference, visualisation only).
     """
     u = jnp.asarray(u, jnp.float32)
     v = jnp.asarray(v, jnp.float32)
