@@ -336,3 +336,10 @@ def test_matches_tensorflow_fixture(case):
     np.testing.assert_allclose(np.asarray(flow), g["flow"], atol=1.0 / 255 + 1e-6)
     expected_rows = list(range(0, 31, 2)) + list(range(33, 64, 2))
     assert data["resize_64_32"].tolist() == expected_rows
+    # Gradients of sum(y * proj) w.r.t. f and b, as TF's autodiff gives them.
+    proj = jnp.cos(1.0 + jnp.arange(g["y"].size, dtype=jnp.float32)).reshape(g["y"].shape)
+    loss = lambda f, b: jnp.sum(contextual_attention(f, b, jnp.asarray(g["mask"]),
+                                                     fuse=(case == "fuse")).y * proj)
+    grad_f, grad_b = jax.grad(loss, argnums=(0, 1))(jnp.asarray(g["f"]), jnp.asarray(g["b"]))
+    for got, want in ((grad_f, g["grad_f"]), (grad_b, g["grad_b"])):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-3, atol=1e-5 * np.abs(want).max())
