@@ -83,6 +83,22 @@ def save_png(array: np.ndarray, path: str) -> None:
     Image.fromarray(array).save(path)
 
 
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter without importing torch (tensorboardX imports it if installed,
+    ~3 s, only to accept torch tensors; we pass numpy). `sys.modules[name] = None` makes that
+    optional import fail; the entry is removed again so the rest of the program is unaffected."""
+    import sys
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class RunLogger:
     """Writes TensorBoard events under `<workdir>/tb`, `<workdir>/metrics.jsonl` and progress
     lines. Only the writing process (process 0) creates files; others do nothing."""
@@ -93,7 +109,7 @@ class RunLogger:
         self.tb = None
         self.jsonl = None
         if enabled:
-            from tensorboardX import SummaryWriter
+            SummaryWriter = _summary_writer_class()
             os.makedirs(workdir, exist_ok=True)
             self.tb = SummaryWriter(os.path.join(workdir, "tb"))
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")

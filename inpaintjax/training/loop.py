@@ -145,7 +145,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     Resumes from the newest readable checkpoint in `workdir/checkpoints` when there is one.
     Writes `workdir/config.json`, TensorBoard events in `workdir/tb`, `workdir/metrics.jsonl`.
-    Returns {'step', 'metrics' (the last logged means), 'preempted'}. Raises NonFiniteError.
+    Returns {'step', 'metrics' (the last logged means), 'preempted', 'state' (the final train
+    state, replicated)}. Raises NonFiniteError (see the module docstring).
     """
     workdir = os.path.abspath(workdir)
     is_main = jax.process_index() == 0
@@ -250,7 +251,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     finally:
         ckpt.close()
         logger.close()
-    return {"step": step, "metrics": last_metrics, "preempted": preempted}
+    return {"step": step, "metrics": last_metrics, "preempted": preempted, "state": state}
 
 
 def abstract_batch_hw(config, channels: int) -> tuple[int, int, int]:
