@@ -167,7 +167,7 @@ class DeepFillV2(Family):
         metrics = {
             "g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2, "g/gan": g_gan,
             "d/hinge": d_loss, "d/real": d_real, "d/fake": d_fake,
-            "g/grad_norm": optax.global_norm(g_grads), "d/grad_norm": optax.global_norm(d_grads),
+            "g/grad_norm": optax.tree.norm(g_grads), "d/grad_norm": optax.tree.norm(d_grads),
         }
         return new_state, metrics
 
