@@ -1,0 +1,154 @@
+"""Inpainter and the `inpaintjax` CLI, on the small TF-written DeepFill v2 checkpoint in
+tests/fixtures (cnum 4: fast, untrained). Truth: known pixels must come back bit-identical; the
+documented padding (numpy reflect at the bottom/right, then crop); the documented errors."""
+
+import os
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from inpaintjax import Inpainter
+from inpaintjax.cli import main as cli_main
+from inpaintjax.convert.tf_checkpoint import CheckpointError
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+CKPT = os.path.join(FIXTURES, "deepfill_v2_tf")
+
+
+@pytest.fixture(scope="module")
+def inpainter():
+    return Inpainter.load(CKPT)
+
+
+def _image_and_mask(h=45, w=61):
+    img = data.astronaut()[100:100 + h, 200:200 + w].copy()
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:30, 15:40] = 255
+    return img, mask
+
+
+def test_known_pixels_are_preserved_exactly_and_odd_sizes_work(inpainter):
+    img, mask = _image_and_mask()
+    out = inpainter.inpaint(img, mask)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    known = mask == 0
+    np.testing.assert_array_equal(out[known], img[known])
+    assert (out[~known] != img[~known]).mean() > 0.5
+    # any non-zero value marks a hole
+    np.testing.assert_array_equal(inpainter.inpaint(img, (mask > 0).astype(np.float32) * 0.3), out)
+    # float input in [0, 1], a batch of two sharing one mask -> float32, known pixels bit-identical
+    batch = np.stack([img, img[::-1]]).astype(np.float32) / 255.0
+    res = inpainter.inpaint(batch, mask, return_extras=True)
+    assert set(res) == {"output", "stage1", "flow"}
+    assert res["output"].shape == (2, 45, 61, 3) and res["output"].dtype == np.float32
+    np.testing.assert_array_equal(res["output"][:, known], batch[:, known])
+    np.testing.assert_allclose(res["output"][0], out.astype(np.float32) / 255.0, atol=1 / 255 + 1e-6)
+
+
+def test_padding_is_reflection_at_bottom_right_then_crop(inpainter):
+    img, mask = _image_and_mask()
+    out = inpainter.inpaint(img, mask)
+    # the documented rule, done by hand with numpy: 45x61 -> 48x64 by reflection
+    pad = ((0, 3), (0, 3), (0, 0))
+    big = inpainter.inpaint(np.pad(img, pad, mode="reflect"), np.pad(mask, pad[:2], mode="reflect"))
+    np.testing.assert_array_equal(out, big[:45, :61])
+
+
+def test_inpainter_errors(inpainter, tmp_path):
+    img, mask = _image_and_mask()
+    with pytest.raises(ValueError, match=r"mask size 61x40 \(WxH\) differs from the image size 61x45"):
+        inpainter.inpaint(img, mask[:40])
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*notes\.png"):
+        inpainter.inpaint(str(bad), mask)
+    with pytest.raises(FileNotFoundError, match=r"mask file not found: .*absent\.png"):
+        inpainter.inpaint(img, str(tmp_path / "absent.png"))
+    with pytest.raises(ValueError, match="not trained with sketch guidance"):
+        inpainter.inpaint(img, mask, sketch=mask)
+    with pytest.raises(ValueError, match=r"float images must be in \[0, 1\]"):
+        inpainter.inpaint(img.astype(np.float32), mask)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        same = inpainter.inpaint(img, np.zeros_like(mask))
+    assert any("no hole pixels" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(same, img)
+    # weights: missing path, a checkpoint of another family, a release dir not yet renamed
+    with pytest.raises(FileNotFoundError, match=r"weights not found: .*no_such_weights"):
+        Inpainter.load(str(tmp_path / "no_such_weights"))
+    with pytest.raises(CheckpointError, match="not a DeepFill checkpoint"):
+        Inpainter.load(os.path.join(FIXTURES, "other_family_tf"))
+    with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint"):
+        Inpainter.load(os.path.join(FIXTURES, "deepfill_v1_tf"))
+    release = tmp_path / "release_places2_256"
+    release.mkdir()
+    (release / "checkpoint.txt").write_text('model_checkpoint_path: "snap-0"\n')
+    with pytest.raises(FileNotFoundError, match="rename it to `checkpoint`"):
+        Inpainter.load(str(release))
+
+
+def test_guided_inpainter_uses_the_sketch_inside_the_hole_only():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "cfg", os.path.join(os.path.dirname(FIXTURES), "..", "configs", "deepfill_v2.py"))
+    cfg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg)
+    from inpaintjax.families import get as get_family
+    fam = get_family("deepfill_v2")(cfg.get_config("test,guided"))
+    z = np.zeros((1, 32, 32, 3), np.float32)
+    abstract = jax.eval_shape(fam.generator.init, jax.random.key(3), z, z[..., :1], z[..., :1])
+    rng = np.random.default_rng(3)
+    # Glorot-uniform kernels x 2.5: keeps signals alive through the 17 gated layers
+    params = jax.tree.map(lambda p: rng.uniform(-1, 1, p.shape).astype(np.float32) * (
+        2.5 * np.sqrt(6.0 / (np.prod(p.shape[:3]) + np.prod(p.shape[:2]) * p.shape[3]))
+        if p.ndim == 4 else 0.05), abstract)
+    inp = Inpainter(fam, params)
+    img = data.chelsea()[:30, :30]
+    mask = np.zeros((30, 30), bool)
+    mask[8:22, 8:22] = True
+    sketch = np.zeros((30, 30), np.uint8)
+    sketch[15, 5:25] = 1  # crosses the hole border: the outside part must be ignored
+    plain = inp.inpaint(img, mask)
+    guided = inp.inpaint(img, mask, sketch=sketch)
+    np.testing.assert_array_equal(guided[~mask], img[~mask])
+    assert (guided[mask] != plain[mask]).any()
+    outside_only = sketch.copy()
+    outside_only[8:22, 8:22] = 0
+    np.testing.assert_array_equal(inp.inpaint(img, mask, sketch=outside_only), plain)
+
+
+def test_cli_single_image_and_folder_mode(tmp_path, capsys):
+    img, mask = _image_and_mask()
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = tmp_path / "o.png"
+    assert cli_main(["inpaint", "--weights", CKPT, "--image", str(tmp_path / "a.png"),
+                     "--mask", str(tmp_path / "m.png"), "--out", str(out)]) == 0
+    result = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(result[mask == 0], img[mask == 0])
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(img).save(tmp_path / "imgs" / "one.png")
+    Image.fromarray(img[::-1].copy()).save(tmp_path / "imgs" / "two.jpg", quality=95)
+    Image.fromarray(mask).save(tmp_path / "masks" / "one.png")
+    Image.fromarray(mask[::-1].copy()).save(tmp_path / "masks" / "two.png")
+    assert cli_main(["inpaint", "--weights", CKPT, "--image", str(tmp_path / "imgs"),
+                     "--mask", str(tmp_path / "masks"), "--out", str(tmp_path / "res")]) == 0
+    assert sorted(os.listdir(tmp_path / "res")) == ["one.png", "two.png"]
+    two_in = np.asarray(Image.open(tmp_path / "imgs" / "two.jpg"))
+    two_out = np.asarray(Image.open(tmp_path / "res" / "two.png"))
+    np.testing.assert_array_equal(two_out[mask[::-1] == 0], two_in[mask[::-1] == 0])
+
+    # a missing mask in folder mode, and a missing weights path: exit status 2 and a message
+    os.remove(tmp_path / "masks" / "two.png")
+    assert cli_main(["inpaint", "--weights", CKPT, "--image", str(tmp_path / "imgs"),
+                     "--mask", str(tmp_path / "masks"), "--out", str(tmp_path / "res2")]) == 2
+    assert "no mask for image 'two'" in capsys.readouterr().err
+    assert cli_main(["inpaint", "--weights", str(tmp_path / "nope"), "--image", str(tmp_path / "a.png"),
+                     "--mask", str(tmp_path / "m.png"), "--out", str(out)]) == 2
+    assert "--weights not found" in capsys.readouterr().err
