@@ -64,7 +64,7 @@ class ToyFamily(Family):
         l1, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss/l1": l1, "grad_norm": optax.global_norm(grads),
+        metrics = {"loss/l1": l1, "grad_norm": optax.tree.norm(grads),
                    "lr": jnp.asarray(self.config.optim.lr, jnp.float32)}
         return ToyState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -1,0 +1,151 @@
+"""The generic training loop and evaluation, on the tiny toy family (tests/toy_family.py), plus
+train.py / eval.py end to end on DeepFill v2's `test` config."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_family  # noqa: E402  (registers 'toy')
+
+from inpaintjax import config as config_lib  # noqa: E402
+from inpaintjax.training import NonFiniteError, load_for_inference, train_and_evaluate  # noqa: E402
+from inpaintjax.training.checkpoint import Checkpointer  # noqa: E402
+from inpaintjax.training.evaluate import evaluate  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY_CONFIG = os.path.join(ROOT, "tests", "toy_config.py")
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def test_config_file_overrides_and_misspelt_keys():
+    c = config_lib.load_config(TOY_CONFIG, ["batch_size=4", "data.flip=true", "optim.lr=0.5",
+                                            "data.image_size=24"])
+    assert (c.batch_size, c.data.flip, c.optim.lr, c.data.image_size) == (4, True, 0.5, 24)
+    assert isinstance(c.optim.lr, float) and c.family == "toy"
+    with pytest.raises(config_lib.ConfigKeyError, match=r"Did you mean 'data\.image_size'\?"):
+        config_lib.load_config(TOY_CONFIG, ["data.imagesize=3"])
+    with pytest.raises(config_lib.ConfigKeyError, match=r"Did you mean 'batch_size'\?"):
+        config_lib.load_config(TOY_CONFIG, ["batch_szie=3"])
+    with pytest.raises(ValueError, match="is an int"):
+        config_lib.load_config(TOY_CONFIG, ["num_steps=many"])
+    # the command line: train.py stops before anything runs, naming the flag to use
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--config", TOY_CONFIG,
+                        "--workdir", "unused", "--config.mask.per_bacth=false"],
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
+    assert r.returncode == 2
+    assert "Did you mean '--config.mask.per_batch'?" in r.stderr
+
+
+def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path):
+    c = toy_family.toy_config()
+    c.num_steps, c.log_every, c.checkpoint_every = 12, 3, 2
+    c.model.nan_at_step = 5          # the 6th update (state.step == 5) has a NaN L1 loss
+    with pytest.raises(NonFiniteError) as err:
+        train_and_evaluate(c, str(tmp_path))
+    e = err.value
+    assert e.step == 5 and "loss/l1" in e.terms
+    assert "step 5" in str(e) and "loss/l1" in str(e) and "checkpoint (step 4)" in str(e)
+    # steps 2 and 4 were saved; the bad step 5 was never applied nor saved (6 would have been next)
+    ckpt = Checkpointer(str(tmp_path), read_only=True)
+    assert ckpt.steps() == [2, 4]
+    ckpt.close()
+    _, family, variables = load_for_inference(str(tmp_path))
+    # the last good checkpoint equals a clean run stopped at step 4
+    c2 = toy_family.toy_config()
+    c2.num_steps, c2.log_every, c2.checkpoint_every = 4, 2, 2
+    clean = train_and_evaluate(c2, str(tmp_path / "clean"))
+    for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(clean["state"].params)):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
+
+
+def _read_png(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_eval_writes_four_outputs_with_the_right_rows(tmp_path):
+    c = toy_family.toy_config()
+    c.num_steps = 2
+    train_and_evaluate(c, str(tmp_path))
+    config, family, variables = load_for_inference(str(tmp_path))
+    summary = evaluate(config, family, variables, str(tmp_path), progress=False)
+    ev = tmp_path / "eval"
+    buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
+    per = config.eval.per_bucket
+    for name in ("metrics", "flat_fill"):
+        data = json.loads((ev / f"{name}.json").read_text())
+        assert list(data) == buckets
+        assert [data[b]["count"] for b in buckets] == [per] * 6 + [6 * per]
+        rows = list(csv.reader((ev / f"{name}.csv").open()))
+        assert rows[0][:2] == ["bucket", "count"] and "psnr_hole" in rows[0]
+        assert [r[0] for r in rows[1:]] == buckets
+        md = (ev / f"{name}.md").read_text().strip().splitlines()
+        assert len(md) == 2 + 7 and md[0].startswith("| bucket | count |")
+        assert [line.split("|")[1].strip() for line in md[2:]] == buckets
+        assert _read_png(ev / f"{name}.png").shape[0] > 50
+    assert summary["all"]["count"] == 6 * per
+
+    # independent re-derivation of the flat-fill floor from the files: mask i goes with held-out
+    # image i mod N; a hole pixel becomes the mean colour of that image's known pixels
+    from inpaintjax.data import eval_images
+    images = eval_images(config).astype(np.float64) / 255.0
+    manifest = json.loads((tmp_path / "eval_masks" / "manifest.json").read_text())
+    errs = []
+    for i, entry in enumerate(manifest["masks"]):
+        hole = np.asarray(Image.open(tmp_path / "eval_masks" / entry["file"])) > 127
+        img = images[i % len(images)]
+        fill = img.copy()
+        fill[hole] = img[~hole].mean(axis=0)
+        errs.append(np.abs(fill - img).mean())
+    flat = json.loads((ev / "flat_fill.json").read_text())
+    np.testing.assert_allclose(flat["all"]["l1"], np.mean(errs), rtol=1e-5)
+
+    # samples.png: rows of input | mask | output | truth at the eval size, 2 px gaps
+    s, n = config.eval.image_size, config.eval.num_samples
+    grid = _read_png(tmp_path / "samples.png")
+    assert grid.shape == (n * s + (n - 1) * 2, 4 * s + 3 * 2, 3)
+    truth0 = grid[:s, 3 * (s + 2):3 * (s + 2) + s]
+    assert any(np.array_equal(truth0, im) for im in eval_images(config))
+
+
+def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
+    workdir = str(tmp_path / "run")
+    cfg = os.path.join(ROOT, "configs", "deepfill_v2.py") + ":test"
+    r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
+                        "--config.num_steps=2", "--config.image_every=2", "--config.log_every=1"],
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "global batch 2 = 2 per device x 1 devices" in r.stdout
+    assert "step 2/2" in r.stdout and "steps/s" in r.stdout and "ETA" in r.stdout
+    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [x["step"] for x in lines] == [1, 2]
+    for key in ("g/l1_stage1", "g/l1_stage2", "d/hinge", "g/grad_norm", "lr", "steps_per_sec"):
+        assert np.isfinite(lines[-1][key]), key
+    saved = config_lib.read_saved_config(os.path.join(workdir, "config.json"))
+    assert saved.family == "deepfill_v2" and saved.num_steps == 2
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+    events = os.listdir(os.path.join(workdir, "tb"))
+    assert len(events) == 1 and events[0].startswith("events.out.tfevents")
+    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", workdir,
+                        "--config.eval.mask_generator=lama_thin,deepfill_v2_training"],
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| all |" in r.stdout
+    for f in ("metrics.json", "metrics.csv", "metrics.md", "metrics.png"):
+        assert os.path.getsize(os.path.join(workdir, "eval", f)) > 0
+    assert os.path.isfile(os.path.join(workdir, "samples.png"))
