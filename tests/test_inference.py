@@ -152,3 +152,36 @@ def test_cli_single_image_and_folder_mode(tmp_path, capsys):
     assert cli_main(["inpaint", "--weights", str(tmp_path / "nope"), "--image", str(tmp_path / "a.png"),
                      "--mask", str(tmp_path / "m.png"), "--out", str(out)]) == 2
     assert "--weights not found" in capsys.readouterr().err
+
+
+def test_from_workdir_reads_a_training_checkpoint(tmp_path):
+    """A workdir as train.py leaves it (config.json + orbax checkpoint), with every weight zero:
+    the generator's output is then tanh(0) = 0, i.e. mid-grey 0.5 -> 128 in every hole pixel."""
+    import importlib.util
+    import jax.numpy as jnp
+    from inpaintjax import config as config_lib
+    from inpaintjax.families import get as get_family
+    from inpaintjax.training.checkpoint import CONFIG_FILE, Checkpointer
+    spec = importlib.util.spec_from_file_location(
+        "cfg", os.path.join(os.path.dirname(FIXTURES), "..", "configs", "deepfill_v2.py"))
+    cfg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg)
+    config = cfg.get_config("test")
+    fam = get_family("deepfill_v2")(config)
+    batch = {"image": jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32),
+             "mask": jax.ShapeDtypeStruct((1, 32, 32, 1), jnp.float32)}
+    abstract = jax.eval_shape(fam.init_state, jax.random.key(0), batch)
+    state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+    config_lib.save_config(config, str(tmp_path / CONFIG_FILE))
+    ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(7, state, {"step": 7})
+    ckpt.close()
+
+    inp = Inpainter.load(str(tmp_path))
+    assert inp.family.name == "deepfill_v2" and not inp.guided
+    img, mask = _image_and_mask(20, 27)
+    out = inp.inpaint(img, mask)
+    np.testing.assert_array_equal(out[mask == 0], img[mask == 0])
+    assert (out[mask > 0] == 128).all()
+    with pytest.raises(ValueError, match="holds a 'deepfill_v2' checkpoint, not 'pconv'"):
+        Inpainter.from_workdir(str(tmp_path), family="pconv")
