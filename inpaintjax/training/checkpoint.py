@@ -32,6 +32,7 @@ class Checkpointer:
 
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
         self.directory = checkpoint_dir(workdir)
+        self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max(int(keep), 1), enable_async_checkpointing=not read_only,
             create=not read_only, read_only=read_only)
@@ -54,6 +55,7 @@ class Checkpointer:
         if step is not None and step not in self.steps():
             raise FileNotFoundError(f"no complete checkpoint for step {step} in {self.directory}; "
                                     f"available: {self.steps()}")
+        broken: list[int] = []
         for s in candidates:
             try:
                 out = self.manager.restore(s, args=ocp.args.Composite(
@@ -63,9 +65,30 @@ class Checkpointer:
                     raise RuntimeError(f"checkpoint {s} in {self.directory} cannot be read: {e}") from e
                 log.warning("checkpoint %d in %s is incomplete or corrupt (%s: %s); trying the "
                             "previous one", s, self.directory, type(e).__name__, str(e)[:300])
+                broken.append(s)
                 continue
+            if broken and not self.read_only:
+                self._quarantine(broken)
             return s, out["state"], out["meta"]
+        if broken and not self.read_only:
+            self._quarantine(broken)
         return None
+
+    def _quarantine(self, steps: list[int]) -> None:
+        """Move unreadable checkpoints aside (`<step>.corrupt`, kept for inspection) so the resumed
+        run can save those steps again."""
+        if jax.process_index() == 0:
+            for s in steps:
+                src = os.path.join(self.directory, str(s))
+                dst, n = src + ".corrupt", 1
+                while os.path.exists(dst):
+                    dst, n = f"{src}.corrupt{n}", n + 1
+                os.rename(src, dst)
+                log.warning("moved the unreadable checkpoint %s to %s", src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("inpaintjax_checkpoint_quarantine")
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

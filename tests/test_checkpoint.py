@@ -1,0 +1,93 @@
+"""Checkpoints and failure: a run killed with SIGKILL resumes to the uninterrupted run's parameters;
+a truncated newest checkpoint is skipped with a warning for the previous one."""
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_family  # noqa: E402
+
+from inpaintjax.training import load_for_inference, train_and_evaluate  # noqa: E402
+from inpaintjax.training.checkpoint import Checkpointer, abstract_state  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "tests", "run_toy.py")
+# slow enough steps (64x64, 16 features) that a random kill lands mid-run
+ARGS = ["num_steps=40", "checkpoint_every=4", "log_every=4", "image_every=0", "data.image_size=64",
+        "model.features=16"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _steps(workdir):
+    d = os.path.join(workdir, "checkpoints")
+    return sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+
+
+def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(tmp_path):
+    ref, broken = str(tmp_path / "ref"), str(tmp_path / "broken")
+    reference = subprocess.Popen([sys.executable, RUN, ref, str(tmp_path / "ref.npz")] + ARGS,
+                                 env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen([sys.executable, RUN, broken, str(tmp_path / "x.npz")] + ARGS,
+                              env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not _steps(broken) and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.5))   # somewhere after the first checkpoint began
+    assert victim.poll() is None, "the run finished before it could be killed"
+    killed_after = _steps(broken)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert killed_after and killed_after[-1] < 40
+    out = subprocess.run([sys.executable, RUN, broken, str(tmp_path / "resumed.npz")] + ARGS,
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "resumed from checkpoint" in out.stdout
+    assert reference.wait(timeout=300) == 0
+    a, b = np.load(tmp_path / "ref.npz"), np.load(tmp_path / "resumed.npz")
+    assert sorted(a) == sorted(b) and len(a) == 4
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-7, err_msg=k)
+
+
+def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
+    c = toy_family.toy_config()
+    c.num_steps, c.checkpoint_every, c.image_every = 4, 2, 0
+    workdir = str(tmp_path)
+    final = train_and_evaluate(c, workdir)["state"]
+    ckpt = Checkpointer(workdir, read_only=True)
+    assert ckpt.steps() == [2, 4]
+    ckpt.close()
+    # truncate the largest file of checkpoint 4 (the parameter / optimiser data)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(workdir, "checkpoints", "4")) for f in fs]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 2)
+    family = toy_family.ToyFamily(c)
+    ckpt = Checkpointer(workdir, read_only=True)
+    with caplog.at_level(logging.WARNING):
+        step, state, meta = ckpt.restore(abstract_state(family, c))
+    ckpt.close()
+    assert step == 2 and meta["next_batch"] == 2
+    assert any("checkpoint 4" in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
+    # resuming in that workdir starts from 2 and recomputes steps 3-4 to the same parameters
+    resumed = train_and_evaluate(c, workdir)["state"]
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "4.corrupt"))  # moved aside, kept
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-7)
+    _, _, variables = load_for_inference(workdir)
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(variables["params"])):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-7)
