@@ -3,8 +3,301 @@
 `conv_general_dilated` has the signature of `jax.lax.conv_general_dilated` and is passed to
 `flax.linen.Conv(conv_general_dilated=...)` by every layer, so a faster formulation of the
 convolution (and of its gradients) on one backend reaches every model at once.
+
+Why a custom gradient: XLA's CPU backend runs the forward convolution (and the input gradient of
+a stride-1 convolution) at close to the machine's matmul speed, but lowers the *kernel* gradient to
+a convolution whose "window" is the whole image, which runs nearly single-threaded at a fraction of
+that speed, and the input gradient of a strided convolution to an input-dilated convolution that is
+2-3x slower than the forward. On CPU the backward pass therefore uses:
+
+* kernel gradient: the k*k shifted (strided, dilated) slices of the padded input concatenated into
+  patches [rows, k*k*Cin], then one `patches^T @ grad_out` matmul, accumulated over chunks of
+  (batch, output rows) in a `lax.scan` so the patches of one chunk (about 1 MiB by default) stay in
+  cache: no k*k-times copy of the activation is ever materialised, whatever the image size.
+* input gradient, stride 1: XLA's own transposed convolution (already fast).
+* input gradient, stride s > 1 (undilated): the s*s "phases" of the input, each a stride-1
+  convolution of grad_out with a sub-kernel (taps r, r+s, r+2s, ...), interleaved. Same FLOPs as the
+  input gradient, no multiplications by the zeros of the input-dilated formulation.
+
+The forward pass is always XLA's own. Only the backward pass is selected by platform with
+`jax.lax.platform_dependent`, resolved when the computation is lowered for its actual device: under
+`jit` for GPU or TPU (with any sharding) the lowered program holds only the native branch, which is
+exactly what autodiff of `lax.conv_general_dilated` emits, so accelerators keep cuDNN's / the TPU
+compiler's gradients untouched. Anything outside the fast formulation (grouped or transposed
+convolutions, other layouts, negative padding, 1-D / 3-D) goes straight to `lax.conv_general_dilated`.
+
+Switches (read when a function is traced; already-compiled functions keep their choice):
+  INPAINTJAX_CONV=native        force the native path everywhere (for A/B comparisons)
+  INPAINTJAX_CONV_CHUNK=<int>   patch elements per kernel-gradient chunk (default 262144 = 1 MiB f32)
+or `set_conv_impl('native' | 'auto')` from Python.
+
+Limitation: like every `jax.custom_vjp`, the fast path supports reverse-mode differentiation to any
+order (e.g. WGAN-GP's gradient of a gradient) and vmap, but not forward mode (`jax.jvp`,
+`jax.jacfwd`, `jax.hessian`): use `set_conv_impl('native')` for those.
 """
 
+from __future__ import annotations
+
+import math
+import os
+from functools import partial
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
 from jax import lax
 
-conv_general_dilated = lax.conv_general_dilated
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+_IMPLS = ("auto", "native")
+_impl_override: Optional[str] = None
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
+_PHASE_MIN_CHANNELS = 16
+
+
+def set_conv_impl(impl: Optional[str]) -> None:
+    """Choose the convolution gradient path for functions traced from now on.
+
+    'auto' (default): the fast CPU backward pass on CPU, the native one elsewhere. 'native':
+    `lax.conv_general_dilated` and its autodiff everywhere. None: back to the environment variable
+    INPAINTJAX_CONV (default 'auto').
+    """
+    global _impl_override
+    if impl is not None and impl not in _IMPLS:
+        raise ValueError(f"set_conv_impl: unknown implementation {impl!r}; use one of {_IMPLS}")
+    _impl_override = impl
+
+
+def conv_impl() -> str:
+    """The implementation functions traced now will use: 'auto' or 'native'."""
+    if _impl_override is not None:
+        return _impl_override
+    impl = os.environ.get("INPAINTJAX_CONV", "auto").strip().lower() or "auto"
+    if impl not in _IMPLS:
+        raise ValueError(f"environment variable INPAINTJAX_CONV={impl!r} is not one of {_IMPLS}")
+    return impl
+
+
+def _chunk_elements() -> int:
+    raw = os.environ.get("INPAINTJAX_CONV_CHUNK", "")
+    if not raw:
+        return DEFAULT_CHUNK_ELEMENTS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"environment variable INPAINTJAX_CONV_CHUNK={raw!r} must be a positive "
+                         "integer (patch elements per kernel-gradient chunk, e.g. 262144)")
+    return value
+
+
+class _Spec(NamedTuple):
+    """Static description of one NHWC/HWIO 2-D convolution on the fast path (hashable)."""
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    dilation: tuple[int, int]
+    precision: object
+    preferred_element_type: object
+    chunk: int
+
+
+def _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+               feature_group_count, batch_group_count, precision, preferred_element_type,
+               out_sharding) -> Optional[_Spec]:
+    """The static parameters if this call is one the fast backward pass handles, else None."""
+    if conv_impl() == "native" or out_sharding is not None:
+        return None
+    if lhs.ndim != 4 or rhs.ndim != 4 or feature_group_count != 1 or batch_group_count != 1:
+        return None
+    if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
+        return None
+    try:
+        dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    except (TypeError, ValueError):
+        return None
+    if dn != _NHWC:
+        return None
+    strides = tuple(int(s) for s in window_strides)
+    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+    if len(strides) != 2 or len(dilation) != 2 or min(strides + dilation) < 1:
+        return None
+    if isinstance(padding, str):
+        eff = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation))
+        pads = lax.padtype_to_pads(lhs.shape[1:3], eff, strides, padding)
+    else:
+        pads = padding
+    try:
+        pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    except (TypeError, ValueError):
+        return None
+    if len(pads) != 2 or any(p < 0 for pair in pads for p in pair):
+        return None
+    if lhs.dtype != rhs.dtype or not jnp.issubdtype(lhs.dtype, jnp.floating):
+        return None
+    return _Spec(strides, pads, dilation, precision, preferred_element_type, _chunk_elements())
+
+
+def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision=None, preferred_element_type=None,
+                         out_sharding=None):
+    """`jax.lax.conv_general_dilated` with a fast backward pass on CPU (see the module docstring).
+
+    Same arguments, same result and same gradients (to float rounding) as the lax function. 2-D
+    NHWC/HWIO/NHWC convolutions with non-negative padding (or 'SAME'/'VALID'), any strides and
+    kernel dilation, one feature group, take the custom gradient; every other call is forwarded
+    to lax unchanged.
+    """
+    spec = _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                      dimension_numbers, feature_group_count, batch_group_count, precision,
+                      preferred_element_type, out_sharding)
+    if spec is None:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+            precision=precision, preferred_element_type=preferred_element_type,
+            out_sharding=out_sharding)
+    return _conv(spec, lhs, rhs)
+
+
+def _native(spec: _Spec, lhs, rhs):
+    return lax.conv_general_dilated(
+        lhs, rhs, spec.strides, spec.padding, rhs_dilation=spec.dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=spec.precision,
+        preferred_element_type=spec.preferred_element_type)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv(spec: _Spec, lhs, rhs):
+    return _native(spec, lhs, rhs)
+
+
+def _conv_fwd(spec, lhs, rhs):
+    return _native(spec, lhs, rhs), (lhs, rhs)
+
+
+def _conv_bwd(spec, residuals, g):
+    lhs, rhs = residuals
+    return lax.platform_dependent(
+        lhs, rhs, g,
+        cpu=partial(_cpu_backward, spec),
+        default=partial(_native_backward, spec))
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _native_backward(spec: _Spec, lhs, rhs, g):
+    """Exactly what autodiff of lax.conv_general_dilated computes (used off-CPU)."""
+    _, vjp = jax.vjp(partial(_native, spec), lhs, rhs)
+    return vjp(g)
+
+
+def _cpu_backward(spec: _Spec, lhs, rhs, g):
+    return input_grad(spec, lhs, rhs, g), kernel_grad(spec, lhs, g, rhs.shape)
+
+
+def input_grad(spec: _Spec, lhs, rhs, g):
+    """d(loss)/d(lhs) for the convolution `spec` (lhs [B,H,W,Ci], rhs [kh,kw,Ci,Co], g [B,Ho,Wo,Co])."""
+    (s0, s1), (d0, d1) = spec.strides, spec.dilation
+    if ((s0 == 1 and s1 == 1) or (s0 > 1 and d0 > 1) or (s1 > 1 and d1 > 1)
+            or lhs.shape[3] < _PHASE_MIN_CHANNELS):
+        # Stride 1 is XLA's fast case already; strided *and* dilated is used by no model here; and
+        # with few input channels (an RGB(+mask) first layer) the phases' convolutions have too
+        # few output channels to beat the native form (measured: 4 -> 64, 5x5, stride 2).
+        _, vjp = jax.vjp(lambda x: _native(spec, x, rhs), lhs)
+        return vjp(g)[0]
+    return _phase_input_grad(spec, lhs, rhs, g)
+
+
+def _phase_input_grad(spec: _Spec, lhs, rhs, g):
+    """Input gradient of a strided convolution as s0*s1 interleaved stride-1 convolutions.
+
+    With xp the padded input, y[o] = sum_k xp[o*s + k*d] w[k] (per spatial dim). For dilation 1 the
+    gradient at xp[q*s + r] is sum_m g[q - m] w[r + m*s]: a stride-1 correlation of g with the
+    reversed sub-kernel w[r::s] (for each residue r), so each phase is an ordinary convolution.
+    """
+    B, H, W, Ci = lhs.shape
+    kh, kw, _, Co = rhs.shape
+    (s0, s1), ((plo0, phi0), (plo1, phi1)) = spec.strides, spec.padding
+    d0, d1 = spec.dilation
+    Ho, Wo = g.shape[1:3]
+    Hp, Wp = H + plo0 + phi0, W + plo1 + phi1
+    Q0, Q1 = -(-Hp // s0), -(-Wp // s1)
+    # A dim with stride 1 (possibly dilated) is one phase holding every tap.
+    taps0 = [list(range(r, kh, s0)) for r in range(s0)]
+    taps1 = [list(range(r, kw, s1)) for r in range(s1)]
+    wt = jnp.swapaxes(rhs, 2, 3)  # [kh, kw, Co, Ci]: the gradient maps g's Co channels to Ci
+    gg = g.astype(lhs.dtype)
+    phases = []
+    for r0 in range(s0):
+        row = []
+        for r1 in range(s1):
+            if not taps0[r0] or not taps1[r1]:  # stride larger than the kernel: untouched pixels
+                row.append(jnp.zeros((B, Q0, Q1, Ci), lhs.dtype))
+                continue
+            sub = wt[r0::s0, r1::s1][::-1, ::-1]
+            m0, m1 = sub.shape[:2]
+            row.append(lax.conv_general_dilated(
+                gg, sub, (1, 1), (((m0 - 1) * d0, Q0 - Ho), ((m1 - 1) * d1, Q1 - Wo)),
+                rhs_dilation=(d0, d1), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                precision=spec.precision, preferred_element_type=jnp.float32).astype(lhs.dtype))
+        phases.append(jnp.stack(row, axis=3))          # [B, Q0, Q1, s1, Ci]
+    full = jnp.stack(phases, axis=2)                   # [B, Q0, s0, Q1, s1, Ci]
+    full = full.reshape(B, Q0 * s0, Q1 * s1, Ci)
+    return lax.slice(full, (0, plo0, plo1, 0), (B, plo0 + H, plo1 + W, Ci))
+
+
+def _largest_divisor_at_most(n: int, cap: int) -> int:
+    cap = max(1, min(n, cap))
+    for c in range(cap, 0, -1):
+        if n % c == 0:
+            return c
+    return 1
+
+
+def kernel_grad(spec: _Spec, lhs, g, kernel_shape):
+    """d(loss)/d(rhs) as patches^T @ g, chunked over (batch, output rows) to bound memory.
+
+    lhs [B,H,W,Ci], g [B,Ho,Wo,Co] -> [kh,kw,Ci,Co] in lhs's dtype, accumulated in float32.
+    Each chunk's patches hold at most `spec.chunk` elements (unless one output row of one image
+    is already larger), so memory is bounded for any image size.
+    """
+    B, H, W, Ci = lhs.shape
+    kh, kw = kernel_shape[:2]
+    _, Ho, Wo, Co = g.shape
+    (s0, s1), (d0, d1), ((plo0, phi0), (plo1, phi1)) = spec.strides, spec.dilation, spec.padding
+    K = kh * kw * Ci
+    row_cost = Wo * K
+    rows = _largest_divisor_at_most(Ho, spec.chunk // row_cost)
+    bc = _largest_divisor_at_most(B, spec.chunk // (row_cost * Ho)) if rows == Ho else 1
+    nr, nb = Ho // rows, B // bc
+    in_rows = (rows - 1) * s0 + (kh - 1) * d0 + 1
+    dtype = jnp.promote_types(lhs.dtype, g.dtype)
+    xp = jnp.pad(lhs.astype(dtype), ((0, 0), (plo0, phi0), (plo1, phi1), (0, 0)))
+    g = g.astype(dtype)
+
+    def patches(xc):
+        n = xc.shape[0]
+        cols = [lax.slice(xc, (0, i * d0, j * d1, 0),
+                          (n, i * d0 + (rows - 1) * s0 + 1, j * d1 + (Wo - 1) * s1 + 1, Ci),
+                          (1, s0, s1, 1))
+                for i in range(kh) for j in range(kw)]
+        return jnp.concatenate(cols, axis=-1).reshape(-1, K)
+
+    def chunk_product(xc, gc):
+        return lax.dot_general(patches(xc), gc.reshape(-1, Co), (((0,), (0,)), ((), ())),
+                               precision=spec.precision, preferred_element_type=jnp.float32)
+
+    if nb * nr == 1:
+        acc = chunk_product(lax.slice_in_dim(xp, 0, in_rows, axis=1), g)
+    else:
+        def body(acc, idx):
+            b0, r0 = (idx // nr) * bc, (idx % nr) * rows
+            xc = lax.dynamic_slice(xp, (b0, r0 * s0, 0, 0), (bc, in_rows, xp.shape[2], Ci))
+            gc = lax.dynamic_slice(g, (b0, r0, 0, 0), (bc, rows, Wo, Co))
+            return acc + chunk_product(xc, gc), None
+
+        acc, _ = lax.scan(body, jnp.zeros((K, Co), jnp.float32), jnp.arange(nb * nr))
+    return acc.reshape(kh, kw, Ci, Co).astype(lhs.dtype)
