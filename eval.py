@@ -34,11 +34,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     initialize_from_flags(FLAGS)
+    import jax
+    if jax.process_index() != 0:
+        return  # evaluation runs on one host (process 0); the others have nothing to do
     from inpaintjax.training import evaluate as eval_lib
     from inpaintjax.training.checkpoint import load_for_inference
     if FLAGS.weights:
         from inpaintjax.inference import Inpainter
-        inpainter = Inpainter.from_official(FLAGS.weights)
+        inpainter = Inpainter.load(FLAGS.weights)  # official TF checkpoint (or another workdir)
         family, variables = inpainter.family, inpainter.variables
         config = FLAGS.config if FLAGS.config is not None else family.config
     else:

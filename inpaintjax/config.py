@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.eval_split = "validation"
     c.data.image_size = 256      # square training crops
+    c.data.resize_shorter = 0    # > 0: first resize each image (each whole sample photo) so its
+                                 # shorter side is this many px (aspect kept); 0 = native size
     c.data.crop = "random"       # 'random' (up-scale if smaller, random crop) | 'resize'
     c.data.flip = False          # random horizontal flips (the originals use none)
     c.data.image_key = "image"   # TFDS feature holding the image

@@ -91,3 +91,20 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog)
     _, _, variables = load_for_inference(workdir)
     for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(variables["params"])):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-7)
+
+
+def test_sigterm_saves_then_exits(tmp_path):
+    workdir = str(tmp_path / "run")
+    args = ["num_steps=100000", "checkpoint_every=50", "log_every=50", "image_every=0"]
+    proc = subprocess.Popen([sys.executable, RUN, workdir, str(tmp_path / "p.npz")] + args,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not _steps(workdir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    line = [x for x in out.splitlines() if x.startswith("SIGTERM: saved checkpoint")]
+    assert len(line) == 1
+    step = int(line[0].split()[3].rstrip(";"))
+    assert 50 <= step < 100000 and _steps(workdir)[-1] == step

@@ -107,6 +107,13 @@ def test_sample_set_split_is_disjoint_and_complete():
         # the two parts tile the photo side by side: every pixel in exactly one split
         np.testing.assert_array_equal(np.concatenate([a, b], axis=1), photo[..., :3])
         assert b.shape[1] == photo.shape[1] - round(0.75 * photo.shape[1])
+    # data.resize_shorter scales each whole photo first (aspect kept), then splits it
+    small_train, small_held = SampleSource("train", 100), SampleSource("eval", 100)
+    for i, name in enumerate(SAMPLE_PHOTOS):
+        h, w = _photo(name).shape[:2]
+        a, b = small_train[i][0], small_held[i][0]
+        assert a.shape[0] == b.shape[0] and min(a.shape[0], a.shape[1] + b.shape[1]) == 100
+        assert abs((a.shape[1] + b.shape[1]) / a.shape[0] - w / h) < 0.02
 
 
 def test_training_crops_come_from_train_part_and_eval_crops_from_held_out():

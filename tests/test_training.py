@@ -149,3 +149,13 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
     for f in ("metrics.json", "metrics.csv", "metrics.md", "metrics.png"):
         assert os.path.getsize(os.path.join(workdir, "eval", f)) > 0
     assert os.path.isfile(os.path.join(workdir, "samples.png"))
+    # official weights (a TF-written DeepFill v2 checkpoint, cnum 4) through Inpainter
+    official = str(tmp_path / "official")
+    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
+                        "--weights", os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_tf"),
+                        "--mask_dir", os.path.join(workdir, "eval_masks")],
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.reader(open(os.path.join(official, "eval", "metrics.csv"))))
+    assert [x[0] for x in rows[1:]][-1] == "all" and int(rows[-1][1]) == 6
+    assert os.path.isfile(os.path.join(official, "samples.png"))

@@ -36,6 +36,16 @@ def _load_sample_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
 
 
+def resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize (bilinear, aspect kept) so the shorter side is `size` px; uint8 [H, W, 3]."""
+    h, w = img.shape[:2]
+    if min(h, w) == size:
+        return img
+    scale = size / min(h, w)
+    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    return np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+
+
 def sample_split_column(width: int) -> int:
     """First column of a sample photo's held-out strip (columns [0, c) train, [c, width) held out)."""
     return int(round(width * (1.0 - SAMPLE_HOLDOUT)))
@@ -49,7 +59,7 @@ class SampleSource:
     never share a pixel while both see every kind of picture. Item i is photo i's part.
     """
 
-    def __init__(self, split: str = "train"):
+    def __init__(self, split: str = "train", resize_shorter: int = 0):
         if split not in ("train", "eval"):
             raise ValueError(f"sample split must be 'train' or 'eval', got {split!r}")
         self.split = split
@@ -57,6 +67,8 @@ class SampleSource:
         self._images = []
         for name in self.names:
             img = _load_sample_photo(name)
+            if resize_shorter:  # the whole photo, before splitting: both splits share one scale
+                img = resize_shorter_side(img, resize_shorter)
             c = sample_split_column(img.shape[1])
             part = img[:, :c] if split == "train" else img[:, c:]
             self._images.append(np.ascontiguousarray(part))
@@ -110,7 +122,8 @@ class FolderSource:
     """
 
     def __init__(self, folder: str, mask_dir: str = "", min_side: int = 32,
-                 holdout: tuple[float, bool] | None = None):
+                 holdout: tuple[float, bool] | None = None, resize_shorter: int = 0):
+        self.resize_shorter = int(resize_shorter)
         if not folder:
             raise ValueError("config.data.data_dir must name the image folder when data.source == 'folder'")
         if not os.path.isdir(folder):
@@ -171,6 +184,8 @@ class FolderSource:
             except Exception as e:
                 log.warning("image %s failed to decode (%s); using the next one", path, e)
                 continue
+            if self.resize_shorter:
+                image = resize_shorter_side(image, self.resize_shorter)
             mask = None
             if self.mask_files[j] is not None:
                 mask = load_mask(os.path.join(self.mask_dir, self.mask_files[j]))
@@ -196,7 +211,9 @@ class TfdsSource:
     TensorFlow to prepare, never to read).
     """
 
-    def __init__(self, name: str, split: str, data_dir: str = "", image_key: str = "image"):
+    def __init__(self, name: str, split: str, data_dir: str = "", image_key: str = "image",
+                 resize_shorter: int = 0):
+        self.resize_shorter = int(resize_shorter)
         import tensorflow_datasets as tfds
         if not name:
             raise ValueError("config.data.name must name the TFDS dataset when data.source == 'tfds'")
@@ -224,7 +241,10 @@ class TfdsSource:
             img = img[..., None]
         if img.shape[-1] == 1:
             img = np.repeat(img, 3, axis=-1)
-        return np.ascontiguousarray(img[..., :3]).astype(np.uint8), None
+        img = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+        if self.resize_shorter:
+            img = resize_shorter_side(img, self.resize_shorter)
+        return img, None
 
     def describe(self) -> str:
         return f"TFDS {self.name}[{self.split}] (array_record): {len(self)} examples"
@@ -233,19 +253,20 @@ class TfdsSource:
 def make_source(data_config, split: str):
     """The source for `split` in {'train', 'eval'} chosen by `config.data`."""
     d = data_config
+    rs = int(d.get("resize_shorter", 0))
     if d.source == "samples":
-        return SampleSource(split)
+        return SampleSource(split, rs)
     if d.source == "folder":
         if split == "eval" and d.get("eval_dir", ""):
-            return FolderSource(d.eval_dir, "", d.get("min_image_side", 32))
+            return FolderSource(d.eval_dir, "", d.get("min_image_side", 32), None, rs)
         holdout = None
         if not d.get("eval_dir", "") and d.get("holdout_percent", 0) > 0:
             holdout = (float(d.holdout_percent), split == "eval")
         return FolderSource(d.data_dir, d.mask_dir if split == "train" else "",
-                            d.get("min_image_side", 32), holdout)
+                            d.get("min_image_side", 32), holdout, rs)
     if d.source == "tfds":
         return TfdsSource(d.name, d.train_split if split == "train" else d.eval_split,
-                          d.data_dir, d.get("image_key", "image"))
+                          d.data_dir, d.get("image_key", "image"), rs)
     raise ValueError(f"config.data.source must be 'samples', 'folder' or 'tfds', got {d.source!r}")
 
 

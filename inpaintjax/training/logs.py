@@ -27,7 +27,7 @@ def _format_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, steps_per_sec: float, metrics: Mapping[str, float],
-                  max_terms: int = 6) -> str:
+                  max_terms: int = 10) -> str:
     """'step 200/1000 (20%) | 3.21 steps/s | ETA 4m09s | loss/l1 0.1234 ...'"""
     eta = (total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
     terms = " ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:max_terms])
