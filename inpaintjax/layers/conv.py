@@ -29,6 +29,8 @@ convolutions, other layouts, negative padding, 1-D / 3-D) goes straight to `lax.
 Switches (read when a function is traced; already-compiled functions keep their choice):
   INPAINTJAX_CONV=native        force the native path everywhere (for A/B comparisons)
   INPAINTJAX_CONV_CHUNK=<int>   patch elements per kernel-gradient chunk (default 262144 = 1 MiB f32)
+  INPAINTJAX_CONV_MIN_FLOPS=<n> convolutions with fewer forward FLOPs stay native (default 1e8:
+                                tiny convolutions gain nothing and compile faster natively)
 or `set_conv_impl('native' | 'auto')` from Python.
 
 Limitation: like every `jax.custom_vjp`, the fast path supports reverse-mode differentiation to any
@@ -45,12 +47,14 @@ from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _IMPLS = ("auto", "native")
 _impl_override: Optional[str] = None
 DEFAULT_CHUNK_ELEMENTS = 1 << 18
+DEFAULT_MIN_FLOPS = 100_000_000
 _PHASE_MIN_CHANNELS = 16
 
 
@@ -75,6 +79,18 @@ def conv_impl() -> str:
     if impl not in _IMPLS:
         raise ValueError(f"environment variable INPAINTJAX_CONV={impl!r} is not one of {_IMPLS}")
     return impl
+
+
+def _min_flops() -> int:
+    raw = os.environ.get("INPAINTJAX_CONV_MIN_FLOPS", "")
+    try:
+        value = int(float(raw)) if raw else DEFAULT_MIN_FLOPS
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"environment variable INPAINTJAX_CONV_MIN_FLOPS={raw!r} must be a "
+                         "non-negative number (FLOPs below which a convolution stays native)")
+    return value
 
 
 def _chunk_elements() -> int:
@@ -133,6 +149,12 @@ def _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, di
     if len(pads) != 2 or any(p < 0 for pair in pads for p in pair):
         return None
     if lhs.dtype != rhs.dtype or not jnp.issubdtype(lhs.dtype, jnp.floating):
+        return None
+    out_pixels = 1
+    for n, k, s, d, (lo, hi) in zip(lhs.shape[1:3], rhs.shape[:2], strides, dilation, pads):
+        out_pixels *= max(0, (n + lo + hi - (k - 1) * d - 1) // s + 1)
+    if 2 * lhs.shape[0] * out_pixels * math.prod(rhs.shape) < _min_flops():
+        # Too small to matter: keep XLA's own program (smaller, faster to compile).
         return None
     return _Spec(strides, pads, dilation, precision, preferred_element_type, _chunk_elements())
 
@@ -278,13 +300,19 @@ def kernel_grad(spec: _Spec, lhs, g, kernel_shape):
     xp = jnp.pad(lhs.astype(dtype), ((0, 0), (plo0, phi0), (plo1, phi1), (0, 0)))
     g = g.astype(dtype)
 
+    # Patches of one chunk by a single gather of Ci-long pixel rows at offsets that are the same
+    # for every chunk (relative to the chunk's first input row). One gather instead of k*k
+    # slices + a concatenate keeps the compiled program small: XLA:CPU compiles every slice and
+    # the concatenate as separate kernels, which tripled the compile time of a DeepFill v2 step.
+    Wp = W + plo1 + phi1
+    b_, r_, w_, i_, j_ = np.meshgrid(np.arange(bc), np.arange(rows), np.arange(Wo), np.arange(kh),
+                                     np.arange(kw), indexing="ij")
+    offsets = ((b_ * in_rows + r_ * s0 + i_ * d0) * Wp + w_ * s1 + j_ * d1).reshape(-1)
+
     def patches(xc):
-        n = xc.shape[0]
-        cols = [lax.slice(xc, (0, i * d0, j * d1, 0),
-                          (n, i * d0 + (rows - 1) * s0 + 1, j * d1 + (Wo - 1) * s1 + 1, Ci),
-                          (1, s0, s1, 1))
-                for i in range(kh) for j in range(kw)]
-        return jnp.concatenate(cols, axis=-1).reshape(-1, K)
+        pixels = xc.reshape(-1, Ci)
+        return pixels.at[jnp.asarray(offsets.astype(np.int32))].get(
+            mode="promise_in_bounds").reshape(-1, K)
 
     def chunk_product(xc, gc):
         return lax.dot_general(patches(xc), gc.reshape(-1, Co), (((0,), (0,)), ((), ())),
@@ -293,11 +321,15 @@ def kernel_grad(spec: _Spec, lhs, g, kernel_shape):
     if nb * nr == 1:
         acc = chunk_product(lax.slice_in_dim(xp, 0, in_rows, axis=1), g)
     else:
-        def body(acc, idx):
-            b0, r0 = (idx // nr) * bc, (idx % nr) * rows
-            xc = lax.dynamic_slice(xp, (b0, r0 * s0, 0, 0), (bc, in_rows, xp.shape[2], Ci))
-            gc = lax.dynamic_slice(g, (b0, r0, 0, 0), (bc, rows, Wo, Co))
+        def body(acc, starts):
+            b0, r0, x0 = starts[0], starts[1], starts[2]
+            zero = jnp.zeros((), jnp.int32)
+            xc = lax.dynamic_slice(xp, (b0, x0, zero, zero), (bc, in_rows, xp.shape[2], Ci))
+            gc = lax.dynamic_slice(g, (b0, r0, zero, zero), (bc, rows, Wo, Co))
             return acc + chunk_product(xc, gc), None
 
-        acc, _ = lax.scan(body, jnp.zeros((K, Co), jnp.float32), jnp.arange(nb * nr))
+        # chunk start offsets precomputed on the host: the loop body holds no index arithmetic
+        b_idx, r_idx = np.divmod(np.arange(nb * nr), nr)
+        starts = np.stack([b_idx * bc, r_idx * rows, r_idx * rows * s0], axis=1).astype(np.int32)
+        acc, _ = lax.scan(body, jnp.zeros((K, Co), jnp.float32), jnp.asarray(starts))
     return acc.reshape(kh, kw, Ci, Co).astype(lhs.dtype)
