@@ -1,0 +1,260 @@
+"""inpaintjax.layers.conv: the CPU backward pass equals autodiff of lax.conv_general_dilated and a
+NumPy loop derivation; fallbacks, switches and the per-platform selection."""
+
+from __future__ import annotations
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import export, lax
+
+from inpaintjax.layers import conv as C
+from inpaintjax.layers.gated import GatedConv
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture(autouse=True)
+def _every_conv_fast(monkeypatch):
+    """Test sizes are tiny: take the custom path for every convolution, whatever its FLOPs."""
+    monkeypatch.setenv("INPAINTJAX_CONV_MIN_FLOPS", "0")
+    monkeypatch.delenv("INPAINTJAX_CONV", raising=False)
+    monkeypatch.delenv("INPAINTJAX_CONV_CHUNK", raising=False)
+    C.set_conv_impl(None)
+    yield
+    C.set_conv_impl(None)
+
+
+def _rand(rng, shape, dtype=jnp.float32):
+    return jnp.asarray(rng.standard_normal(shape), dtype)
+
+
+def _grads(fn, x, w, strides, padding, dilation, ct):
+    def f(x, w):
+        return fn(x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=DN)
+    y, vjp = jax.vjp(f, x, w)
+    return y, vjp(ct)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30))
+
+
+CASES = list(itertools.product(
+    [(3, 3), (5, 5), (2, 3)],                               # kernel
+    [(1, 1), (2, 2), (3, 2)],                               # strides
+    [(1, 1), (2, 2)],                                       # dilation
+    ["SAME", ((1, 2), (0, 3))],                             # padding
+)) + [((1, 1), (2, 2), (1, 1), "VALID"), ((3, 3), (1, 2), (1, 3), "VALID"),
+      ((5, 5), (2, 2), (1, 1), "VALID"), ((1, 1), (3, 3), (1, 1), "SAME")]
+
+
+def test_gradients_match_autodiff_across_kernels_strides_dilations_paddings():
+    rng = np.random.default_rng(0)
+    for kernel, strides, dilation, padding in CASES:
+        x = _rand(rng, (2, 9, 10, 3))
+        w = _rand(rng, (*kernel, 3, 4))
+        y_ref = lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                         dimension_numbers=DN)
+        ct = _rand(rng, y_ref.shape)
+        _, ref = _grads(lax.conv_general_dilated, x, w, strides, padding, dilation, ct)
+        y, got = _grads(C.conv_general_dilated, x, w, strides, padding, dilation, ct)
+        case = (kernel, strides, dilation, padding)
+        np.testing.assert_array_equal(y, y_ref, err_msg=str(case))  # forward is lax's own
+        assert _rel(got[0], ref[0]) < 1e-5, ("input grad", case)
+        assert _rel(got[1], ref[1]) < 1e-5, ("kernel grad", case)
+
+
+def _numpy_conv_grads(x, w, strides, pads, dilation, g):
+    """dL/dx and dL/dw from the definition y[b,o0,o1,n] = sum xp[b,o0*s0+i*d0,o1*s1+j*d1,c] w[i,j,c,n]."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    (s0, s1), (d0, d1), ((a0, b0), (a1, b1)) = strides, dilation, pads
+    xp = np.pad(x, ((0, 0), (a0, b0), (a1, b1), (0, 0)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    kh, kw = w.shape[:2]
+    for o0 in range(g.shape[1]):
+        for o1 in range(g.shape[2]):
+            for i in range(kh):
+                for j in range(kw):
+                    r, c = o0 * s0 + i * d0, o1 * s1 + j * d1
+                    dw[i, j] += xp[:, r, c, :].T @ g[:, o0, o1, :]
+                    dxp[:, r, c, :] += g[:, o0, o1, :] @ w[i, j].T
+    return dxp[:, a0:a0 + x.shape[1], a1:a1 + x.shape[2]], dw
+
+
+@pytest.mark.parametrize("strides,dilation,pads", [
+    ((2, 2), (1, 1), ((1, 1), (1, 1))),
+    ((1, 1), (2, 2), ((2, 2), (2, 2))),
+    ((2, 1), (1, 2), ((0, 1), (2, 0))),
+])
+def test_gradients_match_numpy_loops(strides, dilation, pads):
+    rng = np.random.default_rng(1)
+    x, w = _rand(rng, (2, 7, 8, 3)), _rand(rng, (3, 3, 3, 5))
+    y = lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilation, dimension_numbers=DN)
+    g = _rand(rng, y.shape)
+    _, (dx, dw) = _grads(C.conv_general_dilated, x, w, strides, pads, dilation, g)
+    ndx, ndw = _numpy_conv_grads(x, w, strides, pads, dilation, g)
+    np.testing.assert_allclose(dx, ndx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, ndw, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", ["7", "200", "1500"])
+def test_chunked_kernel_gradient(monkeypatch, chunk):
+    """Tiny chunks: one row of one image per step (7), several rows (200), several images (1500)."""
+    monkeypatch.setenv("INPAINTJAX_CONV_CHUNK", chunk)
+    rng = np.random.default_rng(2)
+    x, w = _rand(rng, (4, 10, 6, 3)), _rand(rng, (3, 3, 3, 2))
+    for strides, dilation in [((1, 1), (1, 1)), ((2, 2), (1, 1)), ((1, 1), (2, 2))]:
+        y = lax.conv_general_dilated(x, w, strides, "SAME", rhs_dilation=dilation,
+                                     dimension_numbers=DN)
+        ct = _rand(rng, y.shape)
+        _, ref = _grads(lax.conv_general_dilated, x, w, strides, "SAME", dilation, ct)
+        _, got = _grads(C.conv_general_dilated, x, w, strides, "SAME", dilation, ct)
+        assert _rel(got[1], ref[1]) < 1e-5
+        assert _rel(got[0], ref[0]) < 1e-5
+
+
+def test_chunk_plan_bounds_patch_memory():
+    """The 512x512 case: chunks stay within the budget, so the patches never hold k*k copies of
+    an activation (which would be 4 * 512*512 * 9*48 * 4 B = 1.8 GB for one 48-channel layer)."""
+    x = jax.ShapeDtypeStruct((4, 512, 512, 48), jnp.float32)
+    g = jax.ShapeDtypeStruct((4, 512, 512, 48), jnp.float32)
+    spec = C._Spec((1, 1), ((1, 1), (1, 1)), (1, 1), None, None, C.DEFAULT_CHUNK_ELEMENTS)
+    jaxpr = jax.make_jaxpr(lambda x, g: C.kernel_grad(spec, x, g, (3, 3, 48, 48)))(x, g)
+    # every intermediate inside the scan body is at most one chunk of patches
+    scan = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scan) == 1
+    body = scan[0].params["jaxpr"].jaxpr
+    biggest = max(int(np.prod(v.aval.shape)) for e in body.eqns for v in e.outvars)
+    assert biggest <= C.DEFAULT_CHUNK_ELEMENTS
+    assert scan[0].params["length"] >= 4 * 512 * 512 * 9 * 48 // C.DEFAULT_CHUNK_ELEMENTS
+
+
+def test_jit_vmap_and_flax_layer():
+    rng = np.random.default_rng(3)
+    x, w = _rand(rng, (3, 2, 9, 9, 4)), _rand(rng, (3, 3, 3, 4, 6))  # vmapped per-example kernels
+
+    def loss(fn):
+        def f(x, w):
+            y = fn(x, w, (2, 2), "SAME", rhs_dilation=(1, 1), dimension_numbers=DN)
+            return jnp.sum(jnp.sin(y))
+        return jax.jit(jax.vmap(jax.grad(f, argnums=(0, 1))))
+
+    ref = loss(lax.conv_general_dilated)(x, w)
+    got = loss(C.conv_general_dilated)(x, w)
+    for a, b in zip(got, ref):
+        assert _rel(a, b) < 1e-5
+
+    layer = GatedConv(8, 3, strides=2)
+    xin = _rand(rng, (2, 16, 16, 5))
+    params = layer.init(jax.random.key(0), xin)
+    g_fast = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, xin) ** 2)))(params)
+    C.set_conv_impl("native")
+    g_native = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, xin) ** 2)))(params)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_native)):
+        assert _rel(a, b) < 1e-5
+
+
+def test_second_order_gradient_penalty():
+    """WGAN-GP style: the gradient (w.r.t. the kernel) of a norm of an input gradient."""
+    rng = np.random.default_rng(4)
+    x, w = _rand(rng, (2, 8, 8, 3)), _rand(rng, (3, 3, 3, 4)) * 0.3
+
+    def penalty(fn):
+        def critic(x, w):
+            y = fn(x, w, (2, 2), "SAME", rhs_dilation=(1, 1), dimension_numbers=DN)
+            return jnp.sum(jnp.tanh(y))
+
+        def gp(w):
+            gx = jax.grad(critic)(x, w)
+            return jnp.sum((jnp.sqrt(jnp.sum(gx ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
+        return jax.jit(jax.value_and_grad(gp))(w)
+
+    (v_ref, g_ref), (v, g) = penalty(lax.conv_general_dilated), penalty(C.conv_general_dilated)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-5)
+    assert _rel(g, g_ref) < 1e-4
+
+
+def test_bfloat16_gradients():
+    """bf16 inputs: gradients come back in bf16 and agree with float32 autodiff on the same
+    (bf16-rounded) values to bf16 resolution (the custom path accumulates in float32)."""
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (2, 12, 12, 8), jnp.bfloat16), _rand(rng, (3, 3, 8, 16), jnp.bfloat16)
+    for strides, dilation in [((1, 1), (2, 2)), ((2, 2), (1, 1))]:
+        y = lax.conv_general_dilated(x, w, strides, "SAME", rhs_dilation=dilation,
+                                     dimension_numbers=DN)
+        ct = _rand(rng, y.shape, jnp.bfloat16)
+        _, ref = _grads(lax.conv_general_dilated, x.astype(jnp.float32), w.astype(jnp.float32),
+                        strides, "SAME", dilation, ct.astype(jnp.float32))
+        _, got = jax.jit(lambda x, w, ct: _grads(C.conv_general_dilated, x, w, strides, "SAME",
+                                                 dilation, ct))(x, w, ct)
+        assert got[0].dtype == jnp.bfloat16 and got[1].dtype == jnp.bfloat16
+        assert _rel(got[0], ref[0]) < 2e-2
+        assert _rel(got[1], ref[1]) < 2e-2
+
+
+def test_fallbacks_are_lax_unchanged():
+    rng = np.random.default_rng(6)
+    x, x_nchw = _rand(rng, (2, 8, 8, 4)), _rand(rng, (2, 4, 8, 8))
+    calls = [  # (lhs, rhs, keyword arguments)
+        (x, _rand(rng, (3, 3, 2, 4)), dict(feature_group_count=2)),                    # grouped
+        (x, _rand(rng, (3, 3, 4, 4)), dict(lhs_dilation=(2, 2))),                      # transposed
+        (x_nchw, _rand(rng, (4, 4, 3, 3)), dict(dimension_numbers=("NCHW", "OIHW", "NCHW"))),
+    ]
+    pads = ((1, 1), (1, 1))
+    for lhs, rhs, kw in calls:
+        kw = {"dimension_numbers": DN, **kw}
+        jaxpr = str(jax.make_jaxpr(
+            lambda a, b: C.conv_general_dilated(a, b, (1, 1), pads, **kw))(lhs, rhs))
+        assert "custom_vjp" not in jaxpr
+        np.testing.assert_array_equal(C.conv_general_dilated(lhs, rhs, (1, 1), pads, **kw),
+                                      lax.conv_general_dilated(lhs, rhs, (1, 1), pads, **kw))
+
+
+def test_switches(monkeypatch):
+    rng = np.random.default_rng(7)
+    x, w = _rand(rng, (1, 8, 8, 2)), _rand(rng, (3, 3, 2, 2))
+
+    def jaxpr():
+        return str(jax.make_jaxpr(lambda a, b: C.conv_general_dilated(
+            a, b, (1, 1), "SAME", dimension_numbers=DN))(x, w))
+
+    assert "custom_vjp" in jaxpr()
+    monkeypatch.setenv("INPAINTJAX_CONV", "native")
+    assert C.conv_impl() == "native" and "custom_vjp" not in jaxpr()
+    C.set_conv_impl("auto")  # the Python switch wins over the environment
+    assert "custom_vjp" in jaxpr()
+    C.set_conv_impl(None)
+    monkeypatch.setenv("INPAINTJAX_CONV", "fast")
+    with pytest.raises(ValueError, match="INPAINTJAX_CONV"):
+        C.conv_impl()
+    with pytest.raises(ValueError, match="set_conv_impl"):
+        C.set_conv_impl("cudnn")
+    monkeypatch.setenv("INPAINTJAX_CONV", "auto")
+    monkeypatch.setenv("INPAINTJAX_CONV_CHUNK", "0")
+    with pytest.raises(ValueError, match="INPAINTJAX_CONV_CHUNK"):
+        jaxpr()
+    monkeypatch.setenv("INPAINTJAX_CONV_CHUNK", "4096")
+    monkeypatch.setenv("INPAINTJAX_CONV_MIN_FLOPS", "1e12")  # everything here is below that
+    assert "custom_vjp" not in jaxpr()
+
+
+def test_accelerators_lower_to_the_native_gradient():
+    """Lowered for GPU or TPU (no device needed), the backward pass is autodiff's: two
+    convolutions (forward, kernel gradient), no gather; for CPU the gather formulation."""
+    x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
+
+    def loss(w):
+        return jnp.sum(C.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN) ** 2)
+
+    step = jax.jit(jax.grad(loss))
+    for platform in ("cuda", "rocm", "tpu"):
+        text = export.export(step, platforms=[platform])(w).mlir_module()
+        assert "gather" not in text and text.count("stablehlo.convolution") == 2, platform
+    text = export.export(step, platforms=["cpu"])(w).mlir_module()
+    assert "gather" in text and text.count("stablehlo.convolution") == 1
