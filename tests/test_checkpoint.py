@@ -71,11 +71,13 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog)
     ckpt = Checkpointer(workdir, read_only=True)
     assert ckpt.steps() == [2, 4]
     ckpt.close()
-    # truncate the largest file of checkpoint 4 (the parameter / optimiser data)
-    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(workdir, "checkpoints", "4")) for f in fs]
-    biggest = max(files, key=os.path.getsize)
-    with open(biggest, "r+b") as f:
-        f.truncate(os.path.getsize(biggest) // 2)
+    # truncate checkpoint 4's array data files (as a crash mid-copy or a full disk would leave them)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(workdir, "checkpoints", "4", "state"))
+             for f in fs if os.path.basename(d) == "d"]
+    assert files
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
     family = toy_family.ToyFamily(c)
     ckpt = Checkpointer(workdir, read_only=True)
     with caplog.at_level(logging.WARNING):
