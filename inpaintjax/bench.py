@@ -1,0 +1,351 @@
+"""Benchmarks: `python -m inpaintjax.bench [--reduced] [--torch] [--family deepfill_v2] ...`.
+
+Prints one JSON record per case (and appends them to --out if given):
+  peak_matmul   the run's measured float32 matmul FLOP/s (a large jnp.dot): the "hardware peak"
+                every other record is also expressed against (`fraction_of_peak`)
+  stack         eight 3x3 convolutions forward + backward (reference/CPU-PERF.md's case)
+  infer         the family's jitted `inpaint` at 256x256 and 512x512, batch 1 and 8 (latency)
+  train         the family's jitted, state-donating `train_step` at 256x256 (images/s; for
+                DeepFill v2 one step = a discriminator and a generator update)
+  train512      (with --train512) the same at 512x512, e.g. with and without --remat for memory
+Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
+compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
+native convolution: the fast CPU gradient runs in loops whose FLOPs the analysis does not count),
+achieved FLOP/s and its fraction of the measured matmul peak, and peak_rss_mb: the peak resident
+memory of the child process that ran only that case (getrusage ru_maxrss; it includes the ~0.3 GB
+of the Python + JAX runtime; the CPU client exposes no device memory statistics).
+
+Every case runs in its own child process (clean memory peak, clean compile caches, the conv
+switch applied through INPAINTJAX_CONV). `--torch` also runs benchmarks/torch_deepfill.py's
+PyTorch equivalent of each stack/train/infer case in the same run, when torch is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
+
+
+# ---------------------------------------------------------------------------------------------
+# child side: one case per process
+# ---------------------------------------------------------------------------------------------
+def _timed(fn, repeats: int):
+    """(warm-up seconds, [timed seconds]) for fn() which must block until its result is ready."""
+    t0 = time.perf_counter()
+    fn()
+    warm = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return warm, times
+
+
+def _flops_native(fn, *args) -> float | None:
+    """FLOPs of fn(*args) by XLA's cost analysis, lowered with the native convolution."""
+    import jax
+    from inpaintjax.layers import conv
+
+    conv.set_conv_impl("native")
+    try:
+        cost = jax.jit(fn).lower(*args).cost_analysis()
+    finally:
+        conv.set_conv_impl(None)
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops else None
+
+
+def _family(name: str, dtype: str, remat: bool, reduced: bool):
+    import importlib
+    from inpaintjax.families import base
+
+    cls = base.get(name)
+    module = importlib.import_module(cls.__module__)
+    if not hasattr(module, "default_config"):
+        raise SystemExit(f"inpaintjax.bench: family {name!r} has no default_config() in "
+                         f"{module.__name__}; add one (the released model's settings)")
+    config = module.default_config()
+    config.compute_dtype = dtype
+    config.remat = remat
+    if reduced:
+        for key, value in (("cnum", 8), ("d_cnum", 8)):
+            if key in config.model:
+                config.model[key] = value
+    return cls(config), config
+
+
+def _batch(batch: int, size: int):
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((batch, size, size, 1), np.float32)
+    mask[:, size // 4: size // 2, size // 4: 3 * size // 4] = 1.0
+    return {"image": jnp.asarray(rng.random((batch, size, size, 3), np.float32)),
+            "mask": jnp.asarray(mask)}
+
+
+def _run_case(case: dict) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    kind, repeats = case["kind"], case["repeats"]
+    rec = dict(case)
+    if kind == "peak_matmul":
+        n = case["size"]
+        a = jnp.asarray(jax.random.normal(jax.random.key(0), (n, n), jnp.float32))
+        f = jax.jit(lambda a: a @ a)
+        t0 = time.perf_counter()
+        compiled = f.lower(a).compile()
+        rec["compile_s"] = time.perf_counter() - t0
+        warm, times = _timed(lambda: compiled(a).block_until_ready(), repeats)
+        rec["flops"] = 2.0 * n ** 3
+    elif kind == "stack":
+        from jax import lax
+        from inpaintjax.layers.conv import conv_general_dilated
+
+        chans, dil = [5, 64, 64, 64, 64, 64, 64, 64, 3], [1, 1, 2, 4, 8, 1, 1, 1]
+        key = jax.random.key(0)
+        ws = [jax.random.normal(jax.random.fold_in(key, i), (3, 3, chans[i], chans[i + 1]))
+              * (2.0 / (9 * chans[i])) ** 0.5 for i in range(8)]
+        b, s = case["batch"], case["size"]
+        x = jax.random.normal(key, (b, s, s, 5))
+
+        def loss(ws, x):
+            h = x
+            for i, w in enumerate(ws):
+                h = conv_general_dilated(h, w.astype(h.dtype), (1, 1), "SAME",
+                                         rhs_dilation=(dil[i], dil[i]),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                if i < 7:
+                    h = jax.nn.relu(h)
+            return jnp.mean(h.astype(jnp.float32) ** 2)
+
+        x = x.astype(case["dtype"])
+        fn = jax.grad(loss)
+        t0 = time.perf_counter()
+        compiled = jax.jit(fn).lower(ws, x).compile()
+        rec["compile_s"] = time.perf_counter() - t0
+        warm, times = _timed(lambda: jax.block_until_ready(compiled(ws, x)), repeats)
+        rec["flops"] = _flops_native(fn, ws, x)
+        del lax
+    elif kind in ("infer", "train"):
+        family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
+                            case.get("reduced", False))
+        batch = _batch(case["batch"], case["size"])
+        state = family.init_state(jax.random.key(0), batch)
+        if kind == "infer":
+            variables = family.inference_variables(state)
+            del state
+
+            def fn(v, image, mask):
+                return family.inpaint(v, image, mask)["output"]
+
+            args = (variables, batch["image"], batch["mask"])
+            t0 = time.perf_counter()
+            compiled = jax.jit(fn).lower(*args).compile()
+            rec["compile_s"] = time.perf_counter() - t0
+            warm, times = _timed(lambda: compiled(*args).block_until_ready(), repeats)
+            rec["flops"] = _flops_native(fn, *args)
+        else:
+            rng = jax.random.key(1)
+            rec["flops"] = _flops_native(family.train_step, state, batch, rng)
+            step = jax.jit(family.train_step, donate_argnums=0)
+            t0 = time.perf_counter()
+            compiled = step.lower(state, batch, rng).compile()
+            rec["compile_s"] = time.perf_counter() - t0
+            holder = [state]
+
+            def run():
+                new_state, metrics = compiled(holder[0], batch, rng)
+                holder[0] = new_state
+                jax.block_until_ready(metrics)
+                bad = [k for k, v in metrics.items() if not bool(jnp.isfinite(v))]
+                if bad:
+                    raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
+
+            warm, times = _timed(run, repeats)
+    else:
+        raise SystemExit(f"inpaintjax.bench: unknown case kind {kind!r}")
+    rec.update(_summary(warm, times))
+    rec["compile_s"] = round(rec["compile_s"], 3)
+    rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    rec["jax"] = jax.__version__
+    rec["backend"] = jax.default_backend()
+    return rec
+
+
+def _summary(warm, times) -> dict:
+    return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
+            "min_s": round(min(times), 4), "max_s": round(max(times), 4),
+            "repeats": len(times)}
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------------
+def _child(case: dict, conv: str, timeout: float) -> dict:
+    env = dict(os.environ, INPAINTJAX_CONV=conv)
+    proc = subprocess.run([sys.executable, "-m", "inpaintjax.bench", "--child", json.dumps(case)],
+                          capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=str(_REPO))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {**case, "conv": conv, "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    rec = json.loads(lines[-1])
+    rec["conv"] = conv
+    return rec
+
+
+def _torch_child(case: dict, timeout: float) -> dict:
+    cmd = [sys.executable, str(TORCH_SCRIPT), "--case", case["kind"], "--batch",
+           str(case["batch"]), "--size", str(case["size"]), "--repeats", str(case["repeats"])]
+    if case.get("reduced"):
+        cmd += ["--cnum", "8", "--d-cnum", "8"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {**case, "framework": "torch", "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    rec = json.loads(lines[-1])
+    rec["kind"] = rec.pop("case")
+    for key in ("family", "dtype", "reduced"):
+        if key in case:
+            rec[key] = case[key]
+    return rec
+
+
+def _cases(a) -> list[dict]:
+    r = a.repeats if a.repeats is not None else (2 if a.reduced else 3)
+    common = {"repeats": r, "dtype": a.dtype, "reduced": a.reduced}
+    fam = {"family": a.family, "remat": a.remat}
+    if a.reduced:
+        sizes = {"stack": (1, 32), "infer": [(1, 64), (2, 64)], "train": (2, 64), "t512": (1, 128)}
+    else:
+        sizes = {"stack": (4, 256), "infer": [(1, 256), (8, 256), (1, 512), (8, 512)],
+                 "train": (a.train_batch, 256), "t512": (a.train_batch, 512)}
+    wanted = a.cases.split(",")
+    out = []
+    if "stack" in wanted:
+        b, s = sizes["stack"]
+        out.append({"kind": "stack", "batch": b, "size": s, **common})
+    if "infer" in wanted:
+        for b, s in sizes["infer"]:
+            out.append({"kind": "infer", "batch": b, "size": s, **common, **fam})
+    if "train" in wanted:
+        b, s = sizes["train"]
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
+    if "train512" in wanted:
+        b, s = sizes["t512"]
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
+    return out
+
+
+def _finish(rec: dict, peak: float | None) -> dict:
+    if "error" in rec:
+        return rec
+    med = rec.get("median_s")
+    if rec.get("flops") and med:
+        rec["achieved_flops_per_s"] = round(rec["flops"] / med)
+        if peak:
+            rec["fraction_of_peak"] = round(rec["flops"] / med / peak, 4)
+    if rec.get("kind") in ("train", "stack") and med:
+        rec["images_per_s"] = round(rec["batch"] / med, 4)
+    if rec.get("kind") == "infer" and med:
+        rec["latency_s"] = med
+    return rec
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m inpaintjax.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--family", default="deepfill_v2")
+    p.add_argument("--reduced", action="store_true", help="tiny sizes for CI (seconds)")
+    p.add_argument("--torch", action="store_true",
+                   help="also run the PyTorch equivalents (benchmarks/torch_deepfill.py)")
+    p.add_argument("--native-conv", action="store_true",
+                   help="XLA's own convolution gradients (INPAINTJAX_CONV=native)")
+    p.add_argument("--conv", choices=["auto", "native", "both"], default=None,
+                   help="which convolution path(s) to time; 'both' runs every JAX case twice")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="compute dtype (parameters stay float32)")
+    p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
+    p.add_argument("--cases", default="peak,stack,infer,train",
+                   help="comma list of peak, stack, infer, train, train512")
+    p.add_argument("--train-batch", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
+    p.add_argument("--out", default="", help="also append the JSON records to this file")
+    p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+
+    if a.child:
+        print(json.dumps(_run_case(json.loads(a.child))), flush=True)
+        return 0
+
+    if a.native_conv and a.conv not in (None, "native"):
+        p.error("--native-conv contradicts --conv " + a.conv)
+    conv = "native" if a.native_conv else (a.conv or "auto")
+    convs = ["native", "auto"] if conv == "both" else [conv]
+    if a.torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            p.error("--torch needs PyTorch: pip install -e '.[bench]' (torch==2.13.0)")
+        if not TORCH_SCRIPT.exists():
+            p.error(f"--torch needs {TORCH_SCRIPT} (run from a source checkout)")
+    out = open(a.out, "a") if a.out else None
+
+    def emit(rec):
+        line = json.dumps(rec)
+        print(line, flush=True)
+        if out:
+            out.write(line + "\n")
+            out.flush()
+
+    emit({"kind": "machine", "platform": platform.platform(), "python": platform.python_version(),
+          "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)})
+    peak = None
+    if "peak" in a.cases.split(","):
+        rec = _child({"kind": "peak_matmul", "size": 512 if a.reduced else 4096,
+                      "repeats": a.repeats or 3}, "auto", a.timeout)
+        if "error" not in rec:
+            peak = rec["flops"] / rec["median_s"]
+            rec["peak_flops_per_s"] = round(peak)
+        emit(_finish(rec, peak))
+    failed = False
+    for case in _cases(a):
+        jax_recs = []
+        for c in convs:
+            rec = _finish(_child(case, c, a.timeout), peak)
+            failed |= "error" in rec
+            jax_recs.append(rec)
+            emit(rec)
+        if a.torch:
+            rec = _torch_child(case, a.timeout)
+            # same computation: the JAX record's XLA FLOP count is the PyTorch step's too
+            flops = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
+            if flops:
+                rec["flops"] = flops
+            rec = _finish(rec, peak)
+            failed |= "error" in rec
+            emit(rec)
+    if out:
+        out.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
