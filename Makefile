@@ -19,5 +19,15 @@ demo: $(STAMP)
 	$(BIN)/python train.py --config configs/deepfill_v2.py:demo --workdir runs/demo
 	$(BIN)/python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo
 
+# Benchmarks (README "Benchmarks"): installs the bench extra (torch==2.13.0) for the side-by-side.
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m inpaintjax.bench --reduced --torch
+
+bench-full: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	mkdir -p runs
+	$(BIN)/python -m inpaintjax.bench --torch --conv both --out runs/bench.jsonl
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
