@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 

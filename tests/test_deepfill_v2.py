@@ -101,11 +101,12 @@ def test_sn_patchgan_leaky_relu_on_last_layer():
     # the original applies the activation after conv6 too
     d = SNPatchGAN(cnum=2)
     x = jnp.ones((1, 64, 64, 4))
-    v = jax.jit(d.init)(jax.random.key(0), x)
-    params = jax.tree.map(jnp.zeros_like, v["params"])
+    v = jax.eval_shape(d.init, jax.random.key(0), x)
+    params = jax.tree.map(lambda p: jnp.zeros(p.shape), v["params"])
+    stats = jax.tree.map(lambda p: jnp.ones(p.shape), v["batch_stats"])
     params["conv6"]["conv"]["bias"] = -jnp.ones_like(params["conv6"]["conv"]["bias"])
     # a zero kernel has sigma 0; flax then divides by 1, keeping the zero kernel
-    out = jax.jit(d.apply)({"params": params, "batch_stats": v["batch_stats"]}, x)
+    out = jax.jit(d.apply)({"params": params, "batch_stats": stats}, x)
     np.testing.assert_allclose(np.asarray(out), -0.2, rtol=0, atol=1e-7)
     assert out.shape == (1, 8)
 
