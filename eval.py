@@ -50,6 +50,9 @@ def main(argv):
     summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
     with open(os.path.join(FLAGS.workdir, "eval", "metrics.md")) as f:
         print(f.read())
+    with open(os.path.join(FLAGS.workdir, "eval", "flat_fill.md")) as f:
+        floor = [line for line in f.read().splitlines() if line.startswith("| all")]
+    print("flat fill (holes = mean colour of the known pixels), for comparison:\n" + floor[0] + "\n")
     print(f"eval: wrote {os.path.join(FLAGS.workdir, 'eval')}/metrics.{{json,csv,md,png}}, "
           f"flat_fill.* and {os.path.join(FLAGS.workdir, 'samples.png')}; overall "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["all"].items() if isinstance(v, float)))

@@ -182,7 +182,12 @@ def preview_batch(config, num: int = 4) -> dict[str, np.ndarray]:
     sub = config.copy_and_resolve_references()
     with sub.unlocked():
         sub.eval.image_size = size
-    images = eval_images(sub, num).astype(np.float32) / 255.0
+    try:
+        images = eval_images(sub, num)
+    except (ValueError, FileNotFoundError) as e:  # e.g. a small folder with no held-out file
+        log.warning("no held-out images for the training previews (%s); using training images", e)
+        images = eval_images(sub, num, sources.make_source(config.data, "train"))
+    images = images.astype(np.float32) / 255.0
     holes = [masks_lib.make_mask(config.mask.generator, np.random.default_rng([int(config.eval.seed), _MASK, j]),
                                  size, size) for j in range(len(images))]
     out = {"image": images, "mask": np.stack(holes).astype(np.float32)[..., None]}

@@ -203,7 +203,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     zero_carry = jax.jit(lambda: _zero_carry(names), out_shardings=repl)
     carry = zero_carry()
 
-    preview = _replicate(data_lib.preview_batch(config, 4), repl)
+    preview = _replicate(data_lib.preview_batch(config, 4), repl) if int(config.image_every) > 0 else None
     inpaint = jax.jit(lambda st, b: family.inpaint(family.inference_variables(st), b["image"],
                                                    b["mask"], b.get("guide")))
     lr = _lr_of(config)
