@@ -1,0 +1,43 @@
+"""Markdown table from `python -m inpaintjax.bench --out FILE` records: python benchmarks/table.py FILE"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _label(r: dict) -> str:
+    if r.get("framework") == "torch":
+        return f"PyTorch {r.get('torch', '')}".strip()
+    conv = {"native": "JAX, XLA's conv gradients", "auto": "JAX, inpaintjax conv"}[r["conv"]]
+    return conv + (f", {r['dtype']}" if r.get("dtype") not in (None, "float32") else "") + (
+        ", remat" if r.get("remat") else "")
+
+
+def main(path: str) -> None:
+    recs = [json.loads(ln) for ln in open(path) if ln.strip()]
+    peak = next((r.get("peak_flops_per_s") for r in recs if r.get("kind") == "peak_matmul"), None)
+    machine = next((r for r in recs if r.get("kind") == "machine"), {})
+    if peak:
+        print(f"Measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s "
+              f"({machine.get('cpus', '?')} CPUs, load {machine.get('load_avg_1m', '?')}).\n")
+    print("| case | implementation | median s (min-max) | images/s | GFLOP | % of peak | "
+          "compile s | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in recs:
+        if r.get("kind") not in ("stack", "train", "infer") or "error" in r:
+            continue
+        case = {"stack": "8-conv stack fwd+bwd", "train": "DeepFill v2 train step",
+                "infer": "DeepFill v2 inpaint"}[r["kind"]]
+        case += f", {r['batch']}x{r['size']}x{r['size']}"
+        ips = r.get("images_per_s") or (r["batch"] / r["median_s"])
+        frac = r.get("fraction_of_peak")
+        print(f"| {case} | {_label(r)} | {r['median_s']:.2f} ({r['min_s']:.2f}-{r['max_s']:.2f}) "
+              f"| {ips:.3g} | {r['flops'] / 1e9:.0f} | "
+              f"{'' if frac is None else f'{100 * frac:.0f}%'} | "
+              f"{r.get('compile_s', '') if r.get('framework') != 'torch' else '-'} | "
+              f"{r['peak_rss_mb'] / 1024:.1f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
