@@ -5,7 +5,7 @@ Variants:
             smaller), batch 16, one stroke+box mask per batch, Adam 1e-4 (0.5, 0.999), L1:GAN 1:1.
   celebahq  the same with each image resized to 256x256 (the yml default `random_crop: False`).
   demo      small and fast on the built-in sample photos: 64x64 crops, cnum 16, batch 4 with a
-            mask per image, 3000 steps (about 13 min on two busy CPU cores, 4 steps/s). On the
+            mask per image, 3000 steps (train + eval 9-13 min on two shared CPU cores). On the
             held-out strips the hole L1 is 0.094 against the flat-fill floor's 0.096 (beaten in
             4 of 6 buckets; PSNR not yet): fills continue the surrounding colours and edges, a
             smoke run, not a usable model. (600 steps at batch 8: 0.100-0.108.)
