@@ -2,8 +2,11 @@
 
 Variants:
   places2   the released Places2 recipe (SPEC.md 1.9): random 256x256 crops (up-scaled first if
-            smaller), batch 16, one stroke+box mask per batch, Adam 1e-4 (0.5, 0.999), L1:GAN 1:1.
-  celebahq  the same with each image resized to 256x256 (the yml default `random_crop: False`).
+            smaller), batch 16, one stroke+box mask per batch, Adam 1e-4 (0.5, 0.999), L1:GAN 1:1;
+            reads TFDS `places365_small` (array_record; `tfds build` it first, or point
+            data.source/data.data_dir at your own folder).
+  celebahq  the same with each image resized to 256x256 (the yml default `random_crop: False`),
+            from an image folder: --config.data.data_dir=DIR (TFDS cannot download CelebA-HQ).
   demo      small and fast on the built-in sample photos: 64x64 crops, cnum 16, batch 4 with a
             mask per image, 3000 steps (train + eval 9-13 min on two shared CPU cores). On the
             held-out strips the hole L1 is 0.094 against the flat-fill floor's 0.096 (beaten in
@@ -71,9 +74,11 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
     c = _common()
     if variant == "places2":
         c.data.crop = "random"
+        c.data.source = "tfds"
         c.data.name = "places365_small"
     elif variant == "celebahq":
         c.data.crop = "resize"
+        c.data.source = "folder"   # CelebA-HQ is not downloadable by TFDS: --config.data.data_dir=DIR
     elif variant == "demo":
         c.data.source = "samples"
         c.data.crop = "random"
