@@ -11,6 +11,7 @@ config saved in the workdir when --config is not given.
 """
 
 import os
+import logging
 import sys
 
 from absl import app, flags
@@ -33,6 +34,12 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        # orbax and jax log every checkpoint operation at INFO through absl; keep the console to
+        # our own progress lines and to warnings (--verbosity=0 brings them back)
+        logging.getLogger("absl").setLevel(logging.WARNING)
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("inpaintjax").setLevel(logging.INFO)
     initialize_from_flags(FLAGS)
     import jax
     if jax.process_index() != 0:

@@ -8,6 +8,7 @@ JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variabl
 --distributed on a cluster JAX detects by itself: SLURM, Cloud TPU, ...).
 """
 
+import logging
 import sys
 
 from absl import app, flags
@@ -26,6 +27,12 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        # orbax and jax log every checkpoint operation at INFO through absl; keep the console to
+        # our own progress lines and to warnings (--verbosity=0 brings them back)
+        logging.getLogger("absl").setLevel(logging.WARNING)
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("inpaintjax").setLevel(logging.INFO)
     initialize_from_flags(FLAGS)
     from inpaintjax.training import NonFiniteError, train_and_evaluate
     try:

@@ -237,7 +237,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     out = shard_lib.fetch(inpaint(state, preview))
                     host_preview = shard_lib.fetch(preview)
                     extras = {k: v for k, v in out.items() if k != "output" and np.ndim(v) == 4}
-                    logger.image(step, "preview/" + "|".join(logs_lib.grid_columns(extras)),
+                    logger.image(step, "preview/" + "_".join(logs_lib.grid_columns(extras)),
                                  logs_lib.image_grid(host_preview["image"], host_preview["mask"],
                                                      out["output"], extras))
                 if step % ckpt_every == 0 or step == num_steps or preempted:
