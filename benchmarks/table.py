@@ -32,6 +32,8 @@ def main(path: str) -> None:
         case += f", {r['batch']}x{r['size']}x{r['size']}"
         ips = r.get("images_per_s") or (r["batch"] / r["median_s"])
         frac = r.get("fraction_of_peak")
+        if frac is None and peak and r.get("flops"):
+            frac = r["flops"] / r["median_s"] / peak  # a record from a run without the peak case
         print(f"| {case} | {_label(r)} | {r['median_s']:.2f} ({r['min_s']:.2f}-{r['max_s']:.2f}) "
               f"| {ips:.3g} | {r['flops'] / 1e9:.0f} | "
               f"{'' if frac is None else f'{100 * frac:.0f}%'} | "
