@@ -115,12 +115,23 @@ def test_eval_writes_four_outputs_with_the_right_rows(tmp_path):
     flat = json.loads((ev / "flat_fill.json").read_text())
     np.testing.assert_allclose(flat["all"]["l1"], np.mean(errs), rtol=1e-5)
 
-    # samples.png: rows of input | mask | output | truth at the eval size, 2 px gaps
+    # samples.png: rows of input | mask | output | truth | flat fill at the eval size, 2 px gaps,
+    # enlarged by whole pixels to at least 192 px a tile
     s, n = config.eval.image_size, config.eval.num_samples
+    k = max(1, 192 // s)
     grid = _read_png(tmp_path / "samples.png")
-    assert grid.shape == (n * s + (n - 1) * 2, 4 * s + 3 * 2, 3)
+    assert grid.shape == (k * (n * s + (n - 1) * 2), k * (5 * s + 4 * 2), 3)
+    grid = grid[::k, ::k]
     truth0 = grid[:s, 3 * (s + 2):3 * (s + 2) + s]
     assert any(np.array_equal(truth0, im) for im in eval_images(config))
+    flat0 = grid[:s, 4 * (s + 2):4 * (s + 2) + s].astype(np.float64) / 255
+    input0 = grid[:s, :s].astype(np.float64) / 255
+    hole0 = grid[:s, s + 2:2 * s + 2, 0] > 127
+    known = input0[~hole0]
+    # the flat-fill tile: the known pixels' mean colour inside the hole, the input elsewhere
+    np.testing.assert_allclose(flat0[hole0], np.broadcast_to(known.mean(0), flat0[hole0].shape),
+                               atol=1.5 / 255)
+    np.testing.assert_array_equal(flat0[~hole0], known)
 
 
 def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):

@@ -5,7 +5,8 @@ mask i is paired with held-out image i mod N (`inpaintjax.data.eval_images`). Ou
 `<out_dir>`: eval/metrics.json, eval/metrics.csv, eval/metrics.md (Markdown table), eval/metrics.png
 (plot per bucket); the same four for a flat fill (every hole pixel = the mean colour of the image's
 known pixels) under eval/flat_fill.* as the floor a model must beat; and samples.png (rows
-input | mask | output | truth for held-out images).
+input | mask | output | truth | flat fill for held-out images, enlarged by an integer factor to at
+least SAMPLES_MIN_SIDE pixels a tile).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from inpaintjax import metrics as metrics_lib
 from inpaintjax.training import logs as logs_lib
 
 log = logging.getLogger(__name__)
+
+SAMPLES_MIN_SIDE = 192
 
 
 def mask_generators(config) -> list[str]:
@@ -128,6 +131,11 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
         used.add(pair[i])
         rows.append(i)
     rows = sorted(rows, key=lambda i: pair[i])
-    grid = logs_lib.image_grid(images[pair[rows]], masks[rows], np.stack([outputs[i] for i in rows]))
+    shown, shown_masks = images[pair[rows]], masks[rows]
+    grid = logs_lib.image_grid(shown, shown_masks, np.stack([outputs[i] for i in rows]),
+                               extras={"flat_fill": flat_fill(shown, shown_masks)})
+    # small evaluation crops (the demo's 64 px) are enlarged by whole pixels so they can be seen
+    scale = max(1, SAMPLES_MIN_SIDE // size)
+    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
     logs_lib.save_png(grid, os.path.join(out_dir, "samples.png"))
     return model.summary()
