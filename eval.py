@@ -11,14 +11,13 @@ config saved in the workdir when --config is not given.
 """
 
 import os
-import logging
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from inpaintjax import config as config_lib
-from inpaintjax.distributed import initialize_from_flags
+from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
 
 config_flags.DEFINE_config_file("config", None, "config file and variant (evaluation settings)",
                                 lock_config=False)
@@ -34,12 +33,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        # orbax and jax log every checkpoint operation at INFO through absl; keep the console to
-        # our own progress lines and to warnings (--verbosity=0 brings them back)
-        logging.getLogger("absl").setLevel(logging.WARNING)
-        logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("inpaintjax").setLevel(logging.INFO)
+    quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
     import jax
     if jax.process_index() != 0:

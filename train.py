@@ -8,14 +8,13 @@ JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variabl
 --distributed on a cluster JAX detects by itself: SLURM, Cloud TPU, ...).
 """
 
-import logging
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from inpaintjax import config as config_lib
-from inpaintjax.distributed import DISTRIBUTED_FLAGS, initialize_from_flags  # noqa: F401
+from inpaintjax.distributed import DISTRIBUTED_FLAGS, initialize_from_flags, quiet_library_logging  # noqa: F401
 
 config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/deepfill_v2.py:demo",
                                 lock_config=True)
@@ -27,12 +26,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        # orbax and jax log every checkpoint operation at INFO through absl; keep the console to
-        # our own progress lines and to warnings (--verbosity=0 brings them back)
-        logging.getLogger("absl").setLevel(logging.WARNING)
-        logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("inpaintjax").setLevel(logging.INFO)
+    quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
     from inpaintjax.training import NonFiniteError, train_and_evaluate
     try:

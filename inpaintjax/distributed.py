@@ -1,8 +1,9 @@
-"""Multi-host start-up shared by train.py and eval.py: `jax.distributed.initialize` from flags,
-the environment, or a cluster JAX detects by itself."""
+"""Start-up shared by train.py and eval.py: `jax.distributed.initialize` from flags, the
+environment, or a cluster JAX detects by itself; and a quiet console."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from absl import flags
@@ -16,6 +17,16 @@ flags.DEFINE_integer("num_cpu_devices", None, "CPU only: devices per process (te
                      "without accelerators)")
 
 DISTRIBUTED_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed", "num_cpu_devices")
+
+
+def quiet_library_logging(FLAGS) -> None:
+    """Unless --verbosity was given: the console shows inpaintjax's own lines and everybody's
+    warnings, not the INFO lines orbax and jax write for every checkpoint operation."""
+    if FLAGS["verbosity"].present:
+        return
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("inpaintjax").setLevel(logging.INFO)
 
 
 def initialize_from_flags(FLAGS) -> None:
