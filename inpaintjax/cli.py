@@ -12,6 +12,7 @@ PNG under --out with the same base names. Exit status 0 on success, 2 on bad inp
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # orbax warns through absl that a workdir opened for reading is read-only: expected here
+    logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError, KeyError) as e:
