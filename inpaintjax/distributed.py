@@ -24,7 +24,7 @@ def quiet_library_logging(FLAGS) -> None:
     warnings, not the INFO lines orbax and jax write for every checkpoint operation."""
     if FLAGS["verbosity"].present:
         return
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notes on opening a directory
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("inpaintjax").setLevel(logging.INFO)
 

@@ -33,9 +33,13 @@ class Checkpointer:
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
         self.directory = checkpoint_dir(workdir)
         self.read_only = read_only
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max(int(keep), 1), enable_async_checkpointing=not read_only,
-            create=not read_only, read_only=read_only)
+        if read_only:  # orbax warns about any saving option given to a read-only manager
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=None, save_interval_steps=0, enable_async_checkpointing=False,
+                create=False, read_only=True)
+        else:
+            options = ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1),
+                                                   enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self) -> list[int]:
