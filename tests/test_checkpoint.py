@@ -20,8 +20,10 @@ from inpaintjax.training.checkpoint import Checkpointer, abstract_state  # noqa:
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "tests", "run_toy.py")
-# slow enough steps (64x64, 16 features) that a random kill lands mid-run
-ARGS = ["num_steps=40", "checkpoint_every=4", "log_every=4", "image_every=0", "data.image_size=64",
+# enough steps (64x64, 16 features; about 7 s of training on two idle cores, 50 checkpoints) that
+# a kill up to 1.5 s after the first checkpoint lands mid-run however fast the machine is
+NUM_STEPS = 200
+ARGS = [f"num_steps={NUM_STEPS}", "checkpoint_every=4", "log_every=4", "image_every=0", "data.image_size=64",
         "model.features=16"]
 
 
@@ -51,7 +53,7 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(tmp_path):
     killed_after = _steps(broken)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert killed_after and killed_after[-1] < 40
+    assert killed_after and killed_after[-1] < NUM_STEPS
     out = subprocess.run([sys.executable, RUN, broken, str(tmp_path / "resumed.npz")] + ARGS,
                          env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
