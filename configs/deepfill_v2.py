@@ -21,11 +21,9 @@ Modifiers (comma-separated after the variant):
 
 from __future__ import annotations
 
-import ast
-
 import ml_collections
 
-from inpaintjax.config import base_config
+from inpaintjax.config import apply_overrides, base_config
 
 VARIANTS = ("places2", "celebahq", "demo", "test")
 
@@ -51,18 +49,6 @@ def _common() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.image_every = 2000
     return c
-
-
-def _set_dotted(c: ml_collections.ConfigDict, key: str, value: str) -> None:
-    node = c
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node[p]
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value
-    node[parts[-1]] = parsed  # a misspelt key raises, naming the nearest valid key
 
 
 def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
@@ -122,8 +108,7 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
             c.model.guided = True
             c.data.guide = "edges"
         elif "=" in mod:
-            key, value = mod.split("=", 1)
-            _set_dotted(c, key.strip(), value.strip())
+            apply_overrides(c, [mod])  # typed like --config.KEY=VALUE; unknown keys name the nearest
         else:
             raise ValueError(f"configs/deepfill_v2.py: unknown modifier {mod!r} in {arg!r}; use "
                              f"'guided' or key=value")

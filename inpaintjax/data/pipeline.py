@@ -102,6 +102,8 @@ class TrainBatches:
         self.size = int(config.data.image_size)
         self.seed = int(config.seed)
         self.n = len(source)
+        if config.data.guide not in ("", "edges"):
+            raise ValueError(f"config.data.guide must be '' or 'edges', got {config.data.guide!r}")
 
     @functools.lru_cache(maxsize=4)
     def _order(self, epoch: int) -> np.ndarray:
@@ -136,8 +138,6 @@ class TrainBatches:
             holes.append(np.asarray(hole, np.float32))
             if c.data.guide == "edges":
                 guides.append(canny_edges(img, c.data.get("edge_sigma", 2.0)))
-            elif c.data.guide:
-                raise ValueError(f"config.data.guide must be '' or 'edges', got {c.data.guide!r}")
         out = {"image": np.stack(images), "mask": np.stack(holes)[..., None]}
         if guides:
             out["guide"] = np.stack(guides)
