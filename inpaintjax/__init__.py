@@ -6,6 +6,11 @@ user-facing images are RGB.
 
 __version__ = "0.1.0"
 
+from inpaintjax import xla_cpu as _xla_cpu
+
+# Before JAX starts its CPU backend: XLA:CPU's convolution library choice (see xla_cpu.py).
+_xla_cpu.configure()
+
 
 def __getattr__(name):
     # `inpaintjax.Inpainter` without importing jax/flax when only e.g. masks are used

@@ -18,14 +18,19 @@ from inpaintjax.layers.gated import GatedConv
 DN = ("NHWC", "HWIO", "NHWC")
 
 
-@pytest.fixture(autouse=True)
-def _every_conv_fast(monkeypatch):
-    """Test sizes are tiny: take the custom path for every convolution, whatever its FLOPs."""
+@pytest.fixture(autouse=True, params=["xla-kernel-grad", "patch-kernel-grad"])
+def kernel_grad_path(request, monkeypatch):
+    """Every test runs with both CPU gradient plans: XLA's own kernel gradient (what
+    `import inpaintjax` arranges, YNNPACK's convolutions off: only strided input gradients are
+    custom) and the patches kernel gradient (the fallback when YNNPACK's convolutions are on).
+    Test sizes are tiny: take the custom path whatever the FLOPs."""
+    monkeypatch.setattr(C.xla_cpu, "ynn_convolutions_off",
+                        lambda: request.param == "xla-kernel-grad")
     monkeypatch.setenv("INPAINTJAX_CONV_MIN_FLOPS", "0")
     monkeypatch.delenv("INPAINTJAX_CONV", raising=False)
     monkeypatch.delenv("INPAINTJAX_CONV_CHUNK", raising=False)
     C.set_conv_impl(None)
-    yield
+    yield request.param
     C.set_conv_impl(None)
 
 
@@ -223,11 +228,12 @@ def test_fallbacks_are_lax_unchanged():
 
 def test_switches(monkeypatch):
     rng = np.random.default_rng(7)
-    x, w = _rand(rng, (1, 8, 8, 2)), _rand(rng, (3, 3, 2, 2))
+    # strided with 16 input channels: custom in both plans (the phase input gradient)
+    x, w = _rand(rng, (1, 8, 8, 16)), _rand(rng, (3, 3, 16, 2))
 
     def jaxpr():
         return str(jax.make_jaxpr(lambda a, b: C.conv_general_dilated(
-            a, b, (1, 1), "SAME", dimension_numbers=DN))(x, w))
+            a, b, (2, 2), "SAME", dimension_numbers=DN))(x, w))
 
     assert "custom_vjp" in jaxpr()
     monkeypatch.setenv("INPAINTJAX_CONV", "native")
@@ -249,17 +255,22 @@ def test_switches(monkeypatch):
     assert "custom_vjp" not in jaxpr()
 
 
-def test_accelerators_lower_to_the_native_gradient():
-    """Lowered for GPU or TPU (no device needed), the backward pass is autodiff's: two
-    convolutions (forward, kernel gradient), no gather; for CPU the gather formulation."""
-    x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
+def test_accelerators_lower_to_the_native_gradient(kernel_grad_path):
+    """Lowered for GPU or TPU (no device needed), the backward pass is autodiff's: three
+    convolutions (forward, input gradient, kernel gradient), no gather. For CPU: the phase input
+    gradient (stride 2: four sub-kernel convolutions) and, in the fallback plan, the gather
+    kernel gradient."""
+    x, w = jnp.ones((1, 8, 8, 16)), jnp.ones((3, 3, 16, 4))
 
-    def loss(w):
-        return jnp.sum(C.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN) ** 2)
+    def loss(x, w):
+        return jnp.sum(C.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=DN) ** 2)
 
-    step = jax.jit(jax.grad(loss))
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
     for platform in ("cuda", "rocm", "tpu"):
-        text = export.export(step, platforms=[platform])(w).mlir_module()
-        assert "gather" not in text and text.count("stablehlo.convolution") == 2, platform
-    text = export.export(step, platforms=["cpu"])(w).mlir_module()
-    assert "gather" in text and text.count("stablehlo.convolution") == 1
+        text = export.export(step, platforms=[platform])(x, w).mlir_module()
+        assert "gather" not in text and text.count("stablehlo.convolution") == 3, platform
+    text = export.export(step, platforms=["cpu"])(x, w).mlir_module()
+    if kernel_grad_path == "xla-kernel-grad":
+        assert "gather" not in text and text.count("stablehlo.convolution") == 1 + 4 + 1
+    else:
+        assert "gather" in text and text.count("stablehlo.convolution") == 1 + 4

@@ -152,6 +152,40 @@ def test_gated_up_conv_matches_numpy():
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["elu", "relu"])
+def test_gated_activation_gradient_matches_numpy(name):
+    """The fused backward pass against the hand-derived gradient of act(f) * sigmoid(g):
+    d/df = ct * sigmoid(g) * act'(f), d/dg = ct * act(f) * sigmoid(g) * (1 - sigmoid(g))."""
+    from inpaintjax.layers.gated import gated_activation
+
+    y = RNG.normal(size=(2, 5, 4, 6)).astype(np.float32) * 2
+    y[0, 0, 0, :3] = 0.0  # the kink of relu / elu: both use the f > 0 branch's complement
+    ct = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32)
+    act = nn.elu if name == "elu" else nn.relu
+    out, vjp = jax.vjp(lambda v: gated_activation(v, act), jnp.asarray(y))
+    f, g = y[..., :3].astype(np.float64), y[..., 3:].astype(np.float64)
+    sig = 1 / (1 + np.exp(-g))
+    a = np_elu(f) if name == "elu" else np.maximum(f, 0)
+    da = np.where(f > 0, 1.0, np.exp(np.minimum(f, 0)) if name == "elu" else 0.0)
+    np.testing.assert_allclose(np.asarray(out), a * sig, rtol=1e-5, atol=1e-6)
+    expected = np.concatenate([ct * sig * da, ct * a * sig * (1 - sig)], axis=-1)
+    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_upsample_gradient_sums_each_2x2_block():
+    from inpaintjax.layers.gated import upsample_nearest2x
+
+    x = RNG.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    ct = RNG.normal(size=(2, 6, 8, 5)).astype(np.float32)
+    y, vjp = jax.vjp(upsample_nearest2x, jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(y), x.repeat(2, axis=1).repeat(2, axis=2))
+    expected = np.zeros_like(x, dtype=np.float64)
+    for i in range(6):
+        for j in range(8):
+            expected[:, i // 2, j // 2] += ct[:, i, j]
+    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-6, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- PartialConv
 
 def _hole_mask(b, h, w, c):

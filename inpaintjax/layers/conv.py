@@ -4,28 +4,27 @@
 `flax.linen.Conv(conv_general_dilated=...)` by every layer, so a faster formulation of the
 convolution (and of its gradients) on one backend reaches every model at once.
 
-Why a custom gradient: XLA's CPU backend runs the forward convolution (and the input gradient of
-a stride-1 convolution) at close to the machine's matmul speed, but lowers the *kernel* gradient to
-a convolution whose "window" is the whole image, which runs nearly single-threaded at a fraction of
-that speed, and the input gradient of a strided convolution to an input-dilated convolution that is
-2-3x slower than the forward. On CPU the backward pass therefore uses:
+The forward pass is always XLA's own. On CPU the backward pass is replaced where XLA's is slow:
 
-* kernel gradient: the k*k shifted (strided, dilated) windows of the padded input gathered into
-  patches [rows, k*k*Cin], then one `patches^T @ grad_out` matmul, accumulated over chunks of
-  (batch, output rows) in a `lax.scan` so the patches of one chunk (about 1 MiB by default) stay in
-  cache: no k*k-times copy of the activation is ever materialised, whatever the image size (at
-  512x512 one 48-channel layer's full patches would be 1.8 GB for a batch of 4).
-* input gradient, stride 1: XLA's own transposed convolution (already fast).
-* input gradient, stride s > 1 (undilated): the s*s "phases" of the input, each a stride-1
-  convolution of grad_out with a sub-kernel (taps r, r+s, r+2s, ...), interleaved. Same FLOPs as the
-  input gradient, no multiplications by the zeros of the input-dilated formulation.
+* input gradient of a strided convolution (stride s > 1, undilated, >= 16 input channels): XLA
+  lowers it to an input-dilated convolution that multiplies by the inserted zeros (2-5x slower
+  than needed). Here it is the s*s "phases" of the input, each a stride-1 convolution of grad_out
+  with a sub-kernel (taps r, r+s, r+2s, ...), interleaved: the same FLOPs as the forward.
+* kernel gradient, only when XLA:CPU's convolutions go to YNNPACK (jaxlib's default, see
+  `inpaintjax.xla_cpu`): YNNPACK's kernel gradient runs nearly single-threaded, up to 6x slower
+  than a matmul. Here it is the k*k shifted (strided, dilated) windows of the padded input
+  gathered into patches [rows, k*k*Cin], then one `patches^T @ grad_out` matmul, accumulated
+  over chunks of (batch, output rows) in a `lax.scan` so the patches of one chunk (about 1 MiB by
+  default) stay in cache and no k*k-times copy of the activation is ever materialised. With
+  YNNPACK's fusions off (what `import inpaintjax` arranges) XLA's own kernel gradient is faster
+  and is used instead, and stride-1 convolutions need no custom gradient at all.
 
-The forward pass is always XLA's own. Only the backward pass is selected by platform with
-`jax.lax.platform_dependent`, resolved when the computation is lowered for its actual device: under
-`jit` for GPU or TPU (with any sharding) the lowered program holds only the native branch, which is
-exactly what autodiff of `lax.conv_general_dilated` emits, so accelerators keep cuDNN's / the TPU
-compiler's gradients untouched. Anything outside the fast formulation (grouped or transposed
-convolutions, other layouts, negative padding, 1-D / 3-D) goes straight to `lax.conv_general_dilated`.
+The backward pass is selected by platform with `jax.lax.platform_dependent`, resolved when the
+computation is lowered for its actual device: under `jit` for GPU or TPU (with any sharding) the
+lowered program holds only the native branch, which is exactly what autodiff of
+`lax.conv_general_dilated` emits, so accelerators keep cuDNN's / the TPU compiler's gradients
+untouched. Anything outside the fast formulation (grouped or transposed convolutions, other
+layouts, negative padding, 1-D / 3-D) goes straight to `lax.conv_general_dilated`.
 
 Switches (read when a function is traced; already-compiled functions keep their choice):
   INPAINTJAX_CONV=native        force the native path everywhere (for A/B comparisons)
@@ -50,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from inpaintjax import xla_cpu
 
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _IMPLS = ("auto", "native")
@@ -151,6 +152,10 @@ def _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, di
         return None
     if lhs.dtype != rhs.dtype or not jnp.issubdtype(lhs.dtype, jnp.floating):
         return None
+    if xla_cpu.ynn_convolutions_off() and not _phase_input_grad_applies(
+            strides, dilation, lhs.shape[3]):
+        # Both gradients are XLA's own then: the custom VJP would only add program size.
+        return None
     out_pixels = 1
     for n, k, s, d, (lo, hi) in zip(lhs.shape[1:3], rhs.shape[:2], strides, dilation, pads):
         out_pixels *= max(0, (n + lo + hi - (k - 1) * d - 1) // s + 1)
@@ -218,17 +223,26 @@ def _native_backward(spec: _Spec, lhs, rhs, g):
 
 
 def _cpu_backward(spec: _Spec, lhs, rhs, g):
+    if xla_cpu.ynn_convolutions_off():
+        # XLA's own (Eigen) kernel gradient: faster than the patches formulation below.
+        _, vjp = jax.vjp(lambda w: _native(spec, lhs, w), rhs)
+        return input_grad(spec, lhs, rhs, g), vjp(g)[0]
     return input_grad(spec, lhs, rhs, g), kernel_grad(spec, lhs, g, rhs.shape)
+
+
+def _phase_input_grad_applies(strides, dilation, in_channels: int) -> bool:
+    """Whether the phase formulation beats XLA's input gradient for this convolution."""
+    (s0, s1), (d0, d1) = strides, dilation
+    # Stride 1 is XLA's fast case already; strided *and* dilated is used by no model here; and
+    # with few input channels (an RGB(+mask) first layer) the phases' convolutions have too few
+    # output channels to beat the native form (measured: 4 -> 64, 5x5, stride 2).
+    return ((s0 > 1 or s1 > 1) and not (s0 > 1 and d0 > 1) and not (s1 > 1 and d1 > 1)
+            and in_channels >= _PHASE_MIN_CHANNELS)
 
 
 def input_grad(spec: _Spec, lhs, rhs, g):
     """d(loss)/d(lhs) for the convolution `spec` (lhs [B,H,W,Ci], rhs [kh,kw,Ci,Co], g [B,Ho,Wo,Co])."""
-    (s0, s1), (d0, d1) = spec.strides, spec.dilation
-    if ((s0 == 1 and s1 == 1) or (s0 > 1 and d0 > 1) or (s1 > 1 and d1 > 1)
-            or lhs.shape[3] < _PHASE_MIN_CHANNELS):
-        # Stride 1 is XLA's fast case already; strided *and* dilated is used by no model here; and
-        # with few input channels (an RGB(+mask) first layer) the phases' convolutions have too
-        # few output channels to beat the native form (measured: 4 -> 64, 5x5, stride 2).
+    if not _phase_input_grad_applies(spec.strides, spec.dilation, lhs.shape[3]):
         _, vjp = jax.vjp(lambda x: _native(spec, x, rhs), lhs)
         return vjp(g)[0]
     return _phase_input_grad(spec, lhs, rhs, g)

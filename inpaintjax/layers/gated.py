@@ -7,9 +7,11 @@ including stride 2 on even sizes and dilation). `activation=None` is DeepFill's 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from inpaintjax.layers.conv import conv_general_dilated
@@ -48,13 +50,92 @@ class GatedConv(nn.Module):
         )(x)
         if not gated:
             return y
+        return gated_activation(y, self.activation)
+
+
+def _elu_derivative(f):
+    return jnp.where(f > 0, jnp.ones_like(f), jnp.exp(jnp.minimum(f, 0)))
+
+
+def _relu_derivative(f):
+    return (f > 0).astype(f.dtype)
+
+
+# Activations whose derivative the fused gradient below knows (keyed by the function object).
+_DERIVATIVES = {nn.elu: ("elu", _elu_derivative), jax.nn.elu: ("elu", _elu_derivative),
+                nn.relu: ("relu", _relu_derivative), jax.nn.relu: ("relu", _relu_derivative)}
+_ACTIVATIONS = {"elu": (jax.nn.elu, _elu_derivative), "relu": (jax.nn.relu, _relu_derivative)}
+
+
+def gated_activation(y, activation: Callable):
+    """activation(y[..., :F]) * sigmoid(y[..., F:]) for y [..., 2F].
+
+    For ELU and ReLU the gradient is one fused pass that recomputes the activation and the sigmoid
+    from y (which the convolution's gradient keeps anyway), instead of autodiff's separately
+    materialised intermediates: on the CPU that turned four memory passes per layer into one
+    (DeepFill v2 runs 60 gated layers per training step). Same values and gradients as the plain
+    formula (to float rounding; tested); other activations use plain autodiff.
+    """
+    known = _DERIVATIVES.get(activation)
+    if known is None:
         features, gates = jnp.split(y, 2, axis=-1)
-        return self.activation(features) * nn.sigmoid(gates)
+        return activation(features) * nn.sigmoid(gates)
+    return _fused_gated(known[0], y)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused_gated(name, y):
+    act, _ = _ACTIVATIONS[name]
+    features, gates = jnp.split(y, 2, axis=-1)
+    return act(features) * jax.nn.sigmoid(gates)
+
+
+def _fused_gated_fwd(name, y):
+    return _fused_gated(name, y), y
+
+
+def _fused_gated_bwd(name, y, g):
+    act, derivative = _ACTIVATIONS[name]
+    # The barrier keeps XLA from merging this recomputation with the forward's (CSE), which would
+    # materialise the activation and the sigmoid for the backward pass: three arrays written
+    # instead of one.
+    features, gates = jnp.split(jax.lax.optimization_barrier(y), 2, axis=-1)
+    sig = jax.nn.sigmoid(gates)
+    g = g.astype(y.dtype)
+    d_features = g * sig * derivative(features)
+    d_gates = g * act(features) * sig * (1 - sig)
+    return (jnp.concatenate([d_features, d_gates], axis=-1),)
+
+
+_fused_gated.defvjp(_fused_gated_fwd, _fused_gated_bwd)
 
 
 def upsample_nearest2x(x):
-    """Nearest x2 up-sampling: output[i, j] = x[i // 2, j // 2] (TF align-corners NN at exact 2x)."""
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    """Nearest x2 up-sampling: output[i, j] = x[i // 2, j // 2] (TF align-corners NN at exact 2x).
+
+    The gradient sums the four 2x2 phases of the incoming gradient with explicit adds: autodiff's
+    window reduction of `jnp.repeat` ran at ~30 MB/s on the CPU (0.6 s of a DeepFill v2 step).
+    """
+    return _upsample2x(x)
+
+
+@jax.custom_vjp
+def _upsample2x(x):
+    b, h, w, c = x.shape
+    return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
+
+
+def _upsample2x_fwd(x):
+    return _upsample2x(x), None
+
+
+def _upsample2x_bwd(_, g):
+    b, h2, w2, c = g.shape
+    g6 = g.reshape(b, h2 // 2, 2, w2 // 2, 2, c)
+    return (g6[:, :, 0, :, 0] + g6[:, :, 0, :, 1] + g6[:, :, 1, :, 0] + g6[:, :, 1, :, 1],)
+
+
+_upsample2x.defvjp(_upsample2x_fwd, _upsample2x_bwd)
 
 
 class GatedUpConv(nn.Module):
