@@ -186,6 +186,37 @@ def test_upsample_gradient_sums_each_2x2_block():
     np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_upsample2x_conv_equals_conv_of_upsampled_input(k):
+    """The four-phase formulation against a NumPy convolution of the hand-up-sampled input, and
+    its gradients against autodiff of the plain formulation (up-sample, then convolve)."""
+    from jax import lax
+
+    from inpaintjax.layers.gated import upsample2x_conv
+
+    x = RNG.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    w = RNG.normal(size=(k, k, 5, 6)).astype(np.float32)
+    up = x.repeat(2, axis=1).repeat(2, axis=2)
+    p = (k - 1) // 2
+    ref = np_conv(up, w, np.zeros(6, np.float32), 1, 1, ((p, p), (p, p)))
+    dn = ("NHWC", "HWIO", "NHWC")
+    y = upsample2x_conv(jnp.asarray(x), jnp.asarray(w), (1, 1), "SAME", dimension_numbers=dn)
+    np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-5, atol=1e-5)
+
+    def plain(x, w):
+        u = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        return lax.conv_general_dilated(u, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    ct = jnp.asarray(RNG.normal(size=ref.shape).astype(np.float32))
+    got = jax.vjp(lambda x, w: upsample2x_conv(x, w, (1, 1), ((p, p), (p, p)),
+                                               dimension_numbers=dn), x, w)[1](ct)
+    want = jax.vjp(plain, x, w)[1](ct)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="stride 1"):
+        upsample2x_conv(jnp.asarray(x), jnp.asarray(w), (2, 2), "SAME", dimension_numbers=dn)
+
+
 # ----------------------------------------------------------------------------- PartialConv
 
 def _hole_mask(b, h, w, c):

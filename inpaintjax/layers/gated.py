@@ -14,7 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaintjax.layers.conv import conv_general_dilated
+from jax import lax
+
+from inpaintjax.layers.conv import _NHWC, conv_general_dilated
 
 
 class GatedConv(nn.Module):
@@ -31,10 +33,18 @@ class GatedConv(nn.Module):
     dilation: int = 1
     activation: Optional[Callable] = nn.elu
     dtype: Optional[jnp.dtype] = None
+    # True: the convolution reads the nearest-x2 up-sampled input (DeepFill's gen_deconv), computed
+    # without materialising the up-sampled image (see `upsample2x_conv`).
+    upsample_input: bool = False
 
     @nn.compact
     def __call__(self, x):
         gated = self.activation is not None
+        if self.upsample_input and (self.strides != 1 or self.dilation != 1
+                                    or self.kernel_size % 2 == 0):
+            raise ValueError("GatedConv(upsample_input=True) needs an odd kernel, stride 1 and "
+                             f"dilation 1 (got kernel_size={self.kernel_size}, "
+                             f"strides={self.strides}, dilation={self.dilation})")
         y = nn.Conv(
             self.features * 2 if gated else self.features,
             (self.kernel_size, self.kernel_size),
@@ -45,7 +55,7 @@ class GatedConv(nn.Module):
             # TF1's tf.layers.conv2d defaults, so training from scratch starts as the original.
             kernel_init=nn.initializers.glorot_uniform(),
             bias_init=nn.initializers.zeros,
-            conv_general_dilated=conv_general_dilated,
+            conv_general_dilated=upsample2x_conv if self.upsample_input else conv_general_dilated,
             name="conv",
         )(x)
         if not gated:
@@ -152,4 +162,66 @@ class GatedUpConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         return GatedConv(self.features, 3, activation=self.activation, dtype=self.dtype,
-                         name="conv")(upsample_nearest2x(x))
+                         upsample_input=True, name="conv")(x)
+
+
+def _phase_taps(k: int, phase: int):
+    """For output phase `phase` (0/1) of a k-tap 'SAME' convolution of a nearest-x2 up-sampled
+    signal: {offset in the low-resolution signal: [kernel taps whose products land there]}.
+    Up-sampled row 2P + phase + i - (k-1)/2 is low-resolution row P + floor((phase + i - p) / 2)."""
+    p = (k - 1) // 2
+    groups: dict[int, list[int]] = {}
+    for i in range(k):
+        groups.setdefault((phase + i - p) // 2, []).append(i)
+    return groups
+
+
+def upsample2x_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                    dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                    precision=None, preferred_element_type=None, **unused):
+    """conv('SAME', stride 1)(nearest_x2_upsample(lhs), rhs) without the up-sampled image.
+
+    lhs [B, H, W, Ci] (low resolution), rhs [k, k, Ci, Co] (k odd) -> [B, 2H, 2W, Co]. Each of
+    the four output phases (even/odd row, even/odd column) reads a 2x2 neighbourhood of the
+    low-resolution input: a 3x3 kernel on the up-sampled image is, per phase, a 2x2 kernel whose
+    taps are sums of the original taps. Four 2x2 convolutions on H x W do 16 multiply-adds per
+    low-resolution pixel instead of 36 on the 4x larger image (2.25x fewer FLOPs in the forward
+    pass and in both gradients), and the 4x larger up-sampled activation is never written, read
+    back or transposed. Same result as the plain formulation to float rounding (the taps are
+    added before multiplying); tested against it. The signature is `lax.conv_general_dilated`'s,
+    for `flax.linen.Conv(conv_general_dilated=...)`.
+    """
+    k = rhs.shape[0]
+    p = (k - 1) // 2
+    pads = padding if isinstance(padding, str) else tuple(
+        tuple(int(v) for v in pair) for pair in padding)
+    try:
+        dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    except (TypeError, ValueError):
+        dn = None
+    if (lhs.ndim != 4 or rhs.shape[0] != rhs.shape[1] or k % 2 == 0
+            or tuple(window_strides) != (1, 1)
+            or any(tuple(d or (1, 1)) != (1, 1) for d in (lhs_dilation, rhs_dilation))
+            or feature_group_count != 1 or batch_group_count != 1
+            or pads not in ("SAME", ((p, p), (p, p))) or dn != _NHWC):
+        raise ValueError("upsample2x_conv expects a square odd kernel, stride 1, 'SAME' padding, "
+                         f"no dilation or groups, NHWC/HWIO/NHWC; got kernel {rhs.shape}, "
+                         f"strides {window_strides}, padding {padding}, lhs_dilation "
+                         f"{lhs_dilation}, rhs_dilation {rhs_dilation}")
+    rows = []
+    for a in range(2):
+        ga = _phase_taps(k, a)
+        cols = []
+        for b in range(2):
+            gb = _phase_taps(k, b)
+            # combined kernel [len(ga), len(gb), Ci, Co] in increasing offset order
+            kernel = jnp.stack([jnp.stack([sum(rhs[i, j] for i in ga[oa] for j in gb[ob])
+                                           for ob in sorted(gb)]) for oa in sorted(ga)])
+            pads = ((-min(ga), max(ga)), (-min(gb), max(gb)))
+            cols.append(conv_general_dilated(
+                lhs, kernel, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                precision=precision, preferred_element_type=preferred_element_type))
+        rows.append(jnp.stack(cols, axis=3))         # [B, H, W, 2(b), Co]
+    y = jnp.stack(rows, axis=2)                      # [B, H, 2(a), W, 2(b), Co]
+    bsz, h, _, w, _, co = y.shape
+    return y.reshape(bsz, 2 * h, 2 * w, co)
