@@ -16,7 +16,8 @@ memory of the child process that ran only that case (getrusage ru_maxrss; it inc
 of the Python + JAX runtime; the CPU client exposes no device memory statistics).
 
 Every case runs in its own child process (clean memory peak, clean compile caches, the conv
-switch applied through INPAINTJAX_CONV). `--torch` also runs benchmarks/torch_deepfill.py's
+switch applied through INPAINTJAX_CONV and the XLA:CPU set-up through INPAINTJAX_XLA_CPU, see
+`inpaintjax.xla_cpu`; each record names both). `--torch` also runs benchmarks/torch_deepfill.py's
 PyTorch equivalent of each stack/train/infer case in the same run, when torch is installed.
 """
 
@@ -195,6 +196,8 @@ def _run_case(case: dict) -> dict:
     rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     rec["jax"] = jax.__version__
     rec["backend"] = jax.default_backend()
+    from inpaintjax import xla_cpu
+    rec["ynn_convolutions_off"] = xla_cpu.ynn_convolutions_off()
     return rec
 
 
@@ -207,16 +210,22 @@ def _summary(warm, times) -> dict:
 # ---------------------------------------------------------------------------------------------
 # parent side
 # ---------------------------------------------------------------------------------------------
-def _child(case: dict, conv: str, timeout: float) -> dict:
-    env = dict(os.environ, INPAINTJAX_CONV=conv)
+def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -> dict:
+    from inpaintjax import xla_cpu
+
+    env = dict(os.environ, INPAINTJAX_CONV=conv, INPAINTJAX_XLA_CPU=xla_cpu_mode)
+    # this process's own import of inpaintjax put the option into XLA_FLAGS: the child decides
+    env["XLA_FLAGS"] = xla_cpu.without_option(env.get("XLA_FLAGS", ""))
     proc = subprocess.run([sys.executable, "-m", "inpaintjax.bench", "--child", json.dumps(case)],
                           capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=str(_REPO))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {**case, "conv": conv, "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+        return {**case, "conv": conv, "xla_cpu": xla_cpu_mode,
+                "error": (proc.stderr or proc.stdout).strip()[-2000:]}
     rec = json.loads(lines[-1])
     rec["conv"] = conv
+    rec["xla_cpu"] = xla_cpu_mode
     return rec
 
 
@@ -287,7 +296,11 @@ def main(argv=None) -> int:
     p.add_argument("--native-conv", action="store_true",
                    help="XLA's own convolution gradients (INPAINTJAX_CONV=native)")
     p.add_argument("--conv", choices=["auto", "native", "both"], default=None,
-                   help="which convolution path(s) to time; 'both' runs every JAX case twice")
+                   help="which convolution gradients to time: inpaintjax's CPU ones (auto), "
+                        "XLA's own (native); 'both' runs every JAX case twice")
+    p.add_argument("--xla-cpu", choices=["tuned", "default", "both"], default="tuned",
+                   help="XLA:CPU set-up (INPAINTJAX_XLA_CPU): YNNPACK fusions off as `import "
+                        "inpaintjax` arranges (tuned) or jaxlib's defaults; 'both' runs each")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype (parameters stay float32)")
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
@@ -308,6 +321,8 @@ def main(argv=None) -> int:
         p.error("--native-conv contradicts --conv " + a.conv)
     conv = "native" if a.native_conv else (a.conv or "auto")
     convs = ["native", "auto"] if conv == "both" else [conv]
+    modes = ["default", "tuned"] if a.xla_cpu == "both" else [a.xla_cpu]
+    setups = [(m, c) for m in modes for c in convs]
     if a.torch:
         try:
             import torch  # noqa: F401
@@ -337,10 +352,10 @@ def main(argv=None) -> int:
     failed = False
     for case in _cases(a):
         jax_recs = []
-        for c in convs:
+        for mode, c in setups:
             known = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
-            rec = _finish(_child({**case, "known_flops": known} if known else case, c, a.timeout),
-                          peak)
+            rec = _finish(_child({**case, "known_flops": known} if known else case, c, a.timeout,
+                                 mode), peak)
             failed |= "error" in rec
             jax_recs.append(rec)
             emit(rec)

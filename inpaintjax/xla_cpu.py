@@ -65,6 +65,11 @@ def _user_value(flags: str):
     return value
 
 
+def without_option(flags: str) -> str:
+    """XLA_FLAGS with this module's option removed (for a child process that decides itself)."""
+    return " ".join(t for t in flags.split() if t.lstrip("-").partition("=")[0] != OPTION)
+
+
 def configure() -> str:
     """Put the option into XLA_FLAGS if we may and still can (see the module docstring)."""
     global state

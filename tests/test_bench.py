@@ -22,13 +22,15 @@ def _bench(*args):
 
 
 def test_reduced_bench_records():
-    """Peak matmul + the conv stack on both convolution paths: one well-formed record per case,
-    every speed also a fraction of the measured peak, and the FLOPs of the stack equal to the
-    count from its definition (8 convolutions, forward + input and kernel gradients)."""
-    proc, recs = _bench("--reduced", "--cases", "peak,stack", "--conv", "both", "--repeats", "2")
+    """Peak matmul + the conv stack on both convolution paths under both XLA:CPU set-ups: one
+    well-formed record per case, every speed also a fraction of the measured peak, and the FLOPs
+    of the stack equal to the count from its definition (8 convolutions, forward + input and
+    kernel gradients)."""
+    proc, recs = _bench("--reduced", "--cases", "peak,stack", "--conv", "both", "--xla-cpu",
+                        "both", "--repeats", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     kinds = [r["kind"] for r in recs]
-    assert kinds == ["machine", "peak_matmul", "stack", "stack"]
+    assert kinds == ["machine", "peak_matmul"] + ["stack"] * 4
     peak = recs[1]
     assert peak["flops"] == 2 * 512 ** 3
     assert peak["peak_flops_per_s"] == round(peak["flops"] / peak["median_s"])
@@ -38,8 +40,12 @@ def test_reduced_bench_records():
     valid = [2 * b * (s + 2 * (s - d)) ** 2 * chans[i] * chans[i + 1] for i, d in enumerate(dil)]
     # forward + kernel gradient for all 8, input gradient for layers 2..8
     expected = 3 * sum(valid) - valid[0]
-    for rec, conv in zip(recs[2:], ["native", "auto"]):
-        assert rec["conv"] == conv and "error" not in rec
+    setups = [("default", "native"), ("default", "auto"), ("tuned", "native"), ("tuned", "auto")]
+    for rec, (mode, conv) in zip(recs[2:], setups):
+        assert rec["conv"] == conv and rec["xla_cpu"] == mode and "error" not in rec
+        # the child really ran with YNNPACK's convolutions as asked (the parent's own
+        # `import inpaintjax` put the option into XLA_FLAGS; the child must not inherit it)
+        assert rec["ynn_convolutions_off"] is (mode == "tuned")
         assert rec["min_s"] <= rec["median_s"] <= rec["max_s"]
         assert rec["repeats"] == 2 and rec["compile_s"] > 0 and rec["peak_rss_mb"] > 50
         # XLA also counts the ReLUs, their masks and the loss: within 1% of the conv FLOPs

@@ -77,3 +77,10 @@ def test_bad_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv("INPAINTJAX_XLA_CPU", "fastest")
     with pytest.raises(ValueError, match="INPAINTJAX_XLA_CPU='fastest'"):
         xla_cpu.configure()
+
+
+def test_without_option_keeps_other_flags():
+    flags = ("--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type= "
+             "--xla_dump_to=/tmp/x")
+    assert xla_cpu.without_option(flags) == ("--xla_force_host_platform_device_count=8 "
+                                             "--xla_dump_to=/tmp/x")
