@@ -27,7 +27,7 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	mkdir -p runs
-	$(BIN)/python -m inpaintjax.bench --torch --conv both --out runs/bench.jsonl
+	$(BIN)/python -m inpaintjax.bench --torch --conv both --xla-cpu both --out runs/bench.jsonl
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

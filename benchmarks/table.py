@@ -9,7 +9,12 @@ import sys
 def _label(r: dict) -> str:
     if r.get("framework") == "torch":
         return f"PyTorch {r.get('torch', '')}".strip()
-    conv = {"native": "JAX, XLA's conv gradients", "auto": "JAX, inpaintjax conv"}[r["conv"]]
+    mode = r.get("xla_cpu", "default")  # records from before the XLA:CPU set-up existed
+    conv = {("default", "native"): "JAX, jaxlib defaults (YNNPACK), XLA's gradients",
+            ("default", "auto"): "JAX, jaxlib defaults, inpaintjax CPU gradients",
+            ("tuned", "native"): "JAX, YNNPACK off, XLA's gradients",
+            ("tuned", "auto"): "**inpaintjax** (YNNPACK off + strided input gradients)"}[
+        (mode, r["conv"])]
     return conv + (f", {r['dtype']}" if r.get("dtype") not in (None, "float32") else "") + (
         ", remat" if r.get("remat") else "")
 
