@@ -382,18 +382,40 @@ def test_instance_norm_matches_formula():
     np.testing.assert_allclose(np.asarray(layer.apply(variables, flat)), ref, rtol=1e-3, atol=1e-6)
 
 
-def test_batch_norm_torch_defaults():
+def test_batch_norm_train_output_and_unbiased_running_variance():
     x = (RNG.normal(size=(3, 4, 4, 2)) * 2 + 1).astype(np.float32)
     layer = BatchNorm(use_running_average=False)
     variables = layer.init(jax.random.key(0), x)
     y, updates = layer.apply(variables, x, mutable=["batch_stats"])
     x64 = x.astype(np.float64)
+    n = x.shape[0] * x.shape[1] * x.shape[2]
     mean = x64.mean(axis=(0, 1, 2))
-    var = x64.var(axis=(0, 1, 2))
-    np.testing.assert_allclose(np.asarray(y), (x64 - mean) / np.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
-    # momentum 0.1 in PyTorch terms: running = 0.9 * running + 0.1 * batch (flax: biased var).
-    np.testing.assert_allclose(np.asarray(updates["batch_stats"]["mean"]), 0.1 * mean, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(updates["batch_stats"]["var"]), 0.9 + 0.1 * var, rtol=1e-5)
+    var_biased = ((x64 - mean) ** 2).sum(axis=(0, 1, 2)) / n
+    var_unbiased = ((x64 - mean) ** 2).sum(axis=(0, 1, 2)) / (n - 1)
+    # Training output: the biased batch variance, PyTorch eps 1e-5.
+    np.testing.assert_allclose(np.asarray(y), (x64 - mean) / np.sqrt(var_biased + 1e-5), rtol=1e-5, atol=1e-5)
+    # PyTorch momentum 0.1: running = 0.9 * running + 0.1 * batch, variance unbiased (sum / (N-1)).
+    stats = updates["batch_stats"]
+    np.testing.assert_allclose(np.asarray(stats["mean"]), 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(stats["var"]), 0.9 + 0.1 * var_unbiased, rtol=1e-5)
+    # A second step starts from the stored statistics.
+    x2 = (RNG.normal(size=(2, 3, 5, 2)) - 3).astype(np.float32)
+    _, updates2 = layer.apply({**variables, **updates}, x2, mutable=["batch_stats"])
+    x2_64 = x2.astype(np.float64)
+    mean2 = x2_64.mean(axis=(0, 1, 2))
+    var2 = ((x2_64 - mean2) ** 2).sum(axis=(0, 1, 2)) / (x2.size // 2 - 1)
+    np.testing.assert_allclose(np.asarray(updates2["batch_stats"]["mean"]), 0.9 * 0.1 * mean + 0.1 * mean2, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(updates2["batch_stats"]["var"]),
+                               0.9 * (0.9 + 0.1 * var_unbiased) + 0.1 * var2, rtol=1e-5)
+    # Inference mode normalises with the stored statistics, then scale and bias.
+    params = {"scale": np.array([2.0, 0.5], np.float32), "bias": np.array([0.1, -1.0], np.float32)}
+    yi = BatchNorm(use_running_average=True).apply({"params": params, **updates}, x)
+    ref = (x64 - np.asarray(stats["mean"])) / np.sqrt(np.asarray(stats["var"], np.float64) + 1e-5)
+    np.testing.assert_allclose(np.asarray(yi), ref * params["scale"] + params["bias"], rtol=1e-5, atol=1e-5)
+    # Initialising leaves the statistics at 0 and 1; one value per channel cannot train.
+    np.testing.assert_array_equal(np.asarray(variables["batch_stats"]["var"]), 1.0)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        layer.apply(variables, x[:1, :1, :1], mutable=["batch_stats"])
     assert float(leaky_relu(jnp.asarray(-1.0))) == pytest.approx(-0.2)
 
 

@@ -8,9 +8,10 @@ padding that makes a flax transposed convolution equal PyTorch's ConvTranspose2d
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -100,17 +101,68 @@ class InstanceNorm(nn.InstanceNorm):
     use_fast_variance: bool = False
 
 
-class BatchNorm(nn.BatchNorm):
-    """PyTorch `BatchNorm2d` defaults (PConv U-Net): eps 1e-5, momentum 0.1 (flax momentum 0.9).
+class BatchNorm(nn.Module):
+    """PyTorch `BatchNorm2d` (PConv U-Net): eps 1e-5, momentum 0.1, unbiased running variance.
 
-    Call with `use_running_average=...` as flax's BatchNorm; PyTorch updates its running
-    variance with the unbiased batch variance where flax uses the biased one (differs by a factor
-    N/(N-1), N = B*H*W; only the running statistics differ, never the training-mode output).
+    x: [..., C] (NHWC in the models); statistics per channel over every other axis. Variables as
+    flax's BatchNorm: params `scale`, `bias` [C]; batch_stats `mean`, `var` [C] (init 0 and 1).
+    Training mode (`use_running_average=False`) normalises with the batch mean and the biased
+    batch variance, and updates (when `batch_stats` is mutable and not initialising)
+      mean <- 0.9 * mean + 0.1 * batch_mean
+      var  <- 0.9 * var  + 0.1 * batch_var * N / (N - 1)        N = elements per channel
+    as PyTorch does (flax's own BatchNorm keeps the biased variance). Inference mode uses the
+    stored statistics. Under `jax.jit` with a sharded batch the statistics are those of the whole
+    (global) array, whatever the device count; inside `shard_map`/`pmap` pass `axis_name` to
+    combine the per-device statistics into the global ones. Statistics are computed in float32.
     """
 
+    use_running_average: Optional[bool] = None
     momentum: float = 0.9
     epsilon: float = 1e-5
-    use_fast_variance: bool = False
+    dtype: Optional[jnp.dtype] = None
+    param_dtype: jnp.dtype = jnp.float32
+    use_bias: bool = True
+    use_scale: bool = True
+    axis_name: Optional[str] = None
+    scale_init: Callable = nn.initializers.ones
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, use_running_average: Optional[bool] = None) -> jnp.ndarray:
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average)
+        c = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        axes = tuple(range(x.ndim - 1))
+        if use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            xf = x.astype(jnp.float32)
+            n = int(np.prod([x.shape[a] for a in axes]))
+            mean = jnp.mean(xf, axis=axes)
+            if self.axis_name is not None:
+                mean = jax.lax.pmean(mean, self.axis_name)
+                n = n * jax.lax.psum(1, self.axis_name)
+            elif n < 2:
+                raise ValueError(
+                    f"BatchNorm: training mode needs more than one value per channel, got input "
+                    f"shape {x.shape} (PyTorch refuses this too); use a larger batch or image")
+            # Two-pass variance: the one-pass E[x^2] - E[x]^2 loses digits on large activations.
+            var = jnp.mean(jnp.square(xf - mean), axis=axes)
+            if self.axis_name is not None:
+                var = jax.lax.pmean(var, self.axis_name)
+            if not self.is_initializing():
+                m = self.momentum
+                ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
+                ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / (n - 1))
+        y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon)
+        if self.use_scale:
+            y = y * self.param("scale", self.scale_init, (c,), self.param_dtype)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (c,), self.param_dtype)
+        dtype = self.dtype if self.dtype is not None else x.dtype
+        return y.astype(dtype)
 
 
 def leaky_relu(x: jnp.ndarray) -> jnp.ndarray:
