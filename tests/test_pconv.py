@@ -1,0 +1,167 @@
+"""Partial Convolutions: the U-Net, the converter, the losses and the family.
+
+Truth: the published parameter counts (25,779,796 / 32,859,732), the golden outputs of the
+original U-Net (naoto0804/pytorch-inpainting-with-partial-conv `net.py` at 8d64e7e, produced by
+tests/fixtures/pconv_make_golden.py), and NumPy re-derivations of the loss terms.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax.convert import pconv as convert
+from inpaintjax.models.pconv import PConvUNet
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "fixtures", "pconv_ni_golden.npz")
+
+
+def _load_recipe():
+    spec = importlib.util.spec_from_file_location("pconv_weights", os.path.join(HERE, "fixtures", "pconv_weights.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+recipe = _load_recipe()
+
+
+def n_params(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.mark.parametrize("levels,size,count", [(7, 256, 25_779_796), (8, 512, 32_859_732)])
+def test_parameter_counts(levels, size, count):
+    v = jax.eval_shape(lambda: PConvUNet(levels=levels).init(
+        jax.random.key(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, size, size, 1))))
+    assert n_params(v["params"]) == count
+    # BatchNorm on every layer but enc_1 and dec_1; biases only on dec_1.
+    assert "bn" not in v["params"]["enc_1"] and "bn" not in v["params"]["dec_1"]
+    assert all("bn" in v["params"][f"{s}_{i}"] for s in ("enc", "dec") for i in range(2, levels + 1))
+    assert "bias" in v["params"]["dec_1"]["conv"]["conv"]
+    assert "bias" not in v["params"]["dec_2"]["conv"]["conv"]
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(GOLDEN))
+
+
+@pytest.fixture(scope="module")
+def golden_state_dict(golden):
+    sd = recipe.ni_state_dict(int(golden["levels"]), int(golden["seed"]))
+    sums = recipe.checksums(sd)
+    # The rebuilt weights are the ones the original code ran with.
+    assert list(sums) == list(golden["checksum_names"])
+    np.testing.assert_allclose(np.array(list(sums.values())), golden["checksums"], rtol=1e-12)
+    return sd
+
+
+@pytest.fixture(scope="module")
+def official_checkpoint(tmp_path_factory, golden_state_dict):
+    """The state dict written in the reimplementation's `save_ckpt` format."""
+    torch = pytest.importorskip("torch")
+    path = str(tmp_path_factory.mktemp("ni") / "1000.pth")
+    model = {k: torch.from_numpy(np.asarray(v)) for k, v in golden_state_dict.items()}
+    torch.save({"n_iter": 1000, "model": model,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4, "params": [0, 1]}]}}, path)
+    return path
+
+
+def nhwc(a):
+    return np.ascontiguousarray(np.asarray(a).transpose(0, 2, 3, 1))
+
+
+def assert_close_per_sample(got, ref, what):
+    """1e-4 relative to each sample's largest magnitude (partial convs amplify sparse windows)."""
+    for i in range(ref.shape[0]):
+        scale = max(1.0, float(np.abs(ref[i]).max()))
+        np.testing.assert_allclose(got[i], ref[i], rtol=1e-4, atol=1e-4 * scale, err_msg=f"{what}, sample {i}")
+
+
+def test_golden_eval_mode_matches_original(golden, official_checkpoint):
+    assert convert.detect(official_checkpoint)
+    variables = convert.from_torch(official_checkpoint)
+    levels = convert.levels_of(variables)
+    assert levels == int(golden["levels"])
+    image, hole = nhwc(golden["image"]), 1.0 - nhwc(golden["valid"])
+    out, out_mask = jax.jit(lambda v, x, m: PConvUNet(levels=levels).apply(v, x, m, train=False))(
+        variables, image, hole)
+    assert_close_per_sample(np.asarray(out), nhwc(golden["out_eval"]), "eval output")
+    np.testing.assert_array_equal(np.asarray(out_mask), 1.0 - nhwc(golden["mask_eval"]))
+    assert np.asarray(out_mask)[3].min() == 1.0 and np.asarray(out_mask)[:3].max() == 0.0
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_golden_train_mode_output_and_batch_statistics(golden, official_checkpoint, freeze):
+    variables = convert.from_torch(official_checkpoint)
+    levels = convert.levels_of(variables)
+    image, hole = nhwc(golden["image"]), 1.0 - nhwc(golden["valid"])
+    net = PConvUNet(levels=levels, freeze_encoder_bn=freeze)
+    (out, _), updates = jax.jit(lambda v, x, m: net.apply(v, x, m, train=True, mutable=["batch_stats"]))(
+        variables, image, hole)
+    tag = "finetune" if freeze else "train"
+    assert_close_per_sample(np.asarray(out), nhwc(golden[f"out_{tag}"]), f"{tag} output")
+    for name, bn in updates["batch_stats"].items():
+        for ours, theirs in (("mean", "running_mean"), ("var", "running_var")):
+            ref = golden[f"{tag}_stats/{name}.bn.{theirs}"]
+            np.testing.assert_allclose(np.asarray(bn["bn"][ours]), ref, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{name} {ours}")
+            if freeze and name.startswith("enc"):
+                np.testing.assert_array_equal(np.asarray(bn["bn"][ours]),
+                                              variables["batch_stats"][name]["bn"][ours])
+
+
+def test_converter_round_trip_and_one_channel_mask(golden_state_dict):
+    variables = convert.from_state_dict(golden_state_dict)
+    back = convert.to_state_dict(variables, num_batches_tracked=7)
+    assert list(back) == list(golden_state_dict)
+    for k, v in golden_state_dict.items():
+        np.testing.assert_allclose(back[k], v, rtol=1e-6, err_msg=k)
+    # The window scaling: our kernel times in*k*k is the original's.
+    w = golden_state_dict["dec_3.conv.input_conv.weight"]
+    np.testing.assert_allclose(variables["params"]["dec_3"]["conv"]["conv"]["kernel"] * w[0].size,
+                               w.transpose(2, 3, 1, 0), rtol=1e-6)
+    # A one-channel hole equals its three-channel copy.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 32, 32, 3)).astype(np.float32)
+    hole = (rng.uniform(size=(1, 32, 32, 1)) > 0.6).astype(np.float32)
+    net = PConvUNet(levels=5)
+    a, _ = jax.jit(net.apply)(variables, x, hole)
+    b, _ = jax.jit(net.apply)(variables, x, np.repeat(hole, 3, axis=-1))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_bad_inputs_and_files_are_named(tmp_path, golden_state_dict):
+    variables = convert.from_state_dict(golden_state_dict)
+    with pytest.raises(ValueError, match=r"multiples of 32, got 48x64"):
+        PConvUNet(levels=5).apply(variables, np.zeros((1, 48, 64, 3)), np.zeros((1, 48, 64, 1)))
+    with pytest.raises(convert.PConvCheckpointError, match=r"missing\.pth.*not found"):
+        convert.from_torch(str(tmp_path / "missing.pth"))
+    torch = pytest.importorskip("torch")
+    other = tmp_path / "other.pth"
+    torch.save({"n_iter": 1, "model": {"conv1.weight": torch.zeros(2, 2)}}, other)
+    assert not convert.detect(str(other))
+    with pytest.raises(convert.PConvCheckpointError, match=r"other\.pth: no PConv U-Net layers"):
+        convert.from_torch(str(other))
+    bad = dict(golden_state_dict)
+    bad["enc_2.conv.mask_conv.weight"] = bad["enc_2.conv.mask_conv.weight"] * 2
+    with pytest.raises(convert.PConvCheckpointError, match="enc_2.conv.mask_conv.weight is not the all-ones"):
+        convert.from_state_dict(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("levels,size", [(7, 256), (8, 512)])
+def test_full_size_forward(levels, size):
+    net = PConvUNet(levels=levels)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, size, size, 3)), jnp.float32)
+    hole = jnp.zeros((1, size, size, 1)).at[:, size // 4: size // 2, size // 4: size // 2].set(1.0)
+    variables = jax.jit(net.init)(jax.random.key(0), x, hole)
+    out, out_mask = jax.jit(lambda v, a, m: net.apply(v, a, m, train=False))(variables, x, hole)
+    assert out.shape == (1, size, size, 3) and out_mask.shape == (1, size, size, 3)
+    assert bool(jnp.all(jnp.isfinite(out))) and float(out_mask.max()) == 0.0
+    assert float(jnp.std(out)) > 0
