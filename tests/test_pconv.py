@@ -165,3 +165,82 @@ def test_full_size_forward(levels, size):
     assert out.shape == (1, size, size, 3) and out_mask.shape == (1, size, size, 3)
     assert bool(jnp.all(jnp.isfinite(out))) and float(out_mask.max()) == 0.0
     assert float(jnp.std(out)) > 0
+
+
+# ----------------------------------------------------------------------------- losses (NumPy truth)
+
+def np_vgg_pools(params, x, widths_blocks=(2, 2, 3)):
+    """Tiny VGG-16 trunk in float64 NumPy: 3x3 convs (zero pad 1) + ReLU, 2x2 max-pools; pool1..pool3."""
+    h = np.asarray(x, np.float64) * params["input_scale"] + params["input_offset"]
+    pools = []
+    for b, n in enumerate(widths_blocks):
+        for i in range(n):
+            k = np.asarray(params[f"conv{b + 1}_{i + 1}"]["kernel"], np.float64)
+            bias = np.asarray(params[f"conv{b + 1}_{i + 1}"]["bias"], np.float64)
+            hp = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            H, W = h.shape[1:3]
+            y = sum(np.einsum("bhwc,cf->bhwf", hp[:, a:a + H, c:c + W], k[a, c]) for a in range(3) for c in range(3))
+            h = np.maximum(y + bias, 0)
+        B, H, W, C = h.shape
+        h = h.reshape(B, H // 2, 2, W // 2, 2, C).max(axis=(2, 4))
+        pools.append(h)
+    return pools
+
+
+def np_gram(f):
+    b, h, w, c = f.shape
+    F = f.reshape(b, h * w, c)
+    return np.einsum("bnc,bnd->bcd", F, F) / (c * h * w)
+
+
+def test_pconv_loss_terms_match_numpy():
+    from inpaintjax import losses
+    from inpaintjax.models import vgg
+    rng = np.random.default_rng(3)
+    B, H, W = 2, 16, 16
+    gt = rng.standard_normal((B, H, W, 3)).astype(np.float32)
+    out = rng.standard_normal((B, H, W, 3)).astype(np.float32)
+    hole = np.zeros((B, H, W, 1), np.float32)
+    hole[0, 3:9, 4:12] = 1
+    hole[1, 10:16, 0:5] = 1  # touches the border
+    hole[1, 2, 13] = 1       # a single pixel
+    comp = hole * out + (1 - hole) * gt
+    g64, o64, h64, c64 = (a.astype(np.float64) for a in (gt, out, hole, comp))
+    n = gt.size
+
+    # L_valid, L_hole: size-averaged L1 of the masked difference.
+    np.testing.assert_allclose(float(losses.valid_l1(out, gt, hole)), np.abs((1 - h64) * (o64 - g64)).sum() / n, rtol=1e-6)
+    np.testing.assert_allclose(float(losses.hole_l1(out, gt, hole)), np.abs(h64 * (o64 - g64)).sum() / n, rtol=1e-6)
+
+    # Perceptual and style on a tiny random VGG-16 (pool1..pool3).
+    widths = (3, 4, 5, 5, 5)
+    variables = vgg.random_variables(16, seed=1, widths=widths)
+    f = vgg.feature_fn(16, ("pool1", "pool2", "pool3"), widths)
+    fo, fc, fg = (list(f(variables, a).values()) for a in (out, comp, gt))
+    no, nc, ng = (np_vgg_pools(variables["params"], a) for a in (o64, c64, g64))
+    perc_ref = sum(np.abs(a - b).mean() + np.abs(c - b).mean() for a, c, b in zip(no, nc, ng))
+    perc = losses.perceptual(fo, fg) + losses.perceptual(fc, fg)
+    np.testing.assert_allclose(float(perc), perc_ref, rtol=1e-5)
+    for a, c, b in zip(no, nc, ng):
+        assert np.abs(a - b).mean() > 1e-3  # every layer contributes
+    style_ref = sum(np.abs(np_gram(a) - np_gram(b)).mean() + np.abs(np_gram(c) - np_gram(b)).mean()
+                    for a, c, b in zip(no, nc, ng))
+    np.testing.assert_allclose(float(losses.style(fo, fg) + losses.style(fc, fg)), style_ref, rtol=1e-5)
+
+    # TV on the 1-pixel (8-neighbour) dilation P of the hole, pairs with both pixels in P.
+    P = np.zeros_like(h64)
+    for b in range(B):
+        for i in range(H):
+            for j in range(W):
+                P[b, i, j, 0] = h64[b, max(i - 1, 0):i + 2, max(j - 1, 0):j + 2, 0].max()
+    np.testing.assert_array_equal(np.asarray(losses.dilate_hole(hole)), P)
+    assert P[1, 1:4, 12:15].min() == 1 and P[1].sum() == 7 * 6 + 3 * 3  # a pixel grows to 3x3
+    tv = 0.0
+    for b in range(B):
+        for i in range(H):
+            for j in range(W):
+                if j + 1 < W and P[b, i, j, 0] and P[b, i, j + 1, 0]:
+                    tv += np.abs(c64[b, i, j + 1] - c64[b, i, j]).sum()
+                if i + 1 < H and P[b, i, j, 0] and P[b, i + 1, j, 0]:
+                    tv += np.abs(c64[b, i + 1, j] - c64[b, i, j]).sum()
+    np.testing.assert_allclose(float(losses.tv_dilated_hole(comp, hole)), tv / n, rtol=1e-6)
