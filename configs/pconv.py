@@ -1,0 +1,93 @@
+"""Partial Convolutions run configurations: `--config configs/pconv.py:<variant>[,key=value]`.
+
+Variants:
+  places2           phase 1 of the reimplementation's recipe (naoto0804/pytorch-inpainting-with-
+                    partial-conv `train.py`): 7-level U-Net, images resized to 256x256, batch 16,
+                    Adam 2e-4, BatchNorm in training mode, 500k steps, an irregular random-walk
+                    mask per image; TFDS `places365_small`. Needs VGG-16 ImageNet weights:
+                    --config.loss.vgg_weights=/path/vgg16-397923af.pth (torchvision) or the Keras
+                    vgg16 ..._notop.h5; the run refuses to start without one.
+  places2_finetune  phase 2: Adam 5e-5, the encoder's BatchNorm statistics frozen, 500k steps,
+                    started from phase 1: --config.init_from=PHASE1_WORKDIR.
+  demo              small and fast on the built-in sample photos: 64x64, a 6-level U-Net, batch 4,
+                    lr 1e-3, a random VGG (vgg_weights='random'). A smoke run, not a model.
+  test              tiny (32x32, 5 levels, a tiny random VGG, batch 2, a handful of steps).
+The paper's own mask set (or any mask folder): --config.data.mask_dir=DIR.
+Modifiers: `key=value` for any dotted key, e.g. `demo,num_steps=100`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from inpaintjax.config import apply_overrides
+from inpaintjax.families.pconv import default_config
+
+VARIANTS = ("places2", "places2_finetune", "demo", "test")
+
+
+def _common() -> ml_collections.ConfigDict:
+    c = default_config(levels=7)
+    c.data.image_size = 256
+    c.eval.image_size = 256
+    c.eval.mask_generator = "irregular_random_walk"
+    c.batch_size = 16
+    c.num_steps = 500_000
+    c.checkpoint_every = 50_000  # the original's save_model_interval
+    c.log_every = 10
+    c.image_every = 5000         # the original's vis_interval
+    return c
+
+
+def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
+    tokens = [t.strip() for t in (arg or "places2").split(",") if t.strip()]
+    variant, mods = tokens[0], tokens[1:]
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/pconv.py: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    c = _common()
+    if variant in ("places2", "places2_finetune"):
+        c.data.source = "tfds"
+        c.data.name = "places365_small"
+        c.data.crop = "resize"       # the original resizes every image to 256x256, no crop
+        if variant == "places2_finetune":
+            c.optim.lr = 5e-5
+            c.model.freeze_encoder_bn = True
+    elif variant == "demo":
+        c.data.source = "samples"
+        c.data.crop = "random"
+        c.data.image_size = 64
+        c.eval.image_size = 64
+        c.eval.num_images = 8
+        c.eval.per_bucket = 4
+        c.eval.batch_size = 8
+        c.model.levels = 6
+        c.loss.vgg_weights = "random"
+        c.optim.lr = 1e-3
+        c.batch_size = 4
+        c.num_steps = 2000
+        c.log_every = 100
+        c.image_every = 500
+        c.checkpoint_every = 500
+    elif variant == "test":
+        c.data.source = "samples"
+        c.data.image_size = 32
+        c.eval.image_size = 32
+        c.eval.num_images = 4
+        c.eval.per_bucket = 1
+        c.eval.batch_size = 2
+        c.model.levels = 5
+        c.loss.vgg_weights = "random"
+        c.loss.vgg_widths = (4, 8, 8, 8, 8)
+        c.optim.lr = 1e-3
+        c.batch_size = 2
+        c.num_steps = 4
+        c.log_every = 1
+        c.image_every = 2
+        c.checkpoint_every = 2
+        c.keep_checkpoints = 2
+    for mod in mods:
+        if "=" in mod:
+            apply_overrides(c, [mod])
+        else:
+            raise ValueError(f"configs/pconv.py: unknown modifier {mod!r} in {arg!r}; use key=value")
+    return c
