@@ -81,9 +81,9 @@ class Block(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, levels=7):
+    def __init__(self, levels=7, width=64):
         super().__init__()
-        w = [64, 128, 256] + [512] * (levels - 3)
+        w = [width, 2 * width, 4 * width] + [8 * width] * (levels - 3)
         k = [7, 5, 5] + [3] * (levels - 3)
         self.levels = levels
         self.enc = nn.ModuleList()
@@ -155,8 +155,8 @@ def make_batch(batch, size):
     return image.contiguous(memory_format=CL), hole.contiguous(memory_format=CL)
 
 
-def pconv_train(batch, size, levels):
-    net = UNet(levels).to(memory_format=CL).train()
+def pconv_train(batch, size, levels, width=64):
+    net = UNet(levels, width).to(memory_format=CL).train()
     vgg = VGG16Pools().to(memory_format=CL).eval()
     opt = torch.optim.Adam(net.parameters(), 2e-4)
     image, hole = make_batch(batch, size)
@@ -185,8 +185,8 @@ def pconv_train(batch, size, levels):
     return step
 
 
-def pconv_infer(batch, size, levels):
-    net = UNet(levels).to(memory_format=CL).eval()
+def pconv_infer(batch, size, levels, width=64):
+    net = UNet(levels, width).to(memory_format=CL).eval()
     image, hole = make_batch(batch, size)
     valid = 1 - hole
     x_in = ((image - MEAN) / STD) * valid
@@ -205,9 +205,10 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--levels", type=int, default=7)
+    p.add_argument("--width", type=int, default=64, help="enc_1's channels (published: 64)")
     a = p.parse_args(argv)
     torch.manual_seed(0)
-    fn = (pconv_train if a.case == "train" else pconv_infer)(a.batch, a.size, a.levels)
+    fn = (pconv_train if a.case == "train" else pconv_infer)(a.batch, a.size, a.levels, a.width)
     t0 = time.perf_counter()
     fn()                                                       # warm-up (oneDNN primitive cache)
     warm = time.perf_counter() - t0
@@ -218,7 +219,7 @@ def main(argv=None):
         times.append(time.perf_counter() - t0)
     print(json.dumps({
         "framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "case": a.case, "batch": a.batch, "size": a.size, "levels": a.levels,
+        "case": a.case, "batch": a.batch, "size": a.size, "levels": a.levels, "width": a.width,
         "warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
         "min_s": round(min(times), 4), "max_s": round(max(times), 4), "repeats": a.repeats,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

@@ -11,7 +11,8 @@ Variants:
                     started from phase 1: --config.init_from=PHASE1_WORKDIR.
   demo              small and fast on the built-in sample photos: 64x64, a 6-level U-Net, batch 4,
                     lr 1e-3, a random VGG (vgg_weights='random'). A smoke run, not a model.
-  test              tiny (32x32, 5 levels, a tiny random VGG, batch 2, a handful of steps).
+  test              tiny (32x32, 4 levels of 8-64 channels, a tiny random VGG, batch 2, a
+                    handful of steps).
 The paper's own mask set (or any mask folder): --config.data.mask_dir=DIR.
 Modifiers: `key=value` for any dotted key, e.g. `demo,num_steps=100`.
 """
@@ -75,7 +76,8 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.eval.num_images = 4
         c.eval.per_bucket = 1
         c.eval.batch_size = 2
-        c.model.levels = 5
+        c.model.levels = 4
+        c.model.width = 8
         c.loss.vgg_weights = "random"
         c.loss.vgg_widths = (4, 8, 8, 8, 8)
         c.optim.lr = 1e-3

@@ -24,7 +24,7 @@ each BatchNorm's mean and variance are those of the whole global batch (all devi
 exactly what one device would compute for the same batch; not per-device statistics (PyTorch's
 DataParallel without SyncBatchNorm would compute per-device ones).
 
-Config keys read (configs/pconv.py): model.levels, model.freeze_encoder_bn, loss.{valid, hole,
+Config keys read (configs/pconv.py): model.levels, model.width, model.freeze_encoder_bn, loss.{valid, hole,
 perceptual, style, tv}, loss.vgg_weights, loss.vgg_widths, optim.*, compute_dtype, ema_decay.
 """
 
@@ -70,6 +70,7 @@ def default_config(levels: int = 7) -> ml_collections.ConfigDict:
     c = base_config()
     c.family = "pconv"
     c.model.levels = levels
+    c.model.width = 64           # enc_1's channels (published: 64; the rest scale with it)
     c.model.freeze_encoder_bn = False
     c.loss.valid = 1.0
     c.loss.hole = 6.0
@@ -88,7 +89,9 @@ def default_config(levels: int = 7) -> ml_collections.ConfigDict:
 
 def _load_official(path: str):
     variables = convert.from_torch(path)
-    return default_config(levels=convert.levels_of(variables)), variables
+    c = default_config(levels=convert.levels_of(variables))
+    c.model.width = int(variables["params"]["enc_1"]["conv"]["conv"]["kernel"].shape[-1])
+    return c, variables
 
 
 @register
@@ -105,7 +108,7 @@ class PConv(Family):
         self.levels = int(config.model.levels)
         self.size_multiple = 2 ** self.levels
         self.dtype = common.compute_dtype(config)
-        self.net = PConvUNet(levels=self.levels,
+        self.net = PConvUNet(levels=self.levels, width=int(config.model.get("width", 64)),
                              freeze_encoder_bn=bool(config.model.get("freeze_encoder_bn", False)),
                              dtype=self.dtype)
         self.vgg_widths = tuple(int(w) for w in config.loss.get("vgg_widths", vgg.WIDTHS))

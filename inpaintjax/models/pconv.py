@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from inpaintjax.layers import BatchNorm, PartialConv, leaky_relu
 
 
-def encoder_widths(levels: int) -> list[int]:
-    return [64, 128, 256] + [512] * (levels - 3)
+def encoder_widths(levels: int, width: int = 64) -> list[int]:
+    return [width, 2 * width, 4 * width] + [8 * width] * (levels - 3)
 
 
 def encoder_kernels(levels: int) -> list[int]:
@@ -68,7 +68,8 @@ class PConvUNet(nn.Module):
     image: [B, H, W, 3] ImageNet-normalised RGB ((x - mean) / std of a [0, 1] image); hole pixels
            may hold anything (every partial convolution masks its input).
     hole:  [B, H, W, 1] or [B, H, W, 3], 1 = hole, 0 = known.
-    H and W must be multiples of 2**levels (128 for 7 levels, 256 for 8).
+    H and W must be multiples of 2**levels (128 for 7 levels, 256 for 8). `width` is enc_1's
+    channel count (64 in the published networks; the others scale with it: 2x, 4x, 8x).
     Returns the raw (not composited) output [B, H, W, 3] float32 in the same normalised space and
     the propagated hole mask [B, H, W, 3] (1 where no known pixel reached the output).
     train=True normalises with batch statistics and needs `mutable=['batch_stats']`;
@@ -77,6 +78,7 @@ class PConvUNet(nn.Module):
     """
 
     levels: int = 7
+    width: int = 64
     freeze_encoder_bn: bool = False
     dtype: Optional[jnp.dtype] = None
 
@@ -97,7 +99,7 @@ class PConvUNet(nn.Module):
         hole = jnp.broadcast_to(hole.astype(jnp.float32), (b, h, w, c))
         x = image.astype(self.dtype or image.dtype)
         feats, holes = [x], [hole]
-        widths, kernels = encoder_widths(self.levels), encoder_kernels(self.levels)
+        widths, kernels = encoder_widths(self.levels, self.width), encoder_kernels(self.levels)
         for i in range(self.levels):
             x, hole = PConvBlock(widths[i], kernels[i], 2, use_bn=i > 0, activation="relu",
                                  dtype=self.dtype, name=f"enc_{i + 1}")(

@@ -145,11 +145,16 @@ class VGG(nn.Module):
 
 
 def random_variables(depth: int = 16, seed: int = 0, widths: Sequence[int] = WIDTHS) -> dict:
-    """He-normal random VGG variables as numpy (tests and demos; not a perceptual network)."""
+    """He-normal random VGG variables as numpy (tests and demos; not a perceptual network).
+    Drawn with numpy (no compilation), identity input affine, zero biases."""
     _check_depth(depth)
-    model = VGG(depth=depth, outputs=(layer_names(depth)[-1],), widths=tuple(widths))
-    variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
+    rng = np.random.default_rng(seed)
+    params = {"input_scale": np.ones(3, np.float32), "input_offset": np.zeros(3, np.float32)}
+    for name, (ks, bs) in _expected_shapes(depth, tuple(widths)).items():
+        fan_in = ks[0] * ks[1] * ks[2]
+        params[name] = {"kernel": (rng.standard_normal(ks) * np.sqrt(2.0 / fan_in)).astype(np.float32),
+                        "bias": np.zeros(bs, np.float32)}
+    return {"params": params}
 
 
 def _expected_shapes(depth: int, widths: Sequence[int]) -> dict[str, tuple[tuple, tuple]]:
