@@ -28,9 +28,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
-    from inpaintjax.training import NonFiniteError, train_and_evaluate
+    from inpaintjax.training import NonFiniteError, train
     try:
-        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        result = train(FLAGS.config, FLAGS.workdir)
     except NonFiniteError as e:
         print(f"train.py: {e}", file=sys.stderr, flush=True)
         sys.exit(3)

@@ -78,15 +78,10 @@ def _flops_native(fn, *args, case: dict | None = None, compiled=None) -> float |
 
 
 def _family(name: str, dtype: str, remat: bool, reduced: bool):
-    import importlib
     from inpaintjax.families import base
 
     cls = base.get(name)
-    module = importlib.import_module(cls.__module__)
-    if not hasattr(module, "default_config"):
-        raise SystemExit(f"inpaintjax.bench: family {name!r} has no default_config() in "
-                         f"{module.__name__}; add one (the released model's settings)")
-    config = module.default_config()
+    config = cls.default_config()
     config.compute_dtype = dtype
     config.remat = remat
     if reduced:
@@ -96,20 +91,34 @@ def _family(name: str, dtype: str, remat: bool, reduced: bool):
     return cls(config), config
 
 
-def _batch(batch: int, size: int):
+def _batch(family, batch: int, size: int, stacked: int = 0):
+    """A batch of the family's spec: random images, a box hole; `stacked` > 0 stacks that many
+    batches (a family taking several batches per step)."""
     import jax.numpy as jnp
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    mask = np.zeros((batch, size, size, 1), np.float32)
-    mask[:, size // 4: size // 2, size // 4: 3 * size // 4] = 1.0
-    return {"image": jnp.asarray(rng.random((batch, size, size, 3), np.float32)),
-            "mask": jnp.asarray(mask)}
+    from inpaintjax.data import fields
+
+    spec = family.batch_spec()
+
+    def one(seed):
+        rng = np.random.default_rng(seed)
+        mask = np.zeros((batch, size, size, 1), np.float32)
+        mask[:, size // 4: size // 2, size // 4: 3 * size // 4] = 1.0
+        images = rng.random((batch, size, size, 3), np.float32)
+        return fields.compute_batch(spec, images, mask, [np.random.default_rng([seed, i])
+                                                         for i in range(batch)])
+
+    if not stacked:
+        return {k: jnp.asarray(v) for k, v in one(0).items()}
+    parts = [one(j) for j in range(stacked)]
+    return {k: jnp.asarray(np.stack([p[k] for p in parts])) for k in spec}
 
 
 def _run_case(case: dict) -> dict:
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     kind, repeats = case["kind"], case["repeats"]
     rec = dict(case)
@@ -155,16 +164,18 @@ def _run_case(case: dict) -> dict:
     elif kind in ("infer", "train"):
         family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
                             case.get("reduced", False))
-        batch = _batch(case["batch"], case["size"])
+        batch = _batch(family, case["batch"], case["size"])
         state = family.init_state(jax.random.key(0), batch)
         if kind == "infer":
             variables = family.inference_variables(state)
             del state
+            inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
+                {k: np.asarray(v) for k, v in batch.items()}).items()}
 
-            def fn(v, image, mask):
-                return family.inpaint(v, image, mask)["output"]
+            def fn(v, inputs):
+                return family.inpaint(v, inputs)["output"]
 
-            args = (variables, batch["image"], batch["mask"])
+            args = (variables, inputs)
             t0 = time.perf_counter()
             compiled = jax.jit(fn).lower(*args).compile()
             rec["compile_s"] = time.perf_counter() - t0
@@ -172,19 +183,24 @@ def _run_case(case: dict) -> dict:
             rec["flops"] = _flops_native(fn, *args, case=case, compiled=compiled)
         else:
             rng = jax.random.key(1)
+            k = family.batches_per_step
+            if k > 1:
+                batch = _batch(family, case["batch"], case["size"], stacked=k)
+            frozen = jax.tree.map(jnp.asarray, family.load_frozen())
             step = jax.jit(family.train_step, donate_argnums=0)
             t0 = time.perf_counter()
-            compiled = step.lower(state, batch, rng).compile()
+            compiled = step.lower(state, batch, rng, frozen).compile()
             rec["compile_s"] = time.perf_counter() - t0
-            rec["flops"] = _flops_native(family.train_step, state, batch, rng, case=case,
+            rec["flops"] = _flops_native(family.train_step, state, batch, rng, frozen, case=case,
                                          compiled=compiled)
             holder = [state]
 
             def run():
-                new_state, metrics = compiled(holder[0], batch, rng)
+                new_state, metrics = compiled(holder[0], batch, rng, frozen)
                 holder[0] = new_state
                 jax.block_until_ready(metrics)
-                bad = [k for k, v in metrics.items() if not bool(jnp.isfinite(v))]
+                bad = [k for k, v in metrics.items()
+                       if not bool(jnp.all(jnp.isfinite(jnp.asarray(jax.tree.leaves(v)[0]))))]
                 if bad:
                     raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
 

@@ -80,15 +80,13 @@ def test_inpainter_errors(inpainter, tmp_path):
     # weights: missing path, a checkpoint of another family, a release dir not yet renamed
     with pytest.raises(FileNotFoundError, match=r"weights not found: .*no_such_weights"):
         Inpainter.load(str(tmp_path / "no_such_weights"))
-    with pytest.raises(CheckpointError, match="not a DeepFill checkpoint"):
+    with pytest.raises(ValueError, match=r"unrecognised weights .*other_family_tf \(holding "
+                       r"checkpoint, .*no family's official format matches \(.*deepfill_v2: tf1-checkpoint"):
         Inpainter.load(os.path.join(FIXTURES, "other_family_tf"))
-    with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint"):
-        Inpainter.load(os.path.join(FIXTURES, "deepfill_v1_tf"))
-    release = tmp_path / "release_places2_256"
-    release.mkdir()
-    (release / "checkpoint.txt").write_text('model_checkpoint_path: "snap-0"\n')
-    with pytest.raises(FileNotFoundError, match="rename it to `checkpoint`"):
-        Inpainter.load(str(release))
+    with pytest.raises(ValueError, match="no family's official format matches"):
+        Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfill_v2")
+    with pytest.raises(KeyError, match="unknown family 'deepfil_v2'. Did you mean 'deepfill_v2'"):
+        Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfil_v2")
 
 
 def test_guided_inpainter_uses_the_sketch_inside_the_hole_only():
