@@ -17,6 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from inpaintjax import config as config_lib
+from inpaintjax import xla_cpu
 from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
 
 config_flags.DEFINE_config_file("config", None, "config file and variant (evaluation settings)",
@@ -35,6 +36,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
     import jax

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from inpaintjax import xla_cpu
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     # orbax warns through absl that a workdir opened for reading is read-only: expected here
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:

@@ -93,7 +93,7 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog)
     for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-7)
     _, _, variables = load_for_inference(workdir)
-    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(variables["params"])):
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(variables)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-7)
 
 
