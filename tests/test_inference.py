@@ -199,7 +199,8 @@ def test_load_detects_the_family_from_the_files_and_asks_when_two_could_read_the
     weights = tmp_path / "model.toyweights"
     flat = {jax.tree_util.keystr(k): np.asarray(v)
             for k, v in jax.tree_util.tree_flatten_with_path(state.params)[0]}
-    np.savez(weights, **flat)
+    with open(weights, "wb") as f:  # a file object: np.savez would add '.npz' to a name
+        np.savez(f, **flat)
 
     def load(path):
         with np.load(path) as f:
