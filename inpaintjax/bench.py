@@ -39,6 +39,8 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
 TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
+#: the PyTorch equivalent of each family's train/infer cases (stack: torch_deepfill.py)
+TORCH_SCRIPTS = {"deepfill_v2": TORCH_SCRIPT, "pconv": _REPO / "benchmarks" / "torch_pconv.py"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +89,11 @@ def _family(name: str, dtype: str, remat: bool, reduced: bool):
     config = cls.default_config()
     config.compute_dtype = dtype
     config.remat = remat
+    if config.loss.get("vgg_weights", None) == "":
+        config.loss.vgg_weights = "random"  # a frozen loss network's values do not change the time
     if reduced:
+        if "levels" in config.model:  # U-Nets: 64x64 inputs, narrow layers
+            config.model.levels, config.model.width = 6, 8
         for key, value in (("cnum", 8), ("d_cnum", 8)):
             if key in config.model:
                 config.model[key] = value
@@ -249,10 +255,11 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
 
 
 def _torch_child(case: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(TORCH_SCRIPT), "--case", case["kind"], "--batch",
+    script = TORCH_SCRIPTS.get(case.get("family"), TORCH_SCRIPT) if case["kind"] != "stack" else TORCH_SCRIPT
+    cmd = [sys.executable, str(script), "--case", case["kind"], "--batch",
            str(case["batch"]), "--size", str(case["size"]), "--repeats", str(case["repeats"])]
     if case.get("reduced"):
-        cmd += ["--cnum", "8", "--d-cnum", "8"]
+        cmd += ["--levels", "6", "--width", "8"] if script != TORCH_SCRIPT else ["--cnum", "8", "--d-cnum", "8"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -270,10 +277,11 @@ def _cases(a) -> list[dict]:
     common = {"repeats": r, "dtype": a.dtype, "reduced": a.reduced}
     fam = {"family": a.family, "remat": a.remat}
     if a.reduced:
-        sizes = {"stack": (1, 32), "infer": [(1, 64), (2, 64)], "train": (2, 64), "t512": (1, 128)}
+        sizes = {"stack": (1, 32), "infer": [(1, 64), (2, 64)], "train": (2, 64), "t512": (1, 128),
+                 "i512": [(1, 128)]}
     else:
         sizes = {"stack": (4, 256), "infer": [(1, 256), (8, 256), (1, 512), (8, 512)],
-                 "train": (a.train_batch, 256), "t512": (a.train_batch, 512)}
+                 "train": (a.train_batch, 256), "t512": (a.train_batch, 512), "i512": [(1, 512)]}
     wanted = a.cases.split(",")
     out = []
     if "stack" in wanted:
@@ -281,6 +289,9 @@ def _cases(a) -> list[dict]:
         out.append({"kind": "stack", "batch": b, "size": s, **common})
     if "infer" in wanted:
         for b, s in sizes["infer"]:
+            out.append({"kind": "infer", "batch": b, "size": s, **common, **fam})
+    if "infer512" in wanted:
+        for b, s in sizes["i512"]:
             out.append({"kind": "infer", "batch": b, "size": s, **common, **fam})
     if "train" in wanted:
         b, s = sizes["train"]
@@ -357,7 +368,8 @@ def main(argv=None) -> int:
                    help="compute dtype (parameters stay float32)")
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
     p.add_argument("--cases", default="peak,stack,infer,train",
-                   help="comma list of peak, stack, infer, train, train512")
+                   help="comma list of peak, stack, infer, infer512 (batch 1 at 512 only), train, "
+                        "train512")
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
@@ -390,8 +402,10 @@ def main(argv=None) -> int:
             import torch  # noqa: F401
         except ImportError:
             p.error("--torch needs PyTorch: pip install -e '.[bench]' (torch==2.13.0)")
-        if not TORCH_SCRIPT.exists():
-            p.error(f"--torch needs {TORCH_SCRIPT} (run from a source checkout)")
+        script = TORCH_SCRIPTS.get(a.family)
+        if script is None or not script.exists() or not TORCH_SCRIPT.exists():
+            p.error(f"--torch needs {script or 'a PyTorch script for ' + a.family} and {TORCH_SCRIPT} "
+                    f"(run from a source checkout)")
     out = open(a.out, "a") if a.out else None
 
     def emit(rec):
