@@ -74,6 +74,7 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.data.source = "samples"
         c.data.image_size = 32
         c.eval.image_size = 32
+        c.eval.mask_generator = "lama_thin,irregular_random_walk,deepfill_v2_training"  # 1-10% at 32x32
         c.eval.num_images = 4
         c.eval.per_bucket = 1
         c.eval.batch_size = 2
