@@ -539,18 +539,3 @@ def make_mask(name: str, rng: RngLike, h: int, w: int) -> np.ndarray:
     that no single published generator produces. An unknown name raises ValueError listing the valid
     names and the nearest one."""
     return resolve(name)(as_rng(rng), h, w)
-
-
-# ----------------------------------------------------------------------------------------------
-# Hole-area buckets (PConv)
-# ----------------------------------------------------------------------------------------------
-
-# Left-open, right-closed intervals of the hole-to-image area ratio, as in PConv.
-BUCKETS: Tuple[Tuple[float, float], ...] = (
-    (0.01, 0.1),
-    (0.1, 0.2),
-    (0.2, 0.3),
-    (0.3, 0.4),
-    (0.4, 0.5),
-    (0.5, 0.6),
-)
