@@ -402,10 +402,9 @@ def main(argv=None) -> int:
             import torch  # noqa: F401
         except ImportError:
             p.error("--torch needs PyTorch: pip install -e '.[bench]' (torch==2.13.0)")
-        script = TORCH_SCRIPTS.get(a.family)
-        if script is None or not script.exists() or not TORCH_SCRIPT.exists():
-            p.error(f"--torch needs {script or 'a PyTorch script for ' + a.family} and {TORCH_SCRIPT} "
-                    f"(run from a source checkout)")
+        script = TORCH_SCRIPTS.get(a.family, TORCH_SCRIPT)
+        if not script.exists() or not TORCH_SCRIPT.exists():
+            p.error(f"--torch needs {script} and {TORCH_SCRIPT} (run from a source checkout)")
     out = open(a.out, "a") if a.out else None
 
     def emit(rec):
