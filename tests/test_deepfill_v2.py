@@ -355,3 +355,58 @@ def test_family_results_unchanged_by_the_family_contract():
                                fam.inference_inputs(batches[3]))
     np.testing.assert_allclose(np.asarray(out["output"]), want["output"], atol=2e-6)
     np.testing.assert_allclose(np.asarray(out["stage1"]), want["stage1"], atol=2e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop's non-finite guard on the real family
+
+def _leaves(tree):
+    return [(jax.tree_util.keystr(k), np.asarray(v))
+            for k, v in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]]
+
+
+def _assert_bitwise_equal(a, b):
+    la, lb = _leaves(a), _leaves(b)
+    assert [k for k, _ in la] == [k for k, _ in lb]
+    for (k, x), (_, y) in zip(la, lb):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
+
+
+def test_guard_keeps_the_state_bit_for_bit_after_non_finite_steps():
+    from inpaintjax.training.loop import make_train_step, zero_carry
+    config = CONFIGS.get_config("test")
+    fam = get_family("deepfill_v2")(config)
+    batch = _batch(config.data.image_size, config.batch_size)
+    state = jax.jit(fam.init_state)(jax.random.key(0), batch)
+    root = jax.random.key(1)
+    _, shapes = jax.eval_shape(fam.train_step, state, batch, root, {})
+    names = sorted(shapes)
+    # the loop's step as the loop builds it (state and carry donated)
+    step = jax.jit(make_train_step(fam, root, names), donate_argnums=(0, 1))
+    before = jax.device_get(state)
+
+    # 1. only the gradient is non-finite: a huge value in a hole pixel (the generator never sees
+    # hole pixels; every loss stays finite) makes D's gradient overflow (unguarded, Adam's second
+    # moment would become inf)
+    image = np.array(batch["image"])
+    r, c = np.argwhere(np.asarray(batch["mask"][0, ..., 0]) == 1)[0]
+    image[0, r, c, 0] = 1e30
+    poisoned = {"image": jnp.asarray(image), "mask": batch["mask"]}
+    state, carry = step(state, zero_carry(names), poisoned, {})
+    _assert_bitwise_equal(state, before)
+    carry = jax.device_get(carry)
+    assert int(carry["bad_step"]) == 0
+    # every loss term was finite (checked by the guard too), only the gradient norm was not
+    assert [k for k in names if carry["bad_terms"][k]] == ["d/grad_norm"]
+    assert np.isinf(carry["bad_values"]["d/grad_norm"])
+
+    # 2. a non-finite discriminator: one NaN weight in its conv3
+    d_params = jax.tree_util.tree_map(lambda x: x, state.d_params)
+    d_params["conv3"]["conv"]["kernel"] = d_params["conv3"]["conv"]["kernel"].at[0, 0, 0, 0].set(jnp.nan)
+    sick = state.replace(d_params=d_params)
+    sick_before = jax.device_get(sick)
+    sick, carry = step(sick, zero_carry(names), batch, {})
+    _assert_bitwise_equal(sick, sick_before)
+    carry = jax.device_get(carry)
+    assert carry["bad_terms"]["d/hinge"] and carry["bad_terms"]["d/grad_norm"]
+
