@@ -7,8 +7,10 @@
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
 (greyscale HxW and RGBA are accepted: grey is repeated, alpha dropped). Masks: a path, PIL image
 or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); any non-zero value is a
-hole. Sketches (guided models): same form as masks; non-zero = stroke, kept inside the hole only.
-The result has the input's layout and dtype (uint8 in -> uint8 out, float in -> float32 out).
+hole. For a batch of B images a BxHxW array is B masks, even where it could also be read as one
+HxWxC mask (B = H = W = C). Sketches (guided models): same form as masks; non-zero = stroke, kept
+inside the hole only. The result has the input's layout and dtype (uint8 in -> uint8 out, a float
+dtype in -> the same float dtype out; the network itself computes in float32).
 
 Sizes: the network needs sides divisible by the family's `size_multiple` (8 for DeepFill). The
 image, mask and sketch are padded at the bottom/right by mirror reflection (numpy 'reflect') and
@@ -78,8 +80,8 @@ def _to_array(x, what: str) -> np.ndarray:
 
 
 def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
-    """-> (float32 [B,H,W,3] in [0,1], the input as [B,H,W,3] in its own dtype (uint8 or
-    float32): the pixels the output keeps, was_batched)."""
+    """-> (float32 [B,H,W,3] in [0,1], the input as [B,H,W,3] in its own dtype (uint8 or a
+    float dtype; bool as float32): the pixels the output keeps, was_batched)."""
     arr = _to_array(image, "image")
     batched = arr.ndim == 4
     if arr.ndim == 2:
@@ -100,7 +102,7 @@ def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
     if f.size and (f.min() < 0.0 or f.max() > 1.0):
         raise ValueError(f"image: float images must be in [0, 1], got values in "
                          f"[{f.min():.3g}, {f.max():.3g}] (pass uint8 for 0..255)")
-    return f, f, batched
+    return f, (arr if arr.dtype != np.bool_ else f), batched
 
 
 def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
@@ -109,7 +111,8 @@ def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
     if arr.ndim == 4:                     # B,H,W,C
         arr = np.any(arr != 0, axis=-1)
     elif arr.ndim == 3:
-        if arr.shape[:2] == tuple(hw):    # H,W,C
+        # H,W,C, unless a batch of images makes B,H,W fit too (then B masks)
+        if arr.shape[:2] == tuple(hw) and not (batch > 1 and arr.shape == (batch,) + tuple(hw)):
             arr = np.any(arr != 0, axis=-1)[None]
         else:                             # B,H,W
             arr = arr != 0

@@ -271,7 +271,8 @@ def test_jit_grad_finite_and_bfloat16():
     np.testing.assert_array_equal(np.asarray(flow_nn), low[:, up][:, :, up])
     y16 = jax.jit(layer)(jnp.asarray(f, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16), jnp.asarray(mask))
     assert y16.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(y16, np.float32), np.asarray(y32), atol=0.02)
+    # measured: 2.0e-3 (|y| <= 0.27; rounding the inputs to bfloat16 alone moves y by 1.6e-3)
+    np.testing.assert_allclose(np.asarray(y16, np.float32), np.asarray(y32), rtol=0, atol=3e-3)
 
 
 def test_color_wheel_and_flow_colours():

@@ -1,8 +1,11 @@
-"""DeepFill v2: generator / SN-PatchGAN structure, full-size forwards, losses, the family's training
-step and inpaint, and the config variants. Truth: SPEC.md's parameter counts and layer tables,
-hand-computed loss values, and behaviour the original guarantees (holes are zeroed before the
-network sees them; known pixels are returned unchanged)."""
+"""DeepFill v2: generator / SN-PatchGAN against the authors' own graph, structure, full-size
+forwards, losses, the family's training step and inpaint, and the config variants. Truth: golden
+outputs of JiahuiYu/generative_inpainting's TF graph (tests/fixtures/deepfill_v2_golden, made by
+its make_golden.py), the published parameter counts and layer tables, hand-computed loss values,
+and behaviour the original guarantees (holes are zeroed before the network sees them; known pixels
+are returned unchanged)."""
 
+import functools
 import importlib.util
 import os
 
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 
 from inpaintjax import losses
+from inpaintjax.convert.deepfill import from_tf_checkpoint
 from inpaintjax.families import get as get_family
 from inpaintjax.models.deepfill import DeepFillV2Generator
 from inpaintjax.models.discriminators import SNPatchGAN
@@ -58,6 +62,55 @@ def _flat_names(tree, prefix=()):
         else:
             out[prefix + (k,)] = tuple(v.shape)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The authors' graph (golden outputs)
+
+GOLDEN = os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_golden")
+
+
+@functools.lru_cache(maxsize=1)
+def _golden():
+    return dict(np.load(os.path.join(GOLDEN, "golden.npz"))), from_tf_checkpoint(GOLDEN)
+
+
+def test_generator_matches_the_authors_graph():
+    # generative_inpainting's build_inpaint_net run by TensorFlow on the same weights (BGR) and
+    # inputs; the converter makes the weights RGB. Stage 1, stage 2 and the attention-dependent
+    # hole contents all at 1e-4.
+    z, w = _golden()
+    assert (w.cnum, w.guided) == (int(z["cnum"]), False)
+    g = DeepFillV2Generator(cnum=w.cnum)
+    s1, s2 = jax.jit(g.apply)(w.generator, z["image"], z["mask"])
+    np.testing.assert_allclose(np.asarray(s1), z["stage1"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(s2), z["stage2"], rtol=0, atol=1e-4)
+
+
+def test_sn_patchgan_matches_the_authors_graph():
+    # build_gan_discriminator on the training graph's input: [images; composite] with the mask
+    # as 4th channel, one power iteration from the checkpoint's u
+    z, w = _golden()
+    assert w.d_cnum == int(z["d_cnum"])
+    mask = z["mask"]
+    complete = z["stage2"] * mask + z["image"] * (1 - mask)
+    x = np.concatenate([np.concatenate([z["image"], complete]),
+                        np.broadcast_to(mask, (4,) + mask.shape[1:])], axis=-1)
+    out = jax.jit(SNPatchGAN(cnum=w.d_cnum).apply)(w.discriminator, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(out), z["d_output"], rtol=0, atol=1e-4)
+
+
+def test_golden_fixture_carries_signal():
+    # recorded by make_golden.py from the TF graph: the image reaches both stages, and removing
+    # the hallucination branch, the attention branch or the attention layer changes stage 2
+    z, _ = _golden()
+    for key in ("signal_image_to_stage1", "signal_image_to_stage2_hole", "signal_hallucination_branch",
+                "signal_attention_branch", "signal_attention_layer"):
+        assert float(z[key]) > 0.05, key
+    # and the outputs are not near-constant or saturated
+    for key in ("stage1", "stage2"):
+        assert 0.05 < z[key].std() and np.abs(z[key]).max() < 0.999, key
+    assert np.abs(z["d_output"]).max() > 1e-2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,3 +355,58 @@ def test_family_results_unchanged_by_the_family_contract():
                                fam.inference_inputs(batches[3]))
     np.testing.assert_allclose(np.asarray(out["output"]), want["output"], atol=2e-6)
     np.testing.assert_allclose(np.asarray(out["stage1"]), want["stage1"], atol=2e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop's non-finite guard on the real family
+
+def _leaves(tree):
+    return [(jax.tree_util.keystr(k), np.asarray(v))
+            for k, v in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]]
+
+
+def _assert_bitwise_equal(a, b):
+    la, lb = _leaves(a), _leaves(b)
+    assert [k for k, _ in la] == [k for k, _ in lb]
+    for (k, x), (_, y) in zip(la, lb):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
+
+
+def test_guard_keeps_the_state_bit_for_bit_after_non_finite_steps():
+    from inpaintjax.training.loop import make_train_step, zero_carry
+    config = CONFIGS.get_config("test")
+    fam = get_family("deepfill_v2")(config)
+    batch = _batch(config.data.image_size, config.batch_size)
+    state = jax.jit(fam.init_state)(jax.random.key(0), batch)
+    root = jax.random.key(1)
+    _, shapes = jax.eval_shape(fam.train_step, state, batch, root, {})
+    names = sorted(shapes)
+    # the loop's step as the loop builds it (state and carry donated)
+    step = jax.jit(make_train_step(fam, root, names), donate_argnums=(0, 1))
+    before = jax.device_get(state)
+
+    # 1. only the gradient is non-finite: a huge value in a hole pixel (the generator never sees
+    # hole pixels; every loss stays finite) makes D's gradient overflow (unguarded, Adam's second
+    # moment would become inf)
+    image = np.array(batch["image"])
+    r, c = np.argwhere(np.asarray(batch["mask"][0, ..., 0]) == 1)[0]
+    image[0, r, c, 0] = 1e30
+    poisoned = {"image": jnp.asarray(image), "mask": batch["mask"]}
+    state, carry = step(state, zero_carry(names), poisoned, {})
+    _assert_bitwise_equal(state, before)
+    carry = jax.device_get(carry)
+    assert int(carry["bad_step"]) == 0
+    # every loss term was finite (checked by the guard too), only the gradient norm was not
+    assert [k for k in names if carry["bad_terms"][k]] == ["d/grad_norm"]
+    assert np.isinf(carry["bad_values"]["d/grad_norm"])
+
+    # 2. a non-finite discriminator: one NaN weight in its conv3
+    d_params = jax.tree_util.tree_map(lambda x: x, state.d_params)
+    d_params["conv3"]["conv"]["kernel"] = d_params["conv3"]["conv"]["kernel"].at[0, 0, 0, 0].set(jnp.nan)
+    sick = state.replace(d_params=d_params)
+    sick_before = jax.device_get(sick)
+    sick, carry = step(sick, zero_carry(names), batch, {})
+    _assert_bitwise_equal(sick, sick_before)
+    carry = jax.device_get(carry)
+    assert carry["bad_terms"]["d/hinge"] and carry["bad_terms"]["d/grad_norm"]
+

@@ -48,6 +48,37 @@ def test_known_pixels_are_preserved_exactly_and_odd_sizes_work(inpainter):
     np.testing.assert_allclose(res["output"][0], out.astype(np.float32) / 255.0, atol=1 / 255 + 1e-6)
 
 
+def test_a_batch_of_masks_is_one_mask_per_image(inpainter):
+    # 8 images of 8x8 with masks [8, 8, 8]: 8 masks (image i has row i as its hole), not one
+    # 8x8 mask with 8 channels (which would make every row a hole of every image)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    masks = np.zeros((8, 8, 8), np.uint8)
+    masks[np.arange(8), np.arange(8)] = 255
+    out = inpainter.inpaint(imgs, masks)
+    assert out.shape == imgs.shape
+    for i in range(8):
+        known = masks[i] == 0
+        np.testing.assert_array_equal(out[i][known], imgs[i][known])
+        assert (out[i, i] != imgs[i, i]).any()
+    # one 8x8 image: the same array is an HxWxC mask (any channel non-zero = hole: the diagonal)
+    single = inpainter.inpaint(imgs[0], masks)
+    known = ~np.eye(8, dtype=bool)
+    np.testing.assert_array_equal(single[known], imgs[0][known])
+    assert (single[~known] != imgs[0][~known]).any()
+
+
+def test_float64_image_keeps_its_dtype_and_exact_known_pixels(inpainter):
+    img, mask = _image_and_mask()
+    f64 = img.astype(np.float64) / 255.0          # not representable in float32
+    assert (f64.astype(np.float32) != f64).any()
+    res = inpainter.inpaint(f64, mask, return_extras=True)
+    assert res["output"].dtype == np.float64 and res["stage1"].dtype == np.float32
+    known = mask == 0
+    np.testing.assert_array_equal(res["output"][known], f64[known])
+    np.testing.assert_allclose(res["output"], inpainter.inpaint(img, mask) / 255.0, atol=1 / 255 + 1e-6)
+
+
 def test_padding_is_reflection_at_bottom_right_then_crop(inpainter):
     img, mask = _image_and_mask()
     out = inpainter.inpaint(img, mask)
