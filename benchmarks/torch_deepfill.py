@@ -1,20 +1,23 @@
 """PyTorch equivalents of the cases `python -m inpaintjax.bench` times, for a side-by-side run.
 
-Written for this benchmark from reference/SPEC.md (not taken from any port): the same layer stack
-and the same DeepFill v2 computation as inpaintjax, in PyTorch's fastest CPU form that keeps the
+Written for this benchmark from the DeepFill v2 paper (Yu et al., "Free-Form Image Inpainting with
+Gated Convolution", arXiv 1806.03589) and the authors' TF1 code, JiahuiYu/generative_inpainting
+(`inpaint_model.py`, `inpaint_ops.py`), not taken from any port: the same layer stack and the
+same DeepFill v2 computation as inpaintjax, in PyTorch's fastest CPU form that keeps the
 numerics (channels-last tensors, oneDNN convolutions, explicit TF 'SAME' padding):
 
   stack     eight 3x3 convolutions (5->64, six 64->64, 64->3; dilations 1,1,2,4,8,1,1,1; ReLU),
-            MSE loss, forward + backward (reference/CPU-PERF.md's case)
+            MSE loss, forward + backward (the `stack` case of `python -m inpaintjax.bench`)
   train     one DeepFill v2 iteration as inpaintjax.families.deepfill_v2 does it: one generator
             forward; SN-PatchGAN hinge step on [real; composited fake] (fake detached); generator
             step (L1 on both stages + hinge) through the updated discriminator (its parameters
             frozen for that backward); Adam(1e-4, 0.5, 0.999) for both
   infer     generator forward + composite, no autograd
 
-Contextual attention follows SPEC.md 1.5 (per-image loop, 3x3 matching patches at 1/2 scale, the
-flattened-index diagonal fusion twice, masked softmax, 4x4 raw patches pasted by a stride-2
-transposed convolution, /4), so its FLOPs match the JAX layer's.
+Contextual attention follows generative_inpainting `inpaint_ops.py::contextual_attention`
+(per-image loop, 3x3 matching patches at 1/2 scale, the flattened-index diagonal fusion twice,
+masked softmax, 4x4 raw patches pasted by a stride-2 transposed convolution, /4), so its FLOPs
+match the JAX layer's.
 
 Run: python benchmarks/torch_deepfill.py --case train --batch 4 --size 256 --repeats 3
 Prints one JSON record: median / min / max seconds over the timed repeats after one warm-up.
@@ -81,7 +84,9 @@ class GatedUp(Gated):
 
 
 def _eye_fuse(s, h, w):
-    """SPEC 1.5 step 7 on the score matrix s [1, 1, P, Q] (both row-major over h x w)."""
+    """The `fuse=True` step of generative_inpainting `inpaint_ops.py::contextual_attention` (an
+    eye(3) convolution over the flattened row-major indices, then again over the column-major ones)
+    on the score matrix s [1, 1, P, Q] (both row-major over h x w)."""
     k = torch.eye(3, dtype=s.dtype).view(1, 1, 3, 3)
     s = F.conv2d(s, k, padding=1)
     s = s.reshape(1, h, w, h, w).permute(0, 2, 1, 4, 3).reshape(1, 1, h * w, h * w)
@@ -113,7 +118,8 @@ def contextual_attention(x, mask_s, scale=10.0):
 
 
 class Generator(nn.Module):
-    """DeepFill v2 generator (SPEC.md 1.3/1.4), cnum=48, 5 input channels."""
+    """DeepFill v2 generator (generative_inpainting `inpaint_model.py::build_inpaint_net`), cnum=48,
+    5 input channels."""
 
     def __init__(self, c=48):
         super().__init__()
@@ -161,8 +167,9 @@ class Generator(nn.Module):
 
 
 class SNPatchGAN(nn.Module):
-    """SPEC.md 1.6: six 5x5 stride-2 SN convs, LeakyReLU(0.2) after each, one power iteration per
-    forward with gradients through it (as the TF original)."""
+    """SN-PatchGAN (generative_inpainting `inpaint_model.py::build_sn_patch_gan_discriminator`):
+    six 5x5 stride-2 SN convs, LeakyReLU(0.2) after each, one power iteration per forward with
+    gradients through it (as the TF original)."""
 
     def __init__(self, cin=4, c=64):
         super().__init__()

@@ -16,8 +16,12 @@ The forward pass is always XLA's own. On CPU the backward pass is replaced where
   gathered into patches [rows, k*k*Cin], then one `patches^T @ grad_out` matmul, accumulated
   over chunks of (batch, output rows) in a `lax.scan` so the patches of one chunk (about 1 MiB by
   default) stay in cache and no k*k-times copy of the activation is ever materialised. With
-  YNNPACK's fusions off (what `import inpaintjax` arranges) XLA's own kernel gradient is faster
-  and is used instead, and stride-1 convolutions need no custom gradient at all.
+  YNNPACK's fusions off XLA's own kernel gradient is faster and is used instead, and stride-1
+  convolutions need no custom gradient at all. Importing inpaintjax leaves XLA's set-up alone:
+  the fusions are off only once `inpaintjax.xla_cpu.configure()` (which `train.py`, `eval.py`,
+  the `inpaintjax` command and the benchmark call) has applied the set-up calibrated as faster
+  for this CPU or forced by INPAINTJAX_XLA_CPU=tuned, or when the user's own XLA_FLAGS turn them
+  off. `xla_cpu.ynn_convolutions_off()` says which, and is read when a function is traced.
 
 The backward pass is selected by platform with `jax.lax.platform_dependent`, resolved when the
 computation is lowered for its actual device: under `jit` for GPU or TPU (with any sharding) the
