@@ -1,9 +1,11 @@
-"""Small array helpers that reproduce TF1 and PyTorch behaviour exactly (SPEC.md section 5).
+"""Small array helpers that reproduce TF1 and PyTorch behaviour exactly.
 
 Everything is NHWC. These are the places where a naive JAX call silently differs from the
-original code: TF1 align-corners nearest resizing (used by contextual attention), PyTorch's
-symmetric integer padding, reflection padding, InstanceNorm2d and BatchNorm2d defaults, and the
-padding that makes a flax transposed convolution equal PyTorch's ConvTranspose2d.
+original code, each written to TF1's or PyTorch's documented behaviour of the op it stands in for:
+TF1 align-corners nearest resizing (`tf.image.resize_nearest_neighbor(..., align_corners=True)`,
+used by contextual attention), PyTorch's symmetric integer padding (`nn.Conv2d(padding=p)`),
+reflection padding (`nn.ReflectionPad2d`), `nn.InstanceNorm2d` and `nn.BatchNorm2d` defaults,
+and the padding that makes a flax transposed convolution equal PyTorch's `nn.ConvTranspose2d`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Partial convolution with mask propagation (Liu et al., ECCV 2018; NVIDIA `PartialConv2d`).
 
-SPEC.md 3.2, NVIDIA's rule, written with M = 1 - hole (1 = valid):
+NVIDIA's rule (NVIDIA/partialconv `models/partialconv2d.py::PartialConv2d.forward`), written with
+M = 1 - hole (1 = valid):
   sumM  = conv(M, ones) with the layer's stride, padding and dilation (zero padding = hole)
   ratio = slide_winsize / (sumM + eps) * clamp(sumM, 0, 1)
   raw   = conv(X * M) + b

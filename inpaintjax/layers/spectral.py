@@ -14,9 +14,11 @@ So `bake_spectral_norm` recomputes sigma from the stored u with the same power i
 the stored sigma, which belongs to the previous u), and an inference model without SN given the
 baked kernels gives the SN model's `update_stats=False` output.
 
-This differs from the originals (SPEC.md 1.6, 4.5): neuralgym lets gradients flow through u, v and
-uses x / (||x|| + 1e-12); PyTorch (EdgeConnect) runs no power step in eval and uses sigma = u^T W v
-from its stored u, v. Converters of official weights should bake those systems' own sigma.
+This differs from the originals: neuralgym (JiahuiYu/neuralgym `neuralgym/ops/gan_ops.py`, used by
+generative_inpainting `inpaint_model.py::build_sn_patch_gan_discriminator`) lets gradients flow
+through u, v and uses x / (||x|| + 1e-12); PyTorch's `torch.nn.utils.spectral_norm`, used by
+knazeri/edge-connect `src/networks.py`, runs no power step in eval and uses sigma = u^T W v from
+its stored u, v. Converters of official weights should bake those systems' own sigma.
 """
 
 from __future__ import annotations
