@@ -71,7 +71,7 @@ def mask_hw1(mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# DeepFill v2 free-form brush strokes (SPEC 1.8)
+# DeepFill v2 free-form brush strokes (JiahuiYu/generative_inpainting `inpaint_ops.py`)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -94,7 +94,8 @@ def deepfill_v2_stroke_params(
     max_width: float = 40,
     max_strokes: int = 3,
 ) -> List[Stroke]:
-    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` (SPEC 1.8) without drawing them.
+    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` (JiahuiYu/generative_inpainting
+    `inpaint_ops.py`) without drawing them.
 
     Defaults are the released constants: 1..3 strokes, 4..11 segments per stroke (max_num_vertex is
     exclusive, so 5..12 vertices with the start point), mean angle 2pi/5 +- U(0, 2pi/15), segment
@@ -149,12 +150,13 @@ def draw_strokes(strokes: Sequence[Stroke], h: int, w: int) -> np.ndarray:
 
 
 def deepfill_v2_strokes(rng: RngLike, h: int, w: int) -> np.ndarray:
-    """DeepFill v2 free-form brush mask (released training code, SPEC 1.8). float32 [H, W], 1 = hole."""
+    """DeepFill v2 free-form brush mask (released training code, generative_inpainting
+    `inpaint_ops.py::brush_stroke_mask`). float32 [H, W], 1 = hole."""
     return draw_strokes(deepfill_v2_stroke_params(rng, h, w), h, w)
 
 
 # ----------------------------------------------------------------------------------------------
-# DeepFill rectangles (SPEC 1.8, 2.5)
+# DeepFill rectangles (generative_inpainting `inpaint_ops.py::random_bbox`, `bbox2mask`; v1 and v2)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -182,7 +184,8 @@ def deepfill_box(
     max_delta_w: int = 32,
     margin: int = 0,
 ) -> np.ndarray:
-    """DeepFill v1/v2 training rectangle (`random_bbox` + `bbox2mask`, SPEC 1.8 / 2.5).
+    """DeepFill v1/v2 training rectangle (generative_inpainting `inpaint_ops.py::random_bbox` +
+    `bbox2mask`, as on both the v1.0.0 branch (v1) and master (v2)).
 
     top ~ uniform int in [margin, h - margin - box_h), left likewise (exclusive max, as TF's
     random_uniform); then each side pair is shrunk by dh ~ randint(0..max_delta_h//2) and
@@ -222,8 +225,9 @@ def center_box(rng: RngLike, h: int, w: int) -> np.ndarray:
 
 def deepfill_v2_training(rng: RngLike, h: int, w: int) -> np.ndarray:
     """DeepFill v2's training mask: the logical OR (union) of one `deepfill_box` and one
-    `deepfill_v2_strokes` mask (SPEC 1.8), so every mask contains a rectangle (>= 14% of the image at
-    256x256, which is why this generator cannot fill the (0.01, 0.1] bucket)."""
+    `deepfill_v2_strokes` mask (as generative_inpainting `inpaint_model.py::build_graph_with_losses`
+    combines them), so every mask contains a rectangle (>= 14% of the image at 256x256, which is
+    why this generator cannot fill the (0.01, 0.1] bucket)."""
     rng = as_rng(rng)
     box = deepfill_box(rng, h, w)
     strokes = deepfill_v2_strokes(rng, h, w)
@@ -231,7 +235,7 @@ def deepfill_v2_training(rng: RngLike, h: int, w: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# PConv reimplementation (NI) random walk (SPEC 3.6)
+# PConv reimplementation (NI = naoto0804/pytorch-inpainting-with-partial-conv) random walk
 # ----------------------------------------------------------------------------------------------
 
 _WALK_DX = np.array([0, 0, 1, -1], np.int64)  # NI's action list [[0,1],[0,-1],[1,0],[-1,0]]; x = row
@@ -274,9 +278,10 @@ def _clipped_walk(rng: np.random.Generator, n: int, length: int) -> Tuple[np.nda
 def irregular_random_walk(
     rng: RngLike, h: int, w: int, canvas_size: int = 512, length: Optional[int] = None
 ) -> np.ndarray:
-    """NI's irregular mask (SPEC 3.6): a 4-neighbour random walk from a uniform start on a square
-    canvas, each step one of up/down/left/right with probability 1/4, clipped at the border; every
-    visited pixel (the start itself excluded, as in NI) is a hole.
+    """NI's irregular mask (naoto0804/pytorch-inpainting-with-partial-conv `generate_data.py`): a
+    4-neighbour random walk from a uniform start on a square canvas, each step one of
+    up/down/left/right with probability 1/4, clipped at the border; every visited pixel (the start
+    itself excluded, as in NI) is a hole.
 
     Defaults follow NI: canvas 512, `length` = canvas_size**2 steps; the result is resized to (h, w)
     (bilinear, as NI's training-time resize, then thresholded at 0.5 so the mask stays binary; NI keeps
@@ -455,7 +460,7 @@ def lama_thick(rng: RngLike, h: int, w: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# EdgeConnect (SPEC 4.7)
+# EdgeConnect (knazeri/edge-connect `src/dataset.py::load_mask`)
 # ----------------------------------------------------------------------------------------------
 
 
