@@ -31,7 +31,8 @@ def _load(path, name):
 
 
 CONFIGS = _load("configs/deepfill_v2.py", "deepfill_v2_configs")
-# the official layer table (SPEC 1.3/1.4), written independently of the model code
+# the official layer table (JiahuiYu/generative_inpainting `inpaint_model.py::build_inpaint_net`),
+# written independently of the model code
 FIXTURE = _load("tests/fixtures/make_tf_checkpoint.py", "make_tf_checkpoint")
 
 
@@ -119,8 +120,9 @@ def test_golden_fixture_carries_signal():
 def test_generator_parameter_count_and_official_layer_table():
     x, m = jnp.zeros((1, 256, 256, 3)), jnp.zeros((1, 256, 256, 1))
     params = _abstract_params(DeepFillV2Generator(cnum=48), x, m)
-    assert sum(p.size for p in jax.tree.leaves(params)) == 4_052_478  # SPEC 1.4 checksum
-    # every layer of SPEC's tables, with its TF name and kernel shape, and nothing else
+    # the released DeepFill v2 generator's parameter count
+    assert sum(p.size for p in jax.tree.leaves(params)) == 4_052_478
+    # every layer of `build_inpaint_net`, with its TF name and kernel shape, and nothing else
     expected = {}
     for path, k, cin, cout in FIXTURE.generator_layers(48):
         parts = path.split("/")
@@ -141,7 +143,8 @@ def test_sn_patchgan_parameter_count_and_output_shape():
     d = SNPatchGAN(cnum=64)
     x = jnp.zeros((2, 256, 256, 4))
     variables = jax.eval_shape(lambda: d.init(jax.random.key(0), x))
-    assert sum(p.size for p in jax.tree.leaves(variables["params"])) == 5_946_816  # SPEC 1.6
+    # the parameter count of generative_inpainting `build_sn_patch_gan_discriminator` (4-ch input)
+    assert sum(p.size for p in jax.tree.leaves(variables["params"])) == 5_946_816
     chans = [4, 64, 128, 256, 256, 256, 256]
     for i in range(6):
         assert variables["params"][f"conv{i + 1}"]["conv"]["kernel"].shape == (5, 5, chans[i], chans[i + 1])
@@ -273,7 +276,8 @@ def test_family_train_steps_lower_l1_and_report_every_term():
     l1 = [h["g/l1_stage1"] + h["g/l1_stage2"] for h in history]
     assert all(b < a for a, b in zip(l1, l1[1:])), l1
     assert l1[-1] < l1[0] - 0.01, l1
-    # G loss is the SPEC 1.7 sum (alphas 1): L1 stage 1 + L1 stage 2 - mean D(fake)
+    # G loss is generative_inpainting `build_graph_with_losses`' sum (alphas 1 in `inpaint.yml`):
+    # L1 stage 1 + L1 stage 2 - mean D(fake)
     h = history[-1]
     assert h["g/loss"] == pytest.approx(h["g/l1_stage1"] + h["g/l1_stage2"] + h["g/gan"], rel=1e-5)
     assert int(state.step) == 8

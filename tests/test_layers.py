@@ -1,10 +1,13 @@
 """Layer math against NumPy re-derivations (float64) and hand-worked cases.
 
-References here are written from the published rules (SPEC.md 1.2, 3.2, 4.5, 5), never from the
-layers' own code: a loop convolution with TF's 'SAME' rule or PyTorch's symmetric padding,
-NVIDIA's partial-convolution rule with its all-ones mask kernel, TF1 align-corners indices worked
-out by hand, np.pad's reflection, the InstanceNorm / BatchNorm formulas, PyTorch's
-ConvTranspose2d scatter definition, and np.linalg.svd for spectral normalisation.
+References here are written from the published rules (JiahuiYu/generative_inpainting
+`inpaint_ops.py::gen_conv`/`gen_deconv`, NVIDIA/partialconv `models/partialconv2d.py`, PyTorch's
+`torch.nn.utils.spectral_norm` as knazeri/edge-connect `src/networks.py` uses it, and TF1's and
+PyTorch's documented behaviour of each op named below), never from the layers' own code: a loop
+convolution with TF's 'SAME' rule or PyTorch's symmetric padding, NVIDIA's partial-convolution
+rule with its all-ones mask kernel, TF1 align-corners indices worked out by hand, np.pad's
+reflection, the InstanceNorm / BatchNorm formulas, PyTorch's ConvTranspose2d scatter definition,
+and np.linalg.svd for spectral normalisation.
 """
 
 import itertools
@@ -317,8 +320,8 @@ def test_align_corners_indices_hand_worked():
     # A tie: 41 * 1/82 = 1/2 exactly, but TF's float32 scale is 0.0121951215 (< 1/82), so the
     # float32 product is 0.49999997 and roundf gives 0, not 1.
     assert align_corners_indices(2, 83)[40:43].tolist() == [0, 0, 1]
-    # Exact 2x up-sampling reads floor(i / 2) (SPEC 1.2: gen_deconv's align-corners resize equals
-    # pixel repetition, which GatedUpConv uses).
+    # Exact 2x up-sampling reads floor(i / 2) (generative_inpainting `inpaint_ops.py::gen_deconv`:
+    # its align-corners resize equals pixel repetition, which GatedUpConv uses).
     for n in (1, 2, 3, 32, 64, 127):
         assert align_corners_indices(n, 2 * n).tolist() == [i // 2 for i in range(2 * n)]
 

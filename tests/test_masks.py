@@ -1,5 +1,8 @@
-"""Mask generators checked against the published algorithms' stated ranges and geometry (SPEC 1.8, 2.5,
-3.6, 4.7; LaMa configs/data_gen), buckets at their edges, and the frozen eval-set round trip."""
+"""Mask generators checked against the published algorithms' stated ranges and geometry
+(JiahuiYu/generative_inpainting `inpaint_ops.py::brush_stroke_mask`/`random_bbox`/`bbox2mask`,
+naoto0804/pytorch-inpainting-with-partial-conv `generate_data.py`, knazeri/edge-connect
+`src/dataset.py::load_mask`; LaMa configs/data_gen), buckets at their edges, and the frozen
+eval-set round trip."""
 
 import json
 import math

@@ -1,9 +1,10 @@
 """Gated convolution (DeepFill v2's `gen_conv`) and its nearest-x2 up-sampling variant (`gen_deconv`).
 
 As in the authors' TF1 code (JiahuiYu/generative_inpainting `inpaint_ops.py::gen_conv`,
-`gen_deconv`; Yu et al., arXiv 1806.03589): one convolution with 2*features outputs, split [features | gates] along channels,
-output = activation(features) * sigmoid(gates). TF 'SAME' zero padding (JAX's 'SAME' rule is TF's,
-including stride 2 on even sizes and dilation). `activation=None` is DeepFill's plain RGB layer.
+`gen_deconv`; Yu et al., arXiv 1806.03589): one convolution with 2*features outputs, split
+[features | gates] along channels, output = activation(features) * sigmoid(gates). TF 'SAME' zero
+padding (JAX's 'SAME' rule is TF's, including stride 2 on even sizes and dilation).
+`activation=None` is DeepFill's plain RGB layer.
 """
 
 from __future__ import annotations

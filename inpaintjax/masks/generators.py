@@ -94,8 +94,8 @@ def deepfill_v2_stroke_params(
     max_width: float = 40,
     max_strokes: int = 3,
 ) -> List[Stroke]:
-    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` (JiahuiYu/generative_inpainting
-    `inpaint_ops.py`) without drawing them.
+    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` without drawing them
+    (JiahuiYu/generative_inpainting `inpaint_ops.py`).
 
     Defaults are the released constants: 1..3 strokes, 4..11 segments per stroke (max_num_vertex is
     exclusive, so 5..12 vertices with the start point), mean angle 2pi/5 +- U(0, 2pi/15), segment
