@@ -157,12 +157,13 @@ class ResnetBlock(nn.Module):
 
     dim: int = 256
     dilation: int = 2
+    use_bias: bool = True
     spectral_norm: bool = False
     dtype: Optional[Any] = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv = dict(use_bias=not self.spectral_norm, spectral_norm=self.spectral_norm, dtype=self.dtype)
+        conv = dict(use_bias=self.use_bias, spectral_norm=self.spectral_norm, dtype=self.dtype)
         y = reflect_pad(x, self.dilation)
         y = SpectralConv(self.dim, 3, dilation=self.dilation, name="conv_block_1", **conv)(y, train)
         y = nn.relu(_norm(y))
@@ -171,7 +172,7 @@ class ResnetBlock(nn.Module):
         return x + _norm(y)
 
 
-def _generator(x, train, out_channels, spectral_norm, residual_blocks, dtype, who):
+def _generator(x, train, out_channels, spectral_norm, residual_bias, residual_blocks, dtype, who):
     """The encoder / residual blocks / decoder shared by G1 and G2 (built inside the caller's
     compact method, so the layers sit at the top of its parameter tree); the last conv's output."""
     if x.ndim != 4 or x.shape[1] % 4 or x.shape[2] % 4 or min(x.shape[1:3]) < 16:
@@ -183,7 +184,7 @@ def _generator(x, train, out_channels, spectral_norm, residual_blocks, dtype, wh
     x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, name="encoder_4", **conv)(x, train)))
     x = nn.relu(_norm(SpectralConv(256, 4, strides=2, padding=1, name="encoder_7", **conv)(x, train)))
     for i in range(residual_blocks):
-        x = ResnetBlock(256, 2, spectral_norm=spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
+        x = ResnetBlock(256, 2, residual_bias, spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
     x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, transpose=True, name="decoder_0",
                                    **conv)(x, train)))
     x = nn.relu(_norm(SpectralConv(64, 4, strides=2, padding=1, transpose=True, name="decoder_3",
@@ -196,14 +197,17 @@ def _generator(x, train, out_channels, spectral_norm, residual_blocks, dtype, wh
 class EdgeGenerator(nn.Module):
     """G1. x [B, H, W, 3] = [grey * (1 - m) + m, edges * (1 - m), m], all in [0, 1] ->
     edge probabilities [B, H, W, 1] in [0, 1]. Spectral norm on every conv but the last.
-    `train=True` (with mutable=['batch_stats']) runs the spectral norm's power iteration."""
+    `train=True` (with mutable=['batch_stats']) runs the spectral norm's power iteration.
+    `spectral_norm=False` is the same network for kernels with the norm baked in
+    (`inpaintjax.convert.edgeconnect.from_torch(..., bake=True)`)."""
 
     residual_blocks: int = 8
+    spectral_norm: bool = True
     dtype: Optional[Any] = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = _generator(x, train, 1, True, self.residual_blocks, self.dtype, "EdgeGenerator")
+        y = _generator(x, train, 1, self.spectral_norm, False, self.residual_blocks, self.dtype, "EdgeGenerator")
         return jax.nn.sigmoid(y)
 
 
@@ -216,7 +220,7 @@ class InpaintGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = _generator(x, train, 3, False, self.residual_blocks, self.dtype, "InpaintGenerator")
+        y = _generator(x, train, 3, False, True, self.residual_blocks, self.dtype, "InpaintGenerator")
         return (jnp.tanh(y) + 1.0) / 2.0
 
 
@@ -228,9 +232,11 @@ class EdgeConnectDiscriminator(nn.Module):
     patch_map [B, H/8 - 2, W/8 - 2, 1] (30x30 for 256), passed through a sigmoid when
     `use_sigmoid` (the nsgan and lsgan losses; hinge uses the raw map); features the five block
     outputs [conv1 .. conv4 after their LeakyReLU, conv5 before the sigmoid] for feature matching.
+    `spectral_norm=False`: the same network for kernels with the norm baked in.
     """
 
     use_sigmoid: bool = True
+    spectral_norm: bool = True
     dtype: Optional[Any] = None
 
     @nn.compact
@@ -240,7 +246,8 @@ class EdgeConnectDiscriminator(nn.Module):
                              f"got shape {x.shape}")
         feats = []
         for i, (features, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 1), (1, 1))):
-            x = SpectralConv(features, 4, strides=stride, padding=1, use_bias=False, spectral_norm=True,
+            x = SpectralConv(features, 4, strides=stride, padding=1, use_bias=False,
+                             spectral_norm=self.spectral_norm,
                              dtype=self.dtype, name=f"conv{i + 1}")(x, train)
             if i < 4:
                 x = leaky_relu(x)

@@ -1,0 +1,202 @@
+"""EdgeConnect: networks against the authors' PyTorch code, the converter, losses, data, family."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax.models.edgeconnect import (EdgeConnectDiscriminator, EdgeGenerator, InpaintGenerator,
+                                           SpectralConv)
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "edgeconnect_torch.npz")
+NETS = {  # fixture name -> (from_torch key, official file, file entry, model)
+    "G1": ("edge_generator", "EdgeModel_gen.pth", "generator", lambda **kw: EdgeGenerator(**kw)),
+    "G2": ("inpaint_generator", "InpaintingModel_gen.pth", "generator", lambda **kw: InpaintGenerator()),
+    "D1": ("edge_discriminator", "EdgeModel_dis.pth", "discriminator",
+           lambda **kw: EdgeConnectDiscriminator(use_sigmoid=True, **kw)),
+    "D2": ("inpaint_discriminator", "InpaintingModel_dis.pth", "discriminator",
+           lambda **kw: EdgeConnectDiscriminator(use_sigmoid=False, **kw)),
+}
+
+
+def _param_count(net, channels):
+    v = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, channels))))
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v["params"]))
+
+
+def test_parameter_counts():
+    assert _param_count(EdgeGenerator(), 3) == 10_761_089
+    assert _param_count(InpaintGenerator(), 4) == 10_774_595
+    assert _param_count(EdgeConnectDiscriminator(), 2) == 2_762_752
+    assert _param_count(EdgeConnectDiscriminator(), 3) == 2_763_776
+
+
+# ---------------------------------------------------------------------------------------------
+# golden outputs of knazeri/edge-connect src/networks.py (tests/fixtures/edgeconnect_make_fixture.py)
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(FIXTURE))
+
+
+def _state_dict(golden, name, prefix=""):
+    """The fixture network's state dict in the official layout: weights from the frozen legacy
+    NumPy stream the fixture script used, spectral-norm vectors as stored after its training forwards."""
+    sd = {}
+    for i, (key, scale) in enumerate(zip(golden[f"{name}/keys"], golden[f"{name}/scales"])):
+        shape = tuple(golden[f"{name}/shape/{key}"])
+        sd[str(key)] = (np.random.RandomState(i).standard_normal(shape) * scale).astype(np.float32)
+    if "features.0.weight_orig" in sd:
+        # one module under two names in the original (`self.conv1 = self.features`): the fixture
+        # script's later write (features.0) is the weight both names hold
+        sd["conv1.0.weight_orig"] = sd["features.0.weight_orig"]
+    tag = f"{name}/sd/"
+    for k in golden:
+        if k.startswith(tag):
+            sd[k[len(tag):]] = golden[k]
+    return {prefix + k: v for k, v in sd.items()}
+
+
+def _write_pth(folder, golden, names, prefix=""):
+    torch = pytest.importorskip("torch")
+    for name in names:
+        _, fname, entry, _ = NETS[name]
+        sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _state_dict(golden, name, prefix).items()}
+        data = {"iteration": 3, entry: sd} if entry == "generator" else {entry: sd}
+        torch.save(data, os.path.join(folder, fname))
+
+
+@pytest.fixture(scope="module")
+def official_folder(tmp_path_factory, golden):
+    folder = tmp_path_factory.mktemp("edgeconnect_official")
+    _write_pth(str(folder), golden, list(NETS))
+    return str(folder)
+
+
+def _close(actual, expected, what):
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    err = float(np.max(np.abs(actual - expected)))
+    # 1e-4 absolute, and 1e-4 of the reference's spread (the discriminators' maps are small)
+    assert err < 1e-4 and err < 1e-4 * max(float(expected.std()), 1e-3) * 10, (what, err, expected.std())
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_golden_eval(golden, official_folder, name):
+    from inpaintjax.convert.edgeconnect import from_torch
+    key, _, _, make = NETS[name]
+    variables = from_torch(official_folder)[key]
+    y = make().apply(variables, golden[f"{name}/x"])
+    if name.startswith("D"):
+        y, feats = y
+        for i, f in enumerate(feats):
+            _close(f, golden[f"{name}/feat{i + 1}"], f"{name} feat{i + 1}")
+    _close(y, golden[f"{name}/y_eval"], f"{name} eval")
+
+
+@pytest.mark.parametrize("name", ["G1", "D1"])
+def test_golden_train_forward_updates_spectral_vectors(golden, official_folder, name):
+    from inpaintjax.convert.edgeconnect import from_torch
+    key, _, _, make = NETS[name]
+    variables = from_torch(official_folder)[key]
+    y, new = make().apply(variables, golden[f"{name}/x"], train=True, mutable=["batch_stats"])
+    if name.startswith("D"):
+        y = y[0]
+    _close(y, golden[f"{name}/y_train"], f"{name} train")
+    expected = _state_dict(golden, name)
+    flat = {"/".join(p.key for p in path): v for path, v in
+            jax.tree_util.tree_flatten_with_path(new["batch_stats"])[0]}
+    assert flat, "no spectral-norm vectors"
+    moved = 0
+    for path, value in flat.items():
+        layer, vec = path.rsplit("/", 1)
+        if name.startswith("D"):
+            tkey = f"{layer}.0.weight_{vec}"
+        else:
+            tkey = layer.replace("middle_", "middle.").replace("/conv_block_", ".conv_block.").replace(
+                "encoder_", "encoder.").replace("decoder_", "decoder.") + f".weight_{vec}"
+        after = golden[f"{name}/sd_after/{tkey}"]
+        np.testing.assert_allclose(value, after, atol=2e-5, err_msg=tkey)
+        moved += float(np.max(np.abs(expected[tkey] - after))) > 1e-6
+    assert moved > 0, "the fixture's training forward did not move any vector"
+
+
+@pytest.mark.parametrize("name", ["G1", "D1"])
+def test_golden_baked(golden, official_folder, name):
+    from inpaintjax.convert.edgeconnect import from_torch
+    key, _, _, make = NETS[name]
+    variables = from_torch(official_folder, bake=True)[key]
+    assert set(variables) == {"params"}
+    y = make(spectral_norm=False).apply(variables, golden[f"{name}/x"])
+    if name.startswith("D"):
+        y = y[0]
+    _close(y, golden[f"{name}/y_eval"], f"{name} baked")
+
+
+def test_converter_module_prefix_and_subset(golden, tmp_path):
+    from inpaintjax.convert.edgeconnect import from_torch, is_checkpoint_folder
+    _write_pth(str(tmp_path), golden, ["D1"], prefix="module.")
+    assert is_checkpoint_folder(str(tmp_path))
+    w = from_torch(str(tmp_path))
+    assert set(w) == {"edge_discriminator"}
+    y, _ = EdgeConnectDiscriminator().apply(w["edge_discriminator"], golden["D1/x"])
+    _close(y, golden["D1/y_eval"], "D1 via module. prefix")
+
+
+def test_converter_errors(tmp_path):
+    torch = pytest.importorskip("torch")
+    from inpaintjax.convert.edgeconnect import from_torch
+    with pytest.raises(FileNotFoundError, match="EdgeModel_gen.pth"):
+        from_torch(str(tmp_path))
+    torch.save({"generator": {"encoder.1.weight_orig": torch.zeros(64, 3, 7, 7)}},
+               str(tmp_path / "EdgeModel_gen.pth"))
+    with pytest.raises(ValueError, match="weight_u"):
+        from_torch(str(tmp_path))
+    torch.save({"generator": {"head.weight": torch.zeros(3, 3, 1, 1)}}, str(tmp_path / "EdgeModel_gen.pth"))
+    with pytest.raises(ValueError, match="head"):
+        from_torch(str(tmp_path))
+    (tmp_path / "EdgeModel_gen.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="EdgeModel_gen.pth"):
+        from_torch(str(tmp_path))
+
+
+def test_transposed_conv_matches_numpy_scatter():
+    """PyTorch ConvTranspose2d(4, stride 2, padding 1) re-derived as an explicit scatter in NumPy."""
+    rng = np.random.RandomState(0)
+    x = rng.randn(1, 3, 5, 2).astype(np.float32)
+    net = SpectralConv(3, 4, strides=2, padding=1, transpose=True)
+    variables = net.init(jax.random.PRNGKey(0), x)
+    k = rng.randn(4, 4, 2, 3).astype(np.float32)
+    bias = rng.randn(3).astype(np.float32)
+    y = net.apply({"params": {"kernel": k, "bias": bias}}, x)
+    full = np.zeros((1, 2 * 3 + 2, 2 * 5 + 2, 3))  # output before cropping padding 1
+    for i in range(3):
+        for j in range(5):
+            full[0, 2 * i:2 * i + 4, 2 * j:2 * j + 4] += np.einsum("c,hwco->hwo", x[0, i, j], k)
+    np.testing.assert_allclose(y, full[:, 1:-1, 1:-1] + bias, atol=1e-5)
+    assert variables["params"]["kernel"].shape == (4, 4, 2, 3)
+
+
+def test_bad_input_sizes():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        EdgeGenerator().init(jax.random.PRNGKey(0), jnp.zeros((1, 30, 32, 3)))
+
+
+@pytest.mark.slow
+def test_full_size_forward_shapes():
+    x = jnp.zeros((1, 256, 256, 3))
+    shapes = jax.eval_shape(lambda: EdgeGenerator().init_with_output(jax.random.PRNGKey(0), x)[0])
+    assert shapes.shape == (1, 256, 256, 1)
+    g2 = InpaintGenerator()
+    v = g2.init(jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 4)))
+    y = jax.jit(g2.apply)(v, jnp.full((1, 256, 256, 4), 0.5))
+    assert y.shape == (1, 256, 256, 3) and float(y.min()) >= 0 and float(y.max()) <= 1
+    d = EdgeConnectDiscriminator()
+    out, feats = jax.eval_shape(lambda: d.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 256, 256, 2)))[0])
+    assert out.shape == (2, 30, 30, 1)
+    assert [f.shape[1:] for f in feats] == [(128, 128, 64), (64, 64, 128), (32, 32, 256), (31, 31, 512),
+                                           (30, 30, 1)]
