@@ -200,3 +200,83 @@ def test_full_size_forward_shapes():
     assert out.shape == (2, 30, 30, 1)
     assert [f.shape[1:] for f in feats] == [(128, 128, 64), (64, 64, 128), (32, 32, 256), (31, 31, 512),
                                            (30, 30, 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# losses and the edge metric, against NumPy re-derivations of knazeri/edge-connect src/loss.py,
+# src/models.py, src/metrics.py
+
+def test_adversarial_losses_numpy():
+    from inpaintjax import losses
+    rng = np.random.RandomState(0)
+    p = rng.uniform(0.01, 0.99, (2, 5, 5, 1)).astype(np.float32)
+    p[0, 0, 0, 0] = 0.0  # BCE's log clamp at -100
+    raw = rng.randn(2, 5, 5, 1).astype(np.float32)
+    lp, lq = np.maximum(np.log(np.maximum(p, 1e-45)), -100), np.log1p(-p.astype(np.float64))
+    cases = {
+        ("nsgan", True, True): -np.mean(lp), ("nsgan", False, True): -np.mean(lq),
+        ("nsgan", True, False): -np.mean(lp),
+        ("lsgan", True, True): np.mean((p - 1) ** 2), ("lsgan", False, True): np.mean(p ** 2),
+        ("lsgan", True, False): np.mean((p - 1) ** 2),
+    }
+    for (kind, real, disc), want in cases.items():
+        got = losses.adversarial(p, real, disc, kind)
+        np.testing.assert_allclose(float(got), want, rtol=1e-5, err_msg=str((kind, real, disc)))
+    np.testing.assert_allclose(float(losses.adversarial(raw, True, True, "hinge")),
+                               np.mean(np.maximum(1 - raw, 0)), rtol=1e-6)
+    np.testing.assert_allclose(float(losses.adversarial(raw, False, True, "hinge")),
+                               np.mean(np.maximum(1 + raw, 0)), rtol=1e-6)
+    np.testing.assert_allclose(float(losses.adversarial(raw, True, False, "hinge")), -np.mean(raw), rtol=1e-6)
+    with pytest.raises(ValueError, match="wgan"):
+        losses.adversarial(p, True, True, "wgan")
+
+
+def test_feature_matching_l1_perceptual_style_numpy():
+    from inpaintjax import losses
+    rng = np.random.RandomState(1)
+    fake = [rng.randn(2, s, s, c).astype(np.float32) for s, c in ((8, 4), (4, 6), (3, 1))]
+    real = [rng.randn(*f.shape).astype(np.float32) for f in fake]
+    want = sum(np.mean(np.abs(f - r)) for f, r in zip(fake, real))
+    np.testing.assert_allclose(float(losses.feature_matching(fake, real)), want, rtol=1e-5)
+    # the real features are constants: the gradient w.r.t. them is zero, w.r.t. the fakes sign/n
+    g = jax.grad(lambda r: losses.feature_matching(fake, r))(real)
+    assert all(float(jnp.abs(x).max()) == 0 for x in g)
+
+    out, img = rng.rand(2, 6, 6, 3).astype(np.float32), rng.rand(2, 6, 6, 3).astype(np.float32)
+    mask = np.zeros((2, 6, 6, 1), np.float32)
+    mask[:, 1:4, 2:5] = 1
+    np.testing.assert_allclose(float(losses.l1_over_hole_fraction(out, img, mask)),
+                               np.mean(np.abs(out - img)) / (18 / 72), rtol=1e-5)
+
+    names = ["relu1_1", "relu2_1", "relu2_2", "relu3_1", "relu3_4", "relu4_1", "relu4_4", "relu5_1", "relu5_2"]
+    fx = {n: rng.rand(2, 5 - i // 3, 4, 3 + i).astype(np.float32) for i, n in enumerate(names)}
+    fy = {n: rng.rand(*v.shape).astype(np.float32) for n, v in fx.items()}
+    want = sum(np.mean(np.abs(fx[n] - fy[n])) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
+    np.testing.assert_allclose(float(losses.perceptual(fx, fy)), want, rtol=1e-5)
+
+    def gram_np(f):  # NCHW as the original: f.view(b, c, h*w) @ its transpose / (c*h*w)
+        b, h, w, c = f.shape
+        m = f.transpose(0, 3, 1, 2).reshape(b, c, h * w).astype(np.float64)
+        return m @ m.transpose(0, 2, 1) / (c * h * w)
+
+    want = sum(np.mean(np.abs(gram_np(fx[n]) - gram_np(fy[n]))) for n in ("relu2_2", "relu3_4", "relu4_4", "relu5_2"))
+    np.testing.assert_allclose(float(losses.style(fx, fy)), want, rtol=1e-5)
+
+
+def test_edge_precision_recall_hand_worked():
+    from inpaintjax.metrics import edge_precision_recall
+    target = np.zeros((3, 4, 4, 1), np.float32)
+    pred = np.zeros((3, 4, 4, 1), np.float32)
+    target[0, 0, :4] = 1          # 4 true edges
+    pred[0, 0, :2] = 0.9          # 2 hits
+    pred[0, 3, 3] = 0.7           # 1 false positive
+    pred[0, 2, 2] = 0.5           # not above the threshold
+    target[2, 1, 1] = 1           # image 2: one edge, missed; image 1: nothing anywhere
+    p, r = edge_precision_recall(pred, target)
+    np.testing.assert_allclose(np.asarray(p), [2 / 3, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(r), [0.5, 1.0, 0.0], atol=1e-6)
+    mask = np.zeros((3, 4, 4, 1), np.float32)
+    mask[:, :2] = 1               # hole = top two rows: the false positive is outside
+    p, r = edge_precision_recall(pred, target, mask)
+    np.testing.assert_allclose(np.asarray(p), [1.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(r), [0.5, 1.0, 0.0], atol=1e-6)
