@@ -280,3 +280,90 @@ def test_edge_precision_recall_hand_worked():
     p, r = edge_precision_recall(pred, target, mask)
     np.testing.assert_allclose(np.asarray(p), [1.0, 1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(np.asarray(r), [0.5, 1.0, 0.0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# the family: modes, inference pipeline, weights
+
+VGG_TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # torchvision vgg19
+
+
+@pytest.fixture(scope="module")
+def tiny_vgg19(tmp_path_factory):
+    """A random VGG-19 with the test config's widths, written as a torchvision state dict."""
+    torch = pytest.importorskip("torch")
+    from inpaintjax.models import vgg
+    v = vgg.random_variables(19, seed=0, widths=(4, 4, 8, 8, 8))["params"]
+    sd = {}
+    for name, i in zip(vgg.conv_names(19), VGG_TORCH_INDICES):
+        sd[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(v[name]["kernel"].transpose(3, 2, 0, 1)))
+        sd[f"features.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(v[name]["bias"]))
+    path = str(tmp_path_factory.mktemp("vgg") / "vgg19.pth")
+    torch.save(sd, path)
+    return path
+
+
+def _scene(h, w, seed):
+    """A hand-made RGB image in [0, 1]: smooth shading plus two flat rectangles (clear edges)."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.3 + 0.3 * xx, 0.4 + 0.2 * yy, 0.5 - 0.2 * xx * yy], -1)
+    for _ in range(2):
+        t, l = rng.randint(0, h // 2), rng.randint(0, w // 2)
+        img[t:t + h // 3, l:l + w // 3] = rng.rand(3)
+    return img.astype(np.float32)
+
+
+def _batch(family, size=32, n=2):
+    from inpaintjax.data import fields
+    images = np.stack([_scene(size, size, i) for i in range(n)])
+    holes = np.zeros((n, size, size, 1), np.float32)
+    holes[:, size // 4:size // 4 + size // 2, size // 4:size // 4 + size // 2] = 1
+    rngs = [np.random.default_rng(i) for i in range(n)]
+    return fields.compute_batch(family.batch_spec(), images, holes, rngs)
+
+
+_RUNS = {}
+
+
+def _family(mode, vgg_path):
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    return EdgeConnect(get_config(f"test,model.mode={mode},loss.vgg_weights={vgg_path}"))
+
+
+def _train(mode, vgg_path, steps):
+    if mode not in _RUNS:
+        fam = _family(mode, vgg_path)
+        batch = {k: jnp.asarray(v) for k, v in _batch(fam).items()}
+        state0 = jax.jit(fam.init_state)(jax.random.PRNGKey(0), batch)
+        step = jax.jit(fam.train_step)
+        frozen = jax.tree.map(jnp.asarray, fam.load_frozen())
+        states, history = [state0], []
+        for _ in range(steps):
+            s, m = step(states[-1], batch, jax.random.PRNGKey(1), frozen)
+            states.append(s)
+            history.append(jax.device_get(m))
+        _RUNS[mode] = (fam, batch, states, history)
+    return _RUNS[mode]
+
+
+@pytest.mark.parametrize("mode", [1, 2, 3, 4])
+def test_mode_trains_and_lowers_its_loss(mode, tiny_vgg19):
+    fam, batch, states, history = _train(mode, tiny_vgg19, 8)
+    assert int(states[-1].step) == 8
+    for m in history:
+        assert all(np.isfinite(v) for v in m.values()), m
+    key = "edge/g_loss" if mode == 1 else "inpaint/g_l1"
+    first, last = history[0][key], history[-1][key]
+    assert last < first, (key, [h[key] for h in history])
+    s0, s1 = states[0], states[-1]
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    # which networks move in which mode (spectral-norm vectors included)
+    assert same(s0.edge, s1.edge) == (mode in (2, 3))
+    assert same(s0.inpaint, s1.inpaint) == (mode == 1)
+    assert set(s1.opt) == {1: {"edge_generator", "edge_discriminator"},
+                           2: {"inpaint_generator", "inpaint_discriminator"},
+                           3: {"inpaint_generator", "inpaint_discriminator"},
+                           4: {"edge_generator", "edge_discriminator", "inpaint_generator",
+                               "inpaint_discriminator"}}[mode]
