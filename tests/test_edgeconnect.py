@@ -367,3 +367,103 @@ def test_mode_trains_and_lowers_its_loss(mode, tiny_vgg19):
                            3: {"inpaint_generator", "inpaint_discriminator"},
                            4: {"edge_generator", "edge_discriminator", "inpaint_generator",
                                "inpaint_discriminator"}}[mode]
+
+
+def _step_image(h=60, w=62, col=30):
+    """Dark left of column `col`, bright right of it, mid-grey on it: the only edge is column `col`."""
+    img = np.full((h, w, 3), 0.2, np.float32)
+    img[:, col] = 0.5
+    img[:, col + 1:] = 0.8
+    return img
+
+
+def test_inference_inputs_canny_on_known_pixels_only():
+    """The known-pixel edges of a hand-made step image: one edge pixel per row at the step, none in
+    the hole (whose content must not matter) nor on its rim."""
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    fam = EdgeConnect(get_config("mode3"))
+    img = _step_image(60, 64)
+    mask = np.zeros((60, 64, 1), np.float32)
+    mask[20:40, 22:42] = 1
+    noisy = img.copy()
+    noisy[20:40, 22:42] = np.random.RandomState(0).rand(20, 20, 3)  # garbage in the hole
+    a = fam.inference_inputs({"image": img[None], "mask": mask[None]})
+    b = fam.inference_inputs({"image": noisy[None], "mask": mask[None]})
+    np.testing.assert_array_equal(a["edges"], b["edges"])
+    e = a["edges"][0, ..., 0]
+    assert set(np.unique(e)) <= {0.0, 1.0}
+    ys, xs = np.nonzero(e)
+    assert set(xs) == {30}, sorted(set(xs))
+    assert not e[19:41, 21:43].any()               # hole and its one-pixel rim
+    for y in list(range(4, 17)) + list(range(43, 56)):  # rows away from the hole and the border
+        assert e[y].sum() == 1, (y, np.nonzero(e[y]))
+    np.testing.assert_allclose(a["grey"][0, 0, 0, 0], 0.2, atol=1e-6)  # rgb2gray of a grey pixel
+    assert set(a) == {"image", "mask", "grey", "edges"}
+
+
+@pytest.fixture(scope="module")
+def official_generators(tmp_path_factory, golden):
+    folder = tmp_path_factory.mktemp("edgeconnect_generators")
+    _write_pth(str(folder), golden, ["G1", "G2"])
+    (folder / "config.yml").write_text("MODE: 1\nSIGMA: 2            # canny\nGAN_LOSS: nsgan\n")
+    return str(folder)
+
+
+def test_inpainter_pipeline_official_folder(official_generators):
+    """Inpainter.load detects the folder; any size (padded to multiples of 4); known pixels exact;
+    the predicted edges as an extra; the hole filled by G2 fed the raw G1 map of the known-pixel edges."""
+    from inpaintjax.inference import Inpainter
+    from inpaintjax.models.edgeconnect import EdgeGenerator, InpaintGenerator
+    inp = Inpainter.load(official_generators)
+    assert inp.family.name == "edgeconnect" and inp.family.mode == 3
+    img = _step_image(60, 62)
+    mask = np.zeros((60, 62), np.float32)
+    mask[20:40, 22:42] = 1
+    res = inp.inpaint(img, mask, return_extras=True)
+    out, edges = res["output"], res["edges"]
+    assert out.shape == (60, 62, 3) and edges.shape == (60, 62, 1)
+    known = mask[..., None] == 0
+    np.testing.assert_array_equal(np.where(known, out, 0), np.where(known, img, 0))
+    assert 0 <= edges.min() and edges.max() <= 1
+    # the same two networks by hand on the reflect-padded 60x64 input
+    pad = np.pad(img, ((0, 0), (0, 2), (0, 0)), mode="reflect")
+    mpad = np.pad(mask, ((0, 0), (0, 2)), mode="reflect")[..., None]
+    ins = inp.family.inference_inputs({"image": pad[None], "mask": mpad[None]})
+    assert set(np.nonzero(ins["edges"][0, :, :62, 0])[1]) == {30}
+    g1_in = np.concatenate([ins["grey"] * (1 - mpad) + mpad, ins["edges"] * (1 - mpad), mpad[None]], -1)
+    e = EdgeGenerator().apply(inp.variables["edge"], g1_in)
+    g2_in = np.concatenate([pad[None] * (1 - mpad) + mpad, np.asarray(e)], -1)
+    fill = np.asarray(InpaintGenerator().apply(inp.variables["inpaint"], g2_in))[0, :, :62]
+    np.testing.assert_allclose(out[20:40, 22:42], fill[20:40, 22:42], atol=1e-5)
+    np.testing.assert_allclose(edges, np.asarray(e)[0, :, :62], atol=1e-5)
+
+
+def test_mode1_evaluation_metrics_are_edge_precision_recall():
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    fam = EdgeConnect(get_config("test,model.mode=1"))
+    truth = np.zeros((1, 8, 8, 1), np.float32)
+    truth[0, 2, 1:5] = 1
+    pred = np.zeros((1, 8, 8, 1), np.float32)
+    pred[0, 2, 1:3] = 0.8
+    pred[0, 6, 6] = 0.9            # outside the hole: not scored
+    mask = np.zeros((1, 8, 8, 1), np.float32)
+    mask[0, :4] = 1
+    m = fam.evaluation_metrics({"mask": mask, "edges_truth": truth}, {"edges": pred})
+    assert set(m) == {"edge_precision", "edge_recall"}
+    np.testing.assert_allclose(np.asarray(m["edge_precision"]), [1.0])
+    np.testing.assert_allclose(np.asarray(m["edge_recall"]), [0.5])
+    with pytest.raises(ValueError, match="edges_truth"):
+        fam.evaluation_metrics({"mask": mask}, {"edges": pred})
+
+
+def test_missing_vgg_weights_error(tmp_path):
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.base import FrozenWeightsError
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    with pytest.raises(FrozenWeightsError, match="vgg19"):
+        EdgeConnect(get_config(f"mode2,loss.vgg_weights={tmp_path}/missing.pth")).load_frozen()
+    assert EdgeConnect(get_config("mode1")).load_frozen() == {}
+    with pytest.raises(ValueError, match="mode"):
+        EdgeConnect(get_config("test,model.mode=5"))
