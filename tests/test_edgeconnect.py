@@ -467,3 +467,52 @@ def test_missing_vgg_weights_error(tmp_path):
     assert EdgeConnect(get_config("mode1")).load_frozen() == {}
     with pytest.raises(ValueError, match="mode"):
         EdgeConnect(get_config("test,model.mode=5"))
+
+
+def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
+    """Step 1 of mode 1 re-derived by hand: G1 (training forward), D1 on real then on fake (two
+    power iterations), then the generator's adversarial term through D1's *initial* parameters
+    with the vectors after those two calls; D1's updated parameters would give another value."""
+    from inpaintjax import losses
+    fam, batch, states, history = _train(1, tiny_vgg19, 8)
+    s0, s1 = states[0], states[1]
+    grey, edges, mask = batch["grey"], batch["edges"], batch["mask"]
+    x = jnp.concatenate([grey * (1 - mask) + mask, edges * (1 - mask), mask], -1)
+    e_out, _ = fam.edge_generator.apply(s0.edge["generator"], x, train=True, mutable=["batch_stats"])
+    d = fam.edge_discriminator
+    v = s0.edge["discriminator"]
+    for inp in (jnp.concatenate([grey, edges], -1), jnp.concatenate([grey, e_out], -1)):
+        _, upd = d.apply(v, inp, train=True, mutable=["batch_stats"])
+        v = {**v, "batch_stats": upd["batch_stats"]}
+
+    def g_adv(params):
+        (out, _), _ = d.apply({**v, "params": params}, jnp.concatenate([grey, e_out], -1), train=True,
+                              mutable=["batch_stats"])
+        return float(losses.adversarial(out, True, False))
+
+    before, after = g_adv(s0.edge["discriminator"]["params"]), g_adv(s1.edge["discriminator"]["params"])
+    np.testing.assert_allclose(history[0]["edge/g_adv"], before, rtol=1e-5)
+    assert abs(after - before) > 1e-4 * abs(before), (before, after)
+
+
+@pytest.mark.slow
+def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
+    """train.py's loop: a 2-step mode-1 run, then a 2-step mode-3 run with init_from whose frozen
+    edge model is the mode-1 result; mode-1 evaluation writes edge precision / recall tables."""
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    from inpaintjax.training import train
+    from inpaintjax.training.evaluate import evaluate
+    c1 = get_config("test,model.mode=1,num_steps=2,image_every=0")
+    first = train(c1, str(tmp_path / "ec1"))["state"]
+    c3 = get_config(f"test,model.mode=3,num_steps=2,image_every=0,loss.vgg_weights={tiny_vgg19}")
+    c3.init_from = str(tmp_path / "ec1")
+    third = train(c3, str(tmp_path / "ec3"))["state"]
+    for a, b in zip(jax.tree.leaves(third.edge), jax.tree.leaves(first.edge)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fam = EdgeConnect(c1)
+    summary = evaluate(c1, fam, fam.inference_variables(first), str(tmp_path / "eval1"), progress=False)
+    assert set(summary["all"]) >= {"edge_precision", "edge_recall"}
+    assert 0.0 <= summary["all"]["edge_precision"] <= 1.0
+    with open(tmp_path / "eval1" / "eval" / "metrics.md") as f:
+        assert "edge_recall" in f.read()
