@@ -516,3 +516,18 @@ def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
     assert 0.0 <= summary["all"]["edge_precision"] <= 1.0
     with open(tmp_path / "eval1" / "eval" / "metrics.md") as f:
         assert "edge_recall" in f.read()
+
+
+def test_mode4_inpainting_loss_reaches_the_edge_generator(tiny_vgg19):
+    """From the same initial state and batch, step 1 of mode 4 updates D1 exactly as mode 1 does
+    (same edge-model losses) but G1 differently: G2's loss flows back through the edge map."""
+    _, _, states1, _ = _train(1, tiny_vgg19, 8)
+    _, _, states4, _ = _train(4, tiny_vgg19, 8)
+    for a, b in zip(jax.tree.leaves(states1[0].edge), jax.tree.leaves(states4[0].edge)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    d1, d4 = (s[1].edge["discriminator"]["params"] for s in (states1, states4))
+    for a, b in zip(jax.tree.leaves(d1), jax.tree.leaves(d4)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
+    g1, g4 = (s[1].edge["generator"]["params"] for s in (states1, states4))
+    differ = sum(int(np.sum(np.asarray(a) != np.asarray(b))) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)))
+    assert differ > 1000, differ
