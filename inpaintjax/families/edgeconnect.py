@@ -106,7 +106,8 @@ def default_config(mode: int = 3) -> ml_collections.ConfigDict:
     c.mask.generator = "irregular_random_walk"  # stand-in for the irregular mask files (MASK 3)
     c.mask.per_batch = False
     c.eval.image_size = 256
-    c.eval.mask_generator = "edgeconnect_block,irregular_random_walk"
+    # the library's frozen evaluation set needs generators that reach every hole-area bucket
+    c.eval.mask_generator = "deepfill_v2_strokes,deepfill_v2_training,irregular_random_walk"
     c.batch_size = 8
     c.num_steps = 2_000_000
     c.checkpoint_every = 1000          # SAVE_INTERVAL
