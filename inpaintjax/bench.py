@@ -40,7 +40,8 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parents[1]
 TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
 #: the PyTorch equivalent of each family's train/infer cases (stack: torch_deepfill.py)
-TORCH_SCRIPTS = {"deepfill_v2": TORCH_SCRIPT, "pconv": _REPO / "benchmarks" / "torch_pconv.py"}
+TORCH_SCRIPTS = {"deepfill_v2": TORCH_SCRIPT, "pconv": _REPO / "benchmarks" / "torch_pconv.py",
+                 "edgeconnect": _REPO / "benchmarks" / "torch_edgeconnect.py"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +83,8 @@ def _flops_native(fn, *args, case: dict | None = None, compiled=None) -> float |
     return float(flops) if flops else None
 
 
-def _family(name: str, dtype: str, remat: bool, reduced: bool):
+def _family(name: str, dtype: str, remat: bool, reduced: bool, overrides=()):
+    from inpaintjax.config import apply_overrides
     from inpaintjax.families import base
 
     cls = base.get(name)
@@ -91,10 +93,11 @@ def _family(name: str, dtype: str, remat: bool, reduced: bool):
     config.remat = remat
     if config.loss.get("vgg_weights", None) == "":
         config.loss.vgg_weights = "random"  # a frozen loss network's values do not change the time
+    apply_overrides(config, list(overrides))
     if reduced:
         if "levels" in config.model:  # U-Nets: 64x64 inputs, narrow layers
             config.model.levels, config.model.width = 6, 8
-        for key, value in (("cnum", 8), ("d_cnum", 8)):
+        for key, value in (("cnum", 8), ("d_cnum", 8), ("residual_blocks", 1)):
             if key in config.model:
                 config.model[key] = value
     return cls(config), config
@@ -172,7 +175,7 @@ def _run_case(case: dict) -> dict:
         del lax
     elif kind in ("infer", "train"):
         family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
-                            case.get("reduced", False))
+                            case.get("reduced", False), case.get("overrides", ()))
         batch = _batch(family, case["batch"], case["size"])
         state = family.init_state(jax.random.key(0), batch)
         if kind == "infer":
@@ -256,10 +259,12 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
 
 def _torch_child(case: dict, timeout: float) -> dict:
     script = TORCH_SCRIPTS.get(case.get("family"), TORCH_SCRIPT) if case["kind"] != "stack" else TORCH_SCRIPT
-    cmd = [sys.executable, str(script), "--case", case["kind"], "--batch",
+    cmd = [sys.executable, str(script), "--case", case.get("torch_case", case["kind"]), "--batch",
            str(case["batch"]), "--size", str(case["size"]), "--repeats", str(case["repeats"])]
     if case.get("reduced"):
-        cmd += ["--levels", "6", "--width", "8"] if script != TORCH_SCRIPT else ["--cnum", "8", "--d-cnum", "8"]
+        cmd += {TORCH_SCRIPT: ["--cnum", "8", "--d-cnum", "8"],
+                TORCH_SCRIPTS["pconv"]: ["--levels", "6", "--width", "8"],
+                TORCH_SCRIPTS["edgeconnect"]: ["--residual-blocks", "1"]}[script]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -284,6 +289,8 @@ def _cases(a) -> list[dict]:
                  "train": (a.train_batch, 256), "t512": (a.train_batch, 512), "i512": [(1, 512)]}
     wanted = a.cases.split(",")
     out = []
+    if a.family == "edgeconnect":
+        return _edgeconnect_cases(a, wanted, common, fam)
     if "stack" in wanted:
         b, s = sizes["stack"]
         out.append({"kind": "stack", "batch": b, "size": s, **common})
@@ -299,6 +306,47 @@ def _cases(a) -> list[dict]:
     if "train512" in wanted:
         b, s = sizes["t512"]
         out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
+    return out
+
+
+def _random_vgg19_file() -> str:
+    """A He-normal random VGG-19 as a torchvision state dict (the inpainting model's perceptual and
+    style losses cost the same with any weights), written once per run to a temporary file."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from inpaintjax.models import vgg
+    path = os.path.join(tempfile.mkdtemp(prefix="inpaintjax_bench_"), "vgg19_random.pth")
+    rng, sd, cin, idx = np.random.default_rng(0), {}, 3, 0
+    for n, width in zip(vgg.BLOCKS[19], vgg.WIDTHS):
+        for _ in range(n):
+            w = rng.standard_normal((width, cin, 3, 3)).astype(np.float32) * (2.0 / (9 * cin)) ** 0.5
+            sd[f"features.{idx}.weight"] = torch.from_numpy(w)
+            sd[f"features.{idx}.bias"] = torch.zeros(width)
+            cin, idx = width, idx + 2
+        idx += 1
+    torch.save(sd, path)
+    return path
+
+
+def _edgeconnect_cases(a, wanted, common, fam) -> list[dict]:
+    """The edge model's (mode 1) and the inpainting model's (mode 2) training steps at 256 and
+    the two-stage inference (mode 3) at 512, each with its PyTorch counterpart's case name."""
+    small = a.reduced
+    out = []
+    if "train" in wanted:
+        b, s = (2, 64) if small else (a.train_batch, 256)
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
+                    "overrides": ["model.mode=1"], "torch_case": "train_edge"})
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
+                    "overrides": ["model.mode=2", f"loss.vgg_weights={_random_vgg19_file()}"],
+                    "torch_case": "train_inpaint"})
+    if "infer" in wanted:
+        b, s = (1, 64) if small else (1, 512)
+        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam,
+                    "overrides": ["model.mode=3"], "torch_case": "infer"})
     return out
 
 

@@ -48,17 +48,31 @@ def gram_matrix(feat):
     return jnp.einsum("bnc,bnd->bcd", f, f) / (c * h * w)
 
 
-def perceptual(feats, feats_target):
-    """sum over layers of mean |psi(x) - psi(target)| (one of L_perceptual's two sums)."""
-    return sum(jnp.mean(jnp.abs(a.astype(jnp.float32) - t.astype(jnp.float32)))
-               for a, t in zip(feats, feats_target, strict=True))
+def _feature_pairs(feats, feats_target, layers):
+    """(a, t) pairs: sequences pair up in order; dicts name -> [B, h, w, c] by `layers`."""
+    if isinstance(feats, dict):
+        names = tuple(feats) if layers is None else tuple(layers)
+        return [(feats[n], feats_target[n]) for n in names]
+    return list(zip(feats, feats_target, strict=True))
 
 
-def style(feats, feats_target):
-    """sum over layers of mean |Gram(psi(x)) - Gram(psi(target))| over the B*c*c entries
-    (L_style_out or L_style_comp; the mean is the paper's 1/c^2 with Gram's 1/(c*h*w))."""
+def perceptual(feats, feats_target, layers=None, weights=None):
+    """sum over layers of w_l mean |psi_l(x) - psi_l(target)|. Features: sequences (paired in
+    order) or dicts name -> [B, h, w, c] (the names in `layers`; all when None). PConv: VGG-16
+    pool1..3, one of L_perceptual's two sums; EdgeConnect: VGG-19 relu1_1 .. relu5_1, unit weights."""
+    pairs = _feature_pairs(feats, feats_target, layers)
+    weights = (1.0,) * len(pairs) if weights is None else tuple(weights)
+    return sum(w * jnp.mean(jnp.abs(a.astype(jnp.float32) - t.astype(jnp.float32)))
+               for w, (a, t) in zip(weights, pairs, strict=True))
+
+
+def style(feats, feats_target, layers=None):
+    """sum over layers of mean |Gram(psi(x)) - Gram(psi(target))| over the B*c*c entries, Gram
+    divided by c*h*w (PConv's L_style_out / L_style_comp: the paper's 1/c^2 with Gram's 1/(c*h*w);
+    EdgeConnect's style loss on VGG-19 relu2_2, relu3_4, relu4_4, relu5_2). Features as in
+    `perceptual`."""
     return sum(jnp.mean(jnp.abs(gram_matrix(a) - gram_matrix(t)))
-               for a, t in zip(feats, feats_target, strict=True))
+               for a, t in _feature_pairs(feats, feats_target, layers))
 
 
 def dilate_hole(hole, pixels: int = 1):
@@ -81,3 +95,50 @@ def tv_dilated_hole(image, hole):
     horiz = jnp.sum(p[:, :, 1:] * p[:, :, :-1] * jnp.abs(x[:, :, 1:] - x[:, :, :-1]))
     vert = jnp.sum(p[:, 1:] * p[:, :-1] * jnp.abs(x[:, 1:] - x[:, :-1]))
     return (horiz + vert) / x.size
+
+
+# --- EdgeConnect (Nazeri et al., 2019; knazeri/edge-connect src/loss.py, src/models.py) -----------
+
+from jax import lax as _lax  # noqa: E402  (kept inside this block so the families' blocks stay separate)
+
+GAN_LOSSES = ("nsgan", "lsgan", "hinge")
+EDGECONNECT_PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+EDGECONNECT_STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+
+
+def adversarial(outputs, is_real: bool, is_disc: bool, kind: str = "nsgan"):
+    """EdgeConnect's `AdversarialLoss` of a discriminator's patch map, mean over every element.
+
+    nsgan: binary cross-entropy of the (sigmoid) outputs against 1 (real) or 0 (fake), with the
+    log clamped at -100 as PyTorch's BCELoss; lsgan: mean squared error to 1 / 0 (of the sigmoid
+    outputs, as the original); hinge (raw outputs): discriminator mean(relu(1 - D)) for real,
+    mean(relu(1 + D)) for fake, generator -mean(D) whatever `is_real`. The generator's side of
+    nsgan / lsgan is the real-label loss of its fakes (`is_real=True, is_disc=False`).
+    """
+    outputs = jnp.asarray(outputs, jnp.float32)
+    if kind == "hinge":
+        if is_disc:
+            return jnp.mean(jnn.relu(1.0 + (-outputs if is_real else outputs)))
+        return -jnp.mean(outputs)
+    target = 1.0 if is_real else 0.0
+    if kind == "nsgan":
+        log_p = jnp.maximum(jnp.log(outputs), -100.0)
+        log_q = jnp.maximum(jnp.log1p(-outputs), -100.0)
+        return -jnp.mean(target * log_p + (1.0 - target) * log_q)
+    if kind == "lsgan":
+        return jnp.mean(jnp.square(outputs - target))
+    raise ValueError(f"GAN loss {kind!r} is not one of {GAN_LOSSES}")
+
+
+def feature_matching(fake_features, real_features):
+    """sum over blocks of mean |f_fake - f_real| with the real features held fixed (EdgeModel's FM term)."""
+    if len(fake_features) != len(real_features):
+        raise ValueError(f"feature_matching: {len(fake_features)} fake vs {len(real_features)} real blocks")
+    return sum(jnp.mean(jnp.abs(f.astype(jnp.float32) - _lax.stop_gradient(r).astype(jnp.float32)))
+               for f, r in zip(fake_features, real_features))
+
+
+def l1_over_hole_fraction(output, target, mask):
+    """mean |output - target| over the whole image divided by the hole fraction mean(mask)
+    (InpaintingModel's L1 term; mask [B, H, W, 1], 1 = hole, not empty)."""
+    return jnp.mean(jnp.abs(output - target)) / jnp.mean(mask)

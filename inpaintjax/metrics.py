@@ -369,3 +369,36 @@ class BucketedMetrics:
 def _makedirs_for(path: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Edge precision / recall (EdgeConnect's edge model; knazeri/edge-connect src/metrics.py EdgeAccuracy)
+# ----------------------------------------------------------------------------------------------
+
+def edge_precision_recall(pred, target, mask=None, threshold: float = 0.5):
+    """Per-image edge precision and recall, each [B]. Jittable.
+
+    pred: predicted edge probabilities, target: ground-truth edges, both [B, H, W, 1] (or [B, H, W])
+    in [0, 1]; with `mask` (1 = hole) both are multiplied by it first, as the original scores the
+    edge model on the hole only. Pixels above `threshold` count as edges; true positives are pixels
+    that are edges in both; precision = TP / (predicted + 1e-8), recall = TP / (true + 1e-8), and an
+    image with no edge in either map scores 1 and 1 (EdgeAccuracy's rules, applied per image where
+    the original pools a whole batch).
+    """
+    pred = jnp.asarray(pred, jnp.float32)
+    target = jnp.asarray(target, jnp.float32)
+    if pred.shape != target.shape:
+        raise ValueError(f"edge_precision_recall: pred {pred.shape} and target {target.shape} differ")
+    if mask is not None:
+        m = jnp.asarray(mask, jnp.float32).reshape(pred.shape)
+        pred, target = pred * m, target * m
+    axes = tuple(range(1, pred.ndim))
+    labels = target > threshold
+    selected_map = pred > threshold
+    relevant = jnp.sum(labels, axes).astype(jnp.float32)
+    selected = jnp.sum(selected_map, axes).astype(jnp.float32)
+    tp = jnp.sum(labels & selected_map, axes).astype(jnp.float32)
+    empty = (relevant == 0) & (selected == 0)
+    precision = jnp.where(empty, 1.0, tp / (selected + 1e-8))
+    recall = jnp.where(empty, 1.0, tp / (relevant + 1e-8))
+    return precision, recall
