@@ -52,16 +52,18 @@ class _WGANCritic(nn.Module):
     `dis_conv`: no normalisation), flattened in NHWC order, then one dense output.
 
     x [B, H, W, 3] (RGB in [-1, 1], H, W multiples of 16) -> [B, 1] float32 critic values.
-    Sub-modules conv1..conv4 and `dense`, whose kernel is TF's `dout_<local|global>_fc`.
+    Sub-modules conv1..conv4 and `dense` (TF's `dout_<local|global>_fc`); conv widths are
+    `cnum` times the subclass's multipliers.
     """
 
-    widths: tuple = (64, 128, 256, 512)
+    cnum: int = 64
     dtype: Optional[Any] = None
+    multipliers = (1, 2, 4, 8)
 
     @nn.compact
     def __call__(self, x):
-        for i, features in enumerate(self.widths):
-            x = nn.Conv(features, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype,
+        for i, m in enumerate(self.multipliers):
+            x = nn.Conv(m * self.cnum, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype,
                         kernel_init=nn.initializers.glorot_uniform(),
                         conv_general_dilated=conv_general_dilated, name=f"conv{i + 1}")(x)
             x = leaky_relu(x)
@@ -71,16 +73,16 @@ class _WGANCritic(nn.Module):
 
 
 class WGANLocalCritic(_WGANCritic):
-    """DeepFill v1's local critic on the 128x128 crop at the hole box: conv widths 64, 128, 256,
-    512 (8x8x512 features at 128x128), 4,339,329 parameters. TF scope
+    """DeepFill v1's local critic on the 128x128 crop at the hole box: conv widths cnum x (1, 2,
+    4, 8) (8x8x512 features at 128x128, cnum 64), 4,339,329 parameters. TF scope
     `discriminator/discriminator_local/conv{1..4}` and `discriminator/dout_local_fc`."""
 
-    widths: tuple = (64, 128, 256, 512)
+    multipliers = (1, 2, 4, 8)
 
 
 class WGANGlobalCritic(_WGANCritic):
-    """DeepFill v1's global critic on the whole 256x256 image: conv widths 64, 128, 256, 256
-    (16x16x256 features), 2,733,441 parameters. TF scope
+    """DeepFill v1's global critic on the whole 256x256 image: conv widths cnum x (1, 2, 4, 4)
+    (16x16x256 features, cnum 64), 2,733,441 parameters. TF scope
     `discriminator/discriminator_global/conv{1..4}` and `discriminator/dout_global_fc`."""
 
-    widths: tuple = (64, 128, 256, 256)
+    multipliers = (1, 2, 4, 4)

@@ -1,0 +1,221 @@
+"""DeepFill v1: generator and critics against the authors' code (golden outputs of
+JiahuiYu/generative_inpainting v1.0.0 run under TF, tests/fixtures/deepfill_v1_golden/), the
+converter on the checkpoint TF wrote, parameter counts from the paper's layer table, and the
+losses against hand computations and the original's own values."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax import losses
+from inpaintjax.convert.deepfill import from_tf_checkpoint
+from inpaintjax.convert.tf_checkpoint import CheckpointError, TFCheckpointReader
+from inpaintjax.models.deepfill import DeepFillV1Generator
+from inpaintjax.models.discriminators import WGANGlobalCritic, WGANLocalCritic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN_DIR = os.path.join(ROOT, "tests", "fixtures", "deepfill_v1_golden")
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(os.path.join(GOLDEN_DIR, "golden.npz")))
+
+
+@pytest.fixture(scope="module")
+def weights():
+    return from_tf_checkpoint(GOLDEN_DIR)
+
+
+def v1_layer_table(c):
+    """(name, k, in, out) of every v1 generator conv, written from the v1.0.0 build_inpaint_net."""
+    t = [("conv1", 5, 5, c), ("conv2_downsample", 3, c, 2 * c), ("conv3", 3, 2 * c, 2 * c),
+         ("conv4_downsample", 3, 2 * c, 4 * c)]
+    t += [(n, 3, 4 * c, 4 * c) for n in ("conv5", "conv6", "conv7_atrous", "conv8_atrous",
+                                         "conv9_atrous", "conv10_atrous", "conv11", "conv12")]
+    t += [("conv13_upsample", 3, 4 * c, 2 * c), ("conv14", 3, 2 * c, 2 * c),
+          ("conv15_upsample", 3, 2 * c, c), ("conv16", 3, c, c // 2), ("conv17", 3, c // 2, 3)]
+    t += [("xconv1", 5, 5, c), ("xconv2_downsample", 3, c, c), ("xconv3", 3, c, 2 * c),
+          ("xconv4_downsample", 3, 2 * c, 2 * c), ("xconv5", 3, 2 * c, 4 * c)]
+    t += [(n, 3, 4 * c, 4 * c) for n in ("xconv6", "xconv7_atrous", "xconv8_atrous",
+                                         "xconv9_atrous", "xconv10_atrous")]
+    t += [("pmconv1", 5, 5, c), ("pmconv2_downsample", 3, c, c), ("pmconv3", 3, c, 2 * c),
+          ("pmconv4_downsample", 3, 2 * c, 4 * c), ("pmconv5", 3, 4 * c, 4 * c),
+          ("pmconv6", 3, 4 * c, 4 * c), ("pmconv9", 3, 4 * c, 4 * c), ("pmconv10", 3, 4 * c, 4 * c)]
+    t += [("allconv11", 3, 8 * c, 4 * c), ("allconv12", 3, 4 * c, 4 * c),
+          ("allconv13_upsample", 3, 4 * c, 2 * c), ("allconv14", 3, 2 * c, 2 * c),
+          ("allconv15_upsample", 3, 2 * c, c), ("allconv16", 3, c, c // 2), ("allconv17", 3, c // 2, 3)]
+    return t
+
+
+def _shapes(tree, prefix=()):
+    out = {}
+    for k, v in tree.items():
+        if hasattr(v, "items"):
+            out.update(_shapes(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = tuple(v.shape)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure
+
+def test_parameter_counts_and_layer_table():
+    x, m = jnp.zeros((1, 256, 256, 3)), jnp.zeros((1, 256, 256, 1))
+    params = jax.eval_shape(DeepFillV1Generator(cnum=32).init, jax.random.key(0), x, m)["params"]
+    assert sum(p.size for p in jax.tree.leaves(params)) == 3_601_542
+    expected = {}
+    for name, k, cin, cout in v1_layer_table(32):
+        key = (name, "conv", "conv") if "upsample" in name else (name, "conv")
+        expected[key + ("kernel",)] = (k, k, cin, cout)
+        expected[key + ("bias",)] = (cout,)
+    assert _shapes(params) == expected
+    n = lambda critic, size: sum(p.size for p in jax.tree.leaves(jax.eval_shape(  # noqa: E731
+        critic.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))))
+    assert n(WGANLocalCritic(), 128) == 4_339_329
+    assert n(WGANGlobalCritic(), 256) == 2_733_441
+
+
+# ---------------------------------------------------------------------------------------------
+# Converter on the checkpoint TF wrote
+
+def test_converter_detects_v1_and_permutes_bgr(weights):
+    w = weights
+    assert (w.version, w.cnum, w.d_cnum, w.step, w.guided) == (1, 8, 8, 7, False)
+    r = TFCheckpointReader(GOLDEN_DIR)
+    g = w.generator["params"]
+    for layer in ("conv1", "xconv1", "pmconv1"):  # image input channels reversed, extras kept
+        raw = r.get(f"inpaint_net/{layer}/kernel")
+        np.testing.assert_array_equal(g[layer]["conv"]["kernel"][:, :, :3], raw[:, :, 2::-1])
+        np.testing.assert_array_equal(g[layer]["conv"]["kernel"][:, :, 3:], raw[:, :, 3:])
+    for layer in ("conv17", "allconv17"):  # output channels reversed
+        np.testing.assert_array_equal(g[layer]["conv"]["kernel"], r.get(f"inpaint_net/{layer}/kernel")[..., ::-1])
+        np.testing.assert_array_equal(g[layer]["conv"]["bias"], r.get(f"inpaint_net/{layer}/bias")[::-1])
+    np.testing.assert_array_equal(g["conv13_upsample"]["conv"]["conv"]["kernel"],
+                                  r.get("inpaint_net/conv13_upsample/conv13_upsample_conv/kernel"))
+    np.testing.assert_array_equal(g["conv5"]["conv"]["bias"], r.get("inpaint_net/conv5/bias"))
+    for key in ("local", "global"):
+        p = w.discriminator[key]["params"]
+        np.testing.assert_array_equal(p["conv1"]["kernel"],
+                                      r.get(f"discriminator/discriminator_{key}/conv1/kernel")[:, :, ::-1])
+        np.testing.assert_array_equal(p["conv3"]["kernel"], r.get(f"discriminator/discriminator_{key}/conv3/kernel"))
+        np.testing.assert_array_equal(p["dense"]["kernel"], r.get(f"discriminator/dout_{key}_fc/kernel"))
+    assert w.config().family == "deepfill_v1"
+    with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint.*version=1"):
+        from_tf_checkpoint(GOLDEN_DIR, version=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden outputs of the original code
+
+def _generate(weights, image, mask):
+    g = DeepFillV1Generator(cnum=weights.cnum)
+    fn = jax.jit(lambda v, x, m: g.apply(v, x, m, return_flow=True))
+    return [np.asarray(a) for a in fn(weights.generator, image, mask)]
+
+
+def test_generator_stage1_and_stage2_match_the_original(golden, weights):
+    s1, s2, flow = _generate(weights, golden["image"], golden["mask"])
+    np.testing.assert_allclose(s1, golden["stage1"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(s2, golden["stage2"], rtol=0, atol=TOL)
+    # the original's flow image is in [-1, 1]; ours in [0, 1]
+    np.testing.assert_allclose(flow, (golden["flow"] + 1.0) / 2.0, rtol=0, atol=TOL)
+    # the fixture carries signal: another image moves both stages inside the hole, and stage 2
+    # is not clipped flat
+    hole = golden["mask"][0, :, :, 0] > 0
+    assert np.abs(golden["stage2"] - golden["stage2_b"])[:, hole].mean() > 0.05
+    assert np.abs(golden["stage1"] - golden["stage1_b"])[:, hole].mean() > 0.02
+    assert np.mean(np.abs(golden["stage2"]) >= 1.0) < 0.1
+    s1b, s2b, _ = _generate(weights, golden["image_b"], golden["mask"])
+    np.testing.assert_allclose(s1b, golden["stage1_b"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(s2b, golden["stage2_b"], rtol=0, atol=TOL)
+    # hole pixels of the input are never seen
+    noisy = np.where(golden["mask"] > 0, 5.0, golden["image"]).astype(np.float32)
+    s1n, s2n, _ = _generate(weights, noisy, golden["mask"])
+    np.testing.assert_array_equal(s2n, s2)
+
+
+def test_critics_match_the_original(golden, weights):
+    local = WGANLocalCritic(cnum=weights.d_cnum)
+    glob = WGANGlobalCritic(cnum=weights.d_cnum)
+    out_l = np.asarray(jax.jit(local.apply)(weights.discriminator["local"], golden["critic_local_in"]))
+    out_g = np.asarray(jax.jit(glob.apply)(weights.discriminator["global"], golden["critic_global_in"]))
+    np.testing.assert_allclose(out_l, golden["critic_local"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(out_g, golden["critic_global"], rtol=0, atol=TOL)
+    assert np.ptp(golden["critic_local"]) > 0.1 and np.ptp(golden["critic_global"]) > 0.1
+
+
+def test_gradient_penalty_matches_the_original(golden, weights):
+    t, l, h, w = (int(v) for v in golden["bbox"])
+    real = golden["critic_global_in"][:2]
+    fake = golden["critic_global_in"][2:]
+    mask = golden["mask"]
+    alpha = golden["gp_alpha"]
+    local = WGANLocalCritic(cnum=weights.d_cnum)
+    glob = WGANGlobalCritic(cnum=weights.d_cnum)
+    crop = lambda x: x[:, t:t + h, l:l + w]  # noqa: E731
+    gp_l = losses.gradient_penalty(lambda x: local.apply(weights.discriminator["local"], x),
+                                   losses.random_interpolates(crop(real), crop(fake), alpha), crop(mask))
+    gp_g = losses.gradient_penalty(lambda x: glob.apply(weights.discriminator["global"], x),
+                                   losses.random_interpolates(real, fake, alpha), mask)
+    np.testing.assert_allclose(float(gp_l), float(golden["gp_local"]), rtol=TOL)
+    np.testing.assert_allclose(float(gp_g), float(golden["gp_global"]), rtol=TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses against hand computations
+
+def test_gradient_penalty_on_a_tiny_linear_critic_by_hand():
+    # D(x) = sum(w * x) + 3: dD/dx = w everywhere, whatever x. With w = 2 on channel 0 and 1 on
+    # channels 1, 2, and a hole of 3 pixels: slope^2 = 3 * (4 + 1 + 1) = 18.
+    wgt = jnp.asarray([2.0, 1.0, 1.0])
+    critic = lambda x: jnp.sum(x * wgt, axis=(1, 2, 3))[:, None] + 3.0  # noqa: E731
+    real = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+    fake = real + 1.0
+    mask = np.zeros((1, 4, 4, 1), np.float32)
+    mask[0, 1, 1:4] = 1.0
+    x = losses.random_interpolates(real, fake, jnp.asarray([0.25, 0.75]))
+    np.testing.assert_allclose(np.asarray(x[0]), np.asarray(real[0]) + 0.25, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(x[1]), np.asarray(real[1]) + 0.75, rtol=1e-6)
+    gp = losses.gradient_penalty(critic, x, jnp.asarray(mask))
+    np.testing.assert_allclose(float(gp), (np.sqrt(18.0) - 1.0) ** 2, rtol=1e-6)
+    # no mask: all 16 pixels count; an empty mask gives 1 (and a finite gradient)
+    np.testing.assert_allclose(float(losses.gradient_penalty(critic, x)), (np.sqrt(96.0) - 1) ** 2, rtol=1e-6)
+    empty = jnp.zeros((1, 4, 4, 1))
+    assert float(losses.gradient_penalty(critic, x, empty)) == 1.0
+    # a critic whose gradient differs per sample: D(x) = 0.5 * sum(x^2) -> dD/dx = x
+    sq = lambda x: 0.5 * jnp.sum(jnp.square(x), axis=(1, 2, 3))  # noqa: E731
+    xs = np.asarray(x)
+    slopes = np.sqrt((xs ** 2 * mask).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(float(losses.gradient_penalty(sq, x, jnp.asarray(mask))),
+                               np.mean((slopes - 1) ** 2), rtol=1e-5)
+
+
+def test_spatial_discount_map_formula_and_original(golden):
+    sd = losses.spatial_discount(128, 128, 0.9)
+    assert sd.shape == (1, 128, 128, 1)
+    for i, j in ((0, 0), (0, 64), (64, 64), (10, 100), (127, 3), (64, 1)):
+        expect = max(0.9 ** min(i, 128 - i), 0.9 ** min(j, 128 - j))
+        np.testing.assert_allclose(sd[0, i, j, 0], expect, rtol=1e-6)
+    np.testing.assert_allclose(sd[0, 64, 64, 0], 0.9 ** 64, rtol=1e-5)
+    crop = golden["discount_map"].shape[1]
+    np.testing.assert_allclose(losses.spatial_discount(crop, crop, 0.9), golden["discount_map"], rtol=1e-6)
+
+
+def test_wgan_and_l1_terms_by_hand():
+    pos, neg = jnp.asarray([[1.0], [3.0]]), jnp.asarray([[0.5], [-1.5]])
+    assert float(losses.wgan_d(pos, neg)) == pytest.approx((0.5 - 1.5 - 1.0 - 3.0) / 2)
+    assert float(losses.wgan_g(neg)) == pytest.approx(0.5)
+    a = jnp.zeros((2, 2, 2, 1))
+    b = jnp.asarray(np.arange(8, dtype=np.float32).reshape(2, 2, 2, 1))
+    mask = jnp.asarray([[[[1.0], [0.0]], [[0.0], [0.0]]]])  # one hole pixel of 4, shared
+    # known pixels: values 1, 2, 3 and 5, 6, 7 -> mean 4
+    assert float(losses.known_l1(a, b, mask)) == pytest.approx(4.0)
+    disc = jnp.asarray([[[[1.0], [0.5]], [[0.5], [0.25]]]])
+    expect = np.mean(np.arange(8).reshape(2, 2, 2, 1) * np.asarray(disc))
+    assert float(losses.discounted_l1(a, b, disc)) == pytest.approx(expect)
