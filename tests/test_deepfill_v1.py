@@ -219,3 +219,165 @@ def test_wgan_and_l1_terms_by_hand():
     disc = jnp.asarray([[[[1.0], [0.5]], [[0.5], [0.25]]]])
     expect = np.mean(np.arange(8).reshape(2, 2, 2, 1) * np.asarray(disc))
     assert float(losses.discounted_l1(a, b, disc)) == pytest.approx(expect)
+
+
+# ---------------------------------------------------------------------------------------------
+# The family
+
+def _configs():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("deepfill_v1_configs",
+                                                  os.path.join(ROOT, "configs", "deepfill_v1.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _stacked_batches(fam, config, seed=0):
+    """batches_per_step fresh batches of smooth images with one deepfill_box mask each, the
+    family's fields computed as the pipeline does, stacked [k, B, ...]."""
+    from inpaintjax import masks as masks_lib
+    from inpaintjax.data import fields
+    rng = np.random.default_rng(seed)
+    size, b = config.data.image_size, config.batch_size
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    out = []
+    for k in range(fam.batches_per_step):
+        f = rng.uniform(0.5, 2.0, (b, 1, 1, 3))
+        images = (0.5 + 0.4 * np.sin(2 * np.pi * f * (yy + 0.5 * xx)[None, :, :, None])).astype(np.float32)
+        hole = masks_lib.make_mask(config.mask.generator, np.random.default_rng([seed, k]), size, size)
+        holes = np.broadcast_to(hole[None, :, :, None], (b, size, size, 1)).astype(np.float32)
+        out.append(fields.compute_batch(fam.batch_spec(), images, holes,
+                                        [np.random.default_rng(i) for i in range(b)]))
+    return {key: jnp.asarray(np.stack([o[key] for o in out])) for key in out[0]}
+
+
+def test_crop_boxes_by_hand():
+    from inpaintjax.families.deepfill_v1 import crop_boxes
+    x = jnp.asarray(np.arange(2 * 256 * 256, dtype=np.float32).reshape(2, 256, 256, 1))
+    # sample 0: the original's geometry, box (top 40, left 100) with the hole shrunk by 8 / 12
+    # px per side -> hole box (48, 112, 112, 104); sample 1: a hole near the corner (clamped)
+    boxes = jnp.asarray([[48, 112, 112, 104], [250, 2, 4, 4]], jnp.int32)
+    crops = np.asarray(crop_boxes(x, boxes, 128))
+    np.testing.assert_array_equal(crops[0], np.asarray(x[0, 40:168, 100:228]))
+    np.testing.assert_array_equal(crops[1], np.asarray(x[1, 128:256, 0:128]))
+    with pytest.raises(ValueError, match="local_size 300 exceeds"):
+        crop_boxes(x, boxes, 300)
+
+
+def test_family_train_steps_lower_the_l1_terms():
+    from inpaintjax.families import get as get_family
+    config = _configs().get_config("test")
+    fam = get_family("deepfill_v1")(config)
+    assert fam.batches_per_step == config.critic_steps + 1 == 3
+    assert set(fam.batch_spec()) == {"image", "mask", "hole_box"}
+    batch = _stacked_batches(fam, config)
+    state = jax.jit(fam.init_state)(jax.random.key(0), jax.tree.map(lambda x: x[0], batch))
+    step = jax.jit(fam.train_step)
+    d0 = state.d_params
+    history = []
+    for i in range(6):
+        state, metrics = step(state, batch, jax.random.key(i), {})
+        history.append({k: float(v) for k, v in metrics.items()})
+    assert set(history[0]) >= {"g/loss", "g/l1_discounted", "g/l1_known", "g/wgan_global",
+                               "g/wgan_local", "d/loss", "d/wgan_global", "d/wgan_local",
+                               "d/gp_global", "d/gp_local", "g/grad_norm", "d/grad_norm", "g/lr"}
+    assert all(np.isfinite(v) for h in history for v in h.values())
+    for key in ("g/l1_discounted", "g/l1_known"):
+        series = [h[key] for h in history]
+        assert series[-1] < 0.9 * series[0], (key, series)
+    h = history[-1]
+    c = config.loss
+    expect = (c.gan_alpha * (h["g/wgan_global"] + h["g/wgan_local"]) + c.l1_alpha * h["g/l1_discounted"]
+              + c.ae_alpha * h["g/l1_known"])
+    assert h["g/loss"] == pytest.approx(expect, rel=1e-5)
+    expect_d = h["d/wgan_global"] + h["d/wgan_local"] + c.gp_lambda * (h["d/gp_global"] + h["d/gp_local"])
+    assert h["d/loss"] == pytest.approx(expect_d, rel=1e-4)
+    assert int(state.step) == 6
+    # the critics were updated critic_steps times per step (Adam's count)
+    assert int(state.d_opt_state.inner_state[0].count) == 6 * config.critic_steps
+    assert int(state.g_opt_state.inner_state[0].count) == 6
+    assert float(jnp.abs(state.d_params["local"]["conv1"]["kernel"] - d0["local"]["conv1"]["kernel"]).max()) > 0
+    with pytest.raises(ValueError, match="needs 3 stacked batches"):
+        step(state, jax.tree.map(lambda x: x[:2], batch), jax.random.key(0), {})
+
+
+def test_family_inpaint_keeps_known_pixels(weights, golden):
+    from inpaintjax.families import get as get_family
+    fam = get_family("deepfill_v1")(weights.config())
+    image = (golden["image"] + 1.0) / 2.0
+    mask = np.broadcast_to(golden["mask"], image.shape[:3] + (1,)).astype(np.float32)
+    out = jax.jit(fam.inpaint)(weights.generator, fam.inference_inputs({"image": image, "mask": mask}))
+    assert out["output"].shape == out["stage1"].shape == out["flow"].shape == image.shape
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(np.asarray(out["output"])[known], image[known])
+    # in the hole: the original's stage 2, mapped to [0, 1]
+    np.testing.assert_allclose(np.asarray(out["output"])[~known], ((golden["stage2"] + 1) / 2)[~known],
+                               atol=TOL)
+
+
+def test_config_variants():
+    configs = _configs()
+    p = configs.get_config("places2")
+    assert (p.family, p.data.image_size, p.batch_size, p.critic_steps) == ("deepfill_v1", 256, 16, 5)
+    assert (p.model.cnum, p.model.d_cnum, p.model.local_size) == (32, 64, 128)
+    assert (p.optim.lr, p.optim.b1, p.optim.b2) == (1e-4, 0.5, 0.9)
+    assert (p.loss.l1_alpha, p.loss.ae_alpha, p.loss.coarse_alpha, p.loss.gan_alpha,
+            p.loss.gp_lambda, p.loss.gamma) == (1.2, 1.2, 1.2, 0.001, 10.0, 0.9)
+    assert (p.mask.generator, p.mask.per_batch) == ("deepfill_box", True)
+    assert configs.get_config("celebahq").data.crop == "resize"
+    d = configs.get_config("demo,num_steps=7")
+    assert d.num_steps == 7 and d.data.source == "samples" and d.model.local_size == 32
+    with pytest.raises(ValueError, match="unknown variant"):
+        configs.get_config("places3")
+    with pytest.raises(ValueError, match="modifier"):
+        configs.get_config("demo,guided")
+
+
+_EIGHT_DEVICES = r"""
+import json, os, sys
+sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+import jax, numpy as np
+import test_deepfill_v1 as T
+from inpaintjax.families import get
+from inpaintjax.training import sharding
+assert jax.device_count() == 8, jax.devices()
+config = T._configs().get_config("test,batch_size=8")
+fam = get("deepfill_v1")(config)
+batch = T._stacked_batches(fam, config)
+state = jax.jit(fam.init_state)(jax.random.key(0), jax.tree.map(lambda x: x[0], batch))
+one_dev = jax.devices()[0]
+s1, m1 = jax.jit(fam.train_step)(jax.device_put(state, one_dev), jax.device_put(batch, one_dev),
+                                 jax.random.key(3), {})
+mesh = sharding.make_mesh()
+sharded = jax.device_put(batch, sharding.batch_sharding(mesh, axis=1))
+assert len(sharded["image"].sharding.device_set) == 8
+s8, m8 = jax.jit(fam.train_step)(jax.device_put(state, sharding.replicated(mesh)), sharded,
+                                 jax.random.key(3), {})
+flat1 = jax.tree.leaves((s1.g_params, s1.d_params))
+flat8 = jax.tree.leaves((s8.g_params, s8.d_params))
+print(json.dumps({"metrics1": {k: float(v) for k, v in m1.items()},
+                  "metrics8": {k: float(v) for k, v in m8.items()},
+                  "param_diff": max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                                    for a, b in zip(flat1, flat8)),
+                  "param_move": max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                                    for a, b in zip(flat1, jax.tree.leaves((state.g_params, state.d_params))))}))
+"""
+
+
+@pytest.mark.slow
+def test_train_step_on_eight_devices_equals_one_device():
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    r = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES, ROOT], capture_output=True,
+                       text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for k, v in out["metrics1"].items():
+        assert out["metrics8"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    assert out["param_move"] > 1e-4          # the step did something
+    assert out["param_diff"] < 1e-5 * max(1.0, out["param_move"] * 100)
