@@ -263,3 +263,23 @@ def from_tf_checkpoint(path, version: Optional[int] = None) -> DeepFillWeights:
     return DeepFillWeights(generator=generator, discriminator=discriminator, cnum=cnum,
                            guided=guided, d_cnum=d_cnum, step=step, prefix=reader.prefix,
                            version=version)
+
+
+def is_tf_checkpoint(path) -> bool:
+    """True for a TF1 checkpoint: a directory holding `checkpoint` or an .index file, a prefix
+    with a `<prefix>.index` beside it, or the .index file itself."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return any(n == "checkpoint" or n.endswith(".index") for n in os.listdir(path))
+    return path.endswith(".index") or os.path.isfile(path + ".index")
+
+
+def tf_checkpoint_version(path) -> Optional[int]:
+    """1 or 2 for an official DeepFill v1 / v2 TF checkpoint (read from the generator's first two
+    kernel shapes: v2's gated conv2 reads half of conv1's outputs), None for anything else."""
+    if not is_tf_checkpoint(path):
+        return None
+    try:
+        return detect_version(TFCheckpointReader(os.fspath(path)))
+    except (CheckpointError, OSError, ValueError):
+        return None
