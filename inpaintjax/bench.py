@@ -6,7 +6,8 @@ Prints one JSON record per case (and appends them to --out if given):
   stack         eight 3x3 convolutions forward + backward (64 channels, dilations 1-8, 4x256x256)
   infer         the family's jitted `inpaint` at 256x256 and 512x512, batch 1 and 8 (latency)
   train         the family's jitted, state-donating `train_step` at 256x256 (images/s; for
-                DeepFill v2 one step = a discriminator and a generator update)
+                DeepFill v2 one step = a discriminator and a generator update, for DeepFill v1
+                five critic updates and a generator update, on six batches)
   train512      (with --train512) the same at 512x512, e.g. with and without --remat for memory
 Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
 compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
@@ -39,6 +40,8 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
 TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
+# the PyTorch versions of a family's train / infer cases (stack and others: TORCH_SCRIPT)
+TORCH_SCRIPTS = {"deepfill_v1": _REPO / "benchmarks" / "torch_deepfill_v1.py"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +252,8 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
 
 
 def _torch_child(case: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(TORCH_SCRIPT), "--case", case["kind"], "--batch",
+    script = TORCH_SCRIPTS.get(case.get("family"), TORCH_SCRIPT)
+    cmd = [sys.executable, str(script), "--case", case["kind"], "--batch",
            str(case["batch"]), "--size", str(case["size"]), "--repeats", str(case["repeats"])]
     if case.get("reduced"):
         cmd += ["--cnum", "8", "--d-cnum", "8"]

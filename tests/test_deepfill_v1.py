@@ -381,3 +381,51 @@ def test_train_step_on_eight_devices_equals_one_device():
         assert out["metrics8"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
     assert out["param_move"] > 1e-4          # the step did something
     assert out["param_diff"] < 1e-5 * max(1.0, out["param_move"] * 100)
+
+
+@pytest.mark.slow
+def test_train_py_eval_py_and_official_weights_end_to_end(tmp_path):
+    import csv
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cfg = os.path.join(ROOT, "configs", "deepfill_v1.py") + ":test"
+    workdir = str(tmp_path / "run")
+    r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
+                        "--config.num_steps=2", "--config.log_every=1", "--config.image_every=0",
+                        "--config.checkpoint_every=2"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [x["step"] for x in lines] == [1, 2]
+    for key in ("g/l1_discounted", "g/l1_known", "d/gp_local", "d/gp_global", "g/lr"):
+        assert np.isfinite(lines[-1][key]), key
+    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", workdir],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| all |" in r.stdout
+    rows = list(csv.reader(open(os.path.join(workdir, "eval", "metrics.csv"))))
+    assert rows[0][:2] == ["bucket", "count"] and rows[-1][0] == "all"
+    # the official-format checkpoint written by TF is detected as DeepFill v1 and evaluated
+    official = str(tmp_path / "official")
+    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
+                        "--weights", GOLDEN_DIR, "--mask_dir", os.path.join(workdir, "eval_masks")],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.reader(open(os.path.join(official, "eval", "metrics.csv"))))
+    assert rows[-1][0] == "all" and int(rows[-1][1]) == int(rows[1][1]) * (len(rows) - 2)
+
+
+def test_inpainter_loads_official_v1_weights(golden):
+    from inpaintjax.inference import Inpainter
+    inp = Inpainter.load(GOLDEN_DIR)
+    assert inp.family.name == "deepfill_v1"
+    image = ((golden["image"][0] + 1.0) / 2.0).astype(np.float32)
+    hole = golden["mask"][0, :, :, 0] > 0
+    out = np.asarray(inp.inpaint(image, hole.astype(np.uint8)))
+    np.testing.assert_allclose(out[hole], ((golden["stage2"][0] + 1.0) / 2.0)[hole], atol=TOL)
+    np.testing.assert_array_equal(out[~hole], image[~hole])
+    with pytest.raises(ValueError, match="unrecognised weights"):
+        Inpainter.load(GOLDEN_DIR, family="deepfill_v2")

@@ -16,7 +16,7 @@ where fake = stage2 * mask + image * (1 - mask), dL1 = mean(|x - y| * discount) 
 crop with discount = gamma^(distance to the crop's edge), kL1 = known-pixel L1; Adam 1e-4,
 betas (0.5, 0.9) for both networks. The local crop is `model.local_size` square around the hole's
 bounding box (the batch's `hole_box` field; the original's 128x128 box, inside which its hole
-sits centred). Images enter the networks in [-1, 1].
+sits centred; 0 = half the image side). Images enter the networks in [-1, 1].
 
 Config keys read (configs/deepfill_v1.py): model.cnum, model.d_cnum, model.local_size,
 critic_steps, loss.{l1_alpha, ae_alpha, coarse_alpha, gan_alpha, global_wgan_alpha, gp_lambda,
@@ -62,7 +62,7 @@ def default_config(cnum: int = 32) -> ml_collections.ConfigDict:
     c.family = "deepfill_v1"
     c.model.cnum = cnum
     c.model.d_cnum = 64
-    c.model.local_size = 128
+    c.model.local_size = 0       # 0: half the image side (the released 128 at 256)
     c.critic_steps = 5
     c.loss.l1_alpha = 1.2
     c.loss.ae_alpha = 1.2
@@ -125,7 +125,7 @@ class DeepFillV1(Family):
         d_cnum = int(m.get("d_cnum", 64))
         self.local_critic = WGANLocalCritic(cnum=d_cnum, dtype=dtype)
         self.global_critic = WGANGlobalCritic(cnum=d_cnum, dtype=dtype)
-        self.local_size = int(m.get("local_size", 128))
+        self.local_size = int(m.get("local_size", 0))
         self.critic_steps = int(config.get("critic_steps", 5))
         if self.critic_steps < 1:
             raise ValueError(f"config.critic_steps must be >= 1, got {self.critic_steps}")
@@ -134,8 +134,6 @@ class DeepFillV1(Family):
         # the critics' schedule advances once per training step too (k updates per step)
         self.d_tx = common.make_optimizer(config.optim, steps * self.critic_steps)
         self.ema_decay = float(config.get("ema_decay", 0.0))
-        self.discount = losses.spatial_discount(self.local_size, self.local_size,
-                                                float(config.loss.get("gamma", 0.9)))
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
@@ -162,8 +160,12 @@ class DeepFillV1(Family):
             boxes = jnp.broadcast_to(boxes[:1], boxes.shape)
         return image, mask, boxes
 
+    def _crop_size(self, x) -> int:
+        """model.local_size, or half the image's shorter side when it is 0 (128 at 256)."""
+        return self.local_size or min(x.shape[1], x.shape[2]) // 2
+
     def _local(self, x, boxes):
-        return crop_boxes(x, boxes, self.local_size)
+        return crop_boxes(x, boxes, self._crop_size(x))
 
     def _critics(self, d_params, x_global, x_local):
         return (self.global_critic.apply({"params": d_params["global"]}, x_global),
@@ -194,8 +196,10 @@ class DeepFillV1(Family):
         x1, x2 = self.generator.apply({"params": g_params}, image, mask)
         complete = x2 * mask + image * (1.0 - mask)
         real_l = self._local(image, boxes)
-        l1 = (coarse * losses.discounted_l1(real_l, self._local(x1, boxes), self.discount)
-              + losses.discounted_l1(real_l, self._local(x2, boxes), self.discount))
+        size = self._crop_size(image)
+        discount = losses.spatial_discount(size, size, float(c.get("gamma", 0.9)))
+        l1 = (coarse * losses.discounted_l1(real_l, self._local(x1, boxes), discount)
+              + losses.discounted_l1(real_l, self._local(x2, boxes), discount))
         ae = coarse * losses.known_l1(image, x1, mask) + losses.known_l1(image, x2, mask)
         neg_g, neg_l = self._critics(d_params, complete, self._local(complete, boxes))
         g_global, g_local = losses.wgan_g(neg_g), losses.wgan_g(neg_l)
