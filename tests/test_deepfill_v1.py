@@ -380,7 +380,9 @@ def test_train_step_on_eight_devices_equals_one_device():
     for k, v in out["metrics1"].items():
         assert out["metrics8"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
     assert out["param_move"] > 1e-4          # the step did something
-    assert out["param_diff"] < 1e-5 * max(1.0, out["param_move"] * 100)
+    # Adam's first update is about lr * sign(gradient): a gradient that differs in the last bits
+    # (another reduction order) moves a parameter by a visible fraction of that step
+    assert out["param_diff"] < 0.02 * out["param_move"], out
 
 
 @pytest.mark.slow
