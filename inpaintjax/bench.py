@@ -6,7 +6,8 @@ Prints one JSON record per case (and appends them to --out if given):
   stack         eight 3x3 convolutions forward + backward (64 channels, dilations 1-8, 4x256x256)
   infer         the family's jitted `inpaint` at 256x256 and 512x512, batch 1 and 8 (latency)
   train         the family's jitted, state-donating `train_step` at 256x256 (images/s; for
-                DeepFill v2 one step = a discriminator and a generator update)
+                DeepFill v2 one step = a discriminator and a generator update, for DeepFill v1
+                five critic updates and a generator update, on six batches)
   train512      (with --train512) the same at 512x512, e.g. with and without --remat for memory
 Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
 compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
@@ -41,7 +42,8 @@ _REPO = Path(__file__).resolve().parents[1]
 TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
 #: the PyTorch equivalent of each family's train/infer cases (stack: torch_deepfill.py)
 TORCH_SCRIPTS = {"deepfill_v2": TORCH_SCRIPT, "pconv": _REPO / "benchmarks" / "torch_pconv.py",
-                 "edgeconnect": _REPO / "benchmarks" / "torch_edgeconnect.py"}
+                 "edgeconnect": _REPO / "benchmarks" / "torch_edgeconnect.py",
+                 "deepfill_v1": _REPO / "benchmarks" / "torch_deepfill_v1.py"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ def _torch_child(case: dict, timeout: float) -> dict:
     if case.get("reduced"):
         cmd += {TORCH_SCRIPT: ["--cnum", "8", "--d-cnum", "8"],
                 TORCH_SCRIPTS["pconv"]: ["--levels", "6", "--width", "8"],
-                TORCH_SCRIPTS["edgeconnect"]: ["--residual-blocks", "1"]}[script]
+                TORCH_SCRIPTS["edgeconnect"]: ["--residual-blocks", "1"]}.get(script, ["--cnum", "8", "--d-cnum", "8"])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -185,8 +185,8 @@ def test_converter_refuses_other_checkpoints_clearly(tmp_path):
     with pytest.raises(CheckpointError, match=r"not a DeepFill checkpoint.*generator/encoder/conv1"):
         from_tf_checkpoint(os.path.join(FIXTURES, "other_family_tf"))
     with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint"):
-        from_tf_checkpoint(os.path.join(FIXTURES, "deepfill_v1_tf"))
+        from_tf_checkpoint(os.path.join(FIXTURES, "deepfill_v1_tf"), version=2)
     with pytest.raises(FileNotFoundError, match=r"missing_release.*checkpoint.*\.index"):
         from_tf_checkpoint(str(tmp_path / "missing_release"))
-    with pytest.raises(ValueError, match="version must be 2"):
+    with pytest.raises(ValueError, match="version must be 1, 2 or None"):
         from_tf_checkpoint(CKPT, version=3)

@@ -1,8 +1,16 @@
-"""Official DeepFill TensorFlow 1 checkpoints -> inpaintjax (Flax) variables.
+"""Official DeepFill TensorFlow 1 checkpoints (v1 and v2) -> inpaintjax (Flax) variables.
 
     w = from_tf_checkpoint('release_places2_256')     # directory (with `checkpoint`) or prefix
-    g = DeepFillV2Generator(cnum=w.cnum, guided=w.guided)
+    g = DeepFillV2Generator(cnum=w.cnum, guided=w.guided)    # w.version == 2
+    g = DeepFillV1Generator(cnum=w.cnum)                     # w.version == 1
     stage1, stage2 = g.apply(w.generator, image_rgb_m1p1, mask)
+
+The version is read from the variables: v2's gated conv1 has 2x the outputs conv2_downsample
+reads, v1's plain conv1 feeds all of them (JiahuiYu/generative_inpainting master and tag v1.0.0,
+`inpaint_model.py`). Both generators use the same `inpaint_net/<layer>` names. DeepFill v1's
+two WGAN critics, when the file has them, come from
+`discriminator/discriminator_{local,global}/conv{1..4}/kernel|bias` and
+`discriminator/dout_{local,global}_fc/kernel|bias`.
 
 No TensorFlow needed (inpaintjax.convert.tf_checkpoint reads the files). SPEC.md 1.12:
 `inpaint_net/<layer>/kernel|bias` (HWIO, as flax) map one to one onto the generator's sub-modules
@@ -30,6 +38,7 @@ from inpaintjax.convert.tf_checkpoint import CheckpointError, TFCheckpointReader
 
 G_SCOPE = "inpaint_net"
 D_SCOPE = "discriminator/sn_patch_gan"
+V1_CRITICS = {"local": "discriminator_local", "global": "discriminator_global"}
 # layers whose first 3 input channels are the (BGR) image, and the RGB output layers
 _IMAGE_INPUT_LAYERS = ("conv1", "xconv1", "pmconv1")
 _IMAGE_OUTPUT_LAYERS = ("conv17", "allconv17")
@@ -39,9 +48,12 @@ _IMAGE_OUTPUT_LAYERS = ("conv17", "allconv17")
 class DeepFillWeights:
     """Converted variables (RGB) and what was learned about the checkpoint.
 
-    generator:      {'params': ...} for DeepFillV2Generator(cnum, guided)
-    discriminator:  {'params': ..., 'batch_stats': ...} for SNPatchGAN(d_cnum), or None if the file
-                    holds no discriminator (d_in_channels = 4, or 5 when guided)
+    version:        1 or 2 (DeepFill v1 / v2)
+    generator:      {'params': ...} for DeepFillV2Generator(cnum, guided) or DeepFillV1Generator(cnum)
+    discriminator:  v2: {'params': ..., 'batch_stats': ...} for SNPatchGAN(d_cnum)
+                    (d_in_channels = 4, or 5 when guided); v1: {'local': {'params': ...},
+                    'global': {'params': ...}} for WGANLocalCritic(d_cnum), WGANGlobalCritic(d_cnum);
+                    None if the file holds no discriminator
     step:           the checkpoint's global_step, if recorded
     """
 
@@ -52,9 +64,16 @@ class DeepFillWeights:
     d_cnum: Optional[int]
     step: Optional[int]
     prefix: str
+    version: int = 2
 
     def config(self):
-        """A run config for these weights (inpaintjax.families.deepfill_v2.default_config)."""
+        """A run config for these weights (the family module's `default_config`)."""
+        if self.version == 1:
+            from inpaintjax.families.deepfill_v1 import default_config as v1_config
+            c = v1_config(cnum=self.cnum)
+            if self.d_cnum:
+                c.model.d_cnum = self.d_cnum
+            return c
         from inpaintjax.families.deepfill_v2 import default_config
         c = default_config(cnum=self.cnum, guided=self.guided)
         if self.d_cnum:
@@ -97,7 +116,8 @@ def _describe(reader: TFCheckpointReader, limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bool]:
+def detect_version(reader: TFCheckpointReader) -> int:
+    """1 or 2 from the generator's first two kernels; CheckpointError if not a DeepFill file."""
     shapes = reader.shapes()
     k1 = shapes.get(f"{G_SCOPE}/conv1/kernel")
     k2 = shapes.get(f"{G_SCOPE}/conv2_downsample/kernel")
@@ -105,11 +125,27 @@ def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bo
         raise CheckpointError(
             f"{reader.prefix} is not a DeepFill checkpoint: it has no {G_SCOPE}/conv1/kernel and "
             f"{G_SCOPE}/conv2_downsample/kernel (it holds: {_describe(reader)})")
+    # ungated (v1): conv2 consumes every conv1 output; gated (v2): the feature half
+    return 1 if k2[2] == k1[3] else 2
+
+
+def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bool]:
+    shapes = reader.shapes()
+    k1 = shapes[f"{G_SCOPE}/conv1/kernel"]
+    k2 = shapes[f"{G_SCOPE}/conv2_downsample/kernel"]
+    found = detect_version(reader)
     cnum, in_ch = k1[3], k1[2]
-    if k2[2] == cnum:  # ungated: conv2 consumes every conv1 output channel
-        raise CheckpointError(
-            f"{reader.prefix} is a DeepFill v1 checkpoint (plain convolutions: conv1 has {cnum} "
-            f"outputs, all consumed by conv2), not DeepFill v{version} (gated: conv2 reads half)")
+    if found != version:
+        kind = ("plain convolutions: conv1 has {c} outputs, all consumed by conv2" if found == 1
+                else "gated convolutions: conv2 reads half of conv1's {c} outputs").format(c=cnum)
+        raise CheckpointError(f"{reader.prefix} is a DeepFill v{found} checkpoint ({kind}), not "
+                              f"DeepFill v{version}; load it with version={found} (or None)")
+    if version == 1:
+        if in_ch != 5 or cnum % 2:
+            raise CheckpointError(
+                f"{reader.prefix}: {G_SCOPE}/conv1/kernel {k1} does not match the DeepFill v1 "
+                f"generator (conv1 [5, 5, 5, cnum], cnum even)")
+        return int(cnum), False
     if k2[2] * 2 != cnum or in_ch not in (5, 6) or cnum % 4:
         raise CheckpointError(
             f"{reader.prefix}: {G_SCOPE}/conv1/kernel {k1} and conv2_downsample/kernel {k2} do not "
@@ -117,12 +153,16 @@ def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bo
     return int(cnum), in_ch == 6
 
 
-def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool) -> dict:
-    from inpaintjax.models.deepfill import DeepFillV2Generator
-    g = DeepFillV2Generator(cnum=cnum, guided=guided)
+def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, version: int) -> dict:
+    from inpaintjax.models.deepfill import DeepFillV1Generator, DeepFillV2Generator
     img, msk = jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 1))
-    guide = jnp.zeros((1, 64, 64, 1)) if guided else None
-    abstract = jax.eval_shape(lambda: g.init(jax.random.key(0), img, msk, guide))["params"]
+    if version == 1:
+        g, args, label = DeepFillV1Generator(cnum=cnum), (img, msk), f"DeepFill v1 generator (cnum={cnum})"
+    else:
+        guide = jnp.zeros((1, 64, 64, 1)) if guided else None
+        g, args = DeepFillV2Generator(cnum=cnum, guided=guided), (img, msk, guide)
+        label = f"DeepFill v2 generator (cnum={cnum}, guided={guided})"
+    abstract = jax.eval_shape(lambda: g.init(jax.random.key(0), *args))["params"]
     shapes = reader.shapes()
     flat, missing, wrong = {}, [], []
     for path, leaf in _flatten(abstract).items():
@@ -135,7 +175,7 @@ def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool) -> di
             flat[path] = np.asarray(reader.get(name), np.float32)
     if missing or wrong:
         raise CheckpointError(
-            f"{reader.prefix} does not match the DeepFill v2 generator (cnum={cnum}, guided={guided}): "
+            f"{reader.prefix} does not match the {label}: "
             + (f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}; " if missing else "")
             + (f"shape mismatches {wrong[:6]}" if wrong else ""))
     # BGR -> RGB (image channels are the first three inputs; guide/ones/mask follow)
@@ -175,23 +215,54 @@ def _discriminator_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict]
     return {"params": params, "batch_stats": stats}, d_cnum
 
 
-def from_tf_checkpoint(path, version: int = 2) -> DeepFillWeights:
+def _v1_critic_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict], Optional[int]]:
+    """DeepFill v1's local and global WGAN critics (RGB), or (None, None) if the file has neither."""
+    scope = "discriminator"
+    present = [k for k in V1_CRITICS.values() if f"{scope}/{k}/conv1/kernel" in reader]
+    if not present:
+        return None, None
+    out = {}
+    for key, sub in V1_CRITICS.items():
+        names = {f"conv{i}": f"{scope}/{sub}/conv{i}" for i in range(1, 5)}
+        names["dense"] = f"{scope}/dout_{key}_fc"
+        params = {}
+        for module, base in names.items():
+            leaves = {}
+            for leaf in ("kernel", "bias"):
+                if f"{base}/{leaf}" not in reader:
+                    raise CheckpointError(f"{reader.prefix}: DeepFill v1 critics incomplete, "
+                                          f"{base}/{leaf} missing (both critics or neither)")
+                leaves[leaf] = np.asarray(reader.get(f"{base}/{leaf}"), np.float32)
+            if module == "conv1":  # BGR -> RGB input channels
+                leaves["kernel"] = leaves["kernel"][:, :, ::-1, :].copy()
+            params[module] = {k: jnp.asarray(v) for k, v in leaves.items()}
+        out[key] = {"params": params}
+    return out, int(out["local"]["params"]["conv1"]["kernel"].shape[-1])
+
+
+def from_tf_checkpoint(path, version: Optional[int] = None) -> DeepFillWeights:
     """Read an official DeepFill TF1 checkpoint (directory with a `checkpoint` file, or a prefix
-    such as '.../snap-1000000') into RGB Flax variables. See the module docstring."""
-    if version != 2:
-        raise ValueError(f"from_tf_checkpoint: version must be 2 (DeepFill v2), got {version!r}")
+    such as '.../snap-1000000') into RGB Flax variables. See the module docstring.
+    `version` None detects v1 or v2 from the variables; 1 or 2 insists on that version."""
+    if version not in (None, 1, 2):
+        raise ValueError(f"from_tf_checkpoint: version must be 1, 2 or None (detect), got {version!r}")
     path = os.fspath(path)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise FileNotFoundError(
             f"DeepFill checkpoint not found: {path} (expected a directory holding `checkpoint`, "
             f"<prefix>.index and <prefix>.data-00000-of-00001, or the <prefix> itself)")
     reader = TFCheckpointReader(path)
+    version = detect_version(reader) if version is None else version
     cnum, guided = _detect_generator(reader, version)
-    generator = {"params": _generator_params(reader, cnum, guided)}
-    discriminator, d_cnum = _discriminator_variables(reader)
+    generator = {"params": _generator_params(reader, cnum, guided, version)}
+    if version == 1:
+        discriminator, d_cnum = _v1_critic_variables(reader)
+    else:
+        discriminator, d_cnum = _discriminator_variables(reader)
     step = int(reader.get("global_step")) if "global_step" in reader else None
     return DeepFillWeights(generator=generator, discriminator=discriminator, cnum=cnum,
-                           guided=guided, d_cnum=d_cnum, step=step, prefix=reader.prefix)
+                           guided=guided, d_cnum=d_cnum, step=step, prefix=reader.prefix,
+                           version=version)
 
 
 def is_tf_checkpoint(path) -> bool:
@@ -209,10 +280,6 @@ def tf_checkpoint_version(path) -> Optional[int]:
     if not is_tf_checkpoint(path):
         return None
     try:
-        shapes = TFCheckpointReader(os.fspath(path)).shapes()
+        return detect_version(TFCheckpointReader(os.fspath(path)))
     except (CheckpointError, OSError, ValueError):
         return None
-    k1, k2 = shapes.get(f"{G_SCOPE}/conv1/kernel"), shapes.get(f"{G_SCOPE}/conv2_downsample/kernel")
-    if k1 is None or k2 is None or len(k1) != 4 or len(k2) != 4:
-        return None
-    return 1 if k2[2] == k1[3] else 2

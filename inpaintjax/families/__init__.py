@@ -5,5 +5,6 @@ from inpaintjax.families.base import (Family, FrozenWeightsError, Metric, Weight
 
 # Built-in families register themselves on import.
 from inpaintjax.families import deepfill_v2  # noqa: F401,E402
+from inpaintjax.families import deepfill_v1  # noqa: F401,E402
 from inpaintjax.families import pconv  # noqa: F401,E402
 from inpaintjax.families import edgeconnect  # noqa: F401,E402

@@ -1,14 +1,16 @@
 """DeepFill generators (coarse network + refinement network with contextual attention).
 
-DeepFillV2Generator is SPEC.md 1.3/1.4 layer for layer (JiahuiYu/generative_inpainting master,
-`InpaintCAModel.build_inpaint_net`). Sub-module names are the official TF layer names, so an
+DeepFillV2Generator is JiahuiYu/generative_inpainting master's `InpaintCAModel.build_inpaint_net`
+layer for layer, DeepFillV1Generator the same function at the repository's tag v1.0.0. Both are
+built by `coarse_to_fine` (one skeleton: the two versions have the same layers with the same
+feature widths; they differ in the convolution, the output squashing and the refinement input). Sub-module names are the official TF layer names, so an
 official checkpoint maps one to one (inpaint_net/<name>/kernel -> params[<name>]['conv']['kernel'];
 up-sampling layers nest as params[<name>]['conv']['conv'], mirroring <name>/<name>_conv).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -16,6 +18,68 @@ import jax.numpy as jnp
 from inpaintjax.layers.attention import ContextualAttention
 from inpaintjax.layers.gated import GatedConv, GatedUpConv
 from inpaintjax.layers.ops import resize_nearest_align_corners
+
+
+def coarse_to_fine(conv: Callable, up: Callable, x, xin, mask, width: int, *,
+                   finish: Callable, refine_input: Callable, flow_resize: str):
+    """The DeepFill coarse-to-fine network, shared by v1 and v2 (call it inside a compact method).
+
+    conv(name, features, k=3, s=1, d=1, act=nn.elu) and up(name, features) build one layer (a
+    sub-module of the calling module) under its official TF name. `width` is the feature width
+    of conv1 (v1: cnum, v2: cnum / 2 because v2's conv outputs hold features and gates).
+      x        [B, H, W, Cin] the stage-1 input (masked image and extra channels)
+      xin      [B, H, W, 3] the masked image, mask [B, H, W, 1] (1 = hole)
+      finish   maps a stage's raw 3-channel output to [-1, 1] (v1 clip, v2 tanh)
+      refine_input(composite) -> the stage-2 input (v1 appends ones and the mask; v2 none)
+    Returns stage1, stage2 [B, H, W, 3] and the attention flow image [B, H/4, W/4, 3].
+    """
+    f = width
+
+    def encoder(prefix, y, widths, last_act=nn.elu):
+        names = ("conv1", "conv2_downsample", "conv3", "conv4_downsample", "conv5", "conv6")
+        for i, (name, features) in enumerate(zip(names, widths)):
+            y = conv(prefix + name, features, 5 if i == 0 else 3, 2 if i in (1, 3) else 1,
+                     act=last_act if i == 5 else nn.elu)(y)
+        return y
+
+    def dilated(prefix, y):
+        for i, rate in enumerate((2, 4, 8, 16)):
+            y = conv(f"{prefix}conv{7 + i}_atrous", 4 * f, d=rate)(y)
+        return y
+
+    def decoder(prefix, y):
+        y = conv(prefix + "conv11", 4 * f)(y)
+        y = conv(prefix + "conv12", 4 * f)(y)
+        y = up(prefix + "conv13_upsample", 2 * f)(y)
+        y = conv(prefix + "conv14", 2 * f)(y)
+        y = up(prefix + "conv15_upsample", f)(y)
+        y = conv(prefix + "conv16", f // 2)(y)
+        return finish(conv(prefix + "conv17", 3, act=None)(y))
+
+    # stage 1: coarse network
+    y = encoder("", x, (f, 2 * f, 2 * f, 4 * f, 4 * f, 4 * f))
+    # TF resizes the mask to the conv6 size here (align corners), and attention halves it
+    # again: two steps pick different rows than one /8 step.
+    mask_s = resize_nearest_align_corners(mask, y.shape[1:3])
+    stage1 = decoder("", dilated("", y))
+
+    # stage 2: refinement of the composite; no stop-gradient between the stages (as the original)
+    xnow = refine_input(stage1 * mask + xin * (1.0 - mask))
+    x_hallu = dilated("x", encoder("x", xnow, (f, f, 2 * f, 2 * f, 4 * f, 4 * f)))
+    y = encoder("pm", xnow, (f, f, 2 * f, 4 * f, 4 * f, 4 * f), last_act=nn.relu)
+    y, flow = ContextualAttention(ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0,
+                                  fuse=True, flow_resize=flow_resize,
+                                  name="contextual_attention")(y, y, mask_s, return_flow=True)
+    y = conv("pmconv9", 4 * f)(y)
+    y = conv("pmconv10", 4 * f)(y)
+    stage2 = decoder("all", jnp.concatenate([x_hallu, y], axis=-1))
+    return stage1, stage2, flow
+
+
+def _check_size(cls_name: str, h: int, w: int):
+    if h % 8 or w % 8:
+        raise ValueError(f"{cls_name}: height and width must be multiples of 8 "
+                         f"(got {h}x{w}); pad the input (inpaintjax.Inpainter does this)")
 
 
 class DeepFillV2Generator(nn.Module):
@@ -52,9 +116,7 @@ class DeepFillV2Generator(nn.Module):
         if self.cnum % 4:
             raise ValueError(f"DeepFillV2Generator: cnum must be a multiple of 4, got {self.cnum}")
         b, h, w, _ = image.shape
-        if h % 8 or w % 8:
-            raise ValueError(f"DeepFillV2Generator: height and width must be multiples of 8 "
-                             f"(got {h}x{w}); pad the input (inpaintjax.Inpainter does this)")
+        _check_size("DeepFillV2Generator", h, w)
         if self.guided and guide is None:
             raise ValueError("DeepFillV2Generator(guided=True) needs `guide` [B, H, W, 1]")
         if not self.guided and guide is not None:
@@ -74,67 +136,70 @@ class DeepFillV2Generator(nn.Module):
         xin = image * (1.0 - mask)
         ones = jnp.ones_like(mask)
         parts = [xin] + ([guide.astype(jnp.float32)] if self.guided else []) + [ones, ones * mask]
-        x = jnp.concatenate(parts, axis=-1)
+        # v2 refines the 3-channel composite only
+        stage1, stage2, flow = coarse_to_fine(
+            conv, up, jnp.concatenate(parts, axis=-1), xin, mask, c // 2,
+            finish=lambda y: jnp.tanh(y.astype(jnp.float32)),
+            refine_input=lambda composite: composite, flow_resize="bilinear")
+        if return_flow:
+            return stage1, stage2, flow
+        return stage1, stage2
 
-        # stage 1: coarse network
-        x = conv("conv1", c // 2, 5)(x)
-        x = conv("conv2_downsample", c, 3, 2)(x)
-        x = conv("conv3", c)(x)
-        x = conv("conv4_downsample", 2 * c, 3, 2)(x)
-        x = conv("conv5", 2 * c)(x)
-        x = conv("conv6", 2 * c)(x)
-        # TF resizes the mask to the conv6 size here (align corners), and attention halves it
-        # again: two steps pick different rows than one /8 step (SPEC 1.13 item 2).
-        mask_s = resize_nearest_align_corners(mask, x.shape[1:3])
-        x = conv("conv7_atrous", 2 * c, d=2)(x)
-        x = conv("conv8_atrous", 2 * c, d=4)(x)
-        x = conv("conv9_atrous", 2 * c, d=8)(x)
-        x = conv("conv10_atrous", 2 * c, d=16)(x)
-        x = conv("conv11", 2 * c)(x)
-        x = conv("conv12", 2 * c)(x)
-        x = up("conv13_upsample", c)(x)
-        x = conv("conv14", c)(x)
-        x = up("conv15_upsample", c // 2)(x)
-        x = conv("conv16", c // 4)(x)
-        x = conv("conv17", 3, act=None)(x)
-        stage1 = jnp.tanh(x.astype(jnp.float32))
 
-        # stage 2: refinement; input is the 3-channel composite only (v2)
-        xnow = stage1 * mask + xin * (1.0 - mask)
-        # hallucination (dilated conv) branch
-        x = conv("xconv1", c // 2, 5)(xnow)
-        x = conv("xconv2_downsample", c // 2, 3, 2)(x)
-        x = conv("xconv3", c)(x)
-        x = conv("xconv4_downsample", c, 3, 2)(x)
-        x = conv("xconv5", 2 * c)(x)
-        x = conv("xconv6", 2 * c)(x)
-        x = conv("xconv7_atrous", 2 * c, d=2)(x)
-        x = conv("xconv8_atrous", 2 * c, d=4)(x)
-        x = conv("xconv9_atrous", 2 * c, d=8)(x)
-        x = conv("xconv10_atrous", 2 * c, d=16)(x)
-        x_hallu = x
-        # attention branch
-        x = conv("pmconv1", c // 2, 5)(xnow)
-        x = conv("pmconv2_downsample", c // 2, 3, 2)(x)
-        x = conv("pmconv3", c)(x)
-        x = conv("pmconv4_downsample", 2 * c, 3, 2)(x)
-        x = conv("pmconv5", 2 * c)(x)
-        x = conv("pmconv6", 2 * c, act=nn.relu)(x)
-        x, flow = ContextualAttention(ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0,
-                                      fuse=True, flow_resize="bilinear",
-                                      name="contextual_attention")(x, x, mask_s, return_flow=True)
-        x = conv("pmconv9", 2 * c)(x)
-        x = conv("pmconv10", 2 * c)(x)
-        x = jnp.concatenate([x_hallu, x], axis=-1)
-        # decoder
-        x = conv("allconv11", 2 * c)(x)
-        x = conv("allconv12", 2 * c)(x)
-        x = up("allconv13_upsample", c)(x)
-        x = conv("allconv14", c)(x)
-        x = up("allconv15_upsample", c // 2)(x)
-        x = conv("allconv16", c // 4)(x)
-        x = conv("allconv17", 3, act=None)(x)
-        stage2 = jnp.tanh(x.astype(jnp.float32))
+class DeepFillV1Generator(nn.Module):
+    """DeepFill v1 (Yu et al., CVPR 2018): the same two stages with plain convolutions.
+
+    JiahuiYu/generative_inpainting tag v1.0.0, `InpaintCAModel.build_inpaint_net`: every layer a
+    TF 'SAME' convolution with ELU (pmconv6 ReLU; conv17/allconv17 none, then clipped to [-1, 1]),
+    up-sampling = nearest x2 then a 3x3 convolution; stage 2 is fed [composite, ones, mask];
+    contextual attention as in v2 (its flow image up-sampled nearest, as v1). cnum=32 gives
+    3,601,542 parameters. Parameters nest like DeepFillV2Generator's (params[<name>]['conv'] and
+    params[<name>]['conv']['conv'] for up-sampling layers), named after the TF layers.
+
+    Call: `stage1, stage2 = g(image, mask)` (or `..., flow` with `return_flow=True`).
+      image  [B, H, W, 3] RGB in [-1, 1], H and W multiples of 8; the generator zeroes the hole.
+      mask   [B, H, W, 1] or [1, H, W, 1], 1 = hole.
+    Returns stage1, stage2 [B, H, W, 3] float32 in [-1, 1] (not composited) and the flow
+    [B, H/4, W/4, 3] in [0, 1]. `dtype` / `remat` as DeepFillV2Generator.
+    """
+
+    cnum: int = 32
+    dtype: Optional[Any] = None
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, image, mask, return_flow: bool = False):
+        if self.cnum % 2:
+            raise ValueError(f"DeepFillV1Generator: cnum must be even, got {self.cnum}")
+        b, h, w, _ = image.shape
+        _check_size("DeepFillV1Generator", h, w)
+        image = image.astype(jnp.float32)
+        mask = jnp.broadcast_to(mask.astype(jnp.float32), (b, h, w, 1))
+        # GatedConv / GatedUpConv with activation=None are single plain convolutions (no gate):
+        # v1's tf.layers.conv2d, under the same parameter names as v2's layers.
+        conv_cls = nn.remat(GatedConv) if self.remat else GatedConv
+        up_cls = nn.remat(GatedUpConv) if self.remat else GatedUpConv
+
+        def activated(layer, act):
+            return layer if act is None else (lambda y: act(layer(y)))
+
+        def conv(name, features, k=3, s=1, d=1, act=nn.elu):
+            return activated(conv_cls(features, k, s, d, activation=None, dtype=self.dtype,
+                                      name=name), act)
+
+        def up(name, features):
+            return activated(up_cls(features, activation=None, dtype=self.dtype, name=name), nn.elu)
+
+        xin = image * (1.0 - mask)
+        ones = jnp.ones_like(mask)
+
+        def with_ones_and_mask(y):
+            return jnp.concatenate([y, ones, ones * mask], axis=-1)
+
+        stage1, stage2, flow = coarse_to_fine(
+            conv, up, with_ones_and_mask(xin), xin, mask, self.cnum,
+            finish=lambda y: jnp.clip(y.astype(jnp.float32), -1.0, 1.0),
+            refine_input=with_ones_and_mask, flow_resize="nearest")
         if return_flow:
             return stage1, stage2, flow
         return stage1, stage2

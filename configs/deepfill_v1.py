@@ -1,0 +1,114 @@
+"""DeepFill v1 run configurations: `--config configs/deepfill_v1.py:<variant>[,key=value]`.
+
+Variants:
+  places2   the released recipe (v1.0.0 `inpaint.yml`, `train.py`): random 256x256 crops, batch
+            16, one box mask per batch (a 128x128 box shrunk by 0..16 px per side: hole sides
+            96..128), five critic updates per generator update, each on a fresh batch; Adam 1e-4
+            (0.5, 0.9); spatially discounted L1 (gamma 0.9) and known-region L1 at 1.2 (coarse
+            stage 1.2x), WGAN-GP (lambda 10) global + local critics at 0.001. Reads TFDS
+            `places365_small` (array_record; `tfds build` it first, or point data.source /
+            data.data_dir at your own folder).
+  celebahq  the same with each image resized to 256x256 (the yml's `RANDOM_CROP: False`), from an
+            image folder: --config.data.data_dir=DIR (TFDS cannot download CelebA-HQ).
+  demo      small and fast on the built-in sample photos: 64x64 crops (32x32 local crop, box
+            holes of 24..32 px), cnum 16, critics cnum 16, batch 4, lr 1e-3. A smoke run, not a
+            usable model.
+  test      tiny (32x32 crops, cnum 8, critics cnum 8, batch 2, 2 critic steps) for the tests.
+Modifiers (comma-separated after the variant):
+  key=value         any dotted key, e.g. `demo,num_steps=100` (same as --config.num_steps=100).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from inpaintjax.config import apply_overrides, base_config
+
+VARIANTS = ("places2", "celebahq", "demo", "test")
+
+
+def _common() -> ml_collections.ConfigDict:
+    c = base_config()
+    c.family = "deepfill_v1"
+    c.model.cnum = 32              # generator width (conv1 outputs)
+    c.model.d_cnum = 64            # critic width (conv1 outputs of both critics)
+    c.model.local_size = 128       # side of the local critic's crop around the hole
+    c.critic_steps = 5             # critic updates per generator update, each on a fresh batch
+    c.loss.l1_alpha = 1.2          # spatially discounted L1 on the local crop
+    c.loss.ae_alpha = 1.2          # L1 on the known region, normalised by its area
+    c.loss.coarse_alpha = 1.2      # stage-1 factor inside both L1 terms
+    c.loss.gan_alpha = 0.001       # WGAN generator terms
+    c.loss.global_wgan_alpha = 1.0
+    c.loss.gp_lambda = 10.0
+    c.loss.gamma = 0.9             # spatial discount per pixel of distance to the crop's edge
+    c.optim.lr = 1e-4
+    c.optim.b1 = 0.5
+    c.optim.b2 = 0.9
+    c.mask.generator = "deepfill_box"
+    c.mask.per_batch = True
+    c.data.image_size = 256
+    c.eval.image_size = 256
+    c.batch_size = 16
+    c.num_steps = 1_000_000
+    c.checkpoint_every = 10_000    # the original's TRAIN_SPE
+    c.log_every = 100
+    c.image_every = 2000
+    return c
+
+
+def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
+    tokens = [t.strip() for t in (arg or "places2").split(",") if t.strip()]
+    variant, mods = tokens[0], tokens[1:]
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/deepfill_v1.py: unknown variant {variant!r}; choose one of "
+                         f"{', '.join(VARIANTS)}")
+    c = _common()
+    if variant == "places2":
+        c.data.crop = "random"
+        c.data.source = "tfds"
+        c.data.name = "places365_small"
+    elif variant == "celebahq":
+        c.data.crop = "resize"
+        c.data.source = "folder"
+    elif variant == "demo":
+        c.data.source = "samples"
+        c.data.crop = "random"
+        c.data.image_size = 64
+        c.eval.image_size = 64
+        c.eval.num_images = 8
+        c.eval.per_bucket = 4
+        c.eval.batch_size = 8
+        c.model.cnum = 16
+        c.model.d_cnum = 16
+        c.model.local_size = 32
+        c.optim.lr = 1e-3
+        c.batch_size = 4
+        c.num_steps = 2000
+        c.log_every = 100
+        c.image_every = 500
+        c.checkpoint_every = 500
+    elif variant == "test":
+        c.data.source = "samples"
+        c.data.image_size = 32
+        c.eval.image_size = 32
+        c.eval.num_images = 4
+        c.eval.per_bucket = 1
+        c.eval.batch_size = 2
+        c.model.cnum = 8
+        c.model.d_cnum = 8
+        c.model.local_size = 16
+        c.critic_steps = 2
+        c.optim.lr = 1e-3          # so that a few steps move the losses measurably
+        c.batch_size = 2
+        c.num_steps = 4
+        c.log_every = 1
+        c.image_every = 2
+        c.checkpoint_every = 2
+        c.keep_checkpoints = 2
+    for mod in mods:
+        if "=" in mod:
+            apply_overrides(c, [mod])  # typed like --config.KEY=VALUE; unknown keys name the nearest
+        else:
+            raise ValueError(f"configs/deepfill_v1.py: unknown modifier {mod!r} in {arg!r}; use "
+                             f"key=value")
+    return c
