@@ -18,12 +18,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from inpaintjax.inference import _IMAGE_EXTS
-
-
-def _list_images(folder: str) -> list[str]:
-    return sorted(f for f in os.listdir(folder)
-                  if os.path.splitext(f)[1].lower() in _IMAGE_EXTS and not f.startswith("."))
+from inpaintjax.image_io import IMAGE_EXTENSIONS, list_images
 
 
 def _partner(folder_or_file: Optional[str], stem: str, what: str) -> Optional[str]:
@@ -31,7 +26,7 @@ def _partner(folder_or_file: Optional[str], stem: str, what: str) -> Optional[st
         return None
     if not os.path.isdir(folder_or_file):
         return folder_or_file  # one file shared by every image
-    for f in _list_images(folder_or_file):
+    for f in list_images(folder_or_file):
         if os.path.splitext(f)[0] == stem:
             return os.path.join(folder_or_file, f)
     raise FileNotFoundError(f"no {what} for image {stem!r} in {folder_or_file} (expected a file "
@@ -39,7 +34,8 @@ def _partner(folder_or_file: Optional[str], stem: str, what: str) -> Optional[st
 
 
 def _cmd_inpaint(args) -> int:
-    from inpaintjax.inference import Inpainter, read_image, write_image
+    from inpaintjax.image_io import read_image, read_mask, write_image
+    from inpaintjax.inference import Inpainter
     if not os.path.exists(args.image):
         raise FileNotFoundError(f"--image not found: {args.image}")
     if not os.path.exists(args.mask):
@@ -51,9 +47,9 @@ def _cmd_inpaint(args) -> int:
                                 f"checkpoint directory or prefix, or a train.py workdir)")
     inpainter = Inpainter.load(args.weights)
     if os.path.isdir(args.image):
-        names = _list_images(args.image)
+        names = list_images(args.image)
         if not names:
-            raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXTS)}) in {args.image}")
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.image}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise NotADirectoryError(f"--out {args.out} must be a directory in folder mode")
         os.makedirs(args.out, exist_ok=True)
@@ -63,8 +59,8 @@ def _cmd_inpaint(args) -> int:
             mask = _partner(args.mask, stem, "mask")
             sketch = _partner(args.sketch, stem, "sketch")
             out = inpainter.inpaint(read_image(os.path.join(args.image, name)),
-                                    read_image(mask, "mask"),
-                                    None if sketch is None else read_image(sketch, "sketch"))
+                                    read_mask(mask, "mask"),
+                                    None if sketch is None else read_mask(sketch, "sketch"))
             dest = os.path.join(args.out, stem + ".png")
             write_image(dest, out)
             print(f"[{i + 1}/{len(names)}] {dest}")
@@ -72,8 +68,8 @@ def _cmd_inpaint(args) -> int:
         return 0
     if os.path.isdir(args.mask):
         raise IsADirectoryError(f"--mask {args.mask} is a directory but --image is one file")
-    out = inpainter.inpaint(read_image(args.image), read_image(args.mask, "mask"),
-                            None if args.sketch is None else read_image(args.sketch, "sketch"))
+    out = inpainter.inpaint(read_image(args.image), read_mask(args.mask, "mask"),
+                            None if args.sketch is None else read_mask(args.sketch, "sketch"))
     write_image(args.out, out)
     print(f"wrote {args.out}")
     return 0

@@ -6,8 +6,10 @@
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
 (greyscale HxW and RGBA are accepted: grey is repeated, alpha dropped). Masks: a path, PIL image
-or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); any non-zero value is a
-hole. Sketches (guided models): same form as masks; non-zero = stroke, kept inside the hole only.
+or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); files are read by
+`image_io.read_mask` (a hole from 50% of the value range up); arrays: True, or 1 of a 0/1 integer
+array, or >= 0.5 of a float array, or >= 128 of a uint8 array is a hole (any channel). Sketches
+(guided models): same form as masks, 1 = stroke, kept inside the hole only.
 The result has the input's layout and dtype (uint8 in -> uint8 out, float in -> float32 out).
 
 Sizes: the network needs sides divisible by the family's `size_multiple` (8 for DeepFill). The
@@ -28,43 +30,12 @@ from typing import Optional
 
 import numpy as np
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-
-
-def read_image(path, what: str = "image") -> np.ndarray:
-    """Read an image file as a uint8 array (HxW or HxWxC); clear errors for missing/unreadable files."""
-    from PIL import Image, UnidentifiedImageError
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} path {path} is a directory; expected an image file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA" if im.mode != "LA" else "LA")
-            elif im.mode not in ("RGB", "L"):
-                im = im.convert("RGB")
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read {what} {path}: not an image file PIL can decode "
-                         f"(PNG, JPEG, BMP, TIFF, WebP ...): {e}") from None
-
-
-def write_image(path, image: np.ndarray) -> None:
-    """Write a uint8 HxWx3 (or float [0, 1]) image; the format follows the file extension."""
-    from PIL import Image
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(arr).save(path)
+from inpaintjax.image_io import read_image, read_mask, write_image  # noqa: F401 (public here too)
 
 
 def _to_array(x, what: str) -> np.ndarray:
     if isinstance(x, (str, os.PathLike)):
-        return read_image(x, what)
+        return read_image(x, what) if what == "image" else read_mask(x, what)
     try:
         from PIL import Image
         if isinstance(x, Image.Image):
@@ -97,24 +68,46 @@ def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
     if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
         raise TypeError(f"image: unsupported dtype {arr.dtype}; pass uint8 [0, 255] or float [0, 1]")
     f = arr.astype(np.float32)
+    if not np.all(np.isfinite(f)):
+        raise ValueError("image: the array holds NaN or Inf values; the output would be all NaN")
     if f.size and (f.min() < 0.0 or f.max() > 1.0):
         raise ValueError(f"image: float images must be in [0, 1], got values in "
                          f"[{f.min():.3g}, {f.max():.3g}] (pass uint8 for 0..255)")
     return f, f, batched
 
 
+def _array_hole(arr: np.ndarray) -> np.ndarray:
+    """Mask values -> bool, True = hole: bool as is; float from 0.5 up; integers: 1 when the
+    values are only 0 and 1, else from half the dtype's range up (128 of uint8, 32768 of uint16)."""
+    if arr.dtype == np.bool_:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("mask: the array holds NaN or Inf values")
+        return arr >= 0.5
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"mask: unsupported dtype {arr.dtype}; pass bool, uint8 or float [0, 1]")
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() <= 1):
+        return arr == 1
+    full = float(np.iinfo(arr.dtype).max) if arr.dtype.itemsize <= 2 else 255.0
+    return arr >= full / 2.0
+
+
 def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
-    """Mask/sketch -> float32 [B,H,W,1] in {0,1}: any non-zero value (any channel) is 1."""
+    """Mask/sketch -> float32 [B,H,W,1] in {0,1}; files by image_io.read_mask, arrays: 1 (or True)
+    of a 0/1 array, else at least half the dtype's range; of several channels, any."""
     arr = _to_array(x, what)
     if arr.ndim == 4:                     # B,H,W,C
-        arr = np.any(arr != 0, axis=-1)
+        arr = np.any(_array_hole(arr), axis=-1)
     elif arr.ndim == 3:
-        if arr.shape[:2] == tuple(hw):    # H,W,C
-            arr = np.any(arr != 0, axis=-1)[None]
+        if arr.shape[:2] == tuple(hw) or (arr.shape[1:] != tuple(hw) and arr.shape[-1] in (1, 3, 4)):
+            if arr.shape[-1] == 4:        # H,W,C: alpha is not part of a mask
+                arr = arr[..., :3]
+            arr = np.any(_array_hole(arr), axis=-1)[None]
         else:                             # B,H,W
-            arr = arr != 0
+            arr = _array_hole(arr)
     elif arr.ndim == 2:
-        arr = (arr != 0)[None]
+        arr = _array_hole(arr)[None]
     else:
         raise ValueError(f"{what}: expected an HxW array, got shape {arr.shape}")
     if arr.shape[1:3] != tuple(hw):
