@@ -32,6 +32,13 @@ import numpy as np
 
 from inpaintjax.image_io import read_image, read_mask, write_image  # noqa: F401 (public here too)
 
+#: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
+#: DeepFill v2's inference memory grows linearly with the pixel count (contextual attention works
+#: in blocks): peak resident memory measured by `python -m inpaintjax.bench --cases memory` was
+#: 0.95 GB at 256^2, 1.2 GB at 512^2, 1.7 GB at 1024^2 and 4.6 GB at 2048^2 (float32, CPU), about
+#: 0.7 GB per megapixel, so 16.8 megapixels need ~13 GB: above that, say so before any work.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
 
 def _to_array(x, what: str) -> np.ndarray:
     if isinstance(x, (str, os.PathLike)):
@@ -133,14 +140,20 @@ class Inpainter:
 
     Build with `Inpainter.load(path)` (detects the format), `Inpainter.from_workdir(workdir)`,
     `Inpainter.from_official(path, version=2)`, or `Inpainter(family, variables)`.
-    `max_batch` bounds how many images go through the network at once.
+    `max_batch` bounds how many images go through the network at once. `max_pixels` bounds the
+    padded width x height of one image (None = no bound): a larger image is refused with a
+    ValueError before any work (DEFAULT_MAX_PIXELS: see its comment for the measured memory).
     """
 
-    def __init__(self, family, variables, max_batch: int = 4):
+    def __init__(self, family, variables, max_batch: int = 4,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         import jax
         self.family = family
         self.variables = variables
         self.max_batch = int(max_batch)
+        if max_pixels is not None and int(max_pixels) < 1:
+            raise ValueError(f"Inpainter: max_pixels must be >= 1 or None, got {max_pixels}")
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
         self._fn = jax.jit(family.inpaint)
 
     @property
@@ -194,6 +207,18 @@ class Inpainter:
                                 f"official DeepFill TF checkpoint directory)")
 
     # -- prediction ------------------------------------------------------------------------------
+    def check_size(self, height: int, width: int, what: str = "image") -> None:
+        """Raise ValueError when a height x width image (padded to the family's size multiple)
+        has more than max_pixels pixels; the message names `what`, the size and the limit."""
+        m = self.family.size_multiple
+        ph, pw = -(-int(height) // m) * m, -(-int(width) // m) * m
+        if self.max_pixels is not None and ph * pw > self.max_pixels:
+            raise ValueError(
+                f"{what}: {width}x{height} ({ph * pw / 1e6:.1f} megapixels as the network sees it) "
+                f"is above the limit of {self.max_pixels:,} pixels ({self.max_pixels / 1e6:.1f} "
+                f"MP); inference memory grows with the pixel count: downscale or tile the image, "
+                f"or raise the limit (Inpainter(max_pixels=...), inpaintjax inpaint --max-pixels)")
+
     def inpaint(self, image, mask, sketch=None, return_extras: bool = False):
         """Fill the holes of `image` (see the module docstring for accepted forms).
 
@@ -201,8 +226,13 @@ class Inpainter:
         `return_extras=True`, a dict {'output', plus the family's extras such as 'stage1',
         'flow'} (extras float32 in [0, 1]). An all-zero mask returns the input with a warning.
         """
+        if isinstance(image, (str, os.PathLike)):  # from the header, before decoding
+            from inpaintjax.image_io import image_size
+            iw, ih = image_size(image)
+            self.check_size(ih, iw, os.fspath(image))
         img, base, batched = _image_batch(image)
         b, h, w, _ = img.shape
+        self.check_size(h, w)
         msk = _binary_batch(mask, "mask", b, (h, w))
         sk = None
         if sketch is not None:
