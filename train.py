@@ -30,12 +30,19 @@ def main(argv):
     xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
-    from inpaintjax.training import NonFiniteError, train
+    from inpaintjax.training import (CheckpointSaveError, ConfigurationError, NonFiniteError,
+                                     WorkdirLockedError, train)
     try:
         result = train(FLAGS.config, FLAGS.workdir)
     except NonFiniteError as e:
         print(f"train.py: {e}", file=sys.stderr, flush=True)
         sys.exit(3)
+    except (ConfigurationError, WorkdirLockedError) as e:  # nothing ran: no traceback
+        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except CheckpointSaveError as e:
+        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(4)
     if result["preempted"]:
         sys.exit(0)
 
