@@ -2,4 +2,4 @@
 
 from inpaintjax.training.checkpoint import (Checkpointer, CheckpointSaveError,  # noqa: F401
                                             WorkdirLockedError, load_for_inference)
-from inpaintjax.training.loop import ConfigurationError, NonFiniteError, train  # noqa: F401
+from inpaintjax.training.loop import NonFiniteError, configuration_error, train  # noqa: F401

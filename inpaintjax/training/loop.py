@@ -42,9 +42,15 @@ from inpaintjax.training import sharding as shard_lib
 log = logging.getLogger(__name__)
 
 
-class ConfigurationError(ValueError):
-    """The run cannot start as configured (batch size, data folder, init_from, ...); raised
-    before the workdir is touched, or with a workdir this run created removed again."""
+def configuration_error(e: BaseException) -> bool:
+    """Whether `train` raised `e` because the run cannot start as configured (batch size, data
+    folder, frozen weights, init_from, seed): raised before the workdir is touched, or with the
+    workdir this run created removed again. Entry points print such errors in one line."""
+    return bool(getattr(e, "inpaintjax_configuration_error", False))
+
+
+def _mark_configuration_error(e: BaseException) -> None:
+    e.inpaintjax_configuration_error = True
 
 
 class NonFiniteError(FloatingPointError):
@@ -299,7 +305,8 @@ def train(config, workdir: str) -> dict:
         frozen_host = family.load_frozen()  # a missing weight file stops here
         source = data_lib.make_source(config.data, "train")
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
-        raise ConfigurationError(str(e).strip("'\"")) from e
+        _mark_configuration_error(e)
+        raise
     repl = shard_lib.replicated(mesh)
     created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -330,7 +337,8 @@ def train(config, workdir: str) -> dict:
         try:
             state, start = initial_state(family, config, ckpt, repl, init_key, logger)
         except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
-            raise ConfigurationError(str(e).strip("'\"")) from e
+            _mark_configuration_error(e)
+            raise
     except BaseException:
         if ckpt is not None:
             ckpt.close()
