@@ -34,9 +34,10 @@ from inpaintjax.image_io import read_image, read_mask, write_image  # noqa: F401
 
 #: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
 #: DeepFill v2's inference memory grows linearly with the pixel count (contextual attention works
-#: in blocks): peak resident memory measured by `python -m inpaintjax.bench --cases memory` was
-#: 0.95 GB at 256^2, 1.2 GB at 512^2, 1.7 GB at 1024^2 and 4.6 GB at 2048^2 (float32, CPU), about
-#: 0.7 GB per megapixel, so 16.8 megapixels need ~13 GB: above that, say so before any work.
+#: in blocks): XLA's buffer plan for one float32 image is 0.8 GiB at 1024^2, 3.1 GiB at 2048^2 and
+#: 12.6 GiB at 4096^2 (about 0.75 GiB per megapixel, plus ~1 GB of runtime: the peak RSS measured
+#: by `python -m inpaintjax.bench --cases memory` was 1.7 GB at 1024^2), so 4096^2 fits a 24 GB
+#: machine with room to spare; above it, say so before any work.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
