@@ -6,6 +6,10 @@ Rerunning in the same workdir resumes from its newest readable checkpoint. Many 
 same command on each with --coordinator_address HOST:PORT --num_processes N --process_id I (or the
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables, or
 --distributed on a cluster JAX detects by itself: SLURM, Cloud TPU, ...).
+
+Exit status: 0 finished (or saved and stopped on SIGTERM); 2 the run cannot start as configured, or
+another run holds the workdir (one line, no traceback); 3 a non-finite loss or gradient; 4 a
+checkpoint could not be written.
 """
 
 import sys
@@ -30,12 +34,23 @@ def main(argv):
     xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
-    from inpaintjax.training import NonFiniteError, train
+    from inpaintjax.training import (CheckpointSaveError, NonFiniteError, WorkdirLockedError,
+                                     configuration_error, train)
     try:
         result = train(FLAGS.config, FLAGS.workdir)
     except NonFiniteError as e:
         print(f"train.py: {e}", file=sys.stderr, flush=True)
         sys.exit(3)
+    except CheckpointSaveError as e:
+        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(4)
+    except Exception as e:
+        if not (configuration_error(e) or isinstance(e, WorkdirLockedError)):
+            raise
+        # nothing ran: the message alone (a KeyError's str() adds quotes around it)
+        text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"train.py: error: {text}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if result["preempted"]:
         sys.exit(0)
 

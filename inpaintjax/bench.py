@@ -9,6 +9,9 @@ Prints one JSON record per case (and appends them to --out if given):
                 DeepFill v2 one step = a discriminator and a generator update, for DeepFill v1
                 five critic updates and a generator update, on six batches)
   train512      (with --train512) the same at 512x512, e.g. with and without --remat for memory
+  memory        the family's jitted `inpaint`, batch 1, at --memory-sizes (default 256, 512, 1024,
+                2048): peak RSS of the child and seconds per megapixel (no FLOP count: a second
+                compile would double the memory peak)
 Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
 compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
 native convolution: the fast CPU gradient runs in loops whose FLOPs the analysis does not count),
@@ -175,12 +178,35 @@ def _run_case(case: dict) -> dict:
         warm, times = _timed(lambda: jax.block_until_ready(compiled(ws, x)), repeats)
         rec["flops"] = _flops_native(fn, ws, x, case=case, compiled=compiled)
         del lax
-    elif kind in ("infer", "train"):
+    elif kind in ("infer", "train", "memory"):
         family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
                             case.get("reduced", False), case.get("overrides", ()))
         batch = _batch(family, case["batch"], case["size"])
-        state = family.init_state(jax.random.key(0), batch)
-        if kind == "infer":
+        # parameters do not depend on the image size: initialise small (the discriminator's
+        # initialisation at 2048 x 2048 would dominate the memory peak being measured)
+        state = family.init_state(jax.random.key(0), _batch(family, case["batch"], 64)
+                                  if kind == "memory" else batch)
+        if kind == "memory":
+            variables = family.inference_variables(state)
+            del state
+            inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
+                {k: np.asarray(v) for k, v in batch.items()}).items()}
+            del batch
+            fn = jax.jit(lambda v, inputs: family.inpaint(v, inputs)["output"])
+            t0 = time.perf_counter()
+            compiled = fn.lower(variables, inputs).compile()
+            rec["compile_s"] = time.perf_counter() - t0
+            last = []
+
+            def run():
+                last[:] = [compiled(variables, inputs).block_until_ready()]
+
+            warm, times = _timed(run, repeats)
+            out = np.asarray(last[0])
+            if not np.all(np.isfinite(out)):
+                raise SystemExit("inpaintjax.bench: non-finite inpainting output")
+            rec["flops"] = None
+        elif kind == "infer":
             variables = family.inference_variables(state)
             del state
             inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
@@ -232,6 +258,8 @@ def _run_case(case: dict) -> dict:
 
 
 def _summary(warm, times) -> dict:
+    if not times:  # repeats 0: the one run after compilation is the measurement
+        times = [warm]
     return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
             "min_s": round(min(times), 4), "max_s": round(max(times), 4),
             "repeats": len(times)}
@@ -308,6 +336,14 @@ def _cases(a) -> list[dict]:
     if "train512" in wanted:
         b, s = sizes["t512"]
         out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
+    if "memory" in wanted:
+        mem_sizes = [int(x) for x in a.memory_sizes.split(",")] if a.memory_sizes else (
+            [64, 128] if a.reduced else [256, 512, 1024, 2048])
+        for s in mem_sizes:
+            # large sizes: the first run after compilation is the measurement (a 2048 x 2048
+            # inpainting takes many minutes on a 2-core CPU)
+            out.append({"kind": "memory", "batch": 1, "size": s, **common, **fam,
+                        "repeats": common["repeats"] if s <= 512 else 0})
     return out
 
 
@@ -364,6 +400,10 @@ def _finish(rec: dict, peak: float | None) -> dict:
         rec["images_per_s"] = round(rec["batch"] / med, 4)
     if rec.get("kind") == "infer" and med:
         rec["latency_s"] = med
+    if rec.get("kind") == "memory" and med:
+        mp = rec["size"] ** 2 / 1e6
+        rec["megapixels"] = round(mp, 4)
+        rec["s_per_megapixel"] = round(med / mp, 3)
     return rec
 
 
@@ -419,7 +459,9 @@ def main(argv=None) -> int:
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
     p.add_argument("--cases", default="peak,stack,infer,train",
                    help="comma list of peak, stack, infer, infer512 (batch 1 at 512 only), train, "
-                        "train512")
+                        "train512, memory")
+    p.add_argument("--memory-sizes", default="",
+                   help="comma list of square sizes for the memory case (default 256,512,1024,2048)")
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")

@@ -6,11 +6,13 @@
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
 (greyscale HxW and RGBA are accepted: grey is repeated, alpha dropped). Masks: a path, PIL image
-or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); any non-zero value is a
-hole. For a batch of B images a BxHxW array is B masks, even where it could also be read as one
-HxWxC mask (B = H = W = C). Sketches (guided models): same form as masks; non-zero = stroke, kept
-inside the hole only. The result has the input's layout and dtype (uint8 in -> uint8 out, a float
-dtype in -> the same float dtype out; the network itself computes in float32).
+or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); files are read by
+`image_io.read_mask` (a hole from 50% of the value range up); arrays: True, or 1 of a 0/1 integer
+array, or >= 0.5 of a float array, or >= 128 of a uint8 array is a hole (any channel). For a batch
+of B images a BxHxW array is B masks, even where it could also be read as one HxWxC mask
+(B = H = W = C). Sketches (guided models): same form as masks, 1 = stroke, kept inside the hole
+only. The result has the input's layout and dtype (uint8 in -> uint8 out, a float dtype in -> the
+same float dtype out; the network itself computes in float32).
 
 Sizes: the network needs sides divisible by the family's `size_multiple` (8 for DeepFill). The
 image, mask and sketch are padded at the bottom/right by mirror reflection (numpy 'reflect') and
@@ -30,43 +32,20 @@ from typing import Optional
 
 import numpy as np
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+from inpaintjax.image_io import read_image, read_mask, write_image  # noqa: F401 (public here too)
 
-
-def read_image(path, what: str = "image") -> np.ndarray:
-    """Read an image file as a uint8 array (HxW or HxWxC); clear errors for missing/unreadable files."""
-    from PIL import Image, UnidentifiedImageError
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} path {path} is a directory; expected an image file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA" if im.mode != "LA" else "LA")
-            elif im.mode not in ("RGB", "L"):
-                im = im.convert("RGB")
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read {what} {path}: not an image file PIL can decode "
-                         f"(PNG, JPEG, BMP, TIFF, WebP ...): {e}") from None
-
-
-def write_image(path, image: np.ndarray) -> None:
-    """Write a uint8 HxWx3 (or float [0, 1]) image; the format follows the file extension."""
-    from PIL import Image
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(arr).save(path)
+#: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
+#: DeepFill v2's inference memory grows linearly with the pixel count (contextual attention works
+#: in blocks): XLA's buffer plan for one float32 image is 0.8 GiB at 1024^2, 3.1 GiB at 2048^2 and
+#: 12.6 GiB at 4096^2 (about 0.75 GiB per megapixel, plus ~1 GB of runtime: the peak RSS measured
+#: by `python -m inpaintjax.bench --cases memory` was 1.7 GB at 1024^2), so 4096^2 fits a 24 GB
+#: machine with room to spare; above it, say so before any work.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def _to_array(x, what: str) -> np.ndarray:
     if isinstance(x, (str, os.PathLike)):
-        return read_image(x, what)
+        return read_image(x, what) if what == "image" else read_mask(x, what)
     try:
         from PIL import Image
         if isinstance(x, Image.Image):
@@ -99,25 +78,48 @@ def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
     if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
         raise TypeError(f"image: unsupported dtype {arr.dtype}; pass uint8 [0, 255] or float [0, 1]")
     f = arr.astype(np.float32)
+    if not np.all(np.isfinite(f)):
+        raise ValueError("image: the array holds NaN or Inf values; the output would be all NaN")
     if f.size and (f.min() < 0.0 or f.max() > 1.0):
         raise ValueError(f"image: float images must be in [0, 1], got values in "
                          f"[{f.min():.3g}, {f.max():.3g}] (pass uint8 for 0..255)")
     return f, (arr if arr.dtype != np.bool_ else f), batched
 
 
+def _array_hole(arr: np.ndarray) -> np.ndarray:
+    """Mask values -> bool, True = hole: bool as is; float from 0.5 up; integers: 1 when the
+    values are only 0 and 1, else from half the dtype's range up (128 of uint8, 32768 of uint16)."""
+    if arr.dtype == np.bool_:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("mask: the array holds NaN or Inf values")
+        return arr >= 0.5
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"mask: unsupported dtype {arr.dtype}; pass bool, uint8 or float [0, 1]")
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() <= 1):
+        return arr == 1
+    full = float(np.iinfo(arr.dtype).max) if arr.dtype.itemsize <= 2 else 255.0
+    return arr >= full / 2.0
+
+
 def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
-    """Mask/sketch -> float32 [B,H,W,1] in {0,1}: any non-zero value (any channel) is 1."""
+    """Mask/sketch -> float32 [B,H,W,1] in {0,1}; files by image_io.read_mask, arrays: 1 (or True)
+    of a 0/1 array, else at least half the dtype's range; of several channels, any."""
     arr = _to_array(x, what)
     if arr.ndim == 4:                     # B,H,W,C
-        arr = np.any(arr != 0, axis=-1)
+        arr = np.any(_array_hole(arr), axis=-1)
     elif arr.ndim == 3:
         # H,W,C, unless a batch of images makes B,H,W fit too (then B masks)
-        if arr.shape[:2] == tuple(hw) and not (batch > 1 and arr.shape == (batch,) + tuple(hw)):
-            arr = np.any(arr != 0, axis=-1)[None]
+        hwc = arr.shape[:2] == tuple(hw) and not (batch > 1 and arr.shape == (batch,) + tuple(hw))
+        if hwc or (arr.shape[1:] != tuple(hw) and arr.shape[-1] in (1, 3, 4)):
+            if arr.shape[-1] == 4:        # H,W,C: alpha is not part of a mask
+                arr = arr[..., :3]
+            arr = np.any(_array_hole(arr), axis=-1)[None]
         else:                             # B,H,W
-            arr = arr != 0
+            arr = _array_hole(arr)
     elif arr.ndim == 2:
-        arr = (arr != 0)[None]
+        arr = _array_hole(arr)[None]
     else:
         raise ValueError(f"{what}: expected an HxW array, got shape {arr.shape}")
     if arr.shape[1:3] != tuple(hw):
@@ -143,14 +145,20 @@ class Inpainter:
 
     Build with `Inpainter.load(path)` (detects the format and the family), `Inpainter.from_workdir
     (workdir)`, or `Inpainter(family, variables)`. `max_batch` bounds how many images go through
-    the network at once.
+    the network at once. `max_pixels` bounds the padded width x height of one image (None = no
+    bound): a larger image is refused with a ValueError before any work (DEFAULT_MAX_PIXELS: see
+    its comment for the measured memory).
     """
 
-    def __init__(self, family, variables, max_batch: int = 4):
+    def __init__(self, family, variables, max_batch: int = 4,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         import jax
         self.family = family
         self.variables = variables
         self.max_batch = int(max_batch)
+        if max_pixels is not None and int(max_pixels) < 1:
+            raise ValueError(f"Inpainter: max_pixels must be >= 1 or None, got {max_pixels}")
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
         self._fn = jax.jit(family.inpaint)
 
     @property
@@ -204,6 +212,18 @@ class Inpainter:
         return cls(fam_cls(config), variables, **kw)
 
     # -- prediction ------------------------------------------------------------------------------
+    def check_size(self, height: int, width: int, what: str = "image") -> None:
+        """Raise ValueError when a height x width image (padded to the family's size multiple)
+        has more than max_pixels pixels; the message names `what`, the size and the limit."""
+        m = self.family.size_multiple
+        ph, pw = -(-int(height) // m) * m, -(-int(width) // m) * m
+        if self.max_pixels is not None and ph * pw > self.max_pixels:
+            raise ValueError(
+                f"{what}: {width}x{height} ({ph * pw / 1e6:.1f} megapixels as the network sees it) "
+                f"is above the limit of {self.max_pixels:,} pixels ({self.max_pixels / 1e6:.1f} "
+                f"MP); inference memory grows with the pixel count: downscale or tile the image, "
+                f"or raise the limit (Inpainter(max_pixels=...), inpaintjax inpaint --max-pixels)")
+
     def inpaint(self, image, mask, sketch=None, return_extras: bool = False):
         """Fill the holes of `image` (see the module docstring for accepted forms).
 
@@ -211,8 +231,13 @@ class Inpainter:
         `return_extras=True`, a dict {'output', plus the family's extras such as 'stage1',
         'flow'} (extras float32 in [0, 1]). An all-zero mask returns the input with a warning.
         """
+        if isinstance(image, (str, os.PathLike)):  # from the header, before decoding
+            from inpaintjax.image_io import image_size
+            iw, ih = image_size(image)
+            self.check_size(ih, iw, os.fspath(image))
         img, base, batched = _image_batch(image)
         b, h, w, _ = img.shape
+        self.check_size(h, w)
         msk = _binary_batch(mask, "mask", b, (h, w))
         sk = None
         if sketch is not None:

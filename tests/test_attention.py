@@ -1,5 +1,7 @@
 """Contextual attention (SPEC.md 1.5) against a loop-by-loop NumPy re-derivation and hand-worked cases."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -344,3 +346,105 @@ def test_matches_tensorflow_fixture(case):
     grad_f, grad_b = jax.grad(loss, argnums=(0, 1))(jnp.asarray(g["f"]), jnp.asarray(g["b"]))
     for got, want in ((grad_f, g["grad_f"]), (grad_b, g["grad_b"])):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-3, atol=1e-5 * np.abs(want).max())
+
+
+# ------------------------------------------------------------------------------------------------
+# Blocked (memory-bounded) score matrix against the whole-matrix formulation: a frozen copy of the
+# layer's direct form (one [h*w, L] score matrix per sample, the fuse as shifted adds on it).
+# ------------------------------------------------------------------------------------------------
+
+def _reference_one(b, f_d, b_d, m_d, ksize=3, stride=1, rate=2, fuse_k=3, scale=10.0, fuse=True):
+    height, width, channels = b.shape
+    h, w = f_d.shape[:2]
+    raw = att._extract_patches(b, 2 * rate, rate * stride)
+    nbh, nbw = raw.shape[:2]
+    raw = raw.reshape(nbh * nbw, -1)
+    patches = att._extract_patches(b_d, ksize, stride).reshape(nbh * nbw, -1)
+    mm = (jnp.mean(att._extract_patches(m_d, ksize, stride).reshape(nbh * nbw, -1), axis=1)
+          == 0.0).astype(jnp.float32)
+    sq = jnp.sum(jnp.square(patches), axis=1, keepdims=True)
+    norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+    normed = patches / jnp.maximum(norm, 1e-4)
+    scores = att._extract_patches(f_d, ksize, 1).reshape(h * w, -1) @ normed.T
+    if fuse:
+        scores = att._diagonal_fuse(scores, fuse_k)
+        scores = scores.reshape(h, w, h, w).transpose(1, 0, 3, 2).reshape(h * w, h * w)
+        scores = att._diagonal_fuse(scores, fuse_k)
+        scores = scores.reshape(w, h, w, h).transpose(1, 0, 3, 2).reshape(h * w, h * w)
+    scores = scores * mm
+    attention = jax.nn.softmax(scores * scale, axis=-1) * mm
+    best = jnp.argmax(attention, axis=-1)
+    py, px = jnp.divmod(jnp.arange(h * w), w)
+    offsets = jnp.stack([(best // nbw) * stride - py, (best % nbw) * stride - px], -1)
+    blocks = (attention @ raw).reshape(h, w, 2 * rate, 2 * rate, channels)
+    return att._overlap_add(blocks, rate, height, width) / 4.0, attention, offsets.reshape(h, w, 2)
+
+
+def _reference(f, b, mask, rate=2, **kw):
+    size = (f.shape[1] // rate, f.shape[2] // rate)
+    down = [ops.resize_nearest_align_corners(x, size) for x in (f, b, mask)]
+    return jax.vmap(lambda *a: _reference_one(*a, rate=rate, **kw))(b, *down)
+
+
+@pytest.mark.parametrize("H,W,fuse,stride,fuse_k,block", [
+    (16, 24, True, 1, 3, 7),      # h != w (the column-major order matters), 96 not a multiple of 7
+    (14, 10, True, 1, 3, 1),      # one query per block, odd down-sampled sides
+    (16, 16, True, 1, 5, 10),     # a wider fuse: halo of 2 + 2 rows
+    (16, 24, False, 2, 3, 5),     # no fuse, stride 2 (fewer candidates than queries)
+])
+def test_blocked_scores_match_whole_matrix_values_and_gradients(H, W, fuse, stride, fuse_k, block):
+    f, b, mask = _random_inputs(H * 31 + W + block, 2, H, W, 3)
+    f, b, mask = jnp.asarray(f), jnp.asarray(b), jnp.asarray(mask)
+    kw = dict(fuse=fuse, stride=stride, fuse_k=fuse_k)
+    out = contextual_attention(f, b, mask, query_block=block, **kw)
+    reference = jax.jit(functools.partial(_reference, **kw))
+    y_ref, a_ref, off_ref = reference(f, b, mask)
+    np.testing.assert_allclose(np.asarray(out.y), np.asarray(y_ref), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.attention).reshape(a_ref.shape), np.asarray(a_ref),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out.offsets), np.asarray(off_ref))
+    assert float(jnp.abs(out.y).max()) > 1e-3
+    proj = jnp.asarray(np.random.default_rng(block).standard_normal(f.shape).astype(np.float32))
+    blocked = jax.jit(jax.grad(lambda f, b: jnp.sum(contextual_attention(
+        f, b, mask, query_block=block, return_attention=False, **kw).y * proj), argnums=(0, 1)))
+    whole = jax.jit(jax.grad(lambda f, b: jnp.sum(reference(f, b, mask)[0] * proj), argnums=(0, 1)))
+    for got, want in zip(blocked(f, b), whole(f, b)):
+        want = np.asarray(want)
+        assert np.abs(want).max() > 1e-3
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_blocked_path_is_chosen_automatically_above_the_budget(monkeypatch):
+    f, b, mask = (jnp.asarray(x) for x in _random_inputs(3, 2, 16, 16, 2))
+    whole = contextual_attention(f, b, mask)
+    monkeypatch.setattr(att, "BLOCK_SCORES", 200)   # 64 x 64 = 4096 scores: blocks of 3 queries
+    assert att._query_block(64, 64, 0) == 3
+    contextual_attention.clear_cache()
+    try:
+        small = contextual_attention(f, b, mask)
+    finally:
+        contextual_attention.clear_cache()
+    np.testing.assert_allclose(np.asarray(small.y), np.asarray(whole.y), rtol=1e-5, atol=1e-6)
+    assert att._query_block(64, 64, 0) == 3 and att._query_block(10, 10, 0) == 10
+
+
+def _temp_bytes(fn, *args):
+    return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_blocked_memory_is_far_below_the_score_matrix():
+    # 128 x 128 features at rate 2: 4096 x 4096 scores = 64 MiB per float32 copy (one sample).
+    f, b, mask = (jnp.asarray(x[:1]) for x in _random_inputs(5, 2, 128, 128, 4))
+    matrix = 4096 * 4096 * 4
+
+    def value(block):
+        return lambda f, b: contextual_attention(f, b, mask, query_block=block,
+                                                 return_attention=False).y
+
+    def grad(block):
+        return jax.grad(lambda f, b: jnp.sum(value(block)(f, b)), argnums=(0, 1))
+
+    whole_v, blocked_v = _temp_bytes(value(0), f, b), _temp_bytes(value(128), f, b)
+    whole_g, blocked_g = _temp_bytes(grad(0), f, b), _temp_bytes(grad(128), f, b)
+    assert whole_v > matrix and whole_g > 2 * matrix          # today's form holds the matrix
+    assert blocked_v < matrix / 4 and blocked_g < matrix / 2   # blocks of 128 + 2 rows

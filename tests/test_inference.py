@@ -37,8 +37,10 @@ def test_known_pixels_are_preserved_exactly_and_odd_sizes_work(inpainter):
     known = mask == 0
     np.testing.assert_array_equal(out[known], img[known])
     assert (out[~known] != img[~known]).mean() > 0.5
-    # any non-zero value marks a hole
-    np.testing.assert_array_equal(inpainter.inpaint(img, (mask > 0).astype(np.float32) * 0.3), out)
+    # float masks: a hole from 0.5 up (0.7 is a hole, 0.3 is not)
+    np.testing.assert_array_equal(inpainter.inpaint(img, (mask > 0).astype(np.float32) * 0.7), out)
+    with pytest.warns(UserWarning, match="no hole pixels"):
+        np.testing.assert_array_equal(inpainter.inpaint(img, (mask > 0).astype(np.float32) * 0.3), img)
     # float input in [0, 1], a batch of two sharing one mask -> float32, known pixels bit-identical
     batch = np.stack([img, img[::-1]]).astype(np.float32) / 255.0
     res = inpainter.inpaint(batch, mask, return_extras=True)

@@ -7,6 +7,9 @@ A TF checkpoint "prefix" P names a tensor bundle:
   P.data-<i>-of-<n>           the raw tensor bytes of shard i, concatenated
 A checkpoint *directory* holds a text file `checkpoint` whose `model_checkpoint_path` names P.
 
+Every tensor read is checked against the crc32c TensorFlow stored for it in the index (masked as
+LevelDB/TF mask it); a mismatch raises CheckpointError naming the tensor and the data file.
+
 Only dense numeric tensors are decoded (float16/32/64, bfloat16, (u)int8/16/32/64, bool), which is
 everything a model checkpoint holds; strings and partitioned (sliced) variables are reported by
 name if asked for.
@@ -19,6 +22,7 @@ import re
 import struct
 from typing import Dict, Iterator, Tuple
 
+import google_crc32c
 import numpy as np
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
@@ -36,7 +40,17 @@ _DT_NAMES = {7: "string", 8: "complex64", 18: "complex128", 20: "resource", 21: 
 
 
 class CheckpointError(ValueError):
-    """A TF checkpoint is missing, incomplete or not in the tensor-bundle format."""
+    """A TF checkpoint is missing, incomplete, corrupt or not in the tensor-bundle format."""
+
+
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+def masked_crc32c(data) -> int:
+    """CRC-32C (Castagnoli) of `data`, masked as TF stores it in BundleEntryProto.crc32c
+    (tensorflow/core/lib/hash/crc32c.h `Mask`: rotate right by 15 bits, add 0xa282ead8)."""
+    crc = google_crc32c.value(bytes(data))
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,7 +200,8 @@ def _parse_shape(buf: bytes) -> Tuple[int, ...]:
 
 
 def _parse_entry(buf: bytes) -> dict:
-    entry = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "sliced": False}
+    entry = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "sliced": False,
+             "crc32c": None}
     for field, _, value in _proto_fields(buf):
         if field == 1:
             entry["dtype"] = value
@@ -198,6 +213,8 @@ def _parse_entry(buf: bytes) -> dict:
             entry["offset"] = value
         elif field == 5:
             entry["size"] = value
+        elif field == 6:
+            entry["crc32c"] = value
         elif field == 7:
             entry["sliced"] = True
     return entry
@@ -277,9 +294,12 @@ class TFCheckpointReader:
     def keys(self):
         return self._entries.keys()
 
+    def _shard_name(self, i: int) -> str:
+        return f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}"
+
     def _shard(self, i: int) -> np.ndarray:
         if i not in self._shards:
-            fname = f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}"
+            fname = self._shard_name(i)
             if not os.path.isfile(fname):
                 raise CheckpointError(f"checkpoint data file {fname} is missing (the .index names "
                                       f"{self.num_shards} data shard(s))")
@@ -295,7 +315,12 @@ class TFCheckpointReader:
             raise CheckpointError(f"{name} is a partitioned variable; not supported")
         raw = np.asarray(self._shard(e["shard_id"])[e["offset"]:e["offset"] + e["size"]])
         if len(raw) != e["size"]:
-            raise CheckpointError(f"{name}: data file is truncated")
+            raise CheckpointError(f"{name}: data file {self._shard_name(e['shard_id'])} is truncated")
+        if e["crc32c"] is not None and masked_crc32c(raw) != e["crc32c"]:
+            raise CheckpointError(
+                f"tensor {name!r} in {self._shard_name(e['shard_id'])} is corrupt: its crc32c "
+                f"does not match the one TensorFlow recorded in {self.prefix}.index (a damaged "
+                f"download or disk error; fetch the checkpoint again)")
         n = int(np.prod(e["shape"], dtype=np.int64))
         if e["dtype"] == _DT_BFLOAT16:
             bits = np.frombuffer(raw.tobytes(), "<u2").astype(np.uint32) << 16
@@ -307,6 +332,10 @@ class TFCheckpointReader:
         if dt.itemsize * n != e["size"]:
             raise CheckpointError(f"{name}: {e['size']} bytes for shape {e['shape']} of {dt}")
         return np.frombuffer(raw.tobytes(), dt).reshape(e["shape"]).astype(dt.newbyteorder("="))
+
+    def verify(self) -> None:
+        """Read every decodable tensor once, checking its crc32c (CheckpointError on a mismatch)."""
+        self.to_dict()
 
     def to_dict(self, prefix: str = "") -> Dict[str, np.ndarray]:
         """All decodable tensors whose name starts with `prefix`."""

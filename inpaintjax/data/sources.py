@@ -17,7 +17,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+from inpaintjax.image_io import IMAGE_EXTENSIONS, image_size, list_images, read_image, read_mask
 
 #: scikit-image's bundled colour photographs (no download). The stereo pair's right view is left
 #: out: it shows the same scene as the left view shifted by the disparity, so it would leak the
@@ -85,22 +85,10 @@ class SampleSource:
                 f"of each photo")
 
 
-def _scan_images(folder: str) -> list[str]:
-    """Relative paths of every image file under `folder` (recursive), sorted for determinism."""
-    out = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
-        for f in sorted(files):
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
-                out.append(os.path.relpath(os.path.join(root, f), folder))
-    return out
-
-
 def decode_image(path: str) -> np.ndarray:
-    """Fully decode an image file to uint8 [H, W, 3] RGB (greyscale / alpha / palette converted)."""
-    with Image.open(path) as img:
-        img.load()
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    """Fully decode an image file to uint8 [H, W, 3] RGB (image_io.read_image: 16-bit scaled,
+    EXIF orientation applied, Pillow's pixel limit enforced)."""
+    return read_image(path)
 
 
 def held_out(relpath: str, percent: float) -> bool:
@@ -109,13 +97,14 @@ def held_out(relpath: str, percent: float) -> bool:
 
 
 class FolderSource:
-    """Every jpg/png/webp image under `folder` (recursive), optionally with paired masks.
+    """Every image under `folder` (recursive, image_io.IMAGE_EXTENSIONS; symbolic links to
+    directories are not followed, see image_io.list_images), optionally with paired masks.
 
     Files that cannot be opened as images, or whose smaller side is below `min_side`, are skipped
     and counted (`self.skipped`, logged). With `mask_dir`, image `a/b.jpg` pairs with the mask
-    `mask_dir/a/b.<any image extension>` (any non-zero pixel = hole); images without a mask are
-    skipped and counted. `holdout` = (percent, want_held_out) keeps only files in (or out of) the
-    held-out split chosen by `held_out`. A folder with no usable image raises ValueError naming it.
+    `mask_dir/a/b.<any image extension>` (read by image_io.read_mask: >= 50% of the range is a
+    hole); images without a mask are skipped and counted. `holdout` = (percent, want_held_out)
+    keeps only files in (or out of) the held-out split chosen by `held_out`. A folder with no usable image raises ValueError naming it.
 
     Decoding is checked from the header at start-up (fast even for large folders); a file that
     still fails to decode later is replaced by the next usable image and logged.
@@ -133,23 +122,22 @@ class FolderSource:
         self.folder, self.mask_dir, self.min_side = folder, mask_dir, min_side
         masks = {}
         if mask_dir:
-            for rel in _scan_images(mask_dir):
+            for rel in list_images(mask_dir, recursive=True):
                 masks.setdefault(os.path.splitext(rel)[0], rel)
         self.skipped = {"undecodable": 0, "tiny": 0, "no_mask": 0}
         self.files: list[str] = []
         self.mask_files: list[str | None] = []
-        candidates = _scan_images(folder)
+        candidates = list_images(folder, recursive=True)
         if holdout is not None:
             percent, want = holdout
             candidates = [r for r in candidates if held_out(r, percent) == want]
         for rel in candidates:
             path = os.path.join(folder, rel)
             try:
-                with Image.open(path) as img:
-                    w, h = img.size
-            except Exception as e:  # PIL raises several types on junk
+                w, h = image_size(path)
+            except ValueError as e:  # undecodable header, or above Pillow's pixel limit
                 self.skipped["undecodable"] += 1
-                log.warning("skipping %s: not a decodable image (%s)", path, type(e).__name__)
+                log.warning("skipping %s", e)
                 continue
             if min(w, h) < min_side:
                 self.skipped["tiny"] += 1
@@ -175,7 +163,6 @@ class FolderSource:
         return len(self.files)
 
     def __getitem__(self, i):
-        from inpaintjax.masks import load_mask
         for attempt in range(len(self.files)):
             j = (i + attempt) % len(self.files)
             path = os.path.join(self.folder, self.files[j])
@@ -188,7 +175,7 @@ class FolderSource:
                 image = resize_shorter_side(image, self.resize_shorter)
             mask = None
             if self.mask_files[j] is not None:
-                mask = load_mask(os.path.join(self.mask_dir, self.mask_files[j]))
+                mask = read_mask(os.path.join(self.mask_dir, self.mask_files[j]))
                 if mask.shape != image.shape[:2]:
                     mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(
                         (image.shape[1], image.shape[0]), Image.NEAREST)) > 127

@@ -16,6 +16,17 @@ whole batch; with a shared mask, or a [1, H, W, 1] mask, the two are identical).
 Formulation: per sample, matching is one [h*w, 9C] x [9C, L] matrix product, the fuse is shifted
 adds on the [h*w, L] score matrix, and the paste is one [h*w, L] x [L, 16C] product followed by an
 overlap-add of the 4x4 blocks. All of it is differentiable and jit-compatible; the batch is vmapped.
+
+Memory. The score matrix has (h*w) x L entries, the square of the pixel count (2048 x 2048 input to
+DeepFill v2: 65536^2 floats, 17 GB per copy). When it has more than `BLOCK_SCORES` entries (or
+`query_block` is given) the scores are computed for blocks of query positions in turn (`lax.map`,
+each block rematerialised in the backward pass), so memory grows linearly with the pixel count.
+Each query's softmax is over all candidates, so a block's softmax is exact. The fuse couples a query
+with its neighbours in both flattened orders; the blocked form folds the first (row-major) fuse into
+the matrix product (`fuse_k` shifted copies of the patch columns on both sides: sum_i F[p+i].W[q+i]
+is one dot product of the concatenations) and runs the blocks in column-major query order, so the
+second fuse needs only `fuse_k - 1` extra score rows per block. Same numbers up to float rounding;
+the folded product costs `fuse_k` times the matching FLOPs, so small maps keep the direct form.
 """
 
 from __future__ import annotations
@@ -129,7 +140,8 @@ def _diagonal_fuse(s, k: int):
 # --------------------------------------------------------------------------------------------------
 
 class ContextualAttentionOutput(NamedTuple):
-    """y [B, H, W, C] (dtype of f); attention [B, h, w, L] float32 (h = H/rate, L = candidates);
+    """y [B, H, W, C] (dtype of f); attention [B, h, w, L] float32 (h = H/rate, L = candidates;
+    None when not asked for);
     offsets int32 [B, h, w, 2]: (dy, dx) from each down-sampled position to its argmax candidate."""
 
     y: jax.Array
@@ -222,20 +234,119 @@ def _attend_one(b, f_d, b_d, m_d, *, ksize, stride, rate, fuse_k, softmax_scale,
     return y.astype(dtype), attention.reshape(h, w, n_cand), offsets
 
 
+#: score-matrix entries above which contextual_attention works in blocks of query positions, and
+#: the entries per block it then aims at (2^24 float32 = 64 MiB per live copy of a block)
+BLOCK_SCORES = 1 << 24
+
+
+def _shift_rows(x, d: int):
+    """out[a] = x[a + d], zero where a + d is outside x's rows."""
+    if d == 0:
+        return x
+    zeros = jnp.zeros((abs(d),) + x.shape[1:], x.dtype)
+    if d > 0:
+        return jnp.concatenate([x[d:], zeros], axis=0)
+    return jnp.concatenate([zeros, x[:d]], axis=0)
+
+
+def _attend_one_blocked(b, f_d, b_d, m_d, *, ksize, stride, rate, fuse_k, softmax_scale, fuse,
+                        query_block, with_attention):
+    """`_attend_one` with the score matrix built `query_block` query positions at a time (module
+    docstring). Returns (y [H, W, C], attention [h, w, L] or None, offsets [h, w, 2])."""
+    height, width, channels = b.shape
+    dtype = b.dtype
+    h, w = f_d.shape[:2]
+    n_q = h * w
+
+    raw = _extract_patches(b, 2 * rate, rate * stride)
+    nbh, nbw = raw.shape[:2]
+    n_cand = nbh * nbw
+    raw = raw.reshape(n_cand, 4 * rate * rate * channels)
+    patches = _extract_patches(b_d, ksize, stride).reshape(n_cand, ksize * ksize * channels)
+    m_patches = _extract_patches(m_d, ksize, stride).reshape(n_cand, -1)
+    mm = jax.lax.stop_gradient((jnp.mean(m_patches, axis=1) == 0.0).astype(jnp.float32))
+    patches32 = patches.astype(jnp.float32)
+    sq = jnp.sum(jnp.square(patches32), axis=1, keepdims=True)
+    positive = sq > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+    normed = (patches32 / jnp.maximum(norm, 1e-4)).astype(dtype)
+    f_cols = _extract_patches(f_d, ksize, 1).reshape(n_q, ksize * ksize * channels)
+
+    if fuse:
+        # first fuse folded into the product: S1[p, q] = sum_i S[p + i - lo, q + i - lo]
+        lo, hi = (fuse_k - 1) // 2, fuse_k - 1 - (fuse_k - 1) // 2
+        shifts = [i - lo for i in range(fuse_k)]
+        x = jnp.concatenate([_shift_rows(f_cols, d) for d in shifts], axis=1)
+        cand = jnp.concatenate([_shift_rows(normed, d) for d in shifts], axis=1)
+        # column-major order (position x*h + y) on both sides, where the second fuse is a shift
+        order = np.arange(n_q).reshape(h, w).T.reshape(-1)
+        x, cand = jnp.take(x, order, axis=0), jnp.take(cand, order, axis=0)
+    else:
+        lo = hi = 0
+        x, cand = f_cols, normed
+    q = int(query_block)
+    n_blocks = -(-n_q // q)
+    x = jnp.pad(x, ((lo, n_blocks * q - n_q + hi), (0, 0)))  # zero rows: out-of-range neighbours
+    cand_t = cand.T
+
+    def one_block(i):
+        rows = jax.lax.dynamic_slice_in_dim(x, i * q, q + lo + hi, axis=0)
+        s = jnp.matmul(rows, cand_t, preferred_element_type=jnp.float32)  # [q + lo + hi, L]
+        if fuse:
+            # second fuse: S2[p', c'] = sum_j S1[p' + j - lo, c' + j - lo] in column-major order
+            sp = jnp.pad(s, ((0, 0), (lo, hi)))
+            s = sum(sp[j:j + q, j:j + n_cand] for j in range(fuse_k))
+            s = s.reshape(q, w, h).transpose(0, 2, 1).reshape(q, n_cand)  # candidates row-major
+        s = s * mm
+        attention = jax.nn.softmax(s * softmax_scale, axis=-1) * mm
+        best = jnp.argmax(jax.lax.stop_gradient(attention), axis=-1).astype(jnp.int32)
+        pasted = jnp.matmul(attention.astype(dtype), raw, preferred_element_type=jnp.float32)
+        return (pasted, best, attention) if with_attention else (pasted, best)
+
+    outs = jax.lax.map(jax.checkpoint(one_block, prevent_cse=False), jnp.arange(n_blocks))
+    outs = [o.reshape((n_blocks * q,) + o.shape[2:])[:n_q] for o in outs]
+    if fuse:  # query rows back to row-major order
+        outs = [jnp.take(o, np.argsort(order), axis=0) for o in outs]
+    pasted, best = outs[0], outs[1]
+    qy, qx = (best // nbw) * stride, (best % nbw) * stride
+    py, px = jnp.divmod(jnp.arange(n_q, dtype=jnp.int32), w)
+    offsets = jnp.stack([qy - py, qx - px], axis=-1).reshape(h, w, 2)
+    blocks = pasted.reshape(h, w, 2 * rate, 2 * rate, channels)
+    y = _overlap_add(blocks, rate, height, width) / 4.0
+    attention = outs[2].reshape(h, w, n_cand) if with_attention else None
+    return y.astype(dtype), attention, offsets
+
+
+def _query_block(n_q: int, n_cand: int, query_block: int) -> int:
+    """Query positions per block: `query_block` if given, else all of them when the score matrix
+    has at most BLOCK_SCORES entries, else BLOCK_SCORES // candidates (at least 1)."""
+    if query_block:
+        return min(int(query_block), n_q)
+    if n_q * n_cand <= BLOCK_SCORES:
+        return n_q
+    return max(1, min(n_q, BLOCK_SCORES // n_cand))
+
+
 @functools.partial(jax.jit, static_argnames=("ksize", "stride", "rate", "fuse_k", "softmax_scale",
-                                             "fuse"))
+                                             "fuse", "query_block", "return_attention"))
 def contextual_attention(f, b, mask=None, *, ksize: int = 3, stride: int = 1, rate: int = 2,
-                         fuse_k: int = 3, softmax_scale: float = 10.0,
-                         fuse: bool = True) -> ContextualAttentionOutput:
+                         fuse_k: int = 3, softmax_scale: float = 10.0, fuse: bool = True,
+                         query_block: int = 0,
+                         return_attention: bool = True) -> ContextualAttentionOutput:
     """Contextual attention of SPEC.md 1.5 (GI `contextual_attention`), batched, per-sample masks.
 
     f: foreground features [B, H, W, C] (float32 or bfloat16); b: background features, same shape
     (DeepFill passes f = b); mask: [B, H, W, 1] or [1, H, W, 1] with 1 = hole, at f's resolution,
     or None (every candidate valid). H and W must be multiples of `rate`.
+    query_block: query positions (down-sampled pixels) per block of the score matrix; 0 chooses
+    (one block up to BLOCK_SCORES entries, see the module docstring). return_attention=False leaves
+    `attention` None: the full [h*w, L] map is the one quadratic-size result, skip it for big images.
     Returns ContextualAttentionOutput(y [B, H, W, C] in f's dtype, attention [B, H/r, W/r, L]
     float32, offsets int32 [B, H/r, W/r, 2] as (dy, dx) in down-sampled pixels).
     """
     _check_inputs(f, b, mask, ksize, stride, rate, fuse_k, fuse)
+    if query_block < 0:
+        raise ValueError(f"contextual_attention: query_block={query_block} must be >= 0 (0 = auto)")
     b = b.astype(f.dtype)
     if mask is None:
         mask = jnp.zeros(f.shape[:3] + (1,), jnp.float32)
@@ -247,9 +358,19 @@ def contextual_attention(f, b, mask=None, *, ksize: int = 3, stride: int = 1, ra
     f_d = resize_nearest_align_corners(f, size)
     b_d = resize_nearest_align_corners(b, size)
     m_d = resize_nearest_align_corners(mask.astype(jnp.float32), size)
-    one = functools.partial(_attend_one, ksize=ksize, stride=stride, rate=rate, fuse_k=fuse_k,
-                            softmax_scale=softmax_scale, fuse=fuse)
-    y, attention, offsets = jax.vmap(one)(b, f_d, b_d, m_d)
+    n_q = size[0] * size[1]
+    n_cand = (-(-size[0] // stride)) * (-(-size[1] // stride))
+    block = _query_block(n_q, n_cand, query_block)
+    if block >= n_q:
+        one = functools.partial(_attend_one, ksize=ksize, stride=stride, rate=rate, fuse_k=fuse_k,
+                                softmax_scale=softmax_scale, fuse=fuse)
+        y, attention, offsets = jax.vmap(one)(b, f_d, b_d, m_d)
+        return ContextualAttentionOutput(y, attention if return_attention else None, offsets)
+    one = functools.partial(_attend_one_blocked, ksize=ksize, stride=stride, rate=rate,
+                            fuse_k=fuse_k, softmax_scale=softmax_scale, fuse=fuse,
+                            query_block=block, with_attention=return_attention)
+    # samples one after another too: a vmapped block would hold B blocks at once
+    y, attention, offsets = jax.lax.map(lambda args: one(*args), (b, f_d, b_d, m_d))
     return ContextualAttentionOutput(y, attention, offsets)
 
 
@@ -270,11 +391,13 @@ class ContextualAttention(nn.Module):
     softmax_scale: float = 10.0
     fuse: bool = True
     flow_resize: str = "bilinear"
+    query_block: int = 0  # 0 = automatic (see contextual_attention)
 
     def __call__(self, f, b, mask=None, return_flow: bool = False):
         out = contextual_attention(f, b, mask, ksize=self.ksize, stride=self.stride, rate=self.rate,
                                    fuse_k=self.fuse_k, softmax_scale=self.softmax_scale,
-                                   fuse=self.fuse)
+                                   fuse=self.fuse, query_block=self.query_block,
+                                   return_attention=False)
         if not return_flow:
             return out.y
         flow = flow_to_image(out.offsets)

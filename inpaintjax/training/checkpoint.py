@@ -5,15 +5,32 @@ spectral-norm statistics, the step) and a small JSON record: the step, the root 
 per-step keys are fold_in(root, step)) and the data iterator's state (the next batch index: the
 pipeline is a pure function of the step). Restoring takes the newest checkpoint that reads back
 whole; a newest one that is incomplete or corrupt is skipped with a warning for the previous one.
+
+Integrity: orbax checksums only its chunk indexes, not the array bytes, so the JSON record also
+holds a CRC-32C of every array of the state, computed at save time; a restored state whose arrays
+do not match (a flipped bit on disk) counts as corrupt like a truncated one. A save that cannot be
+written raises CheckpointSaveError at that save (one line naming the directory and the cause).
+
+The workdir lock (`WorkdirLock`, file `<workdir>/lock`): process 0 of a run holds an exclusive
+`flock` on it and writes its pid and host there; a second run on the same workdir stops at once
+with CheckpointError naming the holder. The kernel drops the lock when its process dies, so the
+lock of a killed run is taken over by the next one, with a message naming the dead holder (on a
+network filesystem this relies on its support for `flock`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
+import tempfile
+import time
 from typing import Any
 
+import google_crc32c
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from inpaintjax import config as config_lib
@@ -21,6 +38,104 @@ from inpaintjax import config as config_lib
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "lock"
+DIGESTS_KEY = "array_crc32c"
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (read-only or full disk, removed directory, ...)."""
+
+
+class WorkdirLockedError(RuntimeError):
+    """Another live run holds the workdir's lock."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint read back with arrays that differ from those saved."""
+
+
+def _host_array(x) -> np.ndarray:
+    if isinstance(x, jax.Array):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        # a replicated array: this process's copy is the whole array
+        x = x.addressable_data(0) if not x.is_fully_addressable else x
+    return np.ascontiguousarray(np.asarray(x))
+
+
+def array_digests(tree: Any) -> dict[str, str]:
+    """{tree path: CRC-32C (hex) of the array's bytes} for every leaf of a replicated state."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = _host_array(leaf)
+        out[jax.tree_util.keystr(path)] = f"{google_crc32c.value(a.tobytes()):08x}/{a.dtype}{list(a.shape)}"
+    return out
+
+
+def check_digests(tree: Any, recorded: dict[str, str], where: str) -> None:
+    """Raise CorruptCheckpointError naming the first arrays whose digest differs from `recorded`."""
+    got = array_digests(tree)
+    bad = sorted(k for k in set(got) | set(recorded) if got.get(k) != recorded.get(k))
+    if bad:
+        raise CorruptCheckpointError(
+            f"{where}: {len(bad)} array(s) differ from what was saved ({', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}): the files were damaged after the save")
+
+
+class WorkdirLock:
+    """Exclusive lock of a workdir for one run (module docstring). `acquire()` raises
+    WorkdirLockedError naming the live holder's pid and host; `release()` gives it up."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(os.path.abspath(workdir), LOCK_FILE)
+        self._fd: int | None = None
+
+    def _read(self, fd: int) -> dict:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        try:
+            return json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return {"raw": text}
+
+    def acquire(self) -> str | None:
+        """Take the lock; returns a message when a dead run's lock was taken over, else None."""
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self._read(fd)
+            os.close(fd)
+            raise WorkdirLockedError(
+                f"workdir {os.path.dirname(self.path)} is in use by another run: pid "
+                f"{holder.get('pid', '?')} on host {holder.get('host', '?')} (started "
+                f"{holder.get('started', '?')}) holds {self.path}; stop that run or use another "
+                f"workdir") from None
+        previous = self._read(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(me) + "\n").encode())
+        os.fsync(fd)
+        self._fd = fd
+        if previous:
+            return (f"took over the workdir lock of pid {previous.get('pid', '?')} on host "
+                    f"{previous.get('host', '?')} (started {previous.get('started', '?')}): that "
+                    f"run ended without releasing it")
+        return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        import fcntl
+        try:
+            os.ftruncate(self._fd, 0)  # empty: the next run finds a clean hand-over
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -33,6 +148,7 @@ class Checkpointer:
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
         self.directory = checkpoint_dir(workdir)
         self.read_only = read_only
+        self._failed = False
         if read_only:  # orbax warns about any saving option given to a read-only manager
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=None, save_interval_steps=0, enable_async_checkpointing=False,
@@ -47,9 +163,32 @@ class Checkpointer:
         self.manager.reload()
         return sorted(self.manager.all_steps())
 
+    def check_writable(self, step: int | None = None) -> None:
+        """Raise CheckpointSaveError when no file can be created in the checkpoint directory."""
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.directory):
+                pass
+        except OSError as e:
+            self._failed = True
+            what = f"checkpoint {step}" if step is not None else "checkpoints"
+            raise CheckpointSaveError(
+                f"cannot write {what} to {self.directory}: {e.strerror or e}; the run stops here "
+                f"(make the directory writable and rerun to resume from the last checkpoint)") from None
+
     def save(self, step: int, state: Any, meta: dict, force: bool = True) -> None:
-        self.manager.save(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+        """Start saving checkpoint `step` (with the arrays' digests in its record). Raises
+        CheckpointSaveError when the directory cannot be written or an earlier background save
+        failed."""
+        self.check_writable(step)
+        meta = {**meta, DIGESTS_KEY: array_digests(state)}
+        try:
+            self.manager.save(int(step), args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+        except Exception as e:  # also an earlier asynchronous save's failure, surfacing here
+            self._failed = True
+            raise CheckpointSaveError(f"saving checkpoint {step} to {self.directory} failed: "
+                                      f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
     def restore(self, abstract_state: Any, step: int | None = None):
         """(step, state, meta) of checkpoint `step`, or of the newest one that reads back whole
@@ -64,6 +203,9 @@ class Checkpointer:
             try:
                 out = self.manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                if DIGESTS_KEY in out["meta"]:
+                    check_digests(out["state"], out["meta"][DIGESTS_KEY],
+                                  f"checkpoint {s} in {self.directory}")
             except Exception as e:  # a truncated or corrupt file raises from many layers
                 if step is not None:
                     raise RuntimeError(f"checkpoint {s} in {self.directory} cannot be read: {e}") from e
@@ -95,9 +237,21 @@ class Checkpointer:
         self.manager.reload()
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            self._failed = True
+            raise CheckpointSaveError(f"saving a checkpoint to {self.directory} failed: "
+                                      f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
     def close(self) -> None:
+        """Finish pending saves and close; after a failed save, close without waiting again."""
+        if self._failed:
+            try:
+                self.manager.close()
+            except Exception:  # the failure was reported already
+                pass
+            return
         self.manager.wait_until_finished()
         self.manager.close()
 

@@ -42,6 +42,17 @@ from inpaintjax.training import sharding as shard_lib
 log = logging.getLogger(__name__)
 
 
+def configuration_error(e: BaseException) -> bool:
+    """Whether `train` raised `e` because the run cannot start as configured (batch size, data
+    folder, frozen weights, init_from, seed): raised before the workdir is touched, or with the
+    workdir this run created removed again. Entry points print such errors in one line."""
+    return bool(getattr(e, "inpaintjax_configuration_error", False))
+
+
+def _mark_configuration_error(e: BaseException) -> None:
+    e.inpaintjax_configuration_error = True
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN/Inf loss term or gradient norm (`step`, `terms`)."""
 
@@ -281,41 +292,63 @@ def train(config, workdir: str) -> dict:
     """
     workdir = os.path.abspath(workdir)
     is_main = jax.process_index() == 0
-    family = get_family(config.family)(config)
-    spec = family.batch_spec()
-    fields_lib.check_spec(spec, f"{config.family}.batch_spec()")
-    per_step = int(family.batches_per_step)
-    mesh = shard_lib.make_mesh()
-    global_size = int(config.batch_size)
-    per_device = shard_lib.check_batch_size(global_size, mesh)
-    rows = shard_lib.process_rows(global_size, mesh)
+    try:  # everything that can be wrong with the configuration, before any file is written
+        family = get_family(config.family)(config)
+        spec = family.batch_spec()
+        fields_lib.check_spec(spec, f"{config.family}.batch_spec()")
+        per_step = int(family.batches_per_step)
+        mesh = shard_lib.make_mesh()
+        global_size = int(config.batch_size)
+        per_device = shard_lib.check_batch_size(global_size, mesh)
+        rows = shard_lib.process_rows(global_size, mesh)
+        num_steps = int(config.num_steps)
+        frozen_host = family.load_frozen()  # a missing weight file stops here
+        source = data_lib.make_source(config.data, "train")
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+        _mark_configuration_error(e)
+        raise
     repl = shard_lib.replicated(mesh)
-    num_steps = int(config.num_steps)
-    frozen_host = family.load_frozen()  # before any file is written: a missing weight file stops here
+    created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
-    if is_main:
-        config_lib.save_config(config, os.path.join(workdir, ckpt_lib.CONFIG_FILE))
-    logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
-    logger.text(f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
-                f"{jax.process_count()} process(es) ({jax.devices()[0].platform}); global batch "
-                f"{global_size} = {per_device} per device x {jax.device_count()} devices"
-                f"{f', {per_step} batches per step' if per_step > 1 else ''}; this process loads rows "
-                f"{rows[0]}..{rows[-1]}; workdir {workdir}")
-
-    source = data_lib.make_source(config.data, "train")
-    logger.text(f"data: {data_lib.describe(source)}; batch {', '.join(sorted(spec))}; masks: "
-                f"{config.mask.generator}{' (one per batch)' if config.mask.per_batch else ''}")
-    data = data_lib.TrainBatches(config, source, rows, spec, per_step)
-
-    root = jax.random.key(int(config.seed))
-    init_key, step_root = jax.random.split(root)
-    ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-    frozen = replicate(frozen_host, repl)
+    lock = ckpt_lib.WorkdirLock(workdir) if is_main else None
+    took_over = lock.acquire() if lock is not None else None  # WorkdirLockedError: nothing written
+    ckpt = logger = None
     try:
-        state, start = initial_state(family, config, ckpt, repl, init_key, logger)
+        if is_main:
+            config_lib.save_config(config, os.path.join(workdir, ckpt_lib.CONFIG_FILE))
+        logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
+        if took_over:
+            logger.text(took_over)
+        logger.text(f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
+                    f"{jax.process_count()} process(es) ({jax.devices()[0].platform}); global batch "
+                    f"{global_size} = {per_device} per device x {jax.device_count()} devices"
+                    f"{f', {per_step} batches per step' if per_step > 1 else ''}; this process loads "
+                    f"rows {rows[0]}..{rows[-1]}; workdir {workdir}")
+        logger.text(f"data: {data_lib.describe(source)}; batch {', '.join(sorted(spec))}; masks: "
+                    f"{config.mask.generator}{' (one per batch)' if config.mask.per_batch else ''}")
+        data = data_lib.TrainBatches(config, source, rows, spec, per_step)
+
+        root = jax.random.key(int(config.seed))
+        init_key, step_root = jax.random.split(root)
+        ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+        if is_main:
+            ckpt.check_writable()
+        frozen = replicate(frozen_host, repl)
+        try:
+            state, start = initial_state(family, config, ckpt, repl, init_key, logger)
+        except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
+            _mark_configuration_error(e)
+            raise
     except BaseException:
-        ckpt.close()
-        logger.close()
+        if ckpt is not None:
+            ckpt.close()
+        if logger is not None:
+            logger.close()
+        if lock is not None:
+            lock.release()
+        if created and is_main:  # leave no half-made workdir behind
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
         raise
 
     size = int(config.data.image_size)
@@ -374,4 +407,6 @@ def train(config, workdir: str) -> dict:
     finally:
         ckpt.close()
         logger.close()
+        if lock is not None:
+            lock.release()
     return {"step": step, "metrics": last_metrics, "preempted": preempted, "state": state}

@@ -1,0 +1,315 @@
+"""Reading and writing image and mask files: the one place inpaintjax decodes or encodes a file.
+
+    from inpaintjax import image_io
+    img = image_io.read_image('photo.png')      # uint8 [H, W, 3] RGB, EXIF orientation applied
+    hole = image_io.read_mask('mask.png')       # float32 [H, W] in {0, 1}, 1 = hole
+    image_io.write_image('out.png', img)
+    names = image_io.list_images('photos/', recursive=True)
+
+Images. Every mode Pillow decodes becomes 8-bit RGB with its full range kept: 16-bit greyscale
+(`I;16*`) and 32-bit integer (`I`, as 16-bit data in 0..65535) are scaled by 255/65535, float (`F`)
+images must hold finite values in [0, 1], palette/alpha images lose their alpha, CMYK/YCbCr/LAB
+are converted by Pillow. The EXIF orientation tag is applied (`ImageOps.exif_transpose`), so the
+array is the picture as viewers show it, and a mask drawn on the displayed picture fits it.
+
+Size limit. A file whose header declares more pixels than `PIL.Image.MAX_IMAGE_PIXELS` (Pillow's
+decompression-bomb limit, 89.5 megapixels by default) is refused with a ValueError before it is
+decoded (Pillow itself only warns up to twice the limit). Raise the limit by setting
+`PIL.Image.MAX_IMAGE_PIXELS` (None = no limit) before reading.
+
+Masks. A pixel is a hole when its value is at least half of the value range (128 of 255, 32768 of
+65535, 0.5 for float files), so a grey background, JPEG ringing or anti-aliased strokes do not turn
+into holes. A file whose only values are 0 and 1 (a label map) has 1 = hole. Colour masks: a channel
+that is the same after thresholding at every pixel (e.g. a saturated blue background) carries no
+mask and is ignored; a pixel is a hole when any remaining channel is at least half (red strokes on
+black, white strokes on blue). Alpha is ignored unless the colour is constant and the alpha is not
+(strokes drawn only in the alpha channel). A mask with more than two distinct values, or covering
+more than 90% of the image, gets a warning naming the file.
+
+Folders. `list_images` lists files whose extension is in IMAGE_EXTENSIONS (any case), skipping
+names starting with '.', sorted. With recursive=True it descends into real sub-directories only:
+symbolic links to directories are never followed (so link loops cannot make a scan endless, and no
+file is listed twice through two paths); symbolic links to files are listed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from typing import Iterable
+
+import numpy as np
+
+#: every file extension inpaintjax reads as an image (lower case, with the dot)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: extensions write_image encodes (GIF is left out: it would quantise the colours to a palette)
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: fraction of the image above which read_mask warns that the hole covers (nearly) everything
+MASK_COVERAGE_WARNING = 0.9
+
+
+def has_image_extension(path) -> bool:
+    """Whether `path` ends with one of IMAGE_EXTENSIONS (case-insensitive)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _check_file(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} path {path} is a directory; expected an image file")
+
+
+def _open(path: str, what: str):
+    """Open, check the size against the bomb limit from the header, decode, apply EXIF orientation."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    _check_file(path, what)
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (not raises) between 1x and 2x the limit: make that an error too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(_bomb_message(path, what, e, limit)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"cannot read {what} {path}: not an image file Pillow can decode "
+                         f"(PNG, JPEG, BMP, TIFF, WebP, GIF): {e}") from None
+    try:
+        w, h = im.size
+        if limit is not None and w * h > limit:
+            raise ValueError(_bomb_message(path, what, (w, h), limit))
+        try:
+            im.load()
+            out = ImageOps.exif_transpose(im)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"cannot decode {what} {path} ({w}x{h}): the file is damaged or "
+                             f"truncated: {e}") from None
+        if out is not im:
+            im.close()
+        return out
+    except BaseException:
+        im.close()
+        raise
+
+
+def _bomb_message(path, what, size, limit) -> str:
+    """size: (width, height), or Pillow's own exception (its message states the pixel count)."""
+    if isinstance(size, tuple):
+        dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels"
+    else:
+        import re
+        n = re.search(r"\((\d+) pixels\)", str(size))
+        dims = f"{int(n.group(1)):,} pixels" if n else "the declared size"
+    return (f"{what} {path}: {dims} is above Pillow's decompression-bomb limit of {limit:,} pixels; "
+            f"refusing to decode it (if the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS)")
+
+
+def image_size(path, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file from its header, as displayed (EXIF rotation applied),
+    without decoding the pixels. Same errors as read_image (missing, undecodable, too large)."""
+    from PIL import Image
+    path = os.fspath(path)
+    _check_file(path, what)
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                orientation = im.getexif().get(0x0112, 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(_bomb_message(path, what, e, limit)) from None
+    except Exception as e:  # Pillow raises several types on junk headers
+        raise ValueError(f"cannot read {what} {path}: not an image file Pillow can decode: "
+                         f"{type(e).__name__}: {e}") from None
+    if limit is not None and w * h > limit:
+        raise ValueError(_bomb_message(path, what, (w, h), limit))
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _scaled_array(im, path: str, what: str) -> tuple[np.ndarray, float]:
+    """Pixel values of a decoded image without alpha, and the value that means 'full scale'.
+
+    Returns (array [H, W] or [H, W, C] of the file's own numbers, full_scale)."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im.convert("L")), 255.0
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im).astype(np.int64)
+        return np.clip(arr, 0, 65535), 65535.0
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} {path} holds NaN or Inf values; refusing it (a non-finite "
+                             f"pixel would make the whole output NaN)")
+        if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+            raise ValueError(f"{what} {path} is a float image with values in [{arr.min():.4g}, "
+                             f"{arr.max():.4g}]; float images must be in [0, 1]")
+        return arr, 1.0
+    if mode in ("L", "RGB"):
+        return np.asarray(im), 255.0
+    if mode == "LA":
+        return np.asarray(im)[..., 0], 255.0
+    return np.asarray(im.convert("RGB")), 255.0  # P, PA, RGBA, CMYK, YCbCr, LAB, HSV
+
+
+def _to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
+    if arr.dtype == np.uint8 and full_scale == 255.0:
+        return arr
+    return np.round(arr.astype(np.float64) * (255.0 / full_scale)).astype(np.uint8)
+
+
+def read_image(path, what: str = "image") -> np.ndarray:
+    """Read an image file as uint8 [H, W, 3] RGB (see the module docstring for the conversions).
+
+    `what` names the file in error messages ('image', 'mask', 'sketch'). Raises FileNotFoundError,
+    IsADirectoryError, or ValueError (undecodable, damaged, above the pixel limit, float file with
+    NaN/Inf or outside [0, 1]) naming the file."""
+    path = os.fspath(path)
+    im = _open(path, what)
+    with im:
+        arr, full = _scaled_array(im, path, what)
+    arr = _to_uint8(arr, full)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    return np.ascontiguousarray(arr)
+
+
+def binarize_mask(values: np.ndarray, full_scale: float) -> np.ndarray:
+    """Mask values [H, W] or [H, W, C] in 0..full_scale -> bool [H, W], True = hole.
+
+    The rules of the module docstring: values only in {0, 1} mean 1 = hole; otherwise a value is a
+    hole from half of full_scale up; of several channels, those constant after thresholding are
+    ignored and any remaining one marks a hole (all constant: their mean decides)."""
+    values = np.asarray(values)
+    if values.dtype == np.bool_:
+        on = values
+    else:
+        vmax = values.max() if values.size else 0
+        if vmax <= 1 and values.min() >= 0 and np.all((values == 0) | (values == 1)):
+            on = values == 1
+        else:
+            on = values >= full_scale / 2.0
+    if on.ndim == 2:
+        return on
+    informative = [c for c in range(on.shape[-1])
+                   if on[..., c].any() and not on[..., c].all()]
+    if informative:
+        return np.any(on[..., informative], axis=-1)
+    if values.dtype == np.bool_:
+        return np.all(on, axis=-1)
+    return np.mean(values.astype(np.float64), axis=-1) >= full_scale / 2.0
+
+
+def _distinct_values(values: np.ndarray) -> int:
+    flat = values.reshape(-1, values.shape[-1]) if values.ndim == 3 else values.reshape(-1, 1)
+    if flat.shape[0] > 1_000_000:  # enough to tell 2 from more on any real mask
+        flat = flat[:: flat.shape[0] // 1_000_000 + 1]
+    return len(np.unique(flat, axis=0))
+
+
+def read_mask(path, what: str = "mask") -> np.ndarray:
+    """Read a mask (or sketch) file as float32 [H, W] in {0, 1}, 1 = hole (rules: module docstring).
+
+    Warns (UserWarning naming the file) when the file has more than two distinct values (it was
+    thresholded at 50%) or when the hole covers more than 90% of it."""
+    path = os.fspath(path)
+    im = _open(path, what)
+    with im:
+        alpha = None
+        if im.mode in ("LA", "RGBA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("LA" if im.mode == "LA" else "RGBA")
+            arr = np.asarray(rgba)
+            values, alpha, full = arr[..., :-1], arr[..., -1], 255.0
+            if values.shape[-1] == 1:
+                values = values[..., 0]
+        else:
+            values, full = _scaled_array(im, path, what)
+    if alpha is not None and np.all(values == values.reshape(-1, *values.shape[2:])[0]) \
+            and alpha.min() != alpha.max():
+        values = alpha  # colour constant, alpha varies: the strokes are in the alpha channel
+    if values.ndim == 3 and np.all(values == values[..., :1]):
+        values = values[..., 0]  # grey stored as RGB
+    hole = binarize_mask(values, full)
+    n_distinct = _distinct_values(values)
+    if n_distinct > 2:
+        warnings.warn(f"{what} {path} has {n_distinct} distinct values (not a two-level mask, e.g. "
+                      f"JPEG or anti-aliased): pixels at >= 50% of the range are holes", stacklevel=2)
+    ratio = float(hole.mean()) if hole.size else 0.0
+    if ratio > MASK_COVERAGE_WARNING:
+        warnings.warn(f"{what} {path} marks {ratio:.0%} of the image as hole (1 = hole, white = "
+                      f"hole); check that the mask is not inverted", stacklevel=2)
+    return hole.astype(np.float32)
+
+
+def write_image(path, image: np.ndarray) -> None:
+    """Write uint8 [H, W, 3] (or [H, W]) or float [0, 1] pixels; the format follows the extension
+    (one of OUTPUT_EXTENSIONS). The file appears complete or not at all (written to a temporary
+    file in the same folder, then renamed)."""
+    from PIL import Image
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_EXTENSIONS:
+        raise ValueError(f"cannot write {path}: unknown image extension {ext or '(none)'!r}; use "
+                         f"one of {', '.join(OUTPUT_EXTENSIONS)}")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        f = arr.astype(np.float32)
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"cannot write {path}: the image holds NaN or Inf values")
+        arr = np.round(np.clip(f, 0.0, 1.0) * 255.0).astype(np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fmt = Image.registered_extensions()[ext]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            kw = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+            Image.fromarray(arr).save(fh, format=fmt, **kw)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def list_images(folder, recursive: bool = False) -> list[str]:
+    """Image files in `folder` as paths relative to it, sorted (rules: module docstring).
+
+    recursive=False: the folder's own files; recursive=True: also every real sub-directory's,
+    never through a symbolic link to a directory, skipping directories whose name starts with '.'.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"{folder} is not a directory")
+    out = []
+    if not recursive:
+        with os.scandir(folder) as it:
+            for e in it:
+                if not e.name.startswith(".") and has_image_extension(e.name) and e.is_file():
+                    out.append(e.name)
+        return sorted(out)
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if not f.startswith(".") and has_image_extension(f):
+                full = os.path.join(root, f)
+                if os.path.isfile(full):  # a dangling link is not an image
+                    out.append(os.path.relpath(full, folder))
+    return sorted(out)
+
+
+def stems(names: Iterable[str]) -> dict[str, list[str]]:
+    """Group file names by name without extension: {'a': ['a.jpg', 'a.png'], ...}."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(os.path.splitext(n)[0], []).append(n)
+    return groups
+
+
+__all__ = ("IMAGE_EXTENSIONS", "OUTPUT_EXTENSIONS", "MASK_COVERAGE_WARNING", "has_image_extension",
+           "image_size", "read_image", "read_mask", "binarize_mask", "write_image", "list_images",
+           "stems")
