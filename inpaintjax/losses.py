@@ -13,7 +13,7 @@ from jax import nn as jnn
 
 
 def l1(a, b):
-    """mean |a - b| over all elements (DeepFill v2's `ae_loss` terms, SPEC.md 1.7)."""
+    """mean |a - b| over all elements (DeepFill v2's `ae_loss` terms, `inpaint_model.py::build_graph_with_losses`)."""
     return jnp.mean(jnp.abs(a - b))
 
 

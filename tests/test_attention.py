@@ -1,4 +1,4 @@
-"""Contextual attention (SPEC.md 1.5) against a loop-by-loop NumPy re-derivation and hand-worked cases."""
+"""Contextual attention (generative_inpainting `inpaint_ops.py::contextual_attention`) against a loop-by-loop NumPy re-derivation and hand-worked cases."""
 
 import functools
 
@@ -14,7 +14,7 @@ from inpaintjax.layers.attention import (ContextualAttention, compute_color, con
 
 
 # ------------------------------------------------------------------------------------------------
-# Independent NumPy re-derivation, written from SPEC.md 1.5 step by step (float64, explicit loops).
+# Independent NumPy re-derivation, written from the published algorithm step by step (float64, explicit loops).
 # ------------------------------------------------------------------------------------------------
 
 def _tf_same(n_in, k, s):

@@ -110,7 +110,7 @@ def test_snappy_block_hand_worked():
 # Converter
 
 def _raw_generator_params(reader):
-    """The checkpoint's arrays in the flax tree, untouched (BGR), by the naming rule of SPEC 1.12."""
+    """The checkpoint's arrays in the flax tree, untouched (BGR), by the official checkpoints' naming rule."""
     params = {}
     for name in reader.keys():
         parts = name.split("/")

@@ -12,7 +12,8 @@ two WGAN critics, when the file has them, come from
 `discriminator/discriminator_{local,global}/conv{1..4}/kernel|bias` and
 `discriminator/dout_{local,global}_fc/kernel|bias`.
 
-No TensorFlow needed (inpaintjax.convert.tf_checkpoint reads the files). SPEC.md 1.12:
+No TensorFlow needed (inpaintjax.convert.tf_checkpoint reads the files). The released checkpoints
+(JiahuiYu/generative_inpainting, restored by its `test.py`) name their variables so that
 `inpaint_net/<layer>/kernel|bias` (HWIO, as flax) map one to one onto the generator's sub-modules
 (up-sampling layers `<layer>/<layer>_conv` onto `<layer>/conv/conv`); the SN-PatchGAN, when the
 file has it, from `discriminator/sn_patch_gan/conv{1..6}/kernel|bias` and `.../kernel_sn/u`.

@@ -1,4 +1,5 @@
-"""Contextual attention (DeepFill v1 and v2; SPEC.md 1.5) and the flow colour wheel for its visualisation.
+"""Contextual attention (DeepFill v1 and v2; JiahuiYu/generative_inpainting
+`inpaint_ops.py::contextual_attention`) and the flow colour wheel for its visualisation.
 
 The layer fills each position of a foreground feature map `f` with a softmax-weighted blend of 2r x 2r
 patches of a background feature map `b`, where the weights come from the normalised correlation of
@@ -333,7 +334,7 @@ def contextual_attention(f, b, mask=None, *, ksize: int = 3, stride: int = 1, ra
                          fuse_k: int = 3, softmax_scale: float = 10.0, fuse: bool = True,
                          query_block: int = 0,
                          return_attention: bool = True) -> ContextualAttentionOutput:
-    """Contextual attention of SPEC.md 1.5 (GI `contextual_attention`), batched, per-sample masks.
+    """Contextual attention as JiahuiYu/generative_inpainting's `inpaint_ops.py::contextual_attention`, batched, per-sample masks.
 
     f: foreground features [B, H, W, C] (float32 or bfloat16); b: background features, same shape
     (DeepFill passes f = b); mask: [B, H, W, 1] or [1, H, W, 1] with 1 = hole, at f's resolution,

@@ -1,6 +1,6 @@
 """Discriminators.
 
-SNPatchGAN: DeepFill v2's spectral-normalised patch discriminator (SPEC.md 1.6; GI
+SNPatchGAN: DeepFill v2's spectral-normalised patch discriminator (JiahuiYu/generative_inpainting
 `build_sn_patch_gan_discriminator`, `dis_conv`).
 WGANLocalCritic, WGANGlobalCritic: DeepFill v1's two WGAN-GP critics (JiahuiYu/generative_inpainting
 tag v1.0.0, `build_wgan_local_discriminator`, `build_wgan_global_discriminator`,
