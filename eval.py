@@ -18,12 +18,15 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from inpaintjax import config as config_lib
+from inpaintjax import xla_cpu
 from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
 
 config_flags.DEFINE_config_file("config", None, "config file and variant (evaluation settings)",
                                 lock_config=False)
 flags.DEFINE_string("workdir", None, "training run directory; outputs are written here")
-flags.DEFINE_string("weights", None, "official checkpoint to evaluate instead of the workdir's")
+flags.DEFINE_string("weights", None, "official weights (any family; format detected) to evaluate "
+                    "instead of the workdir's checkpoint")
+flags.DEFINE_string("family", None, "the family of --weights where the files cannot tell")
 flags.DEFINE_integer("step", None, "checkpoint step (default: the newest readable one)")
 flags.DEFINE_string("mask_dir", None, "frozen eval mask set (built there if missing); default "
                     "<workdir>/eval_masks")
@@ -34,6 +37,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
     import jax
@@ -43,7 +47,7 @@ def main(argv):
     from inpaintjax.training.checkpoint import load_for_inference
     if FLAGS.weights:
         from inpaintjax.inference import Inpainter
-        inpainter = Inpainter.load(FLAGS.weights)  # official TF checkpoint (or another workdir)
+        inpainter = Inpainter.load(FLAGS.weights, family=FLAGS.family)
         family, variables = inpainter.family, inpainter.variables
         config = FLAGS.config if FLAGS.config is not None else family.config
     else:

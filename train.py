@@ -14,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from inpaintjax import config as config_lib
+from inpaintjax import xla_cpu
 from inpaintjax.distributed import DISTRIBUTED_FLAGS, initialize_from_flags, quiet_library_logging  # noqa: F401
 
 config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/deepfill_v2.py:demo",
@@ -26,11 +27,12 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     quiet_library_logging(FLAGS)
     initialize_from_flags(FLAGS)
-    from inpaintjax.training import NonFiniteError, train_and_evaluate
+    from inpaintjax.training import NonFiniteError, train
     try:
-        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        result = train(FLAGS.config, FLAGS.workdir)
     except NonFiniteError as e:
         print(f"train.py: {e}", file=sys.stderr, flush=True)
         sys.exit(3)

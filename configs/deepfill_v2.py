@@ -1,7 +1,7 @@
 """DeepFill v2 run configurations: `--config configs/deepfill_v2.py:<variant>[,guided][,key=value]`.
 
 Variants:
-  places2   the released Places2 recipe (SPEC.md 1.9): random 256x256 crops (up-scaled first if
+  places2   the released Places2 recipe (`inpaint.yml`): random 256x256 crops (up-scaled first if
             smaller), batch 16, one stroke+box mask per batch, Adam 1e-4 (0.5, 0.999), L1:GAN 1:1;
             reads TFDS `places365_small` (array_record; `tfds build` it first, or point
             data.source/data.data_dir at your own folder).
@@ -15,7 +15,7 @@ Variants:
   test      tiny (32x32 crops, cnum 8, batch 2, a handful of steps) for the test suite.
 Modifiers (comma-separated after the variant):
   guided            sketch/edge guidance: Canny edges of the ground truth inside the hole as a
-                    4th generator input (and a 5th discriminator input), SPEC.md 1.10.
+                    4th generator input (and a 5th discriminator input), as the released guided model.
   key=value         any dotted key, e.g. `demo,num_steps=100` (same as --config.num_steps=100).
 """
 
@@ -33,7 +33,7 @@ def _common() -> ml_collections.ConfigDict:
     c.family = "deepfill_v2"
     c.model.cnum = 48            # generator width: conv1 has cnum outputs (cnum/2 gated features)
     c.model.d_cnum = 64          # SN-PatchGAN width
-    c.model.guided = False       # sketch/edge channel (config.data.guide must then be 'edges')
+    c.model.guided = False       # sketch channel: Canny edges of the truth in training (data.edge_sigma)
     c.loss.l1_alpha = 1.0        # weight of each of the two L1 terms (stage 1, stage 2)
     c.loss.gan_alpha = 1.0       # weight of the hinge generator term
     c.optim.lr = 1e-4
@@ -106,7 +106,6 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
     for mod in mods:
         if mod == "guided":
             c.model.guided = True
-            c.data.guide = "edges"
         elif "=" in mod:
             apply_overrides(c, [mod])  # typed like --config.KEY=VALUE; unknown keys name the nearest
         else:

@@ -3,7 +3,7 @@
 Prints one JSON record per case (and appends them to --out if given):
   peak_matmul   the run's measured float32 matmul FLOP/s (a large jnp.dot): the "hardware peak"
                 every other record is also expressed against (`fraction_of_peak`)
-  stack         eight 3x3 convolutions forward + backward (reference/CPU-PERF.md's case)
+  stack         eight 3x3 convolutions forward + backward (64 channels, dilations 1-8, 4x256x256)
   infer         the family's jitted `inpaint` at 256x256 and 512x512, batch 1 and 8 (latency)
   train         the family's jitted, state-donating `train_step` at 256x256 (images/s; for
                 DeepFill v2 one step = a discriminator and a generator update)
@@ -14,6 +14,9 @@ native convolution: the fast CPU gradient runs in loops whose FLOPs the analysis
 achieved FLOP/s and its fraction of the measured matmul peak, and peak_rss_mb: the peak resident
 memory of the child process that ran only that case (getrusage ru_maxrss; it includes the ~0.3 GB
 of the Python + JAX runtime; the CPU client exposes no device memory statistics).
+
+`--calibrate` records, for this CPU, which XLA:CPU set-up runs the DeepFill v2 training step
+faster (see `inpaintjax.xla_cpu`); the entry points then use it.
 
 Every case runs in its own child process (clean memory peak, clean compile caches, the conv
 switch applied through INPAINTJAX_CONV and the XLA:CPU set-up through INPAINTJAX_XLA_CPU, see
@@ -78,15 +81,10 @@ def _flops_native(fn, *args, case: dict | None = None, compiled=None) -> float |
 
 
 def _family(name: str, dtype: str, remat: bool, reduced: bool):
-    import importlib
     from inpaintjax.families import base
 
     cls = base.get(name)
-    module = importlib.import_module(cls.__module__)
-    if not hasattr(module, "default_config"):
-        raise SystemExit(f"inpaintjax.bench: family {name!r} has no default_config() in "
-                         f"{module.__name__}; add one (the released model's settings)")
-    config = module.default_config()
+    config = cls.default_config()
     config.compute_dtype = dtype
     config.remat = remat
     if reduced:
@@ -96,20 +94,34 @@ def _family(name: str, dtype: str, remat: bool, reduced: bool):
     return cls(config), config
 
 
-def _batch(batch: int, size: int):
+def _batch(family, batch: int, size: int, stacked: int = 0):
+    """A batch of the family's spec: random images, a box hole; `stacked` > 0 stacks that many
+    batches (a family taking several batches per step)."""
     import jax.numpy as jnp
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    mask = np.zeros((batch, size, size, 1), np.float32)
-    mask[:, size // 4: size // 2, size // 4: 3 * size // 4] = 1.0
-    return {"image": jnp.asarray(rng.random((batch, size, size, 3), np.float32)),
-            "mask": jnp.asarray(mask)}
+    from inpaintjax.data import fields
+
+    spec = family.batch_spec()
+
+    def one(seed):
+        rng = np.random.default_rng(seed)
+        mask = np.zeros((batch, size, size, 1), np.float32)
+        mask[:, size // 4: size // 2, size // 4: 3 * size // 4] = 1.0
+        images = rng.random((batch, size, size, 3), np.float32)
+        return fields.compute_batch(spec, images, mask, [np.random.default_rng([seed, i])
+                                                         for i in range(batch)])
+
+    if not stacked:
+        return {k: jnp.asarray(v) for k, v in one(0).items()}
+    parts = [one(j) for j in range(stacked)]
+    return {k: jnp.asarray(np.stack([p[k] for p in parts])) for k in spec}
 
 
 def _run_case(case: dict) -> dict:
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     kind, repeats = case["kind"], case["repeats"]
     rec = dict(case)
@@ -155,16 +167,18 @@ def _run_case(case: dict) -> dict:
     elif kind in ("infer", "train"):
         family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
                             case.get("reduced", False))
-        batch = _batch(case["batch"], case["size"])
+        batch = _batch(family, case["batch"], case["size"])
         state = family.init_state(jax.random.key(0), batch)
         if kind == "infer":
             variables = family.inference_variables(state)
             del state
+            inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
+                {k: np.asarray(v) for k, v in batch.items()}).items()}
 
-            def fn(v, image, mask):
-                return family.inpaint(v, image, mask)["output"]
+            def fn(v, inputs):
+                return family.inpaint(v, inputs)["output"]
 
-            args = (variables, batch["image"], batch["mask"])
+            args = (variables, inputs)
             t0 = time.perf_counter()
             compiled = jax.jit(fn).lower(*args).compile()
             rec["compile_s"] = time.perf_counter() - t0
@@ -172,19 +186,24 @@ def _run_case(case: dict) -> dict:
             rec["flops"] = _flops_native(fn, *args, case=case, compiled=compiled)
         else:
             rng = jax.random.key(1)
+            k = family.batches_per_step
+            if k > 1:
+                batch = _batch(family, case["batch"], case["size"], stacked=k)
+            frozen = jax.tree.map(jnp.asarray, family.load_frozen())
             step = jax.jit(family.train_step, donate_argnums=0)
             t0 = time.perf_counter()
-            compiled = step.lower(state, batch, rng).compile()
+            compiled = step.lower(state, batch, rng, frozen).compile()
             rec["compile_s"] = time.perf_counter() - t0
-            rec["flops"] = _flops_native(family.train_step, state, batch, rng, case=case,
+            rec["flops"] = _flops_native(family.train_step, state, batch, rng, frozen, case=case,
                                          compiled=compiled)
             holder = [state]
 
             def run():
-                new_state, metrics = compiled(holder[0], batch, rng)
+                new_state, metrics = compiled(holder[0], batch, rng, frozen)
                 holder[0] = new_state
                 jax.block_until_ready(metrics)
-                bad = [k for k, v in metrics.items() if not bool(jnp.isfinite(v))]
+                bad = [k for k, v in metrics.items()
+                       if not bool(jnp.all(jnp.isfinite(jnp.asarray(jax.tree.leaves(v)[0]))))]
                 if bad:
                     raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
 
@@ -214,7 +233,7 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
     from inpaintjax import xla_cpu
 
     env = dict(os.environ, INPAINTJAX_CONV=conv, INPAINTJAX_XLA_CPU=xla_cpu_mode)
-    # this process's own import of inpaintjax put the option into XLA_FLAGS: the child decides
+    # the child decides the XLA:CPU set-up from INPAINTJAX_XLA_CPU alone
     env["XLA_FLAGS"] = xla_cpu.without_option(env.get("XLA_FLAGS", ""))
     proc = subprocess.run([sys.executable, "-m", "inpaintjax.bench", "--child", json.dumps(case)],
                           capture_output=True, text=True, env=env, timeout=timeout,
@@ -287,6 +306,39 @@ def _finish(rec: dict, peak: float | None) -> dict:
     return rec
 
 
+CALIBRATION_CASE = {"kind": "train", "family": "deepfill_v2", "size": 128, "batch": 2,
+                    "dtype": "float32"}
+CALIBRATION_PAIRS = 3
+
+
+def calibrate(if_missing: bool = False, repeats: int = 3, timeout: float = 1800.0) -> int:
+    """Interleaved A/B of the XLA:CPU set-ups on CALIBRATION_CASE (the DeepFill v2 training step,
+    full width, batch 2 at 128x128): CALIBRATION_PAIRS pairs of child processes, each timing
+    `repeats` steps after a warm-up; the lower median of the children's medians wins."""
+    from inpaintjax import xla_cpu
+    key = xla_cpu.cpu_key()
+    if if_missing and key in xla_cpu.read_calibration():
+        rec = xla_cpu.read_calibration()[key]
+        print(f"XLA:CPU calibration for {key}: {rec['winner']} (recorded {rec['date']}; "
+              f"{xla_cpu.calibration_path()})")
+        return 0
+    times = {"default": [], "tuned": []}
+    case = {**CALIBRATION_CASE, "repeats": repeats}
+    for i in range(CALIBRATION_PAIRS):
+        order = ("default", "tuned") if i % 2 == 0 else ("tuned", "default")
+        for mode in order:
+            rec = _child(case, "auto", timeout, mode)
+            if "error" in rec:
+                raise SystemExit(f"inpaintjax.bench --calibrate: the {mode} run failed: {rec['error']}")
+            times[mode].append(rec["median_s"])
+            print(f"calibrate {i + 1}/{CALIBRATION_PAIRS} {mode}: {rec['median_s']:.3f} s/step",
+                  flush=True)
+    rec = xla_cpu.record_calibration(times)
+    print(f"XLA:CPU calibration for {key}: {rec['winner']} is {rec['speedup_of_winner']:.3f}x "
+          f"faster (median s/step {rec['median_s']}); recorded in {xla_cpu.calibration_path()}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m inpaintjax.bench", description=__doc__.split("\n")[0])
     p.add_argument("--family", default="deepfill_v2")
@@ -299,8 +351,8 @@ def main(argv=None) -> int:
                    help="which convolution gradients to time: inpaintjax's CPU ones (auto), "
                         "XLA's own (native); 'both' runs every JAX case twice")
     p.add_argument("--xla-cpu", choices=["tuned", "default", "both"], default="tuned",
-                   help="XLA:CPU set-up (INPAINTJAX_XLA_CPU): YNNPACK fusions off as `import "
-                        "inpaintjax` arranges (tuned) or jaxlib's defaults; 'both' runs each")
+                   help="XLA:CPU set-up (INPAINTJAX_XLA_CPU): YNNPACK fusions off (tuned) or "
+                        "jaxlib's defaults; 'both' runs each")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype (parameters stay float32)")
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
@@ -310,12 +362,22 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
     p.add_argument("--out", default="", help="also append the JSON records to this file")
+    p.add_argument("--calibrate", action="store_true",
+                   help="time the DeepFill v2 training step under both XLA:CPU set-ups "
+                        "(interleaved) and record the faster one for this CPU, which train.py, "
+                        "eval.py and the inpaintjax command then use (inpaintjax.xla_cpu)")
+    p.add_argument("--if-missing", action="store_true",
+                   help="with --calibrate: only when this CPU has no record yet")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
 
     if a.child:
+        from inpaintjax import xla_cpu
+        xla_cpu.configure()  # INPAINTJAX_XLA_CPU is set by the parent for each child
         print(json.dumps(_run_case(json.loads(a.child))), flush=True)
         return 0
+    if a.calibrate:
+        return calibrate(a.if_missing, a.repeats or 3, a.timeout)
 
     if a.native_conv and a.conv not in (None, "native"):
         p.error("--native-conv contradicts --conv " + a.conv)

@@ -4,7 +4,8 @@
   inpaintjax inpaint --weights W --image photos/ --mask masks/ --out results/   (folder mode)
   inpaintjax serve --weights W [--host 127.0.0.1] [--port 8765]   (sketch-and-fill page)
 
-W is an official DeepFill TF checkpoint (directory or prefix) or a train.py workdir. In folder
+W is a train.py workdir or official weights of any family (format and family detected; --family
+settles files that more than one family could read). In folder
 mode every image in --image is paired with the file of the same base name (any image extension)
 in --mask (or one mask file for all images), and likewise --sketch; results are written as
 PNG under --out with the same base names. Exit status 0 on success, 2 on bad input.
@@ -48,9 +49,9 @@ def _cmd_inpaint(args) -> int:
     if args.sketch is not None and not os.path.exists(args.sketch):
         raise FileNotFoundError(f"--sketch not found: {args.sketch}")
     if not os.path.exists(args.weights) and not os.path.exists(args.weights + ".index"):
-        raise FileNotFoundError(f"--weights not found: {args.weights} (an official DeepFill TF "
-                                f"checkpoint directory or prefix, or a train.py workdir)")
-    inpainter = Inpainter.load(args.weights)
+        raise FileNotFoundError(f"--weights not found: {args.weights} (a train.py workdir or "
+                                f"official weights of a family)")
+    inpainter = Inpainter.load(args.weights, family=args.family)
     if os.path.isdir(args.image):
         names = _list_images(args.image)
         if not names:
@@ -96,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("inpaint", help="fill the holes of an image (or a folder of images)")
     q.add_argument("--weights", required=True,
-                   help="official DeepFill TF checkpoint (directory or prefix) or a train.py workdir")
+                   help="a train.py workdir, or official weights of any family (format detected)")
+    q.add_argument("--family", default=None,
+                   help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
     q.add_argument("--image", required=True, help="image file, or a folder of images")
     q.add_argument("--mask", required=True,
                    help="mask file (non-zero = hole), or a folder of masks named like the images")
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from inpaintjax import xla_cpu
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     # orbax warns through absl that a workdir opened for reading is read-only: expected here
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:

@@ -44,8 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.crop = "random"       # 'random' (up-scale if smaller, random crop) | 'resize'
     c.data.flip = False          # random horizontal flips (the originals use none)
     c.data.image_key = "image"   # TFDS feature holding the image
-    c.data.guide = ""            # '' | 'edges': Canny edges of the ground truth as the guide channel
-    c.data.edge_sigma = 2.0      # Canny sigma for the edge guide (EdgeConnect's default)
+    c.data.edge_sigma = 2.0      # Canny sigma of edge fields (0 = random 1..4 per image, -1 = none)
     c.data.min_image_side = 32   # folder images with a smaller side are skipped (and counted)
     c.data.num_workers = 2       # grain read threads per host (batches prepared ahead in parallel)
     c.data.prefetch = 4          # batches prepared ahead of the training step
@@ -62,6 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.compute_dtype = "float32"  # 'float32' | 'bfloat16' (parameters stay float32)
     c.remat = False              # rematerialise generator blocks (512x512 training on small memory)
+    c.ema_decay = 0.0            # > 0: EMA of the generator's parameters, evaluated and exported
+    c.init_from = ""             # 'WORKDIR[:STEP]': a fresh run starts from another run's state
+    c.init_from_paths = ""       # '' = the family's warm_start_paths; else 'a,b' or 'dst=src,...'
 
     c.eval = ml_collections.ConfigDict()
     # comma-separated names: strokes reach the small buckets, box + strokes the large ones
@@ -76,6 +78,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
     c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.schedule = "constant"   # 'constant' | 'cosine' | 'linear' (families/common.py)
+    c.optim.warmup_steps = 0
+    c.optim.final_lr_ratio = 0.0
     return c
 
 

@@ -1,7 +1,7 @@
 """Inpainter: the user-facing prediction API (any family, any image size, single image or batch).
 
     from inpaintjax import Inpainter
-    inp = Inpainter.load('release_places2_256')          # official TF checkpoint, or a workdir
+    inp = Inpainter.load('release_places2_256')          # official weights of any family, or a workdir
     out = inp.inpaint('photo.png', 'mask.png')          # uint8 HxWx3, known pixels untouched
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
@@ -138,9 +138,9 @@ def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
 class Inpainter:
     """Inpaints images with a trained model of any family (see the module docstring).
 
-    Build with `Inpainter.load(path)` (detects the format), `Inpainter.from_workdir(workdir)`,
-    `Inpainter.from_official(path, version=2)`, or `Inpainter(family, variables)`.
-    `max_batch` bounds how many images go through the network at once.
+    Build with `Inpainter.load(path)` (detects the format and the family), `Inpainter.from_workdir
+    (workdir)`, or `Inpainter(family, variables)`. `max_batch` bounds how many images go through
+    the network at once.
     """
 
     def __init__(self, family, variables, max_batch: int = 4):
@@ -170,35 +170,35 @@ class Inpainter:
         return cls(fam, variables, **kw)
 
     @classmethod
-    def from_official(cls, path, version: int = 2, **kw) -> "Inpainter":
-        """An official DeepFill TF1 checkpoint (directory or prefix), converted to RGB."""
-        from inpaintjax.convert.deepfill import from_tf_checkpoint
-        from inpaintjax.families import get as get_family
-        weights = from_tf_checkpoint(path, version=version)
-        config = weights.config()
-        return cls(get_family(config.family)(config), weights.generator, **kw)
-
-    @classmethod
-    def load(cls, path, **kw) -> "Inpainter":
-        """Detects the format: a TF checkpoint (directory with `checkpoint` or *.index, or a
-        prefix) -> from_official; a training workdir -> from_workdir."""
+    def load(cls, path, family: Optional[str] = None, **kw) -> "Inpainter":
+        """Detects the format: a training workdir (holds config.json) -> from_workdir; otherwise
+        the official weight format of a registered family that recognises `path` (`family`
+        restricts the search and settles files more than one family could read)."""
+        from inpaintjax.families import detect_weights, get, names
+        from inpaintjax.training.checkpoint import CONFIG_FILE
         path = os.fspath(path)
-        if os.path.isdir(path):
-            names = os.listdir(path)
-            if "checkpoint" in names or any(n.endswith(".index") for n in names):
-                return cls.from_official(path, **kw)
-            if "checkpoint.txt" in names:
-                raise FileNotFoundError(f"{path} has checkpoint.txt: rename it to `checkpoint` (the "
-                                        f"DeepFill release asks for this)")
-            return cls.from_workdir(path, **kw)
-        if os.path.isfile(path + ".index") or path.endswith(".index"):
-            return cls.from_official(path, **kw)
-        if os.path.isfile(path):
-            raise ValueError(f"unrecognised weights file {path}: expected a training workdir or an "
-                             f"official DeepFill TF checkpoint (directory or <prefix> with "
-                             f"<prefix>.index)")
-        raise FileNotFoundError(f"weights not found: {path} (expected a training workdir or an "
-                                f"official DeepFill TF checkpoint directory)")
+        if family is not None:
+            get(family)  # an unknown name fails here, naming the known ones
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            return cls.from_workdir(path, family=family, **kw)
+        if not os.path.exists(path) and not os.path.exists(path + ".index"):
+            raise FileNotFoundError(f"weights not found: {path} (a train.py workdir or official "
+                                    f"weights of a family: {', '.join(names())})")
+        found = detect_weights(path, family)
+        if not found:
+            formats = [f"{get(n).name}: {', '.join(f.name for f in get(n).weight_formats) or 'workdirs only'}"
+                       for n in ([family] if family else names())]
+            held = sorted(os.listdir(path)) if os.path.isdir(path) else [os.path.basename(path)]
+            raise ValueError(f"unrecognised weights {path} (holding {', '.join(held[:8]) or 'nothing'}"
+                             f"{' ...' if len(held) > 8 else ''}): not a train.py workdir (no "
+                             f"{CONFIG_FILE}) and no family's official format matches "
+                             f"({'; '.join(formats)})")
+        if len(found) > 1:
+            raise ValueError(f"{path} could be weights of {', '.join(c.name for c, _ in found)}: "
+                             f"pass family=... (--family on the command line)")
+        fam_cls, fmt = found[0]
+        config, variables = fmt.load(path)
+        return cls(fam_cls(config), variables, **kw)
 
     # -- prediction ------------------------------------------------------------------------------
     def inpaint(self, image, mask, sketch=None, return_extras: bool = False):
@@ -233,10 +233,10 @@ class Inpainter:
         outs, extras = [], {}
         for s in range(0, b, self.max_batch):
             sl = slice(s, s + self.max_batch)
-            guide = None
-            if self.guided:  # no sketch: an empty guide, i.e. unguided filling
-                guide = _pad_to(sk[sl] if sk is not None else np.zeros_like(msk[sl]), m)
-            res = self._fn(self.variables, _pad_to(img[sl], m), _pad_to(msk[sl], m), guide)
+            batch = {"image": _pad_to(img[sl], m), "mask": _pad_to(msk[sl], m)}
+            if sk is not None:
+                batch["sketch"] = _pad_to(sk[sl], m)
+            res = self._fn(self.variables, self.family.inference_inputs(batch))
             res = {k: np.asarray(v)[:, :h, :w] for k, v in res.items()}
             outs.append(res.pop("output"))
             for k, v in res.items():

@@ -1,25 +1,27 @@
-"""XLA:CPU convolution back-end selection, applied when `inpaintjax` is imported.
+"""XLA:CPU convolution back-end selection for inpaintjax's entry points, chosen by measurement.
 
 jaxlib 0.10's CPU compiler hands convolutions (and dots and reductions) to YNNPACK by default.
-On this project's measurements (2-core AVX-512 CPU, DeepFill v2 layer shapes, `benchmarks/` and
-README "Benchmarks") YNNPACK's convolutions are slower than XLA's own Eigen ones: forward 10-25%,
-and a kernel (weight) gradient up to 6x (0.93 s against 0.15 s for a 4x256x256x48 3x3 layer),
-and its reductions are slow too (the window sum of an up-sampling's gradient ran at ~30 MB/s).
-With YNNPACK's fusions off, XLA's own convolution gradients are the fastest formulation measured,
-so the training step needs no custom kernel gradient at all.
+Whether that is fast depends on the CPU. On a 2-core AVX-512 Xeon, YNNPACK's convolutions were
+slower than XLA's own Eigen ones (forward 10-25%, a kernel gradient up to 6x) and turning its
+fusions off made the DeepFill v2 training step 1.45x faster; on a 2-core AMD EPYC without
+AVX-512, jaxlib's defaults were 0-12% faster (docs/performance.md has both sets of figures).
 
-The option is read once, when the CPU client is created, so it has to be in `XLA_FLAGS` before
-JAX's first computation. Importing `inpaintjax` therefore appends
-`--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK fusion types) to `XLA_FLAGS` when
+So the choice is made per machine, by measurement, and only by the programs inpaintjax ships:
+`import inpaintjax` changes nothing (a library must not rewrite a notebook's JAX set-up behind its
+back). `train.py`, `eval.py`, the `inpaintjax` command and the benchmark call `configure()` before
+JAX starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the winner recorded for this CPU by
 
-* the environment variable INPAINTJAX_XLA_CPU is not `default` (`tuned` is the default), and
-* `XLA_FLAGS` does not already set that option (your own setting always wins), and
-* no JAX backend is running yet.
+    python -m inpaintjax.bench --calibrate      # times both set-ups, records the faster one
 
-It only concerns CPU compilations: GPU and TPU programs are untouched. If JAX was already running
-(e.g. a notebook ran a JAX computation before `import inpaintjax`), the option cannot take effect:
-a warning says so, and the convolutions fall back to inpaintjax's own CPU kernel gradient (see
-`inpaintjax.layers.conv`), which is fast under YNNPACK too.
+(`calibration_path()`: $INPAINTJAX_CALIBRATION, default ~/.cache/inpaintjax/xla_cpu.json, keyed
+by `cpu_key()`), and jaxlib's defaults when there is no record. INPAINTJAX_XLA_CPU=tuned (YNNPACK
+fusions off) or `default` forces a set-up; an XLA_FLAGS setting of the option always wins. In your
+own program, call `inpaintjax.xla_cpu.configure()` before the first JAX computation to get the
+same choice.
+
+"Tuned" appends `--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK fusion types) to XLA_FLAGS,
+which XLA reads once, when the CPU client is created. It only concerns CPU compilations. Under
+YNNPACK, `inpaintjax.layers.conv` uses its own kernel gradient, which is fast there too.
 """
 
 from __future__ import annotations
@@ -29,11 +31,81 @@ import sys
 import warnings
 
 OPTION = "xla_cpu_experimental_ynn_fusion_type"
-MODES = ("tuned", "default")
+MODES = ("auto", "tuned", "default")
 
 # What `configure()` found: 'tuned' (we set the option), 'user' (XLA_FLAGS already had it),
-# 'off' (INPAINTJAX_XLA_CPU=default), 'too_late' (a backend was running before the import).
+# 'off' (jaxlib's defaults: forced, calibrated as faster, or no calibration record),
+# 'too_late' (tuned was wanted but a backend was already running), 'unconfigured'.
 state: str = "unconfigured"
+
+
+def cpu_key() -> str:
+    """This machine's CPU as calibration records name it: model, AVX-512 or not, core count."""
+    model, flags = "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value
+    except OSError:
+        import platform
+        model = platform.processor() or platform.machine()
+    avx512 = "avx512f" in flags.split()
+    return f"{model} | {'avx512' if avx512 else 'no-avx512'} | {os.cpu_count()} cpus"
+
+
+def calibration_path() -> str:
+    return os.environ.get("INPAINTJAX_CALIBRATION") or os.path.join(
+        os.path.expanduser("~"), ".cache", "inpaintjax", "xla_cpu.json")
+
+
+def read_calibration(path: str | None = None) -> dict:
+    import json
+    path = path or calibration_path()
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        warnings.warn(f"ignoring the unreadable XLA:CPU calibration file {path} ({e}); rerun "
+                      "python -m inpaintjax.bench --calibrate", RuntimeWarning, stacklevel=2)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record_calibration(times: dict, path: str | None = None, key: str | None = None) -> dict:
+    """Record {'tuned': [seconds...], 'default': [seconds...]} (interleaved runs of one workload)
+    for this CPU; the set-up with the lower median wins. Returns the record written."""
+    import json
+    import statistics
+    import time as _time
+    medians = {m: statistics.median(v) for m, v in times.items() if v}
+    if set(medians) != {"tuned", "default"}:
+        raise ValueError(f"calibration needs times of both 'tuned' and 'default', got {sorted(times)}")
+    winner = min(medians, key=medians.get)
+    rec = {"winner": winner, "median_s": medians, "times_s": times,
+           "speedup_of_winner": medians["tuned" if winner == "default" else "default"] / medians[winner],
+           "date": _time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    path = path or calibration_path()
+    data = read_calibration(path)
+    data[key or cpu_key()] = rec
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return rec
+
+
+def calibrated_mode() -> str | None:
+    """'tuned' or 'default' as recorded for this CPU, or None without a record."""
+    rec = read_calibration().get(cpu_key())
+    winner = rec.get("winner") if isinstance(rec, dict) else None
+    return winner if winner in ("tuned", "default") else None
 
 
 def _backends_running() -> bool:
@@ -47,11 +119,12 @@ def _backends_running() -> bool:
 
 
 def _mode() -> str:
-    mode = os.environ.get("INPAINTJAX_XLA_CPU", "tuned").strip().lower() or "tuned"
+    mode = os.environ.get("INPAINTJAX_XLA_CPU", "auto").strip().lower() or "auto"
     if mode not in MODES:
         raise ValueError(f"environment variable INPAINTJAX_XLA_CPU={mode!r} is not one of "
-                         f"{MODES}: 'tuned' turns XLA:CPU's YNNPACK fusions off (faster "
-                         "convolutions here), 'default' leaves XLA's defaults")
+                         f"{MODES}: 'auto' applies this CPU's calibration (python -m "
+                         "inpaintjax.bench --calibrate), 'tuned' turns XLA:CPU's YNNPACK fusions "
+                         "off, 'default' leaves jaxlib's defaults")
     return mode
 
 
@@ -71,23 +144,25 @@ def without_option(flags: str) -> str:
 
 
 def configure() -> str:
-    """Put the option into XLA_FLAGS if we may and still can (see the module docstring)."""
+    """Apply the XLA:CPU set-up (see the module docstring) if we may and still can. Idempotent."""
     global state
     if state != "unconfigured":
         return state
     flags = os.environ.get("XLA_FLAGS", "")
-    if _mode() == "default":
-        state = "off"
-    elif _user_value(flags) is not None:
+    mode = _mode()
+    if mode == "auto":
+        mode = calibrated_mode() or "default"
+    if _user_value(flags) is not None:
         state = "user"
+    elif mode == "default":
+        state = "off"
     elif _backends_running():
         state = "too_late"
         warnings.warn(
-            "inpaintjax was imported after JAX had started its CPU backend, so it could not turn "
-            "off XLA:CPU's YNNPACK fusions (slower convolutions here; inpaintjax's own kernel "
-            "gradient is used instead). For full CPU speed import inpaintjax before running any "
-            f"JAX computation, or set XLA_FLAGS=--{OPTION}= yourself; silence this with "
-            "INPAINTJAX_XLA_CPU=default.", RuntimeWarning, stacklevel=3)
+            "inpaintjax.xla_cpu.configure() ran after JAX had started its CPU backend, so it could "
+            "not turn off XLA:CPU's YNNPACK fusions (inpaintjax's own kernel gradient is used "
+            "instead). Call it before running any JAX computation, or set "
+            f"XLA_FLAGS=--{OPTION}= yourself.", RuntimeWarning, stacklevel=2)
     else:
         os.environ["XLA_FLAGS"] = (flags + f" --{OPTION}=").strip()
         state = "tuned"

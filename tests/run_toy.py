@@ -35,10 +35,10 @@ def main():
 
     import toy_family
     from inpaintjax.config import apply_overrides
-    from inpaintjax.training import sharding, train_and_evaluate
+    from inpaintjax.training import sharding, train
 
     config = apply_overrides(toy_family.toy_config(), a.overrides)
-    result = train_and_evaluate(config, a.workdir)
+    result = train(config, a.workdir)
     params = sharding.fetch(result["state"].params)
     flat = {jax.tree_util.keystr(k): np.asarray(v)
             for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}

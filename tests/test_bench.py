@@ -92,7 +92,7 @@ def test_bfloat16_compute_loss_parity():
         step = jax.jit(family.train_step)
         history = []
         for i in range(3):
-            state, metrics = step(state, batch, jax.random.key(i))
+            state, metrics = step(state, batch, jax.random.key(i), {})
             history.append({k: float(v) for k, v in metrics.items()})
         assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.g_params))
         losses[dtype] = history

@@ -12,7 +12,7 @@ import skimage.data
 from PIL import Image
 
 from inpaintjax.config import base_config
-from inpaintjax.data import (FolderSource, SampleSource, TfdsSource, TrainBatches, canny_edges,
+from inpaintjax.data import (FolderSource, SampleSource, TfdsSource, TrainBatches, fields,
                              eval_images, make_source)
 from inpaintjax.data.sources import SAMPLE_PHOTOS
 
@@ -121,7 +121,7 @@ def test_training_crops_come_from_train_part_and_eval_crops_from_held_out():
     c.batch_size, c.data.image_size, c.eval.image_size = 4, 24, 24
     c.data.flip = False
     train, held = SampleSource("train"), SampleSource("eval")
-    data = TrainBatches(c, train, range(4))
+    data = TrainBatches(c, train, range(4), fields.default_spec())
     for k in range(2):
         batch = data.batch(k)
         for r in range(4):
@@ -140,19 +140,19 @@ def test_batches_are_a_function_of_step_and_row():
     c = base_config()
     c.batch_size, c.data.image_size = 4, 16
     c.data.flip = True
-    c.data.guide = "edges"
     c.mask.generator = "deepfill_v2_strokes"
     c.mask.per_batch = False
     src = SampleSource("train")
-    whole = TrainBatches(c, src, range(4))
+    spec = dict(fields.default_spec(), guide=fields.canny_edges(0.0))  # sigma drawn per example
+    whole = TrainBatches(c, src, range(4), spec)
     run = list(whole.iterate(0, 6))                        # sequential
     c.data.num_workers = 3
-    resumed = list(TrainBatches(c, src, range(4)).iterate(3, 6))  # threaded, from step 3
+    resumed = list(TrainBatches(c, src, range(4), spec).iterate(3, 6))  # threaded, from step 3
     for k in range(3, 6):
         for key in ("image", "mask", "guide"):
             np.testing.assert_array_equal(run[k][key], resumed[k - 3][key])
     # two hosts holding rows 0-1 and 2-3 together load exactly the one-host batch
-    lo, hi = TrainBatches(c, src, [0, 1]).batch(4), TrainBatches(c, src, [2, 3]).batch(4)
+    lo, hi = TrainBatches(c, src, [0, 1], spec).batch(4), TrainBatches(c, src, [2, 3], spec).batch(4)
     for key in ("image", "mask", "guide"):
         np.testing.assert_array_equal(np.concatenate([lo[key], hi[key]]), run[4][key])
     # every example exactly once per epoch (8 photos, batch 4 -> batches 0, 1 form epoch 0)
@@ -162,13 +162,13 @@ def test_batches_are_a_function_of_step_and_row():
     assert set(np.unique(run[0]["mask"])) <= {0.0, 1.0}
     # another seed, another stream
     c.seed = 1
-    assert not np.array_equal(TrainBatches(c, src, range(4)).batch(0)["image"], run[0]["image"])
+    assert not np.array_equal(TrainBatches(c, src, range(4), spec).batch(0)["image"], run[0]["image"])
 
 
 def test_canny_edges_of_a_square():
     img = np.zeros((40, 40, 3), np.float32)
     img[10:30, 10:30] = 1.0
-    e = canny_edges(img, sigma=1.0)[..., 0]
+    e = fields.canny(img, sigma=1.0)[..., 0]
     assert e.shape == (40, 40) and set(np.unique(e)) == {0.0, 1.0}
     ys, xs = np.nonzero(e)
     # every edge pixel lies within 1 px of the square's outline, and the outline is covered

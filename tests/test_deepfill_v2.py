@@ -212,7 +212,7 @@ def test_family_train_steps_lower_l1_and_report_every_term():
     step = jax.jit(fam.train_step)
     history = []
     for i in range(8):
-        state, metrics = step(state, batch, jax.random.fold_in(jax.random.key(0), i))
+        state, metrics = step(state, batch, jax.random.fold_in(jax.random.key(0), i), {})
         history.append({k: float(v) for k, v in metrics.items()})
     assert set(history[0]) >= {"g/l1_stage1", "g/l1_stage2", "g/gan", "g/loss", "d/hinge",
                                "g/grad_norm", "d/grad_norm"}
@@ -246,7 +246,7 @@ def test_family_inpaint_keeps_known_pixels_and_ranges():
     fam = get_family("deepfill_v2")(config)
     batch = _batch(32, 2)
     params = _random_params(_abstract_params(fam.generator, batch["image"], batch["mask"]), seed=5)
-    out = jax.jit(fam.inpaint)({"params": params}, batch["image"], batch["mask"])
+    out = jax.jit(fam.inpaint)({"params": params}, {"image": batch["image"], "mask": batch["mask"]})
     for k in ("output", "stage1", "flow"):
         assert out[k].shape == (2, 32, 32, 3)
         assert float(out[k].min()) >= 0.0 and float(out[k].max()) <= 1.0
@@ -265,8 +265,7 @@ def test_config_variants():
     assert (p.loss.l1_alpha, p.loss.gan_alpha, p.mask.per_batch) == (1.0, 1.0, True)
     assert CONFIGS.get_config("celebahq").data.crop == "resize"
     g = CONFIGS.get_config("places2,guided")
-    assert g.model.guided and g.data.guide == "edges"
-    assert not p.model.guided and p.data.guide == ""
+    assert g.model.guided and not p.model.guided
     d = CONFIGS.get_config("demo,num_steps=7,mask.per_batch=False")
     assert d.num_steps == 7 and d.mask.per_batch is False and d.data.source == "samples"
     assert CONFIGS.get_config("test").model.cnum == 8
@@ -274,3 +273,32 @@ def test_config_variants():
         CONFIGS.get_config("places3")
     with pytest.raises(ValueError, match="modifier"):
         CONFIGS.get_config("demo,guidd")
+
+
+def test_family_results_unchanged_by_the_family_contract():
+    """The numbers recorded by tests/fixtures/make_deepfill_v2_regression.py at the commit before
+    the family contract: same init, same three train steps, same inpainting."""
+    import importlib.util
+    import os
+    import optax
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+    spec = importlib.util.spec_from_file_location(
+        "make_deepfill_v2_regression", os.path.join(fixtures, "make_deepfill_v2_regression.py"))
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    want = np.load(os.path.join(fixtures, "deepfill_v2_regression.npz"))
+    fam = get_family("deepfill_v2")(CONFIGS.get_config("test"))
+    batches = maker.fixed_batches(4)
+    state = jax.jit(fam.init_state)(jax.random.key(0), batches[0])
+    step = jax.jit(fam.train_step)
+    for i, b in enumerate(batches[:3]):
+        state, metrics = step(state, b, jax.random.key(i), {})
+        for k in [f[len("metric:"):] for f in want.files if f.startswith("metric:")]:
+            np.testing.assert_allclose(float(metrics[k]), want["metric:" + k][i], rtol=2e-5,
+                                       atol=1e-7, err_msg=k)
+    assert float(optax.tree.norm(state.g_params)) == pytest.approx(float(want["g_param_norm"]), rel=1e-6)
+    assert float(optax.tree.norm(state.d_params)) == pytest.approx(float(want["d_param_norm"]), rel=1e-6)
+    out = jax.jit(fam.inpaint)(fam.inference_variables(state),
+                               fam.inference_inputs(batches[3]))
+    np.testing.assert_allclose(np.asarray(out["output"]), want["output"], atol=2e-6)
+    np.testing.assert_allclose(np.asarray(out["stage1"]), want["stage1"], atol=2e-6)

@@ -13,7 +13,6 @@ from skimage import data
 
 from inpaintjax import Inpainter
 from inpaintjax.cli import main as cli_main
-from inpaintjax.convert.tf_checkpoint import CheckpointError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 CKPT = os.path.join(FIXTURES, "deepfill_v2_tf")
@@ -80,15 +79,13 @@ def test_inpainter_errors(inpainter, tmp_path):
     # weights: missing path, a checkpoint of another family, a release dir not yet renamed
     with pytest.raises(FileNotFoundError, match=r"weights not found: .*no_such_weights"):
         Inpainter.load(str(tmp_path / "no_such_weights"))
-    with pytest.raises(CheckpointError, match="not a DeepFill checkpoint"):
+    with pytest.raises(ValueError, match=r"unrecognised weights .*other_family_tf \(holding "
+                       r"checkpoint, .*no family's official format matches \(.*deepfill_v2: tf1-checkpoint"):
         Inpainter.load(os.path.join(FIXTURES, "other_family_tf"))
-    with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint"):
-        Inpainter.load(os.path.join(FIXTURES, "deepfill_v1_tf"))
-    release = tmp_path / "release_places2_256"
-    release.mkdir()
-    (release / "checkpoint.txt").write_text('model_checkpoint_path: "snap-0"\n')
-    with pytest.raises(FileNotFoundError, match="rename it to `checkpoint`"):
-        Inpainter.load(str(release))
+    with pytest.raises(ValueError, match="no family's official format matches"):
+        Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfill_v2")
+    with pytest.raises(KeyError, match="unknown family 'deepfil_v2'. Did you mean 'deepfill_v2'"):
+        Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfil_v2")
 
 
 def test_guided_inpainter_uses_the_sketch_inside_the_hole_only():
@@ -185,3 +182,51 @@ def test_from_workdir_reads_a_training_checkpoint(tmp_path):
     assert (out[mask > 0] == 128).all()
     with pytest.raises(ValueError, match="holds a 'deepfill_v2' checkpoint, not 'pconv'"):
         Inpainter.from_workdir(str(tmp_path), family="pconv")
+
+
+def test_load_detects_the_family_from_the_files_and_asks_when_two_could_read_them(tmp_path):
+    """The registry: each family's WeightFormat.detect decides; two claimants need family=."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import toy_family  # noqa: F401  (registers 'toy')
+    from inpaintjax.families import WeightFormat, get, register
+
+    toy = get("toy")
+    c = toy_family.toy_config()
+    fam = toy(c)
+    state = fam.init_state(jax.random.key(0), {"image": np.zeros((1, 8, 8, 3), np.float32),
+                                               "mask": np.zeros((1, 8, 8, 1), np.float32)})
+    weights = tmp_path / "model.toyweights"
+    flat = {jax.tree_util.keystr(k): np.asarray(v)
+            for k, v in jax.tree_util.tree_flatten_with_path(state.params)[0]}
+    with open(weights, "wb") as f:  # a file object: np.savez would add '.npz' to a name
+        np.savez(f, **flat)
+
+    def load(path):
+        with np.load(path) as f:
+            leaves = [f[jax.tree_util.keystr(k)] for k, _ in
+                      jax.tree_util.tree_flatten_with_path(state.params)[0]]
+        return c, jax.tree.unflatten(jax.tree.structure(state.params), leaves)
+
+    fmt = WeightFormat("toy-npz", lambda p: str(p).endswith(".toyweights"), load)
+
+    class Toy2(toy):
+        name = "toy_twin"
+        weight_formats = (fmt,)
+
+    old = toy.weight_formats
+    toy.weight_formats = (fmt,)
+    try:
+        inp = Inpainter.load(str(weights), family="toy")
+        assert inp.family.name == "toy"
+        img, mask = _image_and_mask(9, 11)
+        out = inp.inpaint(img, mask)
+        np.testing.assert_array_equal(out[mask == 0], img[mask == 0])
+        register(Toy2)
+        with pytest.raises(ValueError, match=r"could be weights of toy, toy_twin: pass family="):
+            Inpainter.load(str(weights))
+        assert Inpainter.load(str(weights), family="toy_twin").family.name == "toy_twin"
+    finally:
+        toy.weight_formats = old
+        from inpaintjax.families import base
+        base._REGISTRY.pop("toy_twin", None)

@@ -172,20 +172,6 @@ def test_gated_activation_gradient_matches_numpy(name):
     np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_upsample_gradient_sums_each_2x2_block():
-    from inpaintjax.layers.gated import upsample_nearest2x
-
-    x = RNG.normal(size=(2, 3, 4, 5)).astype(np.float32)
-    ct = RNG.normal(size=(2, 6, 8, 5)).astype(np.float32)
-    y, vjp = jax.vjp(upsample_nearest2x, jnp.asarray(x))
-    np.testing.assert_array_equal(np.asarray(y), x.repeat(2, axis=1).repeat(2, axis=2))
-    expected = np.zeros_like(x, dtype=np.float64)
-    for i in range(6):
-        for j in range(8):
-            expected[:, i // 2, j // 2] += ct[:, i, j]
-    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_upsample2x_conv_equals_conv_of_upsampled_input(k):
     """The four-phase formulation against a NumPy convolution of the hand-up-sampled input, and

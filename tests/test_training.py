@@ -17,7 +17,7 @@ import toy_family  # noqa: E402  (registers 'toy')
 
 from inpaintjax import config as config_lib  # noqa: E402
 from inpaintjax import masks as masks_lib  # noqa: E402
-from inpaintjax.training import NonFiniteError, load_for_inference, train_and_evaluate  # noqa: E402
+from inpaintjax.training import NonFiniteError, load_for_inference, train  # noqa: E402
 from inpaintjax.training.checkpoint import Checkpointer  # noqa: E402
 from inpaintjax.data import eval_images  # noqa: E402
 from inpaintjax.training.evaluate import evaluate  # noqa: E402
@@ -57,7 +57,7 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path
     c.num_steps, c.log_every, c.checkpoint_every = 12, 3, 2
     c.model.nan_at_step = 5          # the 6th update (state.step == 5) has a NaN L1 loss
     with pytest.raises(NonFiniteError) as err:
-        train_and_evaluate(c, str(tmp_path))
+        train(c, str(tmp_path))
     e = err.value
     assert e.step == 5 and "loss/l1" in e.terms
     assert "step 5" in str(e) and "loss/l1" in str(e) and "checkpoint (step 4)" in str(e)
@@ -69,8 +69,8 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path
     # the last good checkpoint equals a clean run stopped at step 4
     c2 = toy_family.toy_config()
     c2.num_steps, c2.log_every, c2.checkpoint_every = 4, 2, 2
-    clean = train_and_evaluate(c2, str(tmp_path / "clean"))
-    for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(clean["state"].params)):
+    clean = train(c2, str(tmp_path / "clean"))
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(clean["state"].params)):
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
 
@@ -85,7 +85,7 @@ def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
     from inpaintjax.training.logs import HOLE_EDGE, HOLE_TINT
     c = toy_family.toy_config()
     c.num_steps = 2
-    train_and_evaluate(c, str(tmp_path))
+    train(c, str(tmp_path))
     config, family, variables = load_for_inference(str(tmp_path))
     summary = evaluate(config, family, variables, str(tmp_path), progress=False)
     ev = tmp_path / "eval"
@@ -177,7 +177,7 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
     assert "step 6/6" in r.stdout and "steps/s" in r.stdout and "ETA" in r.stdout
     lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
-    for key in ("g/l1_stage1", "g/l1_stage2", "d/hinge", "g/grad_norm", "lr", "steps_per_sec"):
+    for key in ("g/l1_stage1", "g/l1_stage2", "d/hinge", "g/grad_norm", "g/lr", "steps_per_sec"):
         assert np.isfinite(lines[-1][key]), key
     saved = config_lib.read_saved_config(os.path.join(workdir, "config.json"))
     assert saved.family == "deepfill_v2" and saved.num_steps == 6
@@ -215,3 +215,131 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
     rows = list(csv.reader(open(os.path.join(official, "eval", "metrics.csv"))))
     assert [x[0] for x in rows[1:]][-1] == "all" and int(rows[-1][1]) == 6
     assert os.path.isfile(os.path.join(official, "samples.png"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The family contract: several batches per step, sparse metrics, frozen networks, init_from,
+# optimiser schedules
+
+def _metrics(workdir):
+    return [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def test_k_batches_per_step_and_metrics_averaged_over_the_steps_that_computed_them(tmp_path):
+    c = toy_family.toy_config()
+    c.model.substeps = 3
+    c.num_steps, c.log_every, c.checkpoint_every, c.image_every = 6, 3, 6, 0
+    result = train(c, str(tmp_path))
+    assert result["step"] == 6 and int(result["state"].step) == 6   # substeps are not steps
+    logged = _metrics(str(tmp_path))
+    assert [m["step"] for m in logged] == [3, 6]
+    # 'sub/index' is 1, 2, 3 on the substeps of every step: mean 2 whatever the window
+    assert [m["sub/index"] for m in logged] == [2.0, 2.0]
+    # 'even/step' is the step number, computed on even steps only: steps 0 and 2, then 4
+    assert [m["even/step"] for m in logged] == [1.0, 4.0]
+    # the per-substep L1 mean is the mean over all 9 substeps of a window, the last-substep
+    # L1 over its 3 steps: replay the steps by hand with the family's own step function
+    from inpaintjax import data as data_lib
+    from inpaintjax.families import get as get_family
+    from inpaintjax.training import loop
+    family = get_family("toy")(c)
+    source = data_lib.make_source(c.data, "train")
+    batches = data_lib.TrainBatches(c, source, range(c.batch_size), family.batch_spec(), 3)
+    init_key, step_root = jax.random.split(jax.random.key(int(c.seed)))
+    example = data_lib.fields.example_batch(family.batch_spec(), 1, 16, 16)
+    state = jax.jit(family.init_state)(init_key, example)
+    frozen = family.load_frozen()
+    per_sub, last = [], []
+    for s in range(6):
+        batch = batches.step_batch(s)
+        assert batch["image"].shape == (3, 8, 16, 16, 3)
+        state, m = family.train_step(state, batch, jax.random.fold_in(step_root, s), frozen)
+        per_sub.append(float(m["loss/l1"].total) / 3)
+        last.append(float(m["last/l1"]))
+    for i, window in enumerate((slice(0, 3), slice(3, 6))):
+        assert logged[i]["loss/l1"] == pytest.approx(np.mean(per_sub[window]), rel=1e-5)
+        assert logged[i]["last/l1"] == pytest.approx(np.mean(last[window]), rel=1e-5)
+    # ... and the loop's parameters are the hand-replayed ones
+    for a, b in zip(jax.tree.leaves(result["state"].params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    del loop
+
+
+def test_frozen_network_is_an_argument_not_a_constant_nor_in_the_checkpoint(tmp_path):
+    import glob
+    from inpaintjax.data import fields
+    from inpaintjax.families import get as get_family
+    from inpaintjax.training import loop
+    c = toy_family.toy_config()
+    c.num_steps, c.checkpoint_every = 2, 2
+    kernel = toy_family.frozen_kernel(5) * 3.0 + 11.0   # values nothing else in the run has
+    np.savez(tmp_path / "frozen.npz", kernel=kernel)
+    c.model.frozen_file = str(tmp_path / "frozen.npz")
+    train(c, str(tmp_path / "run"))
+    # not in the checkpoint: no array file holds the kernel's bytes
+    blob = b"".join(open(f, "rb").read() for f in glob.glob(str(tmp_path / "run" / "checkpoints" / "**"),
+                                                           recursive=True) if os.path.isfile(f))
+    assert kernel.astype(np.float32).tobytes()[:12] not in blob
+    # not a constant of the compiled step: its shape is a parameter of the program, and no
+    # constant of that shape (or holding its values) appears
+    family = get_family("toy")(c)
+    names = ["grad_norm", "loss/l1", "lr"]
+    step = jax.jit(loop.make_train_step(family, jax.random.key(1), names))
+    state = jax.jit(family.init_state)(jax.random.key(0), fields.example_batch(family.batch_spec(), 1, 16, 16))
+    batch = fields.example_batch(family.batch_spec(), 8, 16, 16)
+    text = step.lower(state, loop.zero_carry(names), batch, family.load_frozen()).as_text()
+    assert "tensor<1x1x3x5xf32>" in text                          # the frozen argument
+    assert "constant dense" not in "".join(l for l in text.splitlines() if "1x1x3x5" in l)
+    assert f"{float(kernel.ravel()[0]):.4f}"[:6] not in text
+    # a missing frozen file stops the run before anything is written, saying what to do
+    c.model.frozen_file = str(tmp_path / "absent.npz")
+    with pytest.raises(FileNotFoundError, match="model.frozen_file='random'"):
+        train(c, str(tmp_path / "never"))
+    assert not os.path.exists(tmp_path / "never")
+
+
+def test_second_phase_starts_from_the_first_with_init_from(tmp_path):
+    c1 = toy_family.toy_config()
+    c1.num_steps, c1.checkpoint_every, c1.image_every = 4, 2, 0
+    first = train(c1, str(tmp_path / "phase1"))["state"]
+    c2 = toy_family.toy_config()
+    c2.model.phase = 2
+    c2.num_steps, c2.checkpoint_every, c2.image_every = 3, 3, 0
+    c2.init_from = str(tmp_path / "phase1") + ":2"      # an older step of phase 1
+    out = train(c2, str(tmp_path / "phase2"))
+    second = out["state"]
+    # 'first' came from phase 1's checkpoint 2 and stayed frozen; 'second' trained from scratch
+    ckpt_first = load_for_inference(str(tmp_path / "phase1"), step=2)[2]["first"]
+    for a, b in zip(jax.tree.leaves(second.params["first"]), jax.tree.leaves(ckpt_first)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+               zip(jax.tree.leaves(ckpt_first), jax.tree.leaves(first.params["first"])))
+    fresh = jax.jit(toy_family.ToyFamily(c2).init_state)(
+        jax.random.split(jax.random.key(0))[0],
+        {"image": np.zeros((1, 16, 16, 3), np.float32), "mask": np.zeros((1, 16, 16, 1), np.float32)})
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+               zip(jax.tree.leaves(fresh.params["second"]), jax.tree.leaves(second.params["second"])))
+    # resume of phase 2 is automatic and does not warm-start again
+    c2.num_steps = 4
+    again = train(c2, str(tmp_path / "phase2"))["state"]
+    assert int(again.step) == 4
+    # errors name the path
+    c3 = toy_family.toy_config()
+    c3.init_from, c3.init_from_paths = str(tmp_path / "phase1"), "params.third"
+    with pytest.raises(KeyError, match=r"no 'params.third' \(at 'third'; there: first, second\)"):
+        train(c3, str(tmp_path / "bad"))
+    c3.init_from = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="not a train.py workdir"):
+        train(c3, str(tmp_path / "bad2"))
+
+
+def test_logged_learning_rate_follows_the_schedule_from_the_optimiser_state(tmp_path):
+    c = toy_family.toy_config()
+    c.num_steps, c.log_every, c.checkpoint_every, c.image_every = 6, 1, 6, 0
+    c.optim.lr, c.optim.schedule, c.optim.warmup_steps, c.optim.final_lr_ratio = 0.01, "linear", 2, 0.5
+    train(c, str(tmp_path))
+    lrs = [m["lr"] for m in _metrics(str(tmp_path))]
+    # steps 1..6 apply the rate at optimiser counts 0..5: warm-up 0 -> 0.01 over 2 steps, then
+    # linear 0.01 -> 0.005 over the remaining 4
+    expected = [0.0, 0.005, 0.01, 0.00875, 0.0075, 0.00625]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6, atol=1e-9)

@@ -1,5 +1,6 @@
-"""inpaintjax.xla_cpu: `import inpaintjax` turns XLA:CPU's YNNPACK fusions off when it still can,
-respects the user's own XLA_FLAGS, and says so when it is too late; XLA honours the option."""
+"""inpaintjax.xla_cpu: importing inpaintjax changes nothing; `configure()` (what the entry points
+call) applies this CPU's calibrated set-up, or a forced one, respects the user's own XLA_FLAGS and
+says so when it is too late; XLA honours the option."""
 
 from __future__ import annotations
 
@@ -17,28 +18,35 @@ import json, os, sys, warnings
 warnings.simplefilter("always")
 {before}
 import inpaintjax
+flags_after_import = os.environ.get("XLA_FLAGS", "")
 import jax, jax.numpy as jnp
 from inpaintjax import xla_cpu
+{configure}
 a = jnp.ones((256, 256))
 hlo = jax.jit(lambda a: a @ a).lower(a).compile().as_text()
 print(json.dumps({{"state": xla_cpu.state, "off": xla_cpu.ynn_convolutions_off(),
-                  "flags": os.environ.get("XLA_FLAGS", ""), "ynn_in_hlo": "__ynn_fusion" in hlo}}))
+                  "flags": os.environ.get("XLA_FLAGS", ""), "ynn_in_hlo": "__ynn_fusion" in hlo,
+                  "flags_after_import": flags_after_import}}))
 """
 
 
-def _probe(before: str = "", **env_overrides) -> tuple[dict, str]:
+def _probe(before: str = "", configure: str = "xla_cpu.configure()", **env_overrides) -> tuple[dict, str]:
     env = dict(os.environ)
-    for key in ("XLA_FLAGS", "INPAINTJAX_XLA_CPU"):
+    for key in ("XLA_FLAGS", "INPAINTJAX_XLA_CPU", "INPAINTJAX_CALIBRATION"):
         env.pop(key, None)
+    env.setdefault("INPAINTJAX_CALIBRATION", os.devnull + ".absent")
     env.update(env_overrides)
-    out = subprocess.run([sys.executable, "-c", PROBE.format(before=before)], env=env,
+    out = subprocess.run([sys.executable, "-c", PROBE.format(before=before, configure=configure)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
 
 
-def test_import_turns_ynnpack_off_and_xla_honours_it():
-    rec, _ = _probe(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+def test_import_changes_nothing_and_tuned_turns_ynnpack_off_which_xla_honours():
+    rec, _ = _probe(configure="", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert rec["state"] == "unconfigured" and not rec["off"] and rec["ynn_in_hlo"]
+    assert rec["flags"] == rec["flags_after_import"] == "--xla_force_host_platform_device_count=2"
+    rec, _ = _probe(INPAINTJAX_XLA_CPU="tuned", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert rec["state"] == "tuned" and rec["off"]
     # the user's flags are kept, ours appended
     assert rec["flags"] == ("--xla_force_host_platform_device_count=2 "
@@ -46,11 +54,40 @@ def test_import_turns_ynnpack_off_and_xla_honours_it():
     assert not rec["ynn_in_hlo"]  # the compiled dot is XLA's own, not a YNNPACK fusion
 
 
+def test_auto_applies_this_cpus_calibration_and_defaults_without_one(tmp_path):
+    rec, _ = _probe()                                   # no calibration file: jaxlib's defaults
+    assert rec["state"] == "off" and rec["ynn_in_hlo"]
+    path = str(tmp_path / "cal.json")
+    for winner, state in (("tuned", "tuned"), ("default", "off")):
+        xla_cpu.record_calibration({winner: [1.0, 1.1, 0.9], ("default" if winner == "tuned" else "tuned"): [2.0, 2.0, 2.1]},
+                                   path=path)
+        rec, _ = _probe(INPAINTJAX_CALIBRATION=path)
+        assert rec["state"] == state and rec["ynn_in_hlo"] == (state == "off")
+    # a record for another CPU does not apply here
+    other = str(tmp_path / "other.json")
+    xla_cpu.record_calibration({"tuned": [1.0], "default": [2.0]}, path=other, key="another CPU")
+    assert _probe(INPAINTJAX_CALIBRATION=other)[0]["state"] == "off"
+
+
+def test_calibration_record_picks_the_lower_median(tmp_path):
+    path = str(tmp_path / "cal.json")
+    rec = xla_cpu.record_calibration({"tuned": [5.6, 9.0, 5.5], "default": [6.9, 7.0, 6.0]}, path=path,
+                                     key="cpu A")
+    assert rec["winner"] == "tuned" and rec["median_s"] == {"tuned": 5.6, "default": 6.9}
+    assert rec["speedup_of_winner"] == pytest.approx(6.9 / 5.6)
+    xla_cpu.record_calibration({"tuned": [1.0], "default": [0.95]}, path=path, key="cpu B")
+    data = json.load(open(path))
+    assert data["cpu A"]["winner"] == "tuned" and data["cpu B"]["winner"] == "default"
+    with pytest.raises(ValueError, match="both"):
+        xla_cpu.record_calibration({"tuned": [1.0]}, path=path)
+    assert "cpus" in xla_cpu.cpu_key()
+
+
 def test_too_late_warns_and_falls_back():
-    rec, err = _probe(before="import jax; jax.devices()")
+    rec, err = _probe(before="import jax; jax.devices()", INPAINTJAX_XLA_CPU="tuned")
     assert rec["state"] == "too_late" and not rec["off"]
     assert rec["ynn_in_hlo"]  # XLA's default stayed in force
-    assert "import inpaintjax before running any JAX computation" in err
+    assert "Call it before running any JAX computation" in err
 
 
 def test_user_setting_and_opt_out_are_respected():

@@ -192,3 +192,27 @@ def from_tf_checkpoint(path, version: int = 2) -> DeepFillWeights:
     step = int(reader.get("global_step")) if "global_step" in reader else None
     return DeepFillWeights(generator=generator, discriminator=discriminator, cnum=cnum,
                            guided=guided, d_cnum=d_cnum, step=step, prefix=reader.prefix)
+
+
+def is_tf_checkpoint(path) -> bool:
+    """True for a TF1 checkpoint: a directory holding `checkpoint` or an .index file, a prefix
+    with a `<prefix>.index` beside it, or the .index file itself."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return any(n == "checkpoint" or n.endswith(".index") for n in os.listdir(path))
+    return path.endswith(".index") or os.path.isfile(path + ".index")
+
+
+def tf_checkpoint_version(path) -> Optional[int]:
+    """1 or 2 for an official DeepFill v1 / v2 TF checkpoint (read from the generator's first two
+    kernel shapes: v2's gated conv2 reads half of conv1's outputs), None for anything else."""
+    if not is_tf_checkpoint(path):
+        return None
+    try:
+        shapes = TFCheckpointReader(os.fspath(path)).shapes()
+    except (CheckpointError, OSError, ValueError):
+        return None
+    k1, k2 = shapes.get(f"{G_SCOPE}/conv1/kernel"), shapes.get(f"{G_SCOPE}/conv2_downsample/kernel")
+    if k1 is None or k2 is None or len(k1) != 4 or len(k2) != 4:
+        return None
+    return 1 if k2[2] == k1[3] else 2

@@ -1,43 +1,35 @@
-"""Training batches as a pure function of (seed, step, row), and the held-out evaluation images.
+"""Training batches as a pure function of (seed, batch index, row), and the held-out evaluation images.
 
 Batch k of a run is fixed by the config alone: global row r of batch k is example
 `order(seed, epoch)[(k * B + r) % N]` (a seeded permutation per epoch), cropped, flipped and masked
-with generators seeded by (seed, k, r). So the iterator's whole state is the next step number: a
-resumed run sees exactly the batches an uninterrupted one would have, whatever the number of hosts.
-Each process prepares only the rows that its own devices hold (`rows`): over an epoch the hosts read
-disjoint shares of the dataset and no host reads the rest.
+with generators seeded by (seed, k, r). A training step that consumes several batches (the family's
+`batches_per_step` = n) takes batches s*n .. s*n+n-1 at step s. So the iterator's whole state is the
+next step number: a resumed run sees exactly the batches an uninterrupted one would have, whatever
+the number of hosts. Each process prepares only the rows that its own devices hold (`rows`): over
+an epoch the hosts read disjoint shares of the dataset and no host reads the rest.
 
-Batches (numpy, this process's rows): image float32 [b, S, S, 3] RGB in [0, 1]; mask float32
-[b, S, S, 1] (1 = hole); guide float32 [b, S, S, 1] in {0, 1} when config.data.guide == 'edges'.
+What a batch holds is the family's batch spec (`inpaintjax.data.fields`): after the crop, the flip
+(image and mask together) and the mask draw, every field is computed from the example's image and
+mask with its own seeded stream.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from inpaintjax import masks as masks_lib
+from inpaintjax.data import fields as fields_lib
 from inpaintjax.data import sources
 
 log = logging.getLogger(__name__)
 
-# Distinct stream tags so the data order, crops and masks never share random numbers.
-_ORDER, _CROP, _MASK, _EVAL = 0x0DE7, 0xC7E9, 0x3A5C, 0xE7A1
-
-
-def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    """Edge guide of an RGB image (float [H, W, 3] in [0, 1] or uint8): scikit-image's Canny on
-    the luminance. Returns float32 [H, W, 1] in {0, 1}."""
-    from skimage.color import rgb2gray
-    from skimage.feature import canny
-    img = np.asarray(image)
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    return canny(rgb2gray(img), sigma=sigma).astype(np.float32)[..., None]
+# Distinct stream tags so the data order, crops, masks and fields never share random numbers.
+_ORDER, _CROP, _MASK, _EVAL, _FIELD = 0x0DE7, 0xC7E9, 0x3A5C, 0xE7A1, 0xF1E7
 
 
 def _resize(img: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarray:
@@ -91,19 +83,25 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 class TrainBatches:
     """The training stream of one process: `batch(k)` is a pure function of (config, k, rows).
 
-    `rows`: the global batch rows this process prepares (its devices' shares), sorted.
+    `spec`: the family's batch spec; `rows`: the global batch rows this process prepares (its
+    devices' shares), sorted; `batches_per_step`: batches one training step consumes (stacked on a
+    leading axis when > 1).
     """
 
-    def __init__(self, config, source, rows: Sequence[int]):
+    def __init__(self, config, source, rows: Sequence[int], spec: Mapping[str, fields_lib.Field],
+                 batches_per_step: int = 1):
+        fields_lib.check_spec(spec)
         self.config = config
         self.source = source
+        self.spec = dict(spec)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.global_batch = int(config.batch_size)
         self.size = int(config.data.image_size)
         self.seed = int(config.seed)
         self.n = len(source)
-        if config.data.guide not in ("", "edges"):
-            raise ValueError(f"config.data.guide must be '' or 'edges', got {config.data.guide!r}")
+        self.per_step = int(batches_per_step)
+        if self.per_step < 1:
+            raise ValueError(f"batches_per_step must be >= 1, got {self.per_step}")
 
     @functools.lru_cache(maxsize=4)
     def _order(self, epoch: int) -> np.ndarray:
@@ -118,8 +116,9 @@ class TrainBatches:
         return masks_lib.make_mask(self.config.mask.generator, rng, self.size, self.size)
 
     def batch(self, k: int) -> dict[str, np.ndarray]:
+        """Batch k (this process's rows): every field of the spec, stacked on the batch axis."""
         c = self.config
-        images, holes, guides = [], [], []
+        rows = []
         shared = None
         if c.mask.per_batch:
             shared = self._mask(np.random.default_rng([self.seed, _MASK, k]))
@@ -134,23 +133,27 @@ class TrainBatches:
             else:
                 hole = self._mask(np.random.default_rng([self.seed, _MASK, k, int(r)]))
             img = image.astype(np.float32) / 255.0
-            images.append(img)
-            holes.append(np.asarray(hole, np.float32))
-            if c.data.guide == "edges":
-                guides.append(canny_edges(img, c.data.get("edge_sigma", 2.0)))
-        out = {"image": np.stack(images), "mask": np.stack(holes)[..., None]}
-        if guides:
-            out["guide"] = np.stack(guides)
-        return out
+            rows.append(fields_lib.compute_example(
+                self.spec, img, np.asarray(hole, np.float32)[..., None],
+                np.random.default_rng([self.seed, _FIELD, k, int(r)])))
+        return {key: np.stack([row[key] for row in rows]) for key in self.spec}
+
+    def step_batch(self, step: int) -> dict[str, np.ndarray]:
+        """What training step `step` (0-based) consumes: batch `step`, or batches
+        step*n .. step*n+n-1 stacked [n, b, ...] when the family takes n > 1 per step."""
+        if self.per_step == 1:
+            return self.batch(step)
+        parts = [self.batch(step * self.per_step + j) for j in range(self.per_step)]
+        return {key: np.stack([p[key] for p in parts]) for key in self.spec}
 
     def iterate(self, start: int, stop: int) -> Iterator[dict[str, np.ndarray]]:
-        """Batches start, start+1, ..., stop-1, prepared ahead by grain's reader threads."""
+        """The inputs of steps start, start+1, ..., stop-1, prepared ahead by grain's threads."""
         import grain
         threads = max(int(self.config.data.get("num_workers", 0)), 0)
         prefetch = max(int(self.config.data.get("prefetch", 2)), 1)
         if threads == 0 or stop - start <= 1:
-            return (self.batch(k) for k in range(start, stop))
-        ds = grain.MapDataset.range(start, stop).map(self.batch)
+            return (self.step_batch(k) for k in range(start, stop))
+        ds = grain.MapDataset.range(start, stop).map(self.step_batch)
         return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                                          prefetch_buffer_size=prefetch)))
 
@@ -175,9 +178,19 @@ def eval_images(config, num: int | None = None, source=None) -> np.ndarray:
     return np.stack(out).astype(np.uint8)
 
 
-def preview_batch(config, num: int = 4) -> dict[str, np.ndarray]:
-    """A fixed held-out batch (image, mask from the training generator, guide) for the image grids
-    logged during training: float32, the training batch layout, at config.data.image_size."""
+def eval_batch(config, spec: Mapping[str, fields_lib.Field], images: np.ndarray,
+               holes: np.ndarray, first: int = 0) -> dict[str, np.ndarray]:
+    """The spec's fields for held-out images (uint8 or float [B, S, S, 3]) and masks [B, S, S, 1],
+    computed on the ground truth with streams seeded by (config.eval.seed, first + i)."""
+    imgs = np.asarray(images)
+    imgs = imgs.astype(np.float32) / 255.0 if imgs.dtype == np.uint8 else imgs.astype(np.float32)
+    rngs = [np.random.default_rng([int(config.eval.seed), _FIELD, first + i]) for i in range(len(imgs))]
+    return fields_lib.compute_batch(spec, imgs, np.asarray(holes, np.float32), rngs)
+
+
+def preview_batch(config, spec: Mapping[str, fields_lib.Field], num: int = 4) -> dict[str, np.ndarray]:
+    """A fixed held-out batch (the spec's fields, masks from the training generator) for the image
+    grids logged during training, at config.data.image_size."""
     size = int(config.data.image_size)
     sub = config.copy_and_resolve_references()
     with sub.unlocked():
@@ -187,10 +200,6 @@ def preview_batch(config, num: int = 4) -> dict[str, np.ndarray]:
     except (ValueError, FileNotFoundError) as e:  # e.g. a small folder with no held-out file
         log.warning("no held-out images for the training previews (%s); using training images", e)
         images = eval_images(sub, num, sources.make_source(config.data, "train"))
-    images = images.astype(np.float32) / 255.0
     holes = [masks_lib.make_mask(config.mask.generator, np.random.default_rng([int(config.eval.seed), _MASK, j]),
                                  size, size) for j in range(len(images))]
-    out = {"image": images, "mask": np.stack(holes).astype(np.float32)[..., None]}
-    if config.data.guide == "edges":
-        out["guide"] = np.stack([canny_edges(im, config.data.get("edge_sigma", 2.0)) for im in images])
-    return out
+    return eval_batch(config, spec, images, np.stack(holes).astype(np.float32)[..., None])

@@ -1,75 +1,172 @@
-"""The interface between a model family and the generic training / evaluation / inference code.
+"""The contract between a model family and the generic code (training loop, checkpoints, data,
+evaluation, inference, command line). Nothing outside `inpaintjax/families/` names a family.
 
-A family is everything that is specific to one published system: its networks, losses, optimisers
-and how it turns (image, mask[, guide]) into an inpainted image. `inpaintjax.training` knows a
-family only through this interface and never names a family.
+A family is everything specific to one published system: its networks, losses, optimisers, the
+batch it trains on, the frozen networks its losses need, the official weight formats it reads and
+how it turns an image and a hole mask into an inpainted image. It declares:
 
-Batches (what the data pipeline yields, per host, as numpy; globally sharded on `data` in jit):
-  image  float32 [B, H, W, 3], RGB in [0, 1]
-  mask   float32 [B, H, W, 1], 1 = hole, 0 = known
-  guide  float32 [B, H, W, 1] in {0, 1} (only when the family's config asks for it: edges/sketch)
-Each family converts to its own network range (DeepFill [-1, 1], EdgeConnect [0, 1], ...) inside.
+- `batch_spec()`: the batch keys and what the pipeline computes for each (`inpaintjax.data.fields`);
+  every batch has `image` (float32 [B,H,W,3] RGB in [0, 1]) and `mask` (float32 [B,H,W,1],
+  1 = hole). Each family converts to its own network range inside.
+- `batches_per_step`: how many fresh batches one training step consumes (k > 1: every field arrives
+  stacked [k, B, ...]; e.g. five critic updates and one generator update per step).
+- `load_frozen()`: host-side, once per run, networks that come from files the user names and are
+  never trained or checkpointed (VGG features for perceptual losses); passed to `train_step` as an
+  argument, so they are neither constants of the compiled program nor part of the train state.
+- `init_state` / `train_step`: jittable, pure. `train_step` returns metrics: a scalar counts once,
+  a `Metric(total, count)` is a sum over `count` values (0 = not computed this step); the loop logs
+  sum(total) / sum(count) over the steps since the last log and treats a non-finite computed
+  metric as a failure.
+- `warm_start_paths`: the state subtrees `config.init_from` copies from another run by default.
+- `inference_variables`, `inference_inputs` (host side) and `inpaint` (jittable), and
+  `evaluation_metrics` (jittable, per image).
+- `weight_formats`: the official checkpoint formats it reads (`Inpainter.load` and the command line
+  detect them) and `default_config()`, the released model's settings.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
+import ml_collections
+import numpy as np
 
 Batch = Mapping[str, jax.Array]
-Metrics = dict[str, jax.Array]
+
+
+class Metric(NamedTuple):
+    """A metric reported as a sum over `count` values of this step (count 0: not computed)."""
+
+    total: jax.Array
+    count: jax.Array
+
+
+Metrics = dict[str, Any]  # name -> scalar or Metric
+
+
+class FrozenWeightsError(FileNotFoundError):
+    """A frozen network's weight file is missing or unreadable; the message says where to get it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFormat:
+    """An official (non-workdir) weight format a family reads.
+
+    `detect(path)` is cheap (names and headers only) and True only for this family's files;
+    `load(path)` returns (the family's config for those weights, its inference variables)."""
+
+    name: str
+    detect: Callable[[str], bool]
+    load: Callable[[str], tuple[ml_collections.ConfigDict, Any]]
 
 
 class Family(abc.ABC):
-    """One published inpainting system. Constructed from the run's whole ml_collections config."""
+    """One published inpainting system, built from the run's whole ml_collections config."""
 
     #: registry name, e.g. 'deepfill_v2'
     name: str = ""
     #: network inputs must have H and W divisible by this (Inpainter pads, then crops back)
     size_multiple: int = 1
+    #: official weight formats this family reads
+    weight_formats: tuple[WeightFormat, ...] = ()
+    #: state subtrees (dotted paths) that `config.init_from` copies from another run by default
+    warm_start_paths: tuple[str, ...] = ()
 
     def __init__(self, config):
         self.config = config
 
+    @classmethod
+    @abc.abstractmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        """The released model's settings (used when only weights are at hand)."""
+
+    @property
+    def batches_per_step(self) -> int:
+        return 1
+
+    def batch_spec(self) -> dict:
+        from inpaintjax.data import fields
+        return fields.default_spec()
+
+    def load_frozen(self) -> Any:
+        """Frozen networks as a pytree of numpy arrays (host side); {} when the family has none."""
+        return {}
+
     @abc.abstractmethod
     def init_state(self, rng: jax.Array, batch: Batch) -> Any:
-        """A fresh train state (a pytree with an integer `step` field) for batches shaped like `batch`."""
+        """A fresh train state (a pytree with an int32 `step`) for batches shaped like `batch`
+        (one batch, not stacked). Jittable."""
 
     @abc.abstractmethod
-    def train_step(self, state: Any, batch: Batch, rng: jax.Array) -> tuple[Any, Metrics]:
-        """One training iteration (all networks). Pure and jit-able, no host callbacks.
-
-        `rng` is already specific to this step (fold_in of the root key and the step). Metrics are
-        scalars: every loss term by name (e.g. 'g/l1_stage1', 'd/hinge') and every gradient's
-        global norm (e.g. 'g/grad_norm'); the loop treats any non-finite metric as a failure.
-        """
+    def train_step(self, state: Any, batch: Batch, rng: jax.Array,
+                   frozen: Any) -> tuple[Any, Metrics]:
+        """One training step (all networks; `batches_per_step` stacked batches). Pure, jittable,
+        no host callbacks; increments `state.step` by one. `rng` is specific to this step."""
 
     @abc.abstractmethod
     def inference_variables(self, state: Any) -> Any:
-        """The generator variables needed by `inpaint` (no optimiser state, no discriminator)."""
+        """The variables `inpaint` needs (the EMA parameters when config.ema_decay > 0)."""
+
+    def inference_inputs(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host-side pre-processing before `inpaint` (numpy). `batch` has 'image' [B,H,W,3]
+        float32 in [0, 1] and 'mask' [B,H,W,1]; from the Inpainter possibly 'sketch' [B,H,W,1];
+        from evaluation and the training preview also the spec's fields computed on the ground
+        truth. H and W are multiples of `size_multiple`."""
+        return {"image": np.asarray(batch["image"], np.float32),
+                "mask": np.asarray(batch["mask"], np.float32)}
 
     @abc.abstractmethod
-    def inpaint(self, variables: Any, image: jax.Array, mask: jax.Array,
-                guide: jax.Array | None = None) -> dict[str, jax.Array]:
-        """Inpaint a batch. image [B,H,W,3] in [0,1], mask [B,H,W,1] (1 = hole), H, W multiples of
-        `size_multiple`. Returns at least 'output': the composited result in [0, 1] (known pixels
-        equal to the input); may add family extras for logging (e.g. 'stage1', 'flow'), all
-        [B,H,W,3] in [0, 1]. Jit-able."""
+    def inpaint(self, variables: Any, inputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """Inpaint a batch of `inference_inputs`. Jittable. Returns 'output' [B,H,W,3] in [0, 1],
+        composited (known pixels equal to the input), plus family extras [B,H,W,C] in [0, 1]
+        (e.g. 'stage1', 'flow', 'edges') for previews and `return_extras`."""
+
+    def evaluation_metrics(self, inputs: Mapping[str, jax.Array],
+                           outputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """Per-image metrics ([B] each) of an `inpaint` result. Jittable."""
+        import jax.numpy as jnp
+
+        from inpaintjax import metrics
+        return metrics.compute_metrics(jnp.clip(outputs["output"], 0.0, 1.0), inputs["image"],
+                                       inputs["mask"])
 
 
 _REGISTRY: dict[str, type[Family]] = {}
 
 
 def register(cls: type[Family]) -> type[Family]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no registry name")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-def get(name: str) -> type[Family]:
-    """The family class registered under `name` (imports the built-in families on first use)."""
+def _load_builtins() -> None:
     from inpaintjax import families as _families  # noqa: F401  (registers the built-ins)
+
+
+def names() -> list[str]:
+    """Registered family names."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Family]:
+    """The family class registered under `name`."""
+    _load_builtins()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown family {name!r}; known: {sorted(_REGISTRY)}")
+        import difflib
+        near = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"unknown family {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def detect_weights(path: str, family: str | None = None) -> list[tuple[type[Family], WeightFormat]]:
+    """(family class, format) pairs whose format recognises `path` (only `family`'s if given)."""
+    _load_builtins()
+    classes = [get(family)] if family else [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    return [(cls, fmt) for cls in classes for fmt in cls.weight_formats if fmt.detect(path)]

@@ -1,8 +1,8 @@
 """DeepFill v2 (Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019).
 
 Gated-conv coarse-to-fine generator with contextual attention, SN-PatchGAN, hinge loss; optional
-sketch/edge guidance. Training follows SPEC.md 1.7/1.9 (JiahuiYu/generative_inpainting master):
-per iteration one discriminator step, then one generator step; Adam lr 1e-4, betas (0.5, 0.999)
+sketch/edge guidance. Training follows the released trainer (JiahuiYu/generative_inpainting,
+`inpaint_model.py::build_graph_with_losses`, `inpaint.yml`, `train.py`): per iteration one discriminator step, then one generator step; Adam lr 1e-4, betas (0.5, 0.999)
 for both networks;
   D loss = 0.5 mean(relu(1 - D(real))) + 0.5 mean(relu(1 + D(fake)))
   G loss = l1_alpha * (mean|x - stage1| + mean|x - stage2|) + gan_alpha * -mean(D(fake))
@@ -10,26 +10,31 @@ where fake = the composited image stage2 * mask + x * (1 - mask), and D sees [im
 Images enter the networks in [-1, 1] (the batch's [0, 1] RGB is mapped at this boundary).
 
 Config keys read (see configs/deepfill_v2.py): model.cnum, model.d_cnum, model.guided,
-loss.l1_alpha, loss.gan_alpha, optim.lr, optim.b1, optim.b2, mask.per_batch, compute_dtype, remat.
+loss.l1_alpha, loss.gan_alpha, optim.* (families/common.py), mask.per_batch, data.edge_sigma
+(guided), compute_dtype, remat, ema_decay.
 
 Deviation from the original trainer: the D step and the G step of one iteration use the same
-batch and mask (the original dequeued a fresh batch for each); the family interface hands one
-batch per iteration, and the PyTorch port does the same.
+batch and mask (the original dequeued a fresh batch for each, as `batches_per_step = 2` would);
+the widely used PyTorch port (nipponjo/deepfillv2-pytorch) does the same, and it halves the input
+pipeline's work per step.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from inpaintjax import losses
 from inpaintjax.config import base_config
-from inpaintjax.families.base import Batch, Family, Metrics, register
+from inpaintjax.data import fields
+from inpaintjax.families import common
+from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models.deepfill import DeepFillV2Generator
 from inpaintjax.models.discriminators import SNPatchGAN
 
@@ -37,7 +42,8 @@ from inpaintjax.models.discriminators import SNPatchGAN
 @flax.struct.dataclass
 class DeepFillV2State:
     """Train state: both networks' parameters, the SN power-iteration vectors of D (flax
-    `batch_stats`: u and sigma per layer) and both Adam states."""
+    `batch_stats`: u and sigma per layer), both Adam states and the generator's EMA (None when
+    config.ema_decay is 0)."""
 
     step: jax.Array
     g_params: Any
@@ -45,11 +51,12 @@ class DeepFillV2State:
     d_batch_stats: Any
     g_opt_state: Any
     d_opt_state: Any
+    g_ema: Any = None
 
 
 def default_config(cnum: int = 48, guided: bool = False) -> ml_collections.ConfigDict:
-    """The released model's settings (SPEC.md 1.9) on top of the base config; used when only
-    weights are at hand (official checkpoints). Training runs use configs/deepfill_v2.py."""
+    """The released model's settings on top of the base config; used when only weights are at
+    hand (official checkpoints). Training runs use configs/deepfill_v2.py."""
     c = base_config()
     c.family = "deepfill_v2"
     c.model.cnum = cnum
@@ -63,11 +70,15 @@ def default_config(cnum: int = 48, guided: bool = False) -> ml_collections.Confi
     return c
 
 
-def _dtype(name: str):
-    try:
-        return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
-    except KeyError:
-        raise ValueError(f"config.compute_dtype must be 'float32' or 'bfloat16', got {name!r}") from None
+def _load_official(path: str):
+    from inpaintjax.convert.deepfill import from_tf_checkpoint
+    weights = from_tf_checkpoint(path, version=2)
+    return weights.config(), weights.generator
+
+
+def _is_official(path: str) -> bool:
+    from inpaintjax.convert.deepfill import tf_checkpoint_version
+    return tf_checkpoint_version(path) == 2
 
 
 @register
@@ -76,18 +87,31 @@ class DeepFillV2(Family):
 
     name = "deepfill_v2"
     size_multiple = 8
+    weight_formats = (WeightFormat("tf1-checkpoint", _is_official, _load_official),)
+    warm_start_paths = ("g_params", "d_params", "d_batch_stats")
 
     def __init__(self, config):
         super().__init__(config)
         m = config.model
         self.guided = bool(m.guided)
-        dtype = _dtype(config.get("compute_dtype", "float32"))
+        dtype = common.compute_dtype(config)
         self.generator = DeepFillV2Generator(cnum=m.cnum, guided=self.guided, dtype=dtype,
                                              remat=bool(config.get("remat", False)))
         self.discriminator = SNPatchGAN(cnum=m.get("d_cnum", 64), dtype=dtype)
-        o = config.optim
-        self.g_tx = optax.adam(o.lr, b1=o.b1, b2=o.b2)
-        self.d_tx = optax.adam(o.lr, b1=o.b1, b2=o.b2)
+        steps = int(config.num_steps)
+        self.g_tx = common.make_optimizer(config.optim, steps)
+        self.d_tx = common.make_optimizer(config.optim, steps)
+        self.ema_decay = float(config.get("ema_decay", 0.0))
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        return default_config()
+
+    def batch_spec(self) -> dict:
+        spec = fields.default_spec()
+        if self.guided:  # the sketch stand-in: Canny edges of the ground truth (kept in the hole)
+            spec["guide"] = fields.canny_edges(float(self.config.data.get("edge_sigma", 2.0)))
+        return spec
 
     # -- inputs ---------------------------------------------------------------------------------
     def _inputs(self, batch: Batch):
@@ -97,12 +121,7 @@ class DeepFillV2(Family):
         if self.config.mask.get("per_batch", True):
             # the original draws one mask per step; taking sample 0 also works on a sharded batch
             mask = jnp.broadcast_to(mask[:1], mask.shape)
-        guide = None
-        if self.guided:
-            if "guide" not in batch:
-                raise KeyError("deepfill_v2 with model.guided=True needs batch['guide'] "
-                               "(set config.data.guide='edges')")
-            guide = batch["guide"].astype(jnp.float32) * mask
+        guide = batch["guide"].astype(jnp.float32) * mask if self.guided else None
         return image, mask, guide
 
     def _d_input(self, image, mask, guide):
@@ -112,21 +131,18 @@ class DeepFillV2(Family):
     # -- Family interface -----------------------------------------------------------------------
     def init_state(self, rng: jax.Array, batch: Batch) -> DeepFillV2State:
         image, mask, guide = self._inputs(batch)
-        # Parameter draws with an 'rbg' key (XLA's RngBitGenerator) seeded from `rng`: the same
-        # draws as threefry would need ~5x longer to compile on CPU (about 30 s for 84 kernels).
-        # Deterministic for a given rng and backend; a resumed run reads its parameters back anyway.
-        rng = jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
-        g_rng, d_rng = jax.random.split(rng)
+        g_rng, d_rng = jax.random.split(common.param_key(rng))
         g_params = self.generator.init(g_rng, image, mask, guide)["params"]
         d_vars = self.discriminator.init(d_rng, self._d_input(image, mask, guide))
         return DeepFillV2State(
             step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_vars["params"],
             d_batch_stats=d_vars["batch_stats"], g_opt_state=self.g_tx.init(g_params),
-            d_opt_state=self.d_tx.init(d_vars["params"]))
+            d_opt_state=self.d_tx.init(d_vars["params"]),
+            g_ema=common.ema_init(g_params, self.ema_decay))
 
-    def train_step(self, state: DeepFillV2State, batch: Batch,
-                   rng: jax.Array) -> tuple[DeepFillV2State, Metrics]:
-        del rng  # masks come from the pipeline; nothing here is random
+    def train_step(self, state: DeepFillV2State, batch: Batch, rng: jax.Array,
+                   frozen: Any) -> tuple[DeepFillV2State, Metrics]:
+        del rng, frozen  # masks come from the pipeline; nothing here is random or frozen
         image, mask, guide = self._inputs(batch)
         l1_alpha, gan_alpha = self.config.loss.l1_alpha, self.config.loss.gan_alpha
 
@@ -145,8 +161,8 @@ class DeepFillV2(Family):
 
         (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
             d_loss_fn, has_aux=True)(state.d_params)
-        d_updates, d_opt_state = self.d_tx.update(d_grads, state.d_opt_state, state.d_params)
-        d_params = optax.apply_updates(state.d_params, d_updates)
+        d_params, d_opt_state = common.apply_gradients(self.d_tx, d_grads, state.d_opt_state,
+                                                       state.d_params)
 
         # generator step against the updated discriminator
         def g_loss_fn(g_params):
@@ -162,34 +178,43 @@ class DeepFillV2(Family):
 
         (g_loss, (d_stats, l1_s1, l1_s2, g_gan)), g_grads = jax.value_and_grad(
             g_loss_fn, has_aux=True)(state.g_params)
-        g_updates, g_opt_state = self.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-        g_params = optax.apply_updates(state.g_params, g_updates)
+        g_params, g_opt_state = common.apply_gradients(self.g_tx, g_grads, state.g_opt_state,
+                                                       state.g_params)
 
         new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                                   d_batch_stats=d_stats, g_opt_state=g_opt_state,
-                                  d_opt_state=d_opt_state)
+                                  d_opt_state=d_opt_state,
+                                  g_ema=common.ema_update(state.g_ema, g_params, self.ema_decay))
         metrics = {
             "g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2, "g/gan": g_gan,
             "d/hinge": d_loss, "d/real": d_real, "d/fake": d_fake,
             "g/grad_norm": optax.tree.norm(g_grads), "d/grad_norm": optax.tree.norm(d_grads),
+            "g/lr": common.learning_rate(g_opt_state),
         }
         return new_state, metrics
 
     def inference_variables(self, state: DeepFillV2State) -> Any:
-        return {"params": state.g_params}
+        return {"params": state.g_params if state.g_ema is None else state.g_ema}
 
-    def inpaint(self, variables: Any, image: jax.Array, mask: jax.Array,
-                guide: Optional[jax.Array] = None) -> dict[str, jax.Array]:
-        """image [B,H,W,3] in [0,1], mask [B,H,W,1] in {0,1} (1 = hole), guide [B,H,W,1] (used
-        only if the model is guided; zeros if omitted; kept only inside the hole).
-        Returns 'output' (composited, known pixels equal to the input), 'stage1' (raw coarse
-        output), 'flow' (attention offsets, bilinearly up-sampled), all [B,H,W,3] in [0,1]."""
-        image = image.astype(jnp.float32)
-        mask = mask.astype(jnp.float32)
-        g = None
+    def inference_inputs(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """image and mask; for a guided model also 'guide' [B,H,W,1] inside the hole: the user's
+        'sketch', else the batch's ground-truth 'guide' (evaluation, previews), else none."""
+        out = super().inference_inputs(batch)
         if self.guided:
-            g = jnp.zeros_like(mask) if guide is None else guide.astype(jnp.float32) * mask
-        stage1, stage2, flow = self.generator.apply(variables, image * 2.0 - 1.0, mask, g,
+            guide = batch.get("sketch", batch.get("guide"))
+            guide = np.zeros_like(out["mask"]) if guide is None else np.asarray(guide, np.float32)
+            out["guide"] = guide * out["mask"]
+        return out
+
+    def inpaint(self, variables: Any, inputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """inputs: image [B,H,W,3] in [0,1], mask [B,H,W,1] in {0,1} (1 = hole), and guide
+        [B,H,W,1] for a guided model. Returns 'output' (composited, known pixels equal to the
+        input), 'stage1' (raw coarse output), 'flow' (attention offsets, bilinearly up-sampled),
+        all [B,H,W,3] in [0,1]."""
+        image = inputs["image"].astype(jnp.float32)
+        mask = inputs["mask"].astype(jnp.float32)
+        guide = inputs["guide"].astype(jnp.float32) if self.guided else None
+        stage1, stage2, flow = self.generator.apply(variables, image * 2.0 - 1.0, mask, guide,
                                                     return_flow=True)
         out = (stage2 + 1.0) * 0.5
         b, h, w, _ = image.shape

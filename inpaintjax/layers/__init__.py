@@ -5,7 +5,7 @@ Every convolution goes through `inpaintjax.layers.conv.conv_general_dilated`.
 
 from inpaintjax.layers.attention import ContextualAttention, contextual_attention, flow_to_image
 from inpaintjax.layers.conv import conv_general_dilated
-from inpaintjax.layers.gated import GatedConv, GatedUpConv, upsample_nearest2x
+from inpaintjax.layers.gated import GatedConv, GatedUpConv
 from inpaintjax.layers.ops import (
     BatchNorm,
     InstanceNorm,
@@ -38,5 +38,4 @@ __all__ = [
     "spectral_sigma",
     "torch_conv_transpose_padding",
     "torch_pad",
-    "upsample_nearest2x",
 ]

@@ -52,7 +52,7 @@ from jax import lax
 
 from inpaintjax import xla_cpu
 
-_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+NHWC_DIMENSIONS = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _IMPLS = ("auto", "native")
 _impl_override: Optional[str] = None
 DEFAULT_CHUNK_ELEMENTS = 1 << 18
@@ -133,7 +133,7 @@ def _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, di
         dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     except (TypeError, ValueError):
         return None
-    if dn != _NHWC:
+    if dn != NHWC_DIMENSIONS:
         return None
     strides = tuple(int(s) for s in window_strides)
     dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))

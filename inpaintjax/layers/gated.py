@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inpaintjax.layers.conv import _NHWC, conv_general_dilated
+from inpaintjax.layers.conv import NHWC_DIMENSIONS, conv_general_dilated
 
 
 class GatedConv(nn.Module):
@@ -119,15 +119,6 @@ def _fused_gated_bwd(name, y, g):
 _fused_gated.defvjp(_fused_gated_fwd, _fused_gated_bwd)
 
 
-def upsample_nearest2x(x):
-    """Nearest x2 up-sampling: output[i, j] = x[i // 2, j // 2] (TF align-corners NN at exact 2x).
-
-    `GatedUpConv` does not call it: `upsample2x_conv` convolves the up-sampled map without
-    building it.
-    """
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
 class GatedUpConv(nn.Module):
     """DeepFill v2's `gen_deconv`: nearest x2 up-sampling, then a 3x3 stride-1 GatedConv.
 
@@ -183,7 +174,7 @@ def upsample2x_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
             or tuple(window_strides) != (1, 1)
             or any(tuple(d or (1, 1)) != (1, 1) for d in (lhs_dilation, rhs_dilation))
             or feature_group_count != 1 or batch_group_count != 1
-            or pads not in ("SAME", ((p, p), (p, p))) or dn != _NHWC):
+            or pads not in ("SAME", ((p, p), (p, p))) or dn != NHWC_DIMENSIONS):
         raise ValueError("upsample2x_conv expects a square odd kernel, stride 1, 'SAME' padding, "
                          f"no dilation or groups, NHWC/HWIO/NHWC; got kernel {rhs.shape}, "
                          f"strides {window_strides}, padding {padding}, lhs_dilation "

@@ -103,13 +103,11 @@ class Checkpointer:
 
 
 def abstract_state(family, config, sharding=None) -> Any:
-    """Shapes/dtypes (and shardings) of `family`'s train state for config.data.image_size batches."""
-    import jax.numpy as jnp
+    """Shapes/dtypes (and shardings) of `family`'s train state, from its batch spec at
+    config.data.image_size."""
+    from inpaintjax.data import fields
     size = int(config.data.image_size)
-    batch = {"image": jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
-             "mask": jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)}
-    if config.data.get("guide", ""):
-        batch["guide"] = jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)
+    batch = fields.abstract_batch(family.batch_spec(), 1, size, size)
     shapes = jax.eval_shape(family.init_state, jax.random.key(0), batch)
     if sharding is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

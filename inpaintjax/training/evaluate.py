@@ -87,17 +87,14 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
     masks, buckets = frozen_masks(config, mask_dir)
     images = data_lib.eval_images(config).astype(np.float32) / 255.0
-    guides = None
-    if config.data.get("guide", "") == "edges":
-        guides = np.stack([data_lib.canny_edges(im, config.data.get("edge_sigma", 2.0)) for im in images])
+    spec = family.batch_spec()
     n_img, n_mask = len(images), len(masks)
     pair = np.arange(n_mask) % n_img
 
     @jax.jit
-    def run(image, mask, guide):
-        out = family.inpaint(variables, image, mask, guide)
-        pred = jnp.clip(out["output"], 0.0, 1.0)
-        return pred, metrics_lib.compute_metrics(pred, image, mask)
+    def run(inputs):
+        out = family.inpaint(variables, inputs)
+        return jnp.clip(out["output"], 0.0, 1.0), family.evaluation_metrics(inputs, out)
 
     score = jax.jit(metrics_lib.compute_metrics)
     model = metrics_lib.BucketedMetrics()
@@ -117,8 +114,8 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
         pad = bs - len(idx)  # fixed batch shape: one compilation
         full = np.concatenate([idx, np.repeat(idx[-1:], pad)])
         image, mask = images[pair[full]], masks[full]
-        guide = None if guides is None else guides[pair[full]]
-        pred, m = run(image, mask, guide)
+        inputs = family.inference_inputs(data_lib.eval_batch(config, spec, image, mask, first=s))
+        pred, m = run(inputs)
         m = {k: np.asarray(v)[:len(idx)] for k, v in m.items()}
         model.add(m, buckets[idx])
         for n, acc in classical.items():

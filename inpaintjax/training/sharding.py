@@ -21,8 +21,9 @@ def make_mesh() -> jax.sharding.Mesh:
     return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def batch_sharding(mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+def batch_sharding(mesh, axis: int = 0) -> NamedSharding:
+    """Sharded on 'data' along the batch axis `axis` (1 for [k, B, ...] stacks of k batches)."""
+    return NamedSharding(mesh, P(*([None] * axis), "data"))
 
 
 def replicated(mesh) -> NamedSharding:
@@ -49,12 +50,18 @@ def process_rows(global_batch: int, mesh) -> np.ndarray:
     return np.array(sorted(rows), dtype=np.int64)
 
 
-def global_batch(local: Mapping[str, np.ndarray], mesh, global_size: int) -> dict[str, jax.Array]:
-    """Assemble each process's rows (in `process_rows` order) into global arrays sharded on 'data'."""
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v),
-                                                      (global_size,) + tuple(v.shape[1:]))
-            for k, v in local.items()}
+def global_batch(local: Mapping[str, np.ndarray], mesh, global_size: int,
+                 axis: int = 0) -> dict[str, jax.Array]:
+    """Assemble each process's rows (in `process_rows` order, along the batch axis `axis`) into
+    global arrays sharded on 'data'."""
+    sharding = batch_sharding(mesh, axis)
+
+    def assemble(v):
+        v = np.asarray(v)
+        shape = v.shape[:axis] + (global_size,) + v.shape[axis + 1:]
+        return jax.make_array_from_process_local_data(sharding, v, shape)
+
+    return {k: assemble(v) for k, v in local.items()}
 
 
 def fetch(tree: Any) -> Any:

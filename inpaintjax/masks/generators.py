@@ -1,6 +1,6 @@
-"""Hole-mask generators of the published inpainting systems, hole-area buckets, frozen eval mask sets.
+"""Hole-mask generators of the published inpainting systems.
 
-Every generator here is NumPy + PIL only (no JAX), seeded by a `np.random.Generator` (or an int seed,
+Every generator is NumPy + PIL only (no JAX), seeded by a `np.random.Generator` (or an int seed,
 turned into `np.random.default_rng(seed)`, i.e. PCG64), works at any image size (H, W) and returns a
 float32 array [H, W] with values in {0, 1}, **1 = hole (missing), 0 = known** (the project-wide
 convention). `mask_hw1(mask)` gives the [H, W, 1] form the data pipeline batches into [B, H, W, 1].
@@ -9,16 +9,14 @@ Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
 
 | name | source | what |
 |---|---|---|
-| `deepfill_v2_strokes` | DeepFill v2 `brush_stroke_mask` (SPEC 1.8) | 1..3 free-form brush strokes |
-| `deepfill_box` | DeepFill v1/v2 `random_bbox` + `bbox2mask` (SPEC 1.8, 2.5) | one 128x128 box shrunk by 0..16 px per side |
-| `deepfill_v2_training` | DeepFill v2 training (SPEC 1.8) | union of one box and one stroke mask |
-| `center_box` | DeepFill v1 validation view (SPEC 2.5) | fixed centred box of half the image side |
-| `irregular_random_walk` | PConv reimplementation NI `generate_data.py` (SPEC 3.6) | 4-neighbour random walk |
+| `deepfill_v2_strokes` | DeepFill v2 `inpaint_ops.py::brush_stroke_mask` | 1..3 free-form brush strokes |
+| `deepfill_box` | DeepFill v1/v2 `inpaint_ops.py::random_bbox` + `bbox2mask` | one 128x128 box shrunk by 0..16 px per side |
+| `deepfill_v2_training` | DeepFill v2 training graph | union of one box and one stroke mask |
+| `center_box` | DeepFill v1 validation view | fixed centred box of half the image side |
+| `irregular_random_walk` | the PConv re-implementation's `generate_data.py` (naoto0804) | 4-neighbour random walk |
 | `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
-| `edgeconnect_block` | EdgeConnect MASK=1 (SPEC 4.7) | an (H//2) x (W//2) block at a uniform position |
-| `edgeconnect_half` | EdgeConnect MASK=2 (SPEC 4.7) | the left or the right half |
-
-Hole-area buckets are PConv's: (0.01,0.1], (0.1,0.2], ..., (0.5,0.6] (`BUCKETS`, `bucket_of`).
+| `edgeconnect_block` | EdgeConnect `MASK=1` (`dataset.py::load_mask`) | an (H//2) x (W//2) block at a uniform position |
+| `edgeconnect_half` | EdgeConnect `MASK=2` | the left or the right half |
 
 Determinism: a mask depends only on the generator's random stream and the drawing code, so the same
 seed gives the same mask for the same NumPy and Pillow versions on any machine (NumPy does not promise
@@ -30,9 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
-import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -40,36 +36,9 @@ from PIL import Image, ImageDraw
 
 RngLike = Union[np.random.Generator, int, np.integer]
 
-__all__ = [
-    "BUCKETS",
-    "MASK_GENERATORS",
-    "Stroke",
-    "bucket_name",
-    "bucket_of",
-    "build_eval_mask_set",
-    "center_box",
-    "deepfill_box",
-    "deepfill_v2_stroke_params",
-    "deepfill_v2_strokes",
-    "deepfill_v2_training",
-    "draw_strokes",
-    "edgeconnect_block",
-    "edgeconnect_half",
-    "hole_ratio",
-    "irregular_random_walk",
-    "lama_medium",
-    "lama_params",
-    "lama_stroke_params",
-    "lama_thick",
-    "lama_thin",
-    "load_eval_mask_set",
-    "load_mask",
-    "make_mask",
-    "mask_hw1",
-]
 
 
-def _as_rng(rng: RngLike) -> np.random.Generator:
+def as_rng(rng: RngLike) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -80,7 +49,7 @@ def _as_rng(rng: RngLike) -> np.random.Generator:
     )
 
 
-def _check_size(h, w) -> Tuple[int, int]:
+def check_size(h, w) -> Tuple[int, int]:
     if isinstance(h, bool) or isinstance(w, bool) or not isinstance(h, (int, np.integer)) or not isinstance(
         w, (int, np.integer)
     ):
@@ -138,8 +107,8 @@ def deepfill_v2_stroke_params(
     clipped in [0, W] and y (row) in [0, H], so non-square images are covered correctly.
     The original's intended random flips are no-ops (the flipped image is discarded), so none are done.
     """
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     mean_angle = 2 * math.pi / 5
     angle_range = 2 * math.pi / 15
     average_radius = math.sqrt(h * h + w * w) / 8
@@ -168,7 +137,7 @@ def deepfill_v2_stroke_params(
 def draw_strokes(strokes: Sequence[Stroke], h: int, w: int) -> np.ndarray:
     """Rasterise DeepFill-style strokes with PIL: a polyline of the stroke's width, then a filled circle
     of diameter ~width at every vertex (the original's smooth joints). Returns float32 [H, W] in {0,1}."""
-    h, w = _check_size(h, w)
+    h, w = check_size(h, w)
     canvas = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(canvas)
     for stroke in strokes:
@@ -225,8 +194,8 @@ def deepfill_box(
     (e.g. 64 px: box 32, delta 8 -> sides 24..32; 128 px: box 64, delta 16 -> sides 48..64).
     Returns float32 [H, W], 1 = hole.
     """
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     box_h, max_delta_h = _fit_box(h, box_h, max_delta_h, margin)
     box_w, max_delta_w = _fit_box(w, box_w, max_delta_w, margin)
     top = int(rng.integers(margin, h - margin - box_h))
@@ -242,8 +211,8 @@ def center_box(rng: RngLike, h: int, w: int) -> np.ndarray:
     """DeepFill v1's validation hole: a centred box of half each side (128x128 at top=left=64 for 256).
 
     Deterministic; `rng` is accepted (and ignored) so that it fits the generator registry."""
-    _as_rng(rng)
-    h, w = _check_size(h, w)
+    as_rng(rng)
+    h, w = check_size(h, w)
     bh, bw = h // 2, w // 2
     top, left = (h - bh) // 2, (w - bw) // 2
     mask = np.zeros((h, w), np.float32)
@@ -255,7 +224,7 @@ def deepfill_v2_training(rng: RngLike, h: int, w: int) -> np.ndarray:
     """DeepFill v2's training mask: the logical OR (union) of one `deepfill_box` and one
     `deepfill_v2_strokes` mask (SPEC 1.8), so every mask contains a rectangle (>= 14% of the image at
     256x256, which is why this generator cannot fill the (0.01, 0.1] bucket)."""
-    rng = _as_rng(rng)
+    rng = as_rng(rng)
     box = deepfill_box(rng, h, w)
     strokes = deepfill_v2_strokes(rng, h, w)
     return np.maximum(box, strokes)
@@ -315,8 +284,8 @@ def irregular_random_walk(
     vectorised chunks (about 30 ms for the default 262,144 steps) instead of NI's per-step loop. Pass a
     smaller `canvas_size`/`length` for thinner or cheaper masks. Returns float32 [H, W], 1 = hole.
     """
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     if canvas_size < 2:
         raise ValueError(f"canvas_size must be >= 2, got {canvas_size}")
     length = canvas_size**2 if length is None else int(length)
@@ -363,7 +332,7 @@ def lama_params(variant: str, h: int, w: int) -> dict:
     """
     if variant not in ("thin", "medium", "thick"):
         raise ValueError(f"unknown LaMa variant {variant!r}; valid: 'thin', 'medium', 'thick'")
-    h, w = _check_size(h, w)
+    h, w = check_size(h, w)
     side = min(h, w)
     ref = 512 if side >= 384 else 256
     scale = side / ref
@@ -405,8 +374,8 @@ def lama_stroke_params(rng: RngLike, h: int, w: int, p: dict) -> List[List[Strok
     end = start + length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] / [0, H];
     the next segment starts at that end.
     """
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     strokes = []
     for i in range(int(rng.integers(p["min_times"], p["max_times"] + 1))):
         sx, sy = int(rng.integers(0, w)), int(rng.integers(0, h))
@@ -450,8 +419,8 @@ def _lama_boxes(rng: np.random.Generator, h: int, w: int, b: dict) -> np.ndarray
 
 
 def _lama(variant: str, rng: RngLike, h: int, w: int, max_attempts: int = 100) -> np.ndarray:
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     p = lama_params(variant, h, w)
     for _ in range(max_attempts):
         if p["boxes"] is not None and rng.random() < p["box_proba"]:
@@ -493,8 +462,8 @@ def lama_thick(rng: RngLike, h: int, w: int) -> np.ndarray:
 def edgeconnect_block(rng: RngLike, h: int, w: int) -> np.ndarray:
     """EdgeConnect MASK=1: a (H//2) x (W//2) block whose top-left is uniform over every position that
     keeps it inside (0..H-H//2, 0..W-W//2 inclusive). float32 [H, W], 1 = hole."""
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     bh, bw = h // 2, w // 2
     x = int(rng.integers(0, w - bw + 1))
     y = int(rng.integers(0, h - bh + 1))
@@ -506,8 +475,8 @@ def edgeconnect_block(rng: RngLike, h: int, w: int) -> np.ndarray:
 def edgeconnect_half(rng: RngLike, h: int, w: int) -> np.ndarray:
     """EdgeConnect MASK=2: the left half (columns [0, W//2)) or the right half (columns [W//2, 2*(W//2)))
     with probability 1/2 each; for odd W the last column stays known, as in EdgeConnect."""
-    rng = _as_rng(rng)
-    h, w = _check_size(h, w)
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
     bw = w // 2
     x = 0 if rng.random() < 0.5 else bw
     mask = np.zeros((h, w), np.float32)
@@ -544,7 +513,7 @@ def _lookup_one(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
     )
 
 
-def _lookup(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
+def resolve(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
     if not isinstance(name, str):
         raise TypeError(f"mask generator name must be a str, got {type(name).__name__}: {name!r}")
     parts = name.split("+")
@@ -553,7 +522,7 @@ def _lookup(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
         return fns[0]
 
     def union(rng: RngLike, h: int, w: int) -> np.ndarray:
-        rng = _as_rng(rng)
+        rng = as_rng(rng)
         out = fns[0](rng, h, w)
         for fn in fns[1:]:
             out = np.maximum(out, fn(rng, h, w))
@@ -569,7 +538,7 @@ def make_mask(name: str, rng: RngLike, h: int, w: int) -> np.ndarray:
     the union of one draw from each, in order, from the same stream; this reaches hole areas (50-60%)
     that no single published generator produces. An unknown name raises ValueError listing the valid
     names and the nearest one."""
-    return _lookup(name)(_as_rng(rng), h, w)
+    return resolve(name)(as_rng(rng), h, w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,222 +554,3 @@ BUCKETS: Tuple[Tuple[float, float], ...] = (
     (0.4, 0.5),
     (0.5, 0.6),
 )
-
-
-def hole_ratio(mask) -> Union[float, np.ndarray]:
-    """Fraction of hole pixels (> 0.5 counts as hole). [H, W] or [H, W, 1] -> float;
-    [B, H, W, 1] -> float64 [B]."""
-    m = np.asarray(mask)
-    if m.ndim == 2 or (m.ndim == 3 and m.shape[-1] == 1):
-        return float(np.count_nonzero(m > 0.5)) / float(m.shape[0] * m.shape[1])
-    if m.ndim == 4 and m.shape[-1] == 1:
-        return np.count_nonzero(m > 0.5, axis=(1, 2, 3)) / float(m.shape[1] * m.shape[2])
-    raise ValueError(f"hole_ratio expects [H, W], [H, W, 1] or [B, H, W, 1], got shape {m.shape}")
-
-
-def bucket_of(ratio):
-    """Index of the PConv bucket (lo, hi] holding `ratio`, or -1 when it is in none of them
-    (ratio <= 0.01 or > 0.6). Scalars give an int, arrays an int64 array. 0.1 -> 0, 0.6 -> 5."""
-    r = np.asarray(ratio, dtype=np.float64)
-    out = np.full(r.shape, -1, np.int64)
-    for i, (lo, hi) in enumerate(BUCKETS):
-        out[(r > lo) & (r <= hi)] = i
-    return int(out) if out.ndim == 0 else out
-
-
-def bucket_name(i: int) -> str:
-    """Printable name of bucket i: 0 -> '1-10%', 1 -> '10-20%', ..., 5 -> '50-60%'."""
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < len(BUCKETS):
-        raise ValueError(f"bucket index must be an int in [0, {len(BUCKETS)}), got {i!r}")
-    lo, hi = BUCKETS[int(i)]
-    return f"{round(lo * 100)}-{round(hi * 100)}%"
-
-
-# ----------------------------------------------------------------------------------------------
-# Frozen evaluation mask sets
-# ----------------------------------------------------------------------------------------------
-
-MANIFEST = "manifest.json"
-DEFAULT_EVAL_GENERATORS = (
-    "deepfill_v2_strokes",
-    "deepfill_v2_training",
-    "deepfill_v2_training+deepfill_v2_strokes",
-)
-
-
-def build_eval_mask_set(
-    out_dir: str,
-    generator: Union[str, Sequence[str]] = DEFAULT_EVAL_GENERATORS,
-    size: Tuple[int, int] = (256, 256),
-    per_bucket: int = 100,
-    seed: int = 0,
-    max_attempts: Optional[int] = None,
-) -> dict:
-    """Sample a frozen, seeded evaluation mask set with `per_bucket` masks in each PConv bucket.
-
-    Attempt k (k = 0, 1, ...) uses generator names[k % len(names)] with its own stream
-    `np.random.default_rng([seed, k])`, so any mask can be re-made from the manifest alone
-    (`make_mask(generator, np.random.default_rng([seed, attempt]), H, W)`). Masks whose bucket is full or
-    that fall outside every bucket are discarded. After `max_attempts` (default 200 * 6 * per_bucket +
-    1000) a RuntimeError names the unfilled buckets and suggests another generator.
-
-    The default cycles through DeepFill v2's strokes-only masks (which reach the small buckets), its
-    training masks (box + strokes, never below ~14% at 256) and the union of a training mask with
-    another stroke mask (which reaches 50-60%): the training generator alone cannot fill (0.01, 0.1]
-    and rarely reaches (0.5, 0.6]. Names may be '+'-unions (see `make_mask`).
-
-    Writes `out_dir/b{bucket}_{index:04d}.png` (8-bit greyscale, 255 = hole, 0 = known) and
-    `out_dir/manifest.json`; the same arguments give byte-identical files. Returns the manifest dict.
-    """
-    names = [generator] if isinstance(generator, str) else list(generator)
-    if not names:
-        raise ValueError("generator must be a name or a non-empty list of names")
-    fns = [_lookup(n) for n in names]
-    h, w = _check_size(*size)
-    if isinstance(per_bucket, bool) or not isinstance(per_bucket, (int, np.integer)) or per_bucket < 1:
-        raise ValueError(f"per_bucket must be a positive int, got {per_bucket!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    seed, per_bucket = int(seed), int(per_bucket)
-    if max_attempts is None:
-        max_attempts = 200 * len(BUCKETS) * per_bucket + 1000
-    filled: List[List[dict]] = [[] for _ in BUCKETS]
-    masks: Dict[Tuple[int, int], np.ndarray] = {}
-    attempt = 0
-    while any(len(f) < per_bucket for f in filled):
-        if attempt >= max_attempts:
-            missing = [f"{bucket_name(i)} ({len(f)}/{per_bucket})" for i, f in enumerate(filled) if len(f) < per_bucket]
-            others = [n for n in MASK_GENERATORS if n not in names]
-            raise RuntimeError(
-                f"build_eval_mask_set: after {max_attempts} masks from {names} at {h}x{w}, buckets still "
-                f"short: {', '.join(missing)}. This generator rarely or never reaches those hole areas; "
-                f"mix in another generator (e.g. generator=['deepfill_v2_strokes', 'lama_thick']; "
-                f"others: {', '.join(others)}) or raise max_attempts."
-            )
-        k = attempt % len(names)
-        mask = fns[k](np.random.default_rng([seed, attempt]), h, w)
-        ratio = hole_ratio(mask)
-        b = bucket_of(ratio)
-        if b >= 0 and len(filled[b]) < per_bucket:
-            index = len(filled[b])
-            entry = dict(
-                file=f"b{b}_{index:04d}.png",
-                bucket=b,
-                bucket_name=bucket_name(b),
-                ratio=ratio,
-                generator=names[k],
-                seed=seed,
-                attempt=attempt,
-                size=[h, w],
-                index=index,
-            )
-            filled[b].append(entry)
-            masks[(b, index)] = mask
-        attempt += 1
-    os.makedirs(out_dir, exist_ok=True)
-    entries = [e for f in filled for e in f]
-    for e in entries:
-        img = Image.fromarray((masks[(e["bucket"], e["index"])] > 0.5).astype(np.uint8) * 255)
-        img.save(os.path.join(out_dir, e["file"]), format="PNG")
-    manifest = dict(
-        format="inpaintjax-eval-masks/1",
-        hole_value=255,
-        size=[h, w],
-        seed=seed,
-        generator=names,
-        per_bucket=per_bucket,
-        buckets=[[lo, hi] for lo, hi in BUCKETS],
-        attempts=attempt,
-        numpy_version=np.__version__,
-        pillow_version=Image.__version__,
-        masks=entries,
-    )
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.write("\n")
-    return manifest
-
-
-def load_eval_mask_set(mask_dir: str, stacked: bool = False):
-    """Read a set written by `build_eval_mask_set`, validating it against its manifest.
-
-    Returns a list of (mask float32 [H, W] in {0,1} with 1 = hole, bucket int) in manifest order, or
-    with `stacked=True` a pair (masks float32 [N, H, W, 1], buckets int64 [N]). A missing manifest or
-    mask file, a wrong size, or a hole ratio that disagrees with the manifest raises an error naming
-    the file.
-    """
-    path = os.path.join(mask_dir, MANIFEST)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no {MANIFEST} in {mask_dir!r}: build the set with inpaintjax.masks.build_eval_mask_set"
-        )
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    for key in ("size", "masks"):
-        if key not in manifest:
-            raise ValueError(f"{path}: missing key {key!r}; not an inpaintjax eval mask manifest")
-    h, w = (int(v) for v in manifest["size"])
-    out = []
-    for j, e in enumerate(manifest["masks"]):
-        for key in ("file", "bucket", "ratio"):
-            if key not in e:
-                raise ValueError(f"{path}: entry {j} lacks {key!r}")
-        fpath = os.path.join(mask_dir, e["file"])
-        if not os.path.isfile(fpath):
-            raise FileNotFoundError(f"mask file {fpath!r} listed in {path} is missing")
-        mask = load_mask(fpath)
-        if mask.shape != (h, w):
-            raise ValueError(f"{fpath}: size {mask.shape} differs from the manifest's {(h, w)}")
-        ratio = hole_ratio(mask)
-        if abs(ratio - float(e["ratio"])) > 0.5 / (h * w):
-            raise ValueError(f"{fpath}: hole ratio {ratio:.6f} differs from the manifest's {e['ratio']:.6f}")
-        b = int(e["bucket"])
-        if bucket_of(ratio) != b:
-            raise ValueError(f"{fpath}: hole ratio {ratio:.6f} is not in bucket {b} given by the manifest")
-        out.append((mask, b))
-    if stacked:
-        if not out:
-            return np.zeros((0, h, w, 1), np.float32), np.zeros((0,), np.int64)
-        return np.stack([m for m, _ in out])[..., None], np.array([b for _, b in out], np.int64)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# User mask files
-# ----------------------------------------------------------------------------------------------
-
-
-def load_mask(path: str, size: Union[None, int, Tuple[int, int]] = None) -> np.ndarray:
-    """Read a user's mask image: any format PIL decodes, any channel count; a pixel is a hole when any
-    colour channel is non-zero (an alpha channel is ignored). `size` = (H, W) or an int for a square
-    resizes with nearest neighbour. Returns float32 [H, W] in {0,1}, 1 = hole."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"mask file {path!r} does not exist")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            arr = np.asarray(img)
-            mode = img.mode
-    except Exception as e:  # PIL raises several types for undecodable input
-        raise ValueError(f"cannot decode mask file {path!r} as an image ({type(e).__name__}: {e})") from e
-    if arr.ndim == 3:
-        if mode in ("LA", "RGBA", "La", "RGBa", "PA"):
-            arr = arr[..., :-1]
-        hole = np.any(arr != 0, axis=-1)
-    elif arr.ndim == 2:
-        hole = arr != 0
-    else:
-        raise ValueError(f"mask file {path!r} decodes to an array of shape {arr.shape}; expected an image")
-    if size is not None:
-        if isinstance(size, (int, np.integer)):
-            size = (int(size), int(size))
-        th, tw = _check_size(*size)
-        if hole.shape != (th, tw):
-            img = Image.fromarray(hole.astype(np.uint8) * 255).resize((tw, th), resample=Image.NEAREST)
-            hole = np.asarray(img) > 0
-    return hole.astype(np.float32)
