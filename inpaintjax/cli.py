@@ -84,11 +84,11 @@ def _cmd_inpaint(args) -> int:
 def _cmd_serve(args) -> int:
     from inpaintjax import serve
     if not os.path.exists(args.weights) and not os.path.exists(args.weights + ".index"):
-        raise FileNotFoundError(f"--weights not found: {args.weights} (an official DeepFill TF "
-                                f"checkpoint directory or prefix, or a train.py workdir)")
+        raise FileNotFoundError(f"--weights not found: {args.weights} (a train.py workdir or "
+                                f"official weights of a family)")
     if args.max_bytes <= 0 or args.max_pixels <= 0:
         raise ValueError("--max-bytes and --max-pixels must be positive")
-    serve.serve(args.weights, args.host, args.port, args.max_bytes, args.max_pixels)
+    serve.serve(args.weights, args.host, args.port, args.max_bytes, args.max_pixels, args.family)
     return 0
 
 
@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from inpaintjax import serve
     v = sub.add_parser("serve", help="a local page: open an image, paint the hole, fill, download")
     v.add_argument("--weights", required=True,
-                   help="official DeepFill TF checkpoint (directory or prefix) or a train.py workdir")
+                   help="a train.py workdir, or official weights of any family (format detected)")
+    v.add_argument("--family", default=None,
+                   help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
     v.add_argument("--host", default=serve.DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=serve.DEFAULT_PORT, help="port (0 = any free port)")
