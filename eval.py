@@ -3,8 +3,9 @@
     python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo
     python eval.py --config configs/deepfill_v2.py:places2 --weights path/to/official --workdir runs/official
 
-Writes <workdir>/eval/metrics.{json,csv,md,png}, the flat-fill floor eval/flat_fill.*, and
-<workdir>/samples.png. The frozen masks are built once into <workdir>/eval_masks (or --mask_dir).
+Writes <workdir>/eval/metrics.{json,csv,md,png}, the same for each classical fill on the same
+images and masks (eval/baseline_{mean,biharmonic,telea}.*), eval/comparison.md (every method per
+bucket, printed) and <workdir>/samples.png. The frozen masks are built once into <workdir>/eval_masks (or --mask_dir).
 The model comes from the newest readable checkpoint in --workdir (or --step), or from --weights;
 the evaluation settings (config.eval.*, the held-out data in config.data) from --config, or from the
 config saved in the workdir when --config is not given.
@@ -53,13 +54,10 @@ def main(argv):
         saved, family, variables = load_for_inference(FLAGS.workdir, FLAGS.step)
         config = FLAGS.config if FLAGS.config is not None else saved
     summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
-    with open(os.path.join(FLAGS.workdir, "eval", "metrics.md")) as f:
+    with open(os.path.join(FLAGS.workdir, "eval", "comparison.md")) as f:
         print(f.read())
-    with open(os.path.join(FLAGS.workdir, "eval", "flat_fill.md")) as f:
-        floor = [line for line in f.read().splitlines() if line.startswith("| all")]
-    print("flat fill (holes = mean colour of the known pixels), for comparison:\n" + floor[0] + "\n")
     print(f"eval: wrote {os.path.join(FLAGS.workdir, 'eval')}/metrics.{{json,csv,md,png}}, "
-          f"flat_fill.* and {os.path.join(FLAGS.workdir, 'samples.png')}; overall "
+          f"baseline_*.*, comparison.md and {os.path.join(FLAGS.workdir, 'samples.png')}; overall "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["all"].items() if isinstance(v, float)))
 
 

@@ -2,6 +2,7 @@
 
   inpaintjax inpaint --weights W --image a.png --mask m.png [--sketch s.png] --out o.png
   inpaintjax inpaint --weights W --image photos/ --mask masks/ --out results/   (folder mode)
+  inpaintjax serve --weights W [--host 127.0.0.1] [--port 8765]   (sketch-and-fill page)
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
 settles files that more than one family could read). In folder
@@ -167,6 +168,17 @@ def _cmd_inpaint(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from inpaintjax import serve
+    if not os.path.exists(args.weights) and not os.path.exists(args.weights + ".index"):
+        raise FileNotFoundError(f"--weights not found: {args.weights} (a train.py workdir or "
+                                f"official weights of a family)")
+    if args.max_bytes <= 0 or args.max_pixels <= 0:
+        raise ValueError("--max-bytes and --max-pixels must be positive")
+    serve.serve(args.weights, args.host, args.port, args.max_bytes, args.max_pixels, args.family)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpaintjax", description="Deep image inpainting (JAX/Flax).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image (width x height, after padding) to inpaint; larger ones are "
                         "refused before any work (default: the Inpainter's, see inpaintjax.inference)")
     q.set_defaults(func=_cmd_inpaint)
+    from inpaintjax import serve
+    v = sub.add_parser("serve", help="a local page: open an image, paint the hole, fill, download")
+    v.add_argument("--weights", required=True,
+                   help="a train.py workdir, or official weights of any family (format detected)")
+    v.add_argument("--family", default=None,
+                   help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
+    v.add_argument("--host", default=serve.DEFAULT_HOST,
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=serve.DEFAULT_PORT, help="port (0 = any free port)")
+    v.add_argument("--max-bytes", type=int, default=serve.MAX_BYTES, help="upload size limit")
+    v.add_argument("--max-pixels", type=int, default=serve.MAX_PIXELS,
+                   help="upload width x height limit")
+    v.set_defaults(func=_cmd_serve)
     return p
 
 

@@ -80,7 +80,9 @@ def _read_png(path):
         return np.asarray(im.convert("RGB"))
 
 
-def test_eval_writes_four_outputs_with_the_right_rows(tmp_path):
+def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
+    from inpaintjax import baselines
+    from inpaintjax.training.logs import HOLE_EDGE, HOLE_TINT
     c = toy_family.toy_config()
     c.num_steps = 2
     train(c, str(tmp_path))
@@ -89,7 +91,9 @@ def test_eval_writes_four_outputs_with_the_right_rows(tmp_path):
     ev = tmp_path / "eval"
     buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
     per = config.eval.per_bucket
-    for name in ("metrics", "flat_fill"):
+    methods = ["mean", "biharmonic", "telea"]
+    assert baselines.available() == methods  # the test extra installs OpenCV: Telea rows in CI
+    for name in ["metrics"] + [f"baseline_{m}" for m in methods]:
         data = json.loads((ev / f"{name}.json").read_text())
         assert list(data) == buckets
         assert [data[b]["count"] for b in buckets] == [per] * 6 + [6 * per]
@@ -102,38 +106,63 @@ def test_eval_writes_four_outputs_with_the_right_rows(tmp_path):
         assert _read_png(ev / f"{name}.png").shape[0] > 50
     assert summary["all"]["count"] == 6 * per
 
-    # independent re-derivation of the flat-fill floor from the files: mask i goes with held-out
+    # the combined table: every bucket, the model then the three fills, numbers from the JSON files
+    table = [line for line in (ev / "comparison.md").read_text().splitlines() if line.startswith("| ")]
+    header = [x.strip() for x in table[0].strip("|").split("|")]
+    assert header[:3] == ["bucket", "method", "count"] and "l1_hole" in header
+    body = [[x.strip() for x in line.strip("|").split("|")] for line in table[1:]]
+    assert [(r[0], r[1]) for r in body] == [(b, m) for b in buckets for m in ["toy"] + methods]
+    col = header.index("l1_hole")
+    for r in body:
+        src = json.loads((ev / ("metrics.json" if r[1] == "toy" else f"baseline_{r[1]}.json")).read_text())
+        assert float(r[col]) == pytest.approx(src[r[0]]["l1_hole"], abs=6e-5)
+
+    # independent re-derivation of the mean-fill rows from the files: mask i goes with held-out
     # image i mod N; a hole pixel becomes the mean colour of that image's known pixels
-    from inpaintjax.data import eval_images
     images = eval_images(config).astype(np.float64) / 255.0
     manifest = json.loads((tmp_path / "eval_masks" / "manifest.json").read_text())
-    errs = []
+    errs, holes = [], []
     for i, entry in enumerate(manifest["masks"]):
         hole = np.asarray(Image.open(tmp_path / "eval_masks" / entry["file"])) > 127
         img = images[i % len(images)]
         fill = img.copy()
         fill[hole] = img[~hole].mean(axis=0)
         errs.append(np.abs(fill - img).mean())
-    flat = json.loads((ev / "flat_fill.json").read_text())
+        holes.append(hole)
+    flat = json.loads((ev / "baseline_mean.json").read_text())
     np.testing.assert_allclose(flat["all"]["l1"], np.mean(errs), rtol=1e-5)
+    # the smooth fills beat the flat one on these photographs' hole pixels
+    bih = json.loads((ev / "baseline_biharmonic.json").read_text())
+    tel = json.loads((ev / "baseline_telea.json").read_text())
+    assert bih["all"]["l1_hole"] < flat["all"]["l1_hole"] and tel["all"]["l1_hole"] < flat["all"]["l1_hole"]
 
-    # samples.png: rows of input | mask | output | truth | flat fill at the eval size, 2 px gaps,
-    # enlarged by whole pixels to at least 192 px a tile
+    # samples.png: a label band, then rows of input (hole marked) | output | telea | truth, tiles
+    # enlarged by whole pixels to >= 256 px, 4 px white gaps
     s, n = config.eval.image_size, config.eval.num_samples
-    k = max(1, 192 // s)
+    k = -(-256 // s)
+    gap, head = 4, 14 + 2 * 4 + 2
     grid = _read_png(tmp_path / "samples.png")
-    assert grid.shape == (k * (n * s + (n - 1) * 2), k * (5 * s + 4 * 2), 3)
-    grid = grid[::k, ::k]
-    truth0 = grid[:s, 3 * (s + 2):3 * (s + 2) + s]
-    assert any(np.array_equal(truth0, im) for im in eval_images(config))
-    flat0 = grid[:s, 4 * (s + 2):4 * (s + 2) + s].astype(np.float64) / 255
-    input0 = grid[:s, :s].astype(np.float64) / 255
-    hole0 = grid[:s, s + 2:2 * s + 2, 0] > 127
-    known = input0[~hole0]
-    # the flat-fill tile: the known pixels' mean colour inside the hole, the input elsewhere
-    np.testing.assert_allclose(flat0[hole0], np.broadcast_to(known.mean(0), flat0[hole0].shape),
-                               atol=1.5 / 255)
-    np.testing.assert_array_equal(flat0[~hole0], known)
+    assert grid.shape == (head + n * (k * s + gap), 4 * (k * s + gap) + gap, 3)
+    assert (grid[:head] < 128).any(axis=-1).sum() > 100  # label text is drawn in the band
+
+    def tile(i, j):
+        y0, x0 = head + i * (k * s + gap), gap + j * (k * s + gap)
+        t = grid[y0:y0 + k * s, x0:x0 + k * s]
+        # whole-pixel enlargement: every k x k block is one colour (the hole outline aside)
+        return t[::k, ::k]
+
+    for i in range(n):
+        marked, output, telea, truth = (tile(i, j) for j in range(4))
+        assert any(np.array_equal(truth, (im * 255 + 0.5).astype(np.uint8)) for im in images)
+        hole = np.any(marked != truth, axis=-1)
+        assert 0 < hole.mean() < 0.7
+        tint = marked[hole].astype(np.float64) / 255
+        # hole pixels are the magenta tint (checkered) or its outline colour, nothing of the photo
+        near = np.minimum(np.abs(tint - HOLE_TINT * 0.8).max(-1), np.abs(tint - HOLE_EDGE).max(-1))
+        assert (near < 0.2).all()
+        for t in (output, telea):
+            np.testing.assert_array_equal(t[~hole], truth[~hole])
+        assert np.abs(telea[hole].astype(int) - truth[hole]).mean() < 60
 
 
 def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):

@@ -1,12 +1,14 @@
-"""Evaluation on a frozen mask set: metrics per hole-area bucket and overall, and samples.png.
+"""Evaluation on a frozen mask set: metrics per hole-area bucket and overall, beside the classical
+fills on the same images and masks, and samples.png.
 
 For every mask of the frozen set (`inpaintjax.masks.build_eval_mask_set`, built once and reused),
 mask i is paired with held-out image i mod N (`inpaintjax.data.eval_images`). Outputs under
-`<out_dir>`: eval/metrics.json, eval/metrics.csv, eval/metrics.md (Markdown table), eval/metrics.png
-(plot per bucket); the same four for a flat fill (every hole pixel = the mean colour of the image's
-known pixels) under eval/flat_fill.* as the floor a model must beat; and samples.png (rows
-input | mask | output | truth | flat fill for held-out images, enlarged by an integer factor to at
-least SAMPLES_MIN_SIDE pixels a tile).
+`<out_dir>/eval`: metrics.{json,csv,md,png} for the model; baseline_<name>.{json,csv,md,png} for
+each classical fill of `inpaintjax.baselines` (mean colour, biharmonic, Telea when OpenCV is
+installed), the floor and the yardstick a learned model is read against; comparison.md, one
+Markdown table of every method per bucket. `<out_dir>/samples.png`: labelled columns input (hole
+tinted and outlined) | output | a classical fill | truth for held-out images, enlarged by whole
+pixels to at least SAMPLES_MIN_SIDE pixels a tile.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaintjax import baselines as baselines_lib
 from inpaintjax import data as data_lib
 from inpaintjax import masks as masks_lib
 from inpaintjax import metrics as metrics_lib
@@ -26,7 +29,10 @@ from inpaintjax.training import logs as logs_lib
 
 log = logging.getLogger(__name__)
 
-SAMPLES_MIN_SIDE = 192
+SAMPLES_MIN_SIDE = 256
+# metrics of the combined table, and the classical fill shown in samples.png (first available)
+COMPARISON_METRICS = ("l1_hole", "l2_hole", "psnr_hole", "ssim_hole", "psnr", "ssim")
+SAMPLES_BASELINES = ("telea", "biharmonic", "mean")
 
 
 def mask_generators(config) -> list[str]:
@@ -51,11 +57,22 @@ def frozen_masks(config, mask_dir: str):
     return masks, buckets
 
 
-def flat_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Every hole pixel set to the mean colour of the image's known pixels. [B,H,W,3], [B,H,W,1]."""
-    known = 1.0 - mask
-    mean = (image * known).sum(axis=(1, 2), keepdims=True) / np.maximum(known.sum(axis=(1, 2), keepdims=True), 1)
-    return image * known + mean * mask
+def comparison_markdown(results: dict, metrics=COMPARISON_METRICS) -> str:
+    """One Markdown table, methods side by side within each bucket: `results` maps a method name
+    to its BucketedMetrics summary ({bucket: {metric: mean or None, 'count': n}})."""
+    lines = ["| bucket | method | count | " + " | ".join(metrics) + " |",
+             "|---|---|---:|" + "---:|" * len(metrics)]
+    buckets = list(next(iter(results.values())))
+    for b in buckets:
+        for name, summary in results.items():
+            row = summary[b]
+            cells = []
+            for k in metrics:
+                v = row.get(k)
+                ok = v is not None and np.isfinite(v)
+                cells.append(f"{v:.{2 if k.startswith('psnr') else 4}f}" if ok else "-")
+            lines.append(f"| {b} | {name} | {row['count']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
@@ -81,7 +98,10 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
 
     score = jax.jit(metrics_lib.compute_metrics)
     model = metrics_lib.BucketedMetrics()
-    floor = metrics_lib.BucketedMetrics()
+    names = baselines_lib.available()
+    if "telea" not in names:
+        log.warning("evaluation: no Telea rows (%s)", baselines_lib.OPENCV_MISSING)
+    classical = {n: metrics_lib.BucketedMetrics() for n in names}
     bs = int(config.eval.batch_size)
     starts = range(0, n_mask, bs)
     if progress:
@@ -98,9 +118,9 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
         pred, m = run(inputs)
         m = {k: np.asarray(v)[:len(idx)] for k, v in m.items()}
         model.add(m, buckets[idx])
-        base = flat_fill(image, mask)
-        fm = jax.device_get(score(base, image, mask))
-        floor.add({k: np.asarray(v)[:len(idx)] for k, v in fm.items()}, buckets[idx])
+        for n, acc in classical.items():
+            fm = jax.device_get(score(baselines_lib.fill(n, image, mask), image, mask))
+            acc.add({k: np.asarray(v)[:len(idx)] for k, v in fm.items()}, buckets[idx])
         pred = np.asarray(pred)
         for j, i in enumerate(idx):
             outputs[int(i)] = pred[j]
@@ -108,14 +128,20 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     ev = os.path.join(out_dir, "eval")
     os.makedirs(ev, exist_ok=True)
     title = f"{config.family}: {n_mask} masks x {n_img} held-out images, {size}x{size}"
-    for acc, name in ((model, "metrics"), (floor, "flat_fill")):
+    files = [(model, "metrics", title)] + [
+        (acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {n_mask} masks x {n_img} images")
+        for n, acc in classical.items()]
+    for acc, name, caption in files:
         acc.to_json(os.path.join(ev, f"{name}.json"))
         acc.to_csv(os.path.join(ev, f"{name}.csv"))
         acc.to_markdown(os.path.join(ev, f"{name}.md"))
         # a family's own metrics (EdgeConnect mode 1: edge precision / recall) are plotted whole
         shown = [k for k in ("l1_hole", "psnr_hole", "ssim", "psnr") if k in (acc.metric_names or ())]
-        acc.plot_png(os.path.join(ev, f"{name}.png"), shown or None,
-                     title if name == "metrics" else "flat fill (mean colour of the known pixels)")
+        acc.plot_png(os.path.join(ev, f"{name}.png"), shown or None, caption)
+    table = comparison_markdown({config.family: model.summary(),
+                                 **{n: acc.summary() for n, acc in classical.items()}})
+    with open(os.path.join(ev, "comparison.md"), "w") as f:
+        f.write(f"{title}; rows per bucket: the model, then the classical fills\n\n{table}")
 
     # samples.png: different images, masks from the middle buckets where holes are clearly visible
     rows = []
@@ -131,10 +157,14 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
         rows.append(i)
     rows = sorted(rows, key=lambda i: pair[i])
     shown, shown_masks = images[pair[rows]], masks[rows]
-    grid = logs_lib.image_grid(shown, shown_masks, np.stack([outputs[i] for i in rows]),
-                               extras={"flat_fill": flat_fill(shown, shown_masks)})
-    # small evaluation crops (the demo's 64 px) are enlarged by whole pixels so they can be seen
-    scale = max(1, SAMPLES_MIN_SIDE // size)
-    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    # small evaluation crops (the demo's 64 px) are enlarged by whole pixels so details show
+    scale = max(1, -(-SAMPLES_MIN_SIDE // size))
+    fill_name = next(n for n in SAMPLES_BASELINES if n in names)
+    marked = np.stack([logs_lib.mark_hole(im, m, scale) for im, m in zip(shown, shown_masks)])
+    grid = logs_lib.labelled_grid(
+        [("input (hole marked)", marked),
+         (f"{config.family} output", np.stack([outputs[i] for i in rows])),
+         (f"{fill_name} fill (classical)", baselines_lib.fill(fill_name, shown, shown_masks)),
+         ("truth", shown)], scale=scale)
     logs_lib.save_png(grid, os.path.join(out_dir, "samples.png"))
     return model.summary()
