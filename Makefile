@@ -16,6 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
+	$(BIN)/python -m inpaintjax.bench --calibrate --if-missing
 	$(BIN)/python train.py --config configs/deepfill_v2.py:demo --workdir runs/demo
 	$(BIN)/python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo
 
