@@ -409,7 +409,7 @@ def _finish(rec: dict, peak: float | None) -> dict:
 
 CALIBRATION_CASE = {"kind": "train", "family": "deepfill_v2", "size": 128, "batch": 2,
                     "dtype": "float32"}
-CALIBRATION_PAIRS = 3
+CALIBRATION_PAIRS = 2
 
 
 def calibrate(if_missing: bool = False, repeats: int = 3, timeout: float = 1800.0) -> int:
