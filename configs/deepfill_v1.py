@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from inpaintjax.config import apply_overrides, base_config
+from inpaintjax.config import apply_modifiers, base_config, parse_variant, sample_photo_run
 
+FILE = "configs/deepfill_v1.py"
 VARIANTS = ("places2", "celebahq", "demo", "test")
 
 
@@ -57,11 +58,7 @@ def _common() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "places2").split(",") if t.strip()]
-    variant, mods = tokens[0], tokens[1:]
-    if variant not in VARIANTS:
-        raise ValueError(f"configs/deepfill_v1.py: unknown variant {variant!r}; choose one of "
-                         f"{', '.join(VARIANTS)}")
+    variant, mods = parse_variant(arg, VARIANTS, "places2", FILE)
     c = _common()
     if variant == "places2":
         c.data.crop = "random"
@@ -71,44 +68,16 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.data.crop = "resize"
         c.data.source = "folder"
     elif variant == "demo":
-        c.data.source = "samples"
-        c.data.crop = "random"
-        c.data.image_size = 64
-        c.eval.image_size = 64
-        c.eval.num_images = 8
-        c.eval.per_bucket = 4
-        c.eval.batch_size = 8
+        sample_photo_run(c, "demo")
         c.model.cnum = 16
         c.model.d_cnum = 16
         c.model.local_size = 32
         c.optim.lr = 1e-3
-        c.batch_size = 4
-        c.num_steps = 2000
-        c.log_every = 100
-        c.image_every = 500
-        c.checkpoint_every = 500
     elif variant == "test":
-        c.data.source = "samples"
-        c.data.image_size = 32
-        c.eval.image_size = 32
-        c.eval.num_images = 4
-        c.eval.per_bucket = 1
-        c.eval.batch_size = 2
+        sample_photo_run(c, "test")
         c.model.cnum = 8
         c.model.d_cnum = 8
         c.model.local_size = 16
         c.critic_steps = 2
         c.optim.lr = 1e-3          # so that a few steps move the losses measurably
-        c.batch_size = 2
-        c.num_steps = 4
-        c.log_every = 1
-        c.image_every = 2
-        c.checkpoint_every = 2
-        c.keep_checkpoints = 2
-    for mod in mods:
-        if "=" in mod:
-            apply_overrides(c, [mod])  # typed like --config.KEY=VALUE; unknown keys name the nearest
-        else:
-            raise ValueError(f"configs/deepfill_v1.py: unknown modifier {mod!r} in {arg!r}; use "
-                             f"key=value")
-    return c
+    return apply_modifiers(c, mods, arg, FILE)

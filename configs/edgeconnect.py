@@ -24,59 +24,30 @@ from __future__ import annotations
 
 import ml_collections
 
-from inpaintjax.config import apply_overrides
+from inpaintjax.config import apply_modifiers, parse_variant, sample_photo_run
 from inpaintjax.families.edgeconnect import default_config
 
+FILE = "configs/edgeconnect.py"
 VARIANTS = ("mode1", "mode2", "mode3", "mode4", "demo", "test")
 
 
 def get_config(arg: str = "mode3") -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "mode3").split(",") if t.strip()]
-    variant, mods = tokens[0], tokens[1:]
-    if variant not in VARIANTS:
-        raise ValueError(f"configs/edgeconnect.py: unknown variant {variant!r}; choose one of "
-                         f"{', '.join(VARIANTS)}")
+    variant, mods = parse_variant(arg, VARIANTS, "mode3", FILE)
     if variant.startswith("mode"):
         c = default_config(int(variant[-1]))
         c.data.source = "tfds"
         c.data.name = "places365_small"
     else:
-        c = default_config(2)
-        c.data.source = "samples"
-        c.data.crop = "random"
+        c = sample_photo_run(default_config(2), variant)
     if variant == "demo":
-        c.data.image_size = 64
-        c.eval.image_size = 64
-        c.eval.num_images = 8
-        c.eval.per_bucket = 4
-        c.eval.batch_size = 8
         c.model.residual_blocks = 2
         c.loss.content_weight = 0.0
         c.loss.style_weight = 0.0
         c.optim.lr = 1e-3
-        c.batch_size = 4
-        c.num_steps = 2000
         c.log_every = 50
-        c.image_every = 500
-        c.checkpoint_every = 500
     elif variant == "test":
-        c.data.image_size = 32
-        c.eval.image_size = 32
-        c.eval.num_images = 4
-        c.eval.per_bucket = 1
-        c.eval.batch_size = 2
         c.model.residual_blocks = 1
         c.optim.lr = 1e-4          # the released rate: at 1e-3 the first sign-like Adam steps overshoot
         c.loss.vgg_widths = (4, 4, 8, 8, 8)   # a tiny VGG-19 the tests write
         c.mask.generator = "edgeconnect_block"
-        c.batch_size = 2
-        c.num_steps = 4
-        c.log_every = 1
-        c.image_every = 2
-        c.checkpoint_every = 2
-        c.keep_checkpoints = 2
-    for mod in mods:
-        if "=" not in mod:
-            raise ValueError(f"configs/edgeconnect.py: unknown modifier {mod!r} in {arg!r}; use key=value")
-        apply_overrides(c, [mod])  # typed like --config.KEY=VALUE; unknown keys name the nearest
-    return c
+    return apply_modifiers(c, mods, arg, FILE)

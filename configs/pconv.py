@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from inpaintjax.config import apply_overrides
+from inpaintjax.config import apply_modifiers, parse_variant, sample_photo_run
 from inpaintjax.families.pconv import default_config
 
+FILE = "configs/pconv.py"
 VARIANTS = ("places2", "places2_finetune", "demo", "test")
 
 
@@ -42,10 +43,7 @@ def _common() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
-    tokens = [t.strip() for t in (arg or "places2").split(",") if t.strip()]
-    variant, mods = tokens[0], tokens[1:]
-    if variant not in VARIANTS:
-        raise ValueError(f"configs/pconv.py: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    variant, mods = parse_variant(arg, VARIANTS, "places2", FILE)
     c = _common()
     if variant in ("places2", "places2_finetune"):
         c.data.source = "tfds"
@@ -55,43 +53,16 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
             c.optim.lr = 5e-5
             c.model.freeze_encoder_bn = True
     elif variant == "demo":
-        c.data.source = "samples"
-        c.data.crop = "random"
-        c.data.image_size = 64
-        c.eval.image_size = 64
-        c.eval.num_images = 8
-        c.eval.per_bucket = 4
-        c.eval.batch_size = 8
+        sample_photo_run(c, "demo")
         c.model.levels = 6
         c.loss.vgg_weights = "random"
         c.optim.lr = 1e-3
-        c.batch_size = 4
-        c.num_steps = 2000
-        c.log_every = 100
-        c.image_every = 500
-        c.checkpoint_every = 500
     elif variant == "test":
-        c.data.source = "samples"
-        c.data.image_size = 32
-        c.eval.image_size = 32
+        sample_photo_run(c, "test")
         c.eval.mask_generator = "lama_thin,irregular_random_walk,deepfill_v2_training"  # 1-10% at 32x32
-        c.eval.num_images = 4
-        c.eval.per_bucket = 1
-        c.eval.batch_size = 2
         c.model.levels = 4
         c.model.width = 8
         c.loss.vgg_weights = "random"
         c.loss.vgg_widths = (4, 8, 8, 8, 8)
         c.optim.lr = 1e-3
-        c.batch_size = 2
-        c.num_steps = 4
-        c.log_every = 1
-        c.image_every = 2
-        c.checkpoint_every = 2
-        c.keep_checkpoints = 2
-    for mod in mods:
-        if "=" in mod:
-            apply_overrides(c, [mod])
-        else:
-            raise ValueError(f"configs/pconv.py: unknown modifier {mod!r} in {arg!r}; use key=value")
-    return c
+    return apply_modifiers(c, mods, arg, FILE)

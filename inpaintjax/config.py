@@ -89,6 +89,61 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def parse_variant(arg: str, variants: Sequence[str], default: str,
+                  file: str) -> tuple[str, list[str]]:
+    """`'demo,guided,num_steps=100'` -> ('demo', ['guided', 'num_steps=100']): the variant (checked
+    against `variants`) and its comma-separated modifiers, as a config file's `get_config(arg)` gets
+    them. `file` names the config file in the error."""
+    tokens = [t.strip() for t in (arg or default).split(",") if t.strip()] or [default]
+    variant, mods = tokens[0], tokens[1:]
+    if variant not in variants:
+        close = difflib.get_close_matches(variant, variants, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{file}: unknown variant {variant!r}.{hint} Choose one of "
+                         f"{', '.join(variants)}.")
+    return variant, mods
+
+
+def apply_modifiers(config: ml_collections.ConfigDict, mods: Iterable[str], arg: str, file: str,
+                    flags: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """Apply a variant's modifiers in order: a named flag (`flags[name](config)`, e.g. 'guided')
+    or `key=value`, typed like `--config.KEY=VALUE` (an unknown key names the nearest)."""
+    flags = dict(flags or {})
+    for mod in mods:
+        if mod in flags:
+            flags[mod](config)
+        elif "=" in mod:
+            apply_overrides(config, [mod])
+        else:
+            allowed = " or ".join([repr(f) for f in flags] + ["key=value"])
+            raise ValueError(f"{file}: unknown modifier {mod!r} in {arg!r}; use {allowed}")
+    return config
+
+
+def sample_photo_run(config: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+    """The settings every family's `demo` and `test` variants share: the built-in sample photos,
+    random crops, and a small run. size 'demo': 64x64 crops, batch 4, 2000 steps, evaluation on 8
+    held-out crops x 4 masks per bucket. size 'test': 32x32, batch 2, 4 steps, a log line every
+    step and a checkpoint every 2, 4 held-out crops x 1 mask per bucket. A variant changes what
+    differs afterwards."""
+    c = config
+    c.data.source = "samples"
+    c.data.crop = "random"
+    if size == "demo":
+        c.data.image_size = c.eval.image_size = 64
+        c.eval.num_images, c.eval.per_bucket, c.eval.batch_size = 8, 4, 8
+        c.batch_size, c.num_steps = 4, 2000
+        c.log_every, c.image_every, c.checkpoint_every = 100, 500, 500
+    elif size == "test":
+        c.data.image_size = c.eval.image_size = 32
+        c.eval.num_images, c.eval.per_bucket, c.eval.batch_size = 4, 1, 2
+        c.batch_size, c.num_steps = 2, 4
+        c.log_every, c.image_every, c.checkpoint_every, c.keep_checkpoints = 1, 2, 2, 2
+    else:
+        raise ValueError(f"sample_photo_run: size is 'demo' or 'test', got {size!r}")
+    return c
+
+
 class ConfigKeyError(KeyError):
     """An override names a key the config does not have; the message names the nearest valid key."""
 

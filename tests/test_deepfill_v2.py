@@ -285,6 +285,33 @@ def test_family_train_steps_lower_l1_and_report_every_term():
     assert "conv1" in state.d_batch_stats
 
 
+def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminator():
+    import optax
+    config = CONFIGS.get_config("test,loss.gan_alpha=0.0")
+    fam = get_family("deepfill_v2")(config)
+    batch = _batch(config.data.image_size, config.batch_size)
+    state = jax.jit(fam.init_state)(jax.random.key(0), batch)
+    new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(1), {})
+    assert not any(k.startswith("d/") for k in metrics) and "g/gan" not in metrics
+    for a, b in zip(jax.tree.leaves((state.d_params, state.d_batch_stats, state.d_opt_state)),
+                    jax.tree.leaves((new.d_params, new.d_batch_stats, new.d_opt_state))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the reference: Adam (lr 1e-3, betas 0.5/0.999, the test config's) on mean|x-s1| + mean|x-s2|
+    x = batch["image"] * 2 - 1
+    mask = jnp.broadcast_to(batch["mask"][:1], batch["mask"].shape)
+
+    def l1(p):
+        s1, s2 = fam.generator.apply({"params": p}, x, mask, None)
+        return jnp.mean(jnp.abs(x - s1)) + jnp.mean(jnp.abs(x - s2))
+    loss, grads = jax.value_and_grad(l1)(state.g_params)
+    tx = optax.adam(1e-3, b1=0.5, b2=0.999)
+    updates, _ = tx.update(grads, tx.init(state.g_params), state.g_params)
+    want = optax.apply_updates(state.g_params, updates)
+    assert float(metrics["g/loss"]) == pytest.approx(float(loss), rel=1e-6)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(new.g_params)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
 def test_family_mask_per_batch_switch_and_guide_restricted_to_hole():
     config = CONFIGS.get_config("test,guided")
     batch = _batch(16, 2, guided=True)

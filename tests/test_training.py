@@ -52,6 +52,25 @@ def test_config_file_overrides_and_misspelt_keys():
     assert "Did you mean '--config.mask.per_batch'?" in r.stderr
 
 
+def test_variant_and_modifiers_in_order_with_named_errors():
+    variant, mods = config_lib.parse_variant(" demo , flag ,batch_size=3", ("run", "demo"), "run",
+                                             "configs/x.py")
+    assert (variant, mods) == ("demo", ["flag", "batch_size=3"])
+    assert config_lib.parse_variant("", ("run", "demo"), "run", "configs/x.py") == ("run", [])
+    with pytest.raises(ValueError, match=r"configs/x\.py: unknown variant 'dmeo'\. Did you mean 'demo'"):
+        config_lib.parse_variant("dmeo", ("run", "demo"), "run", "configs/x.py")
+    c = config_lib.sample_photo_run(config_lib.base_config(), "test")
+    assert (c.data.source, c.data.image_size, c.batch_size, c.num_steps) == ("samples", 32, 2, 4)
+    seen = []
+    c = config_lib.apply_modifiers(c, ["batch_size=5", "flag", "batch_size=7"], "test,...",
+                                   "configs/x.py", flags={"flag": lambda cfg: seen.append(cfg.batch_size)})
+    assert seen == [5] and c.batch_size == 7   # applied left to right
+    with pytest.raises(ValueError, match=r"unknown modifier 'flg'.*use 'flag' or key=value"):
+        config_lib.apply_modifiers(c, ["flg"], "test,flg", "configs/x.py", flags={"flag": print})
+    with pytest.raises(config_lib.ConfigKeyError, match="batch_size"):
+        config_lib.apply_modifiers(c, ["batch_sise=1"], "test,batch_sise=1", "configs/x.py")
+
+
 def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path):
     c = toy_family.toy_config()
     c.num_steps, c.log_every, c.checkpoint_every = 12, 3, 2

@@ -17,6 +17,9 @@ Deviation from the original trainer: the D step and the G step of one iteration 
 batch and mask (the original dequeued a fresh batch for each, as `batches_per_step = 2` would);
 the widely used PyTorch port (nipponjo/deepfillv2-pytorch) does the same, and it halves the input
 pipeline's work per step.
+
+With loss.gan_alpha = 0 (the demo) a step is the generator's L1 update alone: the discriminator is
+not run, its parameters and optimiser state stay as initialised, and no d/* metric is logged.
 """
 
 from __future__ import annotations
@@ -145,6 +148,26 @@ class DeepFillV2(Family):
         del rng, frozen  # masks come from the pipeline; nothing here is random or frozen
         image, mask, guide = self._inputs(batch)
         l1_alpha, gan_alpha = self.config.loss.l1_alpha, self.config.loss.gan_alpha
+
+        if gan_alpha == 0:
+            # reconstruction only: the discriminator would not change the generator's update,
+            # so it is neither run nor trained (its parameters stay as they are in the state)
+            def l1_loss_fn(g_params):
+                s1, s2 = self.generator.apply({"params": g_params}, image, mask, guide)
+                l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
+                return l1_alpha * (l1_s1 + l1_s2), (l1_s1, l1_s2)
+
+            (g_loss, (l1_s1, l1_s2)), g_grads = jax.value_and_grad(
+                l1_loss_fn, has_aux=True)(state.g_params)
+            g_params, g_opt_state = common.apply_gradients(self.g_tx, g_grads, state.g_opt_state,
+                                                           state.g_params)
+            new_state = state.replace(step=state.step + 1, g_params=g_params,
+                                      g_opt_state=g_opt_state,
+                                      g_ema=common.ema_update(state.g_ema, g_params,
+                                                              self.ema_decay))
+            return new_state, {"g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2,
+                               "g/grad_norm": optax.tree.norm(g_grads),
+                               "g/lr": common.learning_rate(g_opt_state)}
 
         # discriminator step on real and (fixed) composited fake images
         _, stage2 = self.generator.apply({"params": state.g_params}, image, mask, guide)
