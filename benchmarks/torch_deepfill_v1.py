@@ -22,13 +22,8 @@ Prints one JSON record: median / min / max seconds over the timed repeats after 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -36,6 +31,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_deepfill import CL, Conv, contextual_attention  # noqa: E402
+
+from torch_timing import run_cli
 
 
 class Plain(nn.Module):
@@ -206,34 +203,13 @@ def deepfill_v1_infer(batch, size, cnum=32):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", choices=["train", "infer"], required=True)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--cnum", type=int, default=32)
-    p.add_argument("--d-cnum", type=int, default=64)
-    a = p.parse_args(argv)
-    torch.manual_seed(0)
-    if a.case == "train":
-        fn = deepfill_v1_train(a.batch, a.size, a.cnum, a.d_cnum)
-    else:
-        fn = deepfill_v1_infer(a.batch, a.size, a.cnum)
-    t0 = time.perf_counter()
-    fn()                                                       # warm-up (oneDNN primitive cache)
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    print(json.dumps({
-        "framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "case": a.case, "batch": a.batch, "size": a.size, "warmup_s": round(warm, 4),
-        "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
-        "max_s": round(max(times), 4), "repeats": a.repeats,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
-
+    def extra(p):
+        p.add_argument("--cnum", type=int, default=32)
+        p.add_argument("--d-cnum", type=int, default=64)
+    run_cli(__doc__.splitlines()[0], {
+        "train": lambda a: deepfill_v1_train(a.batch, a.size, a.cnum, a.d_cnum),
+        "infer": lambda a: deepfill_v1_infer(a.batch, a.size, a.cnum),
+    }, extra, argv=argv)
 
 if __name__ == "__main__":
     main()

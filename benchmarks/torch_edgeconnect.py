@@ -20,16 +20,12 @@ Prints one JSON record: median / min / max seconds over the timed repeats after 
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import statistics
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
+
+from torch_timing import run_cli
 
 CL = torch.channels_last
 
@@ -212,31 +208,13 @@ def infer(batch, size, blocks=8):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", choices=["train_edge", "train_inpaint", "infer"], required=True)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--residual-blocks", type=int, default=8)
-    a = p.parse_args(argv)
-    torch.manual_seed(0)
-    fn = {"train_edge": train_edge, "train_inpaint": train_inpaint, "infer": infer}[a.case](a.batch, a.size,
-                                                                                   a.residual_blocks)
-    t0 = time.perf_counter()
-    fn()                                                       # warm-up (oneDNN primitive cache)
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    print(json.dumps({
-        "framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "case": a.case, "batch": a.batch, "size": a.size, "warmup_s": round(warm, 4),
-        "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
-        "max_s": round(max(times), 4), "repeats": a.repeats,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
-
+    def extra(p):
+        p.add_argument("--residual-blocks", type=int, default=8)
+    run_cli(__doc__.splitlines()[0], {
+        "train_edge": lambda a: train_edge(a.batch, a.size, a.residual_blocks),
+        "train_inpaint": lambda a: train_inpaint(a.batch, a.size, a.residual_blocks),
+        "infer": lambda a: infer(a.batch, a.size, a.residual_blocks),
+    }, extra, repeats=2, argv=argv)
 
 if __name__ == "__main__":
     main()

@@ -22,15 +22,11 @@ Prints one JSON record: median / min / max seconds over the timed repeats after 
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import statistics
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_timing import run_cli
 
 CL = torch.channels_last
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -199,31 +195,13 @@ def pconv_infer(batch, size, levels, width=64):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--case", choices=["train", "infer"], required=True)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--levels", type=int, default=7)
-    p.add_argument("--width", type=int, default=64, help="enc_1's channels (published: 64)")
-    a = p.parse_args(argv)
-    torch.manual_seed(0)
-    fn = (pconv_train if a.case == "train" else pconv_infer)(a.batch, a.size, a.levels, a.width)
-    t0 = time.perf_counter()
-    fn()                                                       # warm-up (oneDNN primitive cache)
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    print(json.dumps({
-        "framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "case": a.case, "batch": a.batch, "size": a.size, "levels": a.levels, "width": a.width,
-        "warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
-        "min_s": round(min(times), 4), "max_s": round(max(times), 4), "repeats": a.repeats,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
-
+    def extra(p):
+        p.add_argument("--levels", type=int, default=7)
+        p.add_argument("--width", type=int, default=64, help="enc_1's channels (published: 64)")
+    run_cli(__doc__.splitlines()[0], {
+        "train": lambda a: pconv_train(a.batch, a.size, a.levels, a.width),
+        "infer": lambda a: pconv_infer(a.batch, a.size, a.levels, a.width),
+    }, extra, record_args=("levels", "width"), argv=argv)
 
 if __name__ == "__main__":
     main()

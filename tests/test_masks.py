@@ -380,8 +380,8 @@ def test_eval_set_unfillable_generator_is_a_clear_error(tmp_path):
 
 def test_load_mask_any_format(tmp_path):
     rgb = np.zeros((6, 8, 3), np.uint8)
-    rgb[1, 2, 0] = 200  # red only: still a hole
-    rgb[4, 5] = 255
+    rgb[1, 2, 0] = 255  # a red stroke on black: a hole
+    rgb[4, 5, 0] = 255
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     expect = np.zeros((6, 8), np.float32)
     expect[1, 2] = expect[4, 5] = 1
@@ -391,8 +391,11 @@ def test_load_mask_any_format(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     np.testing.assert_array_equal(M.load_mask(str(tmp_path / "rgba.png")), expect)
 
-    Image.fromarray((expect * 3).astype(np.uint8)).save(tmp_path / "grey.bmp")  # any non-zero value
-    np.testing.assert_array_equal(M.load_mask(str(tmp_path / "grey.bmp")), expect)
+    grey = (expect * 128).astype(np.uint8)  # a hole from half of the range up (image_io's rule)
+    grey[0, 0] = 127                        # just under half: known
+    Image.fromarray(grey).save(tmp_path / "grey.bmp")
+    with pytest.warns(UserWarning, match="3 distinct values"):
+        np.testing.assert_array_equal(M.load_mask(str(tmp_path / "grey.bmp")), expect)
 
     Image.fromarray(expect.astype(bool)).save(tmp_path / "bits.png")  # 1-bit
     np.testing.assert_array_equal(M.load_mask(str(tmp_path / "bits.png")), expect)

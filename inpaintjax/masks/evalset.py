@@ -13,6 +13,7 @@ from PIL import Image
 
 from inpaintjax.masks.buckets import BUCKETS, bucket_name, bucket_of, hole_ratio
 from inpaintjax.masks.generators import MASK_GENERATORS, check_size, resolve
+from inpaintjax.image_io import read_mask
 
 
 MANIFEST = "manifest.json"
@@ -164,28 +165,11 @@ def load_eval_mask_set(mask_dir: str, stacked: bool = False):
 
 
 def load_mask(path: str, size: Union[None, int, Tuple[int, int]] = None) -> np.ndarray:
-    """Read a user's mask image: any format PIL decodes, any channel count; a pixel is a hole when any
-    colour channel is non-zero (an alpha channel is ignored). `size` = (H, W) or an int for a square
-    resizes with nearest neighbour. Returns float32 [H, W] in {0,1}, 1 = hole."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"mask file {path!r} does not exist")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            arr = np.asarray(img)
-            mode = img.mode
-    except Exception as e:  # PIL raises several types for undecodable input
-        raise ValueError(f"cannot decode mask file {path!r} as an image ({type(e).__name__}: {e})") from e
-    if arr.ndim == 3:
-        if mode in ("LA", "RGBA", "La", "RGBa", "PA"):
-            arr = arr[..., :-1]
-        hole = np.any(arr != 0, axis=-1)
-    elif arr.ndim == 2:
-        hole = arr != 0
-    else:
-        raise ValueError(f"mask file {path!r} decodes to an array of shape {arr.shape}; expected an image")
+    """Read a user's mask file by `image_io.read_mask`'s rules (any format and channel count; a
+    pixel is a hole from half of the value range up; 0/1 label maps have 1 = hole), then, when `size`
+    = (H, W) or an int for a square is given, resize it with nearest neighbour. Returns float32
+    [H, W] in {0, 1}, 1 = hole."""
+    hole = read_mask(path, "mask")
     if size is not None:
         if isinstance(size, (int, np.integer)):
             size = (int(size), int(size))

@@ -1,0 +1,55 @@
+"""The command line and the timing every PyTorch benchmark script shares.
+
+Each benchmarks/torch_<family>.py builds a zero-argument step function per case; `run_cli` parses
+the common flags (--case, --batch, --size, --repeats, plus the script's own), runs the step once to
+warm up (oneDNN's primitive cache), times `repeats` more runs, and prints one JSON record that
+`python -m inpaintjax.bench --torch` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from typing import Callable, Mapping
+
+import torch
+
+
+def time_step(fn: Callable[[], object], repeats: int) -> dict:
+    """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds."""
+    t0 = time.perf_counter()
+    fn()
+    warm = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
+            "min_s": round(min(times), 4), "max_s": round(max(times), 4), "repeats": repeats}
+
+
+def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace], Callable]],
+            add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None,
+            repeats: int = 3, record_args: tuple[str, ...] = (), argv=None) -> dict:
+    """Parse the flags, build `cases[--case](args)`, time it, print and return the JSON record
+    (framework, versions, threads, case, batch, size, `record_args`, timings, peak RSS)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--case", choices=sorted(cases), required=True)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=repeats)
+    add_arguments(p)
+    a = p.parse_args(argv)
+    torch.manual_seed(0)
+    record = {"framework": "torch", "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "case": a.case, "batch": a.batch,
+              "size": a.size}
+    record.update({k: getattr(a, k) for k in record_args})
+    record.update(time_step(cases[a.case](a), a.repeats))
+    record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(record))
+    return record
