@@ -300,6 +300,9 @@ def test_config_variants_and_frozen_vgg(tmp_path, caplog):
         frozen = _family(_config("test")).load_frozen()
     assert "RANDOM VGG-16" in caplog.text
     assert frozen["vgg"]["params"]["conv3_3"]["kernel"].shape == (3, 3, 8, 8)
+    # evaluation tables name a model trained with random loss features as such
+    assert "random VGG-16" in _family(_config("demo")).evaluation_label()
+    assert _family(p1).evaluation_label() == "pconv"
 
 
 def _step_fn(family):
@@ -428,7 +431,7 @@ def test_two_phases_through_train_py_and_eval_py_tables(tmp_path, official_check
                         "--weights", official_checkpoint], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "| all |" in r.stdout
+    assert "| all | pconv |" in r.stdout   # official weights: no "random VGG" label
     rows = list(csv.reader(open(os.path.join(out, "eval", "metrics.csv"))))
     buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
     assert [x[0] for x in rows[1:]] == buckets and int(rows[-1][1]) == 6

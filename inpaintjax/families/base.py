@@ -124,6 +124,11 @@ class Family(abc.ABC):
         composited (known pixels equal to the input), plus family extras [B,H,W,C] in [0, 1]
         (e.g. 'stage1', 'flow', 'edges') for previews and `return_extras`."""
 
+    def evaluation_label(self) -> str:
+        """The model's name in evaluation tables and titles: the family's name, plus what a reader
+        must know about how it was trained (PConv with random VGG loss networks says so)."""
+        return self.name
+
     def evaluation_metrics(self, inputs: Mapping[str, jax.Array],
                            outputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Per-image metrics ([B] each) of an `inpaint` result. Jittable."""

@@ -143,6 +143,11 @@ class PConv(Family):
         log.info("pconv: VGG-16 loss network from %s", src)
         return {"vgg": variables}
 
+    def evaluation_label(self) -> str:
+        if str(self.config.loss.get("vgg_weights", "")) == "random":
+            return f"{self.name} (trained with random VGG-16 loss features)"
+        return self.name
+
     # -- inputs ---------------------------------------------------------------------------------
     @staticmethod
     def _to_net(image01, hole):

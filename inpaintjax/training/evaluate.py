@@ -127,7 +127,8 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
 
     ev = os.path.join(out_dir, "eval")
     os.makedirs(ev, exist_ok=True)
-    title = f"{config.family}: {n_mask} masks x {n_img} held-out images, {size}x{size}"
+    label = family.evaluation_label()
+    title = f"{label}: {n_mask} masks x {n_img} held-out images, {size}x{size}"
     files = [(model, "metrics", title)] + [
         (acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {n_mask} masks x {n_img} images")
         for n, acc in classical.items()]
@@ -138,7 +139,7 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
         # a family's own metrics (EdgeConnect mode 1: edge precision / recall) are plotted whole
         shown = [k for k in ("l1_hole", "psnr_hole", "ssim", "psnr") if k in (acc.metric_names or ())]
         acc.plot_png(os.path.join(ev, f"{name}.png"), shown or None, caption)
-    table = comparison_markdown({config.family: model.summary(),
+    table = comparison_markdown({label: model.summary(),
                                  **{n: acc.summary() for n, acc in classical.items()}})
     with open(os.path.join(ev, "comparison.md"), "w") as f:
         f.write(f"{title}; rows per bucket: the model, then the classical fills\n\n{table}")
