@@ -12,22 +12,17 @@ import argparse
 import json
 import resource
 import statistics
-import time
 from typing import Callable, Mapping
 
 import torch
 
+from inpaintjax.bench import _timed
+
 
 def time_step(fn: Callable[[], object], repeats: int) -> dict:
-    """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds."""
-    t0 = time.perf_counter()
-    fn()
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds (the JAX
+    side's timer, `inpaintjax.bench._timed`; importing it loads no JAX)."""
+    warm, times = _timed(fn, repeats)
     return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
             "min_s": round(min(times), 4), "max_s": round(max(times), 4), "repeats": repeats}
 

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from inpaintjax.image_io import read_mask
 from inpaintjax.masks.buckets import BUCKETS, bucket_name, bucket_of, hole_ratio
 from inpaintjax.masks.generators import MASK_GENERATORS, check_size, resolve
-from inpaintjax.image_io import read_mask
 
 
 MANIFEST = "manifest.json"
