@@ -153,7 +153,7 @@ def test_bit_flipped_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog)
 
     # one bit in the largest array file, where orbax reads it back without a word but with a
     # changed value (a flip in the compressed stream's framing would raise instead: try further)
-    for pos in range(len(original) // 3, len(original), 97):
+    for pos in range(0, len(original), 7):  # from the start: the values sit where the layout puts them
         buf = bytearray(original)
         buf[pos] ^= 0x40
         open(big, "wb").write(bytes(buf))
