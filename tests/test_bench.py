@@ -87,7 +87,7 @@ def test_bfloat16_compute_loss_parity():
         config.model.d_cnum = 8
         config.compute_dtype = dtype
         family = DeepFillV2(config)
-        state = family.init_state(jax.random.key(0), batch)
+        state = jax.jit(family.init_state)(jax.random.key(0), batch)
         assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.g_params))
         step = jax.jit(family.train_step)
         history = []

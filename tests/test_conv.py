@@ -169,24 +169,31 @@ def test_jit_vmap_and_flax_layer():
         assert _rel(a, b) < 1e-5
 
 
-def test_second_order_gradient_penalty():
-    """WGAN-GP style: the gradient (w.r.t. the kernel) of a norm of an input gradient."""
+@pytest.mark.parametrize("cin,strides,dilation", [(3, (2, 2), (1, 1)), (16, (2, 2), (1, 1)),
+                                                   (16, (1, 1), (2, 2)), (16, (3, 2), (1, 1))])
+def test_second_order_gradient_penalty(cin, strides, dilation):
+    """WGAN-GP style: the gradient (w.r.t. both kernels of a two-layer critic) of a norm of the
+    input gradient equals autodiff of lax's, through the closed-form VJP of the input gradient
+    (first layer: native input gradient for 3 channels, the phases for 16; then a stride-1 layer,
+    so the input gradient's cotangent g itself depends on the kernels)."""
     rng = np.random.default_rng(4)
-    x, w = _rand(rng, (2, 8, 8, 3)), _rand(rng, (3, 3, 3, 4)) * 0.3
+    x = _rand(rng, (2, 12, 12, cin))
+    w1, w2 = _rand(rng, (3, 3, cin, 16)) * 0.3, _rand(rng, (3, 3, 16, 4)) * 0.3
 
     def penalty(fn):
-        def critic(x, w):
-            y = fn(x, w, (2, 2), "SAME", rhs_dilation=(1, 1), dimension_numbers=DN)
+        def critic(x, w1, w2):
+            y = jnp.tanh(fn(x, w1, strides, "SAME", rhs_dilation=dilation, dimension_numbers=DN))
+            y = fn(y, w2, (1, 1), "SAME", rhs_dilation=(1, 1), dimension_numbers=DN)
             return jnp.sum(jnp.tanh(y))
 
-        def gp(w):
-            gx = jax.grad(critic)(x, w)
+        def gp(w1, w2):
+            gx = jax.grad(critic)(x, w1, w2)
             return jnp.sum((jnp.sqrt(jnp.sum(gx ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
-        return jax.jit(jax.value_and_grad(gp))(w)
+        return jax.jit(jax.value_and_grad(gp, argnums=(0, 1)))(w1, w2)
 
     (v_ref, g_ref), (v, g) = penalty(lax.conv_general_dilated), penalty(C.conv_general_dilated)
     np.testing.assert_allclose(v, v_ref, rtol=1e-5)
-    assert _rel(g, g_ref) < 1e-4
+    assert _rel(g[0], g_ref[0]) < 1e-4 and _rel(g[1], g_ref[1]) < 1e-4
 
 
 def test_bfloat16_gradients():

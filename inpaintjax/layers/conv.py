@@ -16,8 +16,14 @@ The forward pass is always XLA's own. On CPU the backward pass is replaced where
   gathered into patches [rows, k*k*Cin], then one `patches^T @ grad_out` matmul, accumulated
   over chunks of (batch, output rows) in a `lax.scan` so the patches of one chunk (about 1 MiB by
   default) stay in cache and no k*k-times copy of the activation is ever materialised. With
-  YNNPACK's fusions off XLA's own kernel gradient is faster and is used instead, and stride-1
-  convolutions need no custom gradient at all. Importing inpaintjax leaves XLA's set-up alone:
+  YNNPACK's fusions off XLA's own kernel gradient is faster and is used instead.
+* gradient of a gradient (WGAN-GP's penalty differentiates an input gradient): the input
+  gradient has its own closed-form VJP (a forward convolution and a kernel gradient), so the
+  second-order pass runs near first-order speed. Autodiff of XLA's input gradient produced
+  convolutions XLA:CPU ran 4-8x slower (DeepFill v1's critic step: docs/performance.md). This is
+  why convolutions whose first-order gradients are XLA's own take the custom VJP too.
+
+Importing inpaintjax leaves XLA's set-up alone:
   the fusions are off only once `inpaintjax.xla_cpu.configure()` (which `train.py`, `eval.py`,
   the `inpaintjax` command and the benchmark call) has applied the set-up calibrated as faster
   for this CPU or forced by INPAINTJAX_XLA_CPU=tuned, or when the user's own XLA_FLAGS turn them
@@ -156,10 +162,6 @@ def _fast_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, di
         return None
     if lhs.dtype != rhs.dtype or not jnp.issubdtype(lhs.dtype, jnp.floating):
         return None
-    if xla_cpu.ynn_convolutions_off() and not _phase_input_grad_applies(
-            strides, dilation, lhs.shape[3]):
-        # Both gradients are XLA's own then: the custom VJP would only add program size.
-        return None
     out_pixels = 1
     for n, k, s, d, (lo, hi) in zip(lhs.shape[1:3], rhs.shape[:2], strides, dilation, pads):
         out_pixels *= max(0, (n + lo + hi - (k - 1) * d - 1) // s + 1)
@@ -227,11 +229,16 @@ def _native_backward(spec: _Spec, lhs, rhs, g):
 
 
 def _cpu_backward(spec: _Spec, lhs, rhs, g):
+    return input_grad(spec, lhs, rhs, g), _cpu_kernel_grad(spec, lhs, rhs, g)
+
+
+def _cpu_kernel_grad(spec: _Spec, lhs, rhs, g):
+    """d(loss)/d(rhs) on CPU: XLA's own (Eigen) kernel gradient when YNNPACK's convolutions are
+    off (faster there than the patches formulation), else `kernel_grad`."""
     if xla_cpu.ynn_convolutions_off():
-        # XLA's own (Eigen) kernel gradient: faster than the patches formulation below.
         _, vjp = jax.vjp(lambda w: _native(spec, lhs, w), rhs)
-        return input_grad(spec, lhs, rhs, g), vjp(g)[0]
-    return input_grad(spec, lhs, rhs, g), kernel_grad(spec, lhs, g, rhs.shape)
+        return vjp(g)[0]
+    return kernel_grad(spec, lhs, g, rhs.shape)
 
 
 def _phase_input_grad_applies(strides, dilation, in_channels: int) -> bool:
@@ -245,21 +252,48 @@ def _phase_input_grad_applies(strides, dilation, in_channels: int) -> bool:
 
 
 def input_grad(spec: _Spec, lhs, rhs, g):
-    """d(loss)/d(lhs) for the convolution `spec` (lhs [B,H,W,Ci], rhs [kh,kw,Ci,Co], g [B,Ho,Wo,Co])."""
-    if not _phase_input_grad_applies(spec.strides, spec.dilation, lhs.shape[3]):
-        _, vjp = jax.vjp(lambda x: _native(spec, x, rhs), lhs)
-        return vjp(g)[0]
-    return _phase_input_grad(spec, lhs, rhs, g)
+    """d(loss)/d(lhs) for the convolution `spec` (lhs [B,H,W,Ci], rhs [kh,kw,Ci,Co], g [B,Ho,Wo,Co]).
+
+    Only lhs's shape and dtype are used. The result is bilinear in (rhs, g), and its own VJP is
+    given in closed form: for a cotangent v shaped like lhs, d/dg = conv(v, rhs) (the forward
+    convolution) and d/drhs = the kernel gradient of the convolution at input v and output
+    cotangent g. A gradient of a gradient (WGAN-GP's penalty) so costs one forward convolution
+    and one kernel gradient per layer; autodiff of the phase convolutions or of XLA's input
+    gradient instead produced convolutions XLA:CPU ran 6-8x slower than their FLOPs allow.
+    """
+    return _input_grad(spec, (tuple(lhs.shape), jnp.dtype(lhs.dtype)), rhs, g)
 
 
-def _phase_input_grad(spec: _Spec, lhs, rhs, g):
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _input_grad(spec: _Spec, lhs_aval, rhs, g):
+    shape, dtype = lhs_aval
+    if not _phase_input_grad_applies(spec.strides, spec.dilation, shape[3]):
+        return jax.linear_transpose(lambda x: _native(spec, x, rhs),
+                                    jax.ShapeDtypeStruct(shape, dtype))(g)[0]
+    return _phase_input_grad(spec, shape, dtype, rhs, g)
+
+
+def _input_grad_fwd(spec, lhs_aval, rhs, g):
+    return _input_grad(spec, lhs_aval, rhs, g), (rhs, g)
+
+
+def _input_grad_bwd(spec, lhs_aval, residuals, v):
+    rhs, g = residuals
+    v = v.astype(lhs_aval[1])
+    return _cpu_kernel_grad(spec, v, rhs, g), _native(spec, v, rhs).astype(g.dtype)
+
+
+_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
+
+
+def _phase_input_grad(spec: _Spec, lhs_shape, lhs_dtype, rhs, g):
     """Input gradient of a strided convolution as s0*s1 interleaved stride-1 convolutions.
 
     With xp the padded input, y[o] = sum_k xp[o*s + k*d] w[k] (per spatial dim). For dilation 1 the
     gradient at xp[q*s + r] is sum_m g[q - m] w[r + m*s]: a stride-1 correlation of g with the
     reversed sub-kernel w[r::s] (for each residue r), so each phase is an ordinary convolution.
     """
-    B, H, W, Ci = lhs.shape
+    B, H, W, Ci = lhs_shape
     kh, kw, _, Co = rhs.shape
     (s0, s1), ((plo0, phi0), (plo1, phi1)) = spec.strides, spec.padding
     d0, d1 = spec.dilation
@@ -270,20 +304,20 @@ def _phase_input_grad(spec: _Spec, lhs, rhs, g):
     taps0 = [list(range(r, kh, s0)) for r in range(s0)]
     taps1 = [list(range(r, kw, s1)) for r in range(s1)]
     wt = jnp.swapaxes(rhs, 2, 3)  # [kh, kw, Co, Ci]: the gradient maps g's Co channels to Ci
-    gg = g.astype(lhs.dtype)
+    gg = g.astype(lhs_dtype)
     phases = []
     for r0 in range(s0):
         row = []
         for r1 in range(s1):
             if not taps0[r0] or not taps1[r1]:  # stride larger than the kernel: untouched pixels
-                row.append(jnp.zeros((B, Q0, Q1, Ci), lhs.dtype))
+                row.append(jnp.zeros((B, Q0, Q1, Ci), lhs_dtype))
                 continue
             sub = wt[r0::s0, r1::s1][::-1, ::-1]
             m0, m1 = sub.shape[:2]
             row.append(lax.conv_general_dilated(
                 gg, sub, (1, 1), (((m0 - 1) * d0, Q0 - Ho), ((m1 - 1) * d1, Q1 - Wo)),
                 rhs_dilation=(d0, d1), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                precision=spec.precision, preferred_element_type=jnp.float32).astype(lhs.dtype))
+                precision=spec.precision, preferred_element_type=jnp.float32).astype(lhs_dtype))
         phases.append(jnp.stack(row, axis=3))          # [B, Q0, Q1, s1, Ci]
     full = jnp.stack(phases, axis=2)                   # [B, Q0, s0, Q1, s1, Ci]
     full = full.reshape(B, Q0 * s0, Q1 * s1, Ci)
