@@ -20,7 +20,7 @@ The forward pass is always XLA's own. On CPU the backward pass is replaced where
 * gradient of a gradient (WGAN-GP's penalty differentiates an input gradient): the input
   gradient has its own closed-form VJP (a forward convolution and a kernel gradient), so the
   second-order pass runs near first-order speed. Autodiff of XLA's input gradient produced
-  convolutions XLA:CPU ran 4-8x slower (DeepFill v1's critic step: docs/performance.md). This is
+  convolutions XLA:CPU ran 4-8x slower (DeepFill v1's critic step: docs/deepfill_v1.md). This is
   why convolutions whose first-order gradients are XLA's own take the custom VJP too.
 
 Importing inpaintjax leaves XLA's set-up alone:
