@@ -19,15 +19,15 @@ The forward pass is always XLA's own. On CPU the backward pass is replaced where
   YNNPACK's fusions off XLA's own kernel gradient is faster and is used instead.
 * gradient of a gradient (WGAN-GP's penalty differentiates an input gradient): the input
   gradient has its own closed-form VJP (a forward convolution and a kernel gradient), so the
-  second-order pass runs near first-order speed. Autodiff of XLA's input gradient produced
-  convolutions XLA:CPU ran 4-8x slower (DeepFill v1's critic step: docs/deepfill_v1.md). This is
+  second-order pass runs near first-order speed. Autodiff of XLA's input gradient (or of the
+  phases) produced convolutions XLA:CPU ran 4-10x slower (docs/deepfill_v1.md). This is
   why convolutions whose first-order gradients are XLA's own take the custom VJP too.
 
-Importing inpaintjax leaves XLA's set-up alone:
-  the fusions are off only once `inpaintjax.xla_cpu.configure()` (which `train.py`, `eval.py`,
-  the `inpaintjax` command and the benchmark call) has applied the set-up calibrated as faster
-  for this CPU or forced by INPAINTJAX_XLA_CPU=tuned, or when the user's own XLA_FLAGS turn them
-  off. `xla_cpu.ynn_convolutions_off()` says which, and is read when a function is traced.
+Importing inpaintjax leaves XLA's set-up alone: the fusions are off only once
+`inpaintjax.xla_cpu.configure()` (which `train.py`, `eval.py`, the `inpaintjax` command and the
+benchmark call) has applied the set-up calibrated as faster for this CPU or forced by
+INPAINTJAX_XLA_CPU=tuned, or when the user's own XLA_FLAGS turn them off.
+`xla_cpu.ynn_convolutions_off()` says which, and is read when a function is traced.
 
 The backward pass is selected by platform with `jax.lax.platform_dependent`, resolved when the
 computation is lowered for its actual device: under `jit` for GPU or TPU (with any sharding) the
@@ -257,9 +257,7 @@ def input_grad(spec: _Spec, lhs, rhs, g):
     Only lhs's shape and dtype are used. The result is bilinear in (rhs, g), and its own VJP is
     given in closed form: for a cotangent v shaped like lhs, d/dg = conv(v, rhs) (the forward
     convolution) and d/drhs = the kernel gradient of the convolution at input v and output
-    cotangent g. A gradient of a gradient (WGAN-GP's penalty) so costs one forward convolution
-    and one kernel gradient per layer; autodiff of the phase convolutions or of XLA's input
-    gradient instead produced convolutions XLA:CPU ran 6-8x slower than their FLOPs allow.
+    cotangent g (why: the module docstring's "gradient of a gradient").
     """
     return _input_grad(spec, (tuple(lhs.shape), jnp.dtype(lhs.dtype)), rhs, g)
 
