@@ -294,6 +294,23 @@ def test_union_name_is_union_of_draws_in_order():
     np.testing.assert_array_equal(M.make_mask("deepfill_box+edgeconnect_half", 3, 128, 128), np.maximum(a, b))
 
 
+def test_mixture_name_picks_one_alternative_per_draw():
+    """'|' draws one integer in [0, n) from the stream, then that alternative's mask (a '+'-union
+    counts as one alternative), re-derived here by hand for several seeds."""
+    picked = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        k = int(rng.integers(2))
+        want = M.center_box(rng, 64, 64) if k == 0 else np.maximum(M.deepfill_box(rng, 64, 64),
+                                                                     M.edgeconnect_half(rng, 64, 64))
+        got = M.make_mask("center_box|deepfill_box+edgeconnect_half", seed, 64, 64)
+        np.testing.assert_array_equal(got, want)
+        picked.add(k)
+    assert picked == {0, 1}
+    with pytest.raises(ValueError, match="Did you mean 'lama_thin'"):
+        M.make_mask("lama_thin|lama_thn", 0, 64, 64)
+
+
 def test_bad_rng_and_size():
     with pytest.raises(TypeError, match="Generator or an int seed"):
         M.deepfill_box("seed", 64, 64)

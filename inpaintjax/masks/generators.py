@@ -514,15 +514,12 @@ def _lookup_one(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
         f"unknown mask generator {name!r}.{hint} Valid names: {', '.join(sorted(MASK_GENERATORS))} "
-        "(or several joined by '+' for their union)"
+        "(several joined by '+' for their union, or by '|' for a mixture)"
     )
 
 
-def resolve(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
-    if not isinstance(name, str):
-        raise TypeError(f"mask generator name must be a str, got {type(name).__name__}: {name!r}")
-    parts = name.split("+")
-    fns = [_lookup_one(p.strip()) for p in parts]
+def _resolve_union(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
+    fns = [_lookup_one(p.strip()) for p in name.split("+")]
     if len(fns) == 1:
         return fns[0]
 
@@ -536,11 +533,29 @@ def resolve(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
     return union
 
 
+def resolve(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
+    """The generator a name denotes: a registered name, a '+'-union of them, or a '|'-mixture of
+    those ('|' binds loosest: 'a|b+c' draws `a` or the union `b+c`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"mask generator name must be a str, got {type(name).__name__}: {name!r}")
+    choices = [_resolve_union(p) for p in name.split("|")]
+    if len(choices) == 1:
+        return choices[0]
+
+    def mixture(rng: RngLike, h: int, w: int) -> np.ndarray:
+        rng = as_rng(rng)
+        return choices[int(rng.integers(len(choices)))](rng, h, w)
+
+    return mixture
+
+
 def make_mask(name: str, rng: RngLike, h: int, w: int) -> np.ndarray:
     """Draw one mask from the generator registered as `name`: float32 [H, W] in {0,1}, 1 = hole.
 
     `name` may join several registered names with '+' (e.g. 'deepfill_v2_training+deepfill_v2_strokes'):
     the union of one draw from each, in order, from the same stream; this reaches hole areas (50-60%)
-    that no single published generator produces. An unknown name raises ValueError listing the valid
-    names and the nearest one."""
+    that no single published generator produces. Names joined with '|' (e.g.
+    'lama_medium|deepfill_v2_training') are a mixture: the stream first picks one of them uniformly
+    (one integer draw), then draws that one's mask. An unknown name raises ValueError listing the
+    valid names and the nearest one."""
     return resolve(name)(as_rng(rng), h, w)
