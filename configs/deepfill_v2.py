@@ -35,7 +35,6 @@ def _common() -> ml_collections.ConfigDict:
     c.model.d_cnum = 64          # SN-PatchGAN width
     c.model.guided = False       # sketch channel: Canny edges of the truth in training (data.edge_sigma)
     c.loss.l1_alpha = 1.0        # weight of each of the two L1 terms (stage 1, stage 2)
-    c.loss.l1_known_weight = 1.0 # weight of the known pixels in them (1: the paper's whole image)
     c.loss.gan_alpha = 1.0       # weight of the hinge generator term
     c.optim.lr = 1e-4
     c.optim.b1 = 0.5

@@ -12,11 +12,9 @@ import numpy as np
 from jax import nn as jnn
 
 
-def l1(a, b, weight=None):
-    """mean |a - b| over all elements (DeepFill v2's `ae_loss` terms, `inpaint_model.py::build_graph_with_losses`);
-    with `weight` (broadcast against a - b), mean(weight * |a - b|), still over all elements."""
-    err = jnp.abs(a - b)
-    return jnp.mean(err if weight is None else weight * err)
+def l1(a, b):
+    """mean |a - b| over all elements (DeepFill v2's `ae_loss` terms, `inpaint_model.py::build_graph_with_losses`)."""
+    return jnp.mean(jnp.abs(a - b))
 
 
 def hinge_d(pos, neg):

@@ -10,18 +10,13 @@ where fake = the composited image stage2 * mask + x * (1 - mask), and D sees [im
 Images enter the networks in [-1, 1] (the batch's [0, 1] RGB is mapped at this boundary).
 
 Config keys read (see configs/deepfill_v2.py): model.cnum, model.d_cnum, model.guided,
-loss.l1_alpha, loss.l1_known_weight, loss.gan_alpha, optim.* (families/common.py), mask.per_batch, data.edge_sigma
+loss.l1_alpha, loss.gan_alpha, optim.* (families/common.py), mask.per_batch, data.edge_sigma
 (guided), compute_dtype, remat, ema_decay.
 
 Deviation from the original trainer: the D step and the G step of one iteration use the same
 batch and mask (the original dequeued a fresh batch for each, as `batches_per_step = 2` would);
 the widely used PyTorch port (nipponjo/deepfillv2-pytorch) does the same, and it halves the input
 pipeline's work per step.
-
-loss.l1_known_weight (1.0, the paper's whole-image L1) scales the L1 of the known pixels: each
-mean becomes mean((mask + w * (1 - mask)) * |x - stage|). The network's known-pixel output is
-replaced by the input everywhere it is used (stage 2's input, the result), so w = 0 spends the
-whole reconstruction loss on the hole (the demo; not the paper's setting).
 
 With loss.gan_alpha = 0 (the demo) a step is the generator's L1 update alone: the discriminator is
 not run, its parameters and optimiser state stay as initialised, and no d/* metric is logged.
@@ -71,7 +66,6 @@ def default_config(cnum: int = 48, guided: bool = False) -> ml_collections.Confi
     c.model.d_cnum = 64
     c.model.guided = guided
     c.loss.l1_alpha = 1.0
-    c.loss.l1_known_weight = 1.0
     c.loss.gan_alpha = 1.0
     c.optim.lr = 1e-4
     c.optim.b1 = 0.5
@@ -149,10 +143,6 @@ class DeepFillV2(Family):
             d_opt_state=self.d_tx.init(d_vars["params"]),
             g_ema=common.ema_init(g_params, self.ema_decay))
 
-    def _l1(self, image, out, mask):
-        w = float(self.config.loss.get("l1_known_weight", 1.0))  # absent in older runs' configs
-        return losses.l1(image, out, None if w == 1.0 else mask + w * (1.0 - mask))
-
     def train_step(self, state: DeepFillV2State, batch: Batch, rng: jax.Array,
                    frozen: Any) -> tuple[DeepFillV2State, Metrics]:
         del rng, frozen  # masks come from the pipeline; nothing here is random or frozen
@@ -164,7 +154,7 @@ class DeepFillV2(Family):
             # so it is neither run nor trained (its parameters stay as they are in the state)
             def l1_loss_fn(g_params):
                 s1, s2 = self.generator.apply({"params": g_params}, image, mask, guide)
-                l1_s1, l1_s2 = self._l1(image, s1, mask), self._l1(image, s2, mask)
+                l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
                 return l1_alpha * (l1_s1 + l1_s2), (l1_s1, l1_s2)
 
             (g_loss, (l1_s1, l1_s2)), g_grads = jax.value_and_grad(
@@ -204,7 +194,7 @@ class DeepFillV2(Family):
             neg, upd = self.discriminator.apply(
                 {"params": d_params, "batch_stats": d_stats}, self._d_input(complete, mask, guide),
                 update_stats=True, mutable=["batch_stats"])
-            l1_s1, l1_s2 = self._l1(image, s1, mask), self._l1(image, s2, mask)
+            l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
             gan = losses.hinge_g(neg)
             total = l1_alpha * (l1_s1 + l1_s2) + gan_alpha * gan
             return total, (upd["batch_stats"], l1_s1, l1_s2, gan)
