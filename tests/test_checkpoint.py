@@ -29,13 +29,14 @@ DEEPFILL_ARGS = ["num_steps=6", "checkpoint_every=2", "log_every=1", "image_ever
                  "data.num_workers=0"]
 
 
-def _env():
-    """The child processes' environment: this checkout importable, no inherited XLA_FLAGS (the
-    session's compilation cache, tests/conftest.py, is inherited: the resumed run reuses what the
-    first two runs compiled)."""
+def _env(cache_dir):
+    """The child processes' environment: this checkout importable, no inherited XLA_FLAGS, and one
+    persistent compilation cache, so the resumed run reuses what the first two runs compiled."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("XLA_FLAGS", None)
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return env
 
 
@@ -49,7 +50,7 @@ def _kill_then_resume(tmp_path, args, num_steps, pause_at):
     finish first: run_toy.py --pause_at never starts the next step), then resumed in the killed
     run's workdir. -> (uninterrupted dump, resumed dump, checkpoints present at the kill)."""
     ref, broken = str(tmp_path / "ref"), str(tmp_path / "broken")
-    env = _env()
+    env = _env(tmp_path / "jax_cache")
     reference = subprocess.Popen([sys.executable, RUN, ref, str(tmp_path / "ref.npz")] + args,
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     victim = subprocess.Popen([sys.executable, RUN, broken, str(tmp_path / "x.npz"), "--pause_at",
@@ -137,7 +138,7 @@ def test_sigterm_saves_then_exits(tmp_path):
     workdir = str(tmp_path / "run")
     args = ["num_steps=100000", "checkpoint_every=50", "log_every=50", "image_every=0"]
     proc = subprocess.Popen([sys.executable, RUN, workdir, str(tmp_path / "p.npz")] + args,
-                            env=_env(), stdout=subprocess.PIPE,
+                            env=_env(tmp_path / "jax_cache"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while not _steps(workdir) and proc.poll() is None and time.time() < deadline:
