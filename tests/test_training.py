@@ -52,6 +52,20 @@ def test_config_file_overrides_and_misspelt_keys():
     assert "Did you mean '--config.mask.per_batch'?" in r.stderr
 
 
+def test_misspelt_mask_generator_stops_the_run_before_the_workdir_exists(tmp_path):
+    from inpaintjax.training import configuration_error
+    for name, wrong in (("deepfil_v2_training", "deepfil_v2_training"),
+                        ("lama_medium|deepfill_v2_training+center_bx", "center_bx")):
+        c = config_lib.load_config(TOY_CONFIG, [f"mask.generator={name}"])
+        with pytest.raises(ValueError) as info:
+            train(c, str(tmp_path / "never"))
+        assert configuration_error(info.value)               # train.py prints it in one line, exit 2
+        text = str(info.value)
+        assert text.startswith(f"config.mask.generator={name!r}: unknown mask generator {wrong!r}")
+        assert "Did you mean" in text
+        assert not os.path.exists(tmp_path / "never")
+
+
 def test_variant_and_modifiers_in_order_with_named_errors():
     variant, mods = config_lib.parse_variant(" demo , flag ,batch_size=3", ("run", "demo"), "run",
                                              "configs/x.py")

@@ -32,6 +32,7 @@ import numpy as np
 
 from inpaintjax import config as config_lib
 from inpaintjax import data as data_lib
+from inpaintjax import masks as masks_lib
 from inpaintjax.data import fields as fields_lib
 from inpaintjax.families import Metric
 from inpaintjax.families import get as get_family
@@ -40,6 +41,14 @@ from inpaintjax.training import logs as logs_lib
 from inpaintjax.training import sharding as shard_lib
 
 log = logging.getLogger(__name__)
+
+
+def check_mask_generator(name, key: str) -> None:
+    """Raise ValueError naming `key` when `name` is not a mask generator name (see masks.resolve)."""
+    try:
+        masks_lib.resolve(name)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{key}={name!r}: {e}") from None
 
 
 def configuration_error(e: BaseException) -> bool:
@@ -302,6 +311,7 @@ def train(config, workdir: str) -> dict:
         per_device = shard_lib.check_batch_size(global_size, mesh)
         rows = shard_lib.process_rows(global_size, mesh)
         num_steps = int(config.num_steps)
+        check_mask_generator(config.mask.generator, "config.mask.generator")
         frozen_host = family.load_frozen()  # a missing weight file stops here
         source = data_lib.make_source(config.data, "train")
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
