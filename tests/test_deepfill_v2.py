@@ -352,6 +352,7 @@ def test_config_variants():
     assert g.model.guided and not p.model.guided
     d = CONFIGS.get_config("demo,num_steps=7,mask.per_batch=False")
     assert d.num_steps == 7 and d.mask.per_batch is False and d.data.source == "samples"
+    assert d.data.flip and not p.data.flip     # the demo flips; the released recipe does not
     assert CONFIGS.get_config("test").model.cnum == 8
     with pytest.raises(ValueError, match="unknown variant"):
         CONFIGS.get_config("places3")
