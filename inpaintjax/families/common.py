@@ -79,12 +79,18 @@ def apply_gradients(tx: optax.GradientTransformation, grads: Any, opt_state: Any
     return optax.apply_updates(params, updates), opt_state
 
 
+def ema_decay(config) -> float:
+    """config.ema_decay, checked: 0 (off) or in (0, 1)."""
+    decay = float(config.get("ema_decay", 0.0))
+    if decay and not 0.0 < decay < 1.0:
+        raise ValueError(f"config.ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {decay}")
+    return decay
+
+
 def ema_init(params: Any, decay: float) -> Any:
     """The EMA's start (a copy of `params`), or None when decay == 0 (EMA off)."""
     if not decay:
         return None
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"config.ema_decay must be 0 (off) or in (0, 1), got {decay}")
     return jax.tree.map(jnp.asarray, params)
 
 

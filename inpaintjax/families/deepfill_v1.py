@@ -133,7 +133,7 @@ class DeepFillV1(Family):
         self.g_tx = common.make_optimizer(config.optim, steps)
         # the critics' schedule advances once per training step too (k updates per step)
         self.d_tx = common.make_optimizer(config.optim, steps * self.critic_steps)
-        self.ema_decay = float(config.get("ema_decay", 0.0))
+        self.ema_decay = common.ema_decay(config)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:

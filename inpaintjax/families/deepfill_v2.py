@@ -104,7 +104,7 @@ class DeepFillV2(Family):
         steps = int(config.num_steps)
         self.g_tx = common.make_optimizer(config.optim, steps)
         self.d_tx = common.make_optimizer(config.optim, steps)
-        self.ema_decay = float(config.get("ema_decay", 0.0))
+        self.ema_decay = common.ema_decay(config)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:

@@ -38,7 +38,11 @@ Differences from the original (each because the framework states it once, not pe
 * mode 3 runs the frozen G1 in evaluation mode (stored spectral-norm vectors); the original
   leaves it in training mode, so its power iteration drifts the vectors during the run, but never
   saves them (mode 3 saves the inpainting model only);
-* edge precision / recall are computed per image (the original pools a batch).
+* edge precision / recall are computed per image (the original pools a batch);
+* `ema_decay > 0` (off by default, as the original has none) keeps an EMA of each trained
+  generator's parameters, which evaluation and export then use. The default `init_from` copies
+  the raw networks; to freeze a mode-1 run's EMA edge model in mode 3, set
+  `init_from_paths='edge,edge.generator.params=ema.edge'`.
 """
 
 from __future__ import annotations
@@ -69,12 +73,14 @@ class EdgeConnectState:
     """Train state. edge / inpaint: {'generator': variables, 'discriminator': variables} (Flax
     variable dicts; spectral-norm vectors u, v in 'batch_stats'); opt: Adam states of the networks
     this mode trains, keyed 'edge_generator', 'edge_discriminator', 'inpaint_generator',
-    'inpaint_discriminator'."""
+    'inpaint_discriminator'; ema: {'edge' and / or 'inpaint': the EMA of that trained generator's
+    parameters} (None when config.ema_decay is 0)."""
 
     step: jax.Array
     edge: Any
     inpaint: Any
     opt: Any
+    ema: Any = None
 
 
 def default_config(mode: int = 3) -> ml_collections.ConfigDict:
@@ -177,9 +183,7 @@ class EdgeConnect(Family):
         if self.mode not in MODES:
             raise ValueError(f"config.model.mode must be one of {MODES} (1 edge model, 2 inpainting "
                              f"model, 3 inpainting model on G1's edges, 4 joint), got {m.mode!r}")
-        if float(config.get("ema_decay", 0.0)):
-            raise ValueError("config.ema_decay: EdgeConnect keeps no EMA of its generators (the "
-                             "original has none); set it to 0")
+        self.ema_decay = common.ema_decay(config)
         self.gan = str(config.loss.gan)
         if self.gan not in losses.GAN_LOSSES:
             raise ValueError(f"config.loss.gan must be one of {losses.GAN_LOSSES}, got {self.gan!r}")
@@ -264,7 +268,13 @@ class EdgeConnect(Family):
                 nets = edge if model == "edge" else inpaint
                 opt[f"{model}_generator"] = self.g_tx.init(nets["generator"]["params"])
                 opt[f"{model}_discriminator"] = self.d_tx.init(nets["discriminator"]["params"])
-        return EdgeConnectState(step=jnp.zeros((), jnp.int32), edge=edge, inpaint=inpaint, opt=opt)
+        ema = None
+        if self.ema_decay:
+            ema = {model: common.ema_init(nets["generator"]["params"], self.ema_decay)
+                   for model, nets in (("edge", edge), ("inpaint", inpaint))
+                   if f"{model}_generator" in opt}
+        return EdgeConnectState(step=jnp.zeros((), jnp.int32), edge=edge, inpaint=inpaint, opt=opt,
+                                ema=ema)
 
     def _discriminator_step(self, disc, d_vars, real, fake):
         """D loss and gradient on real and (fixed) fake inputs; the variables after both calls and
@@ -391,14 +401,23 @@ class EdgeConnect(Family):
             else:
                 inpaint = nets
         m["g/lr"] = common.learning_rate(state.opt[f"{next(iter(trained))}_generator"])
-        return state.replace(step=state.step + 1, edge=edge, inpaint=inpaint, opt=opt), m
+        ema = state.ema
+        if ema is not None:
+            new_nets = {"edge": edge, "inpaint": inpaint}
+            ema = {model: common.ema_update(e, new_nets[model]["generator"]["params"], self.ema_decay)
+                   for model, e in ema.items()}
+        return state.replace(step=state.step + 1, edge=edge, inpaint=inpaint, opt=opt, ema=ema), m
 
     def inference_variables(self, state: EdgeConnectState) -> Any:
+        """The generators `inpaint` runs; a trained generator's parameters are its EMA when
+        config.ema_decay > 0 (its spectral-norm vectors stay the trained network's)."""
         out = {}
-        if self.mode != 2:
-            out["edge"] = state.edge["generator"]
-        if self.mode != 1:
-            out["inpaint"] = state.inpaint["generator"]
+        ema = state.ema or {}
+        for model, nets, used in (("edge", state.edge, self.mode != 2),
+                                  ("inpaint", state.inpaint, self.mode != 1)):
+            if used:
+                gen = nets["generator"]
+                out[model] = {**gen, "params": ema[model]} if model in ema else gen
         return out
 
     def inference_inputs(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -114,7 +114,7 @@ class PConv(Family):
         self.vgg_widths = tuple(int(w) for w in config.loss.get("vgg_widths", vgg.WIDTHS))
         self.vgg = vgg.VGG(depth=16, outputs=VGG_LAYERS, widths=self.vgg_widths, dtype=self.dtype)
         self.tx = common.make_optimizer(config.optim, int(config.num_steps))
-        self.ema_decay = float(config.get("ema_decay", 0.0))
+        self.ema_decay = common.ema_decay(config)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
