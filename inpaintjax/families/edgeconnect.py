@@ -262,19 +262,15 @@ class EdgeConnect(Family):
         inpaint = {"generator": self.inpaint_generator.init(k[2], self._inpaint_input(image, edges, mask)),
                    "discriminator": self.inpaint_discriminator.init(k[3], image)}
         edge, inpaint = (jax.tree.map(jnp.asarray, flax.core.unfreeze(t)) for t in (edge, inpaint))
-        opt = {}
+        opt, generators = {}, {}
         for model, trained in (("edge", self.trains_edge), ("inpaint", self.trains_inpaint)):
             if trained:
                 nets = edge if model == "edge" else inpaint
+                generators[model] = nets["generator"]["params"]
                 opt[f"{model}_generator"] = self.g_tx.init(nets["generator"]["params"])
                 opt[f"{model}_discriminator"] = self.d_tx.init(nets["discriminator"]["params"])
-        ema = None
-        if self.ema_decay:
-            ema = {model: common.ema_init(nets["generator"]["params"], self.ema_decay)
-                   for model, nets in (("edge", edge), ("inpaint", inpaint))
-                   if f"{model}_generator" in opt}
         return EdgeConnectState(step=jnp.zeros((), jnp.int32), edge=edge, inpaint=inpaint, opt=opt,
-                                ema=ema)
+                                ema=common.ema_init(generators, self.ema_decay))
 
     def _discriminator_step(self, disc, d_vars, real, fake):
         """D loss and gradient on real and (fixed) fake inputs; the variables after both calls and
@@ -401,11 +397,8 @@ class EdgeConnect(Family):
             else:
                 inpaint = nets
         m["g/lr"] = common.learning_rate(state.opt[f"{next(iter(trained))}_generator"])
-        ema = state.ema
-        if ema is not None:
-            new_nets = {"edge": edge, "inpaint": inpaint}
-            ema = {model: common.ema_update(e, new_nets[model]["generator"]["params"], self.ema_decay)
-                   for model, e in ema.items()}
+        ema = common.ema_update(state.ema, {model: (edge if model == "edge" else inpaint)[
+            "generator"]["params"] for model in trained}, self.ema_decay)
         return state.replace(step=state.step + 1, edge=edge, inpaint=inpaint, opt=opt, ema=ema), m
 
     def inference_variables(self, state: EdgeConnectState) -> Any:
