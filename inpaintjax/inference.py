@@ -174,7 +174,7 @@ class Inpainter:
         workdir = os.fspath(workdir)
         if not os.path.isdir(workdir):
             raise FileNotFoundError(f"training workdir not found: {workdir}")
-        from inpaintjax.training.checkpoint import load_for_inference
+        from inpaintjax.checkpoints import load_for_inference
         config, fam, variables = load_for_inference(workdir, step)
         if family is not None and fam.name != family:
             raise ValueError(f"{workdir} holds a {fam.name!r} checkpoint, not {family!r}")
@@ -186,7 +186,7 @@ class Inpainter:
         the official weight format of a registered family that recognises `path` (`family`
         restricts the search and settles files more than one family could read)."""
         from inpaintjax.families import detect_weights, get, names
-        from inpaintjax.training.checkpoint import CONFIG_FILE
+        from inpaintjax.checkpoints import CONFIG_FILE
         path = os.fspath(path)
         if family is not None:
             get(family)  # an unknown name fails here, naming the known ones

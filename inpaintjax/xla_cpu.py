@@ -181,3 +181,12 @@ def ynn_convolutions_off() -> bool:
     if items and all(item[0] in "+-" for item in items):  # edits of XLA's default list
         return "-individual_convolution" in items
     return "individual_convolution" not in items
+
+
+def describe() -> dict:
+    """What this module decided for the process's XLA:CPU programs, for a run's record:
+    {'xla_cpu': state (see `state`), 'ynn_convolutions_off': bool, 'INPAINTJAX_XLA_CPU': the
+    variable or None, 'calibrated': this CPU's recorded winner or None}."""
+    return {"xla_cpu": state, "ynn_convolutions_off": ynn_convolutions_off(),
+            "INPAINTJAX_XLA_CPU": os.environ.get("INPAINTJAX_XLA_CPU"),
+            "calibrated": calibrated_mode()}

@@ -119,6 +119,13 @@ def _chunk_elements() -> int:
     return value
 
 
+def describe() -> dict:
+    """The convolution set-up functions traced now get, for a run's record: {'conv': 'auto' or
+    'native', 'conv_chunk_elements', 'conv_min_flops'} (the INPAINTJAX_CONV* switches above)."""
+    return {"conv": conv_impl(), "conv_chunk_elements": _chunk_elements(),
+            "conv_min_flops": _min_flops()}
+
+
 class _Spec(NamedTuple):
     """Static description of one NHWC/HWIO 2-D convolution on the fast path (hashable)."""
     strides: tuple[int, int]

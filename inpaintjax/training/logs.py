@@ -26,12 +26,15 @@ def _format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def progress_line(step: int, total: int, steps_per_sec: float, metrics: Mapping[str, float],
-                  max_terms: int = 10) -> str:
-    """'step 200/1000 (20%) | 3.21 steps/s | ETA 4m09s | loss/l1 0.1234 ...'"""
-    eta = (total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
+def progress_line(step: int, total: int, steps_per_sec: float | None,
+                  metrics: Mapping[str, float], max_terms: int = 10) -> str:
+    """'step 200/1000 (20%) | 3.21 steps/s | ETA 4m09s | loss/l1 0.1234 ...' (steps_per_sec None:
+    not measured yet, e.g. at the first step, whose time is mostly compilation)."""
+    known = steps_per_sec is not None and steps_per_sec > 0
+    eta = (total - step) / steps_per_sec if known else float("inf")
+    rate = f"{steps_per_sec:.3g}" if known else "-"
     terms = " ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:max_terms])
-    return (f"step {step}/{total} ({100.0 * step / max(total, 1):.0f}%) | {steps_per_sec:.3g} steps/s | "
+    return (f"step {step}/{total} ({100.0 * step / max(total, 1):.0f}%) | {rate} steps/s | "
             f"ETA {_format_duration(eta)} | {terms}")
 
 
@@ -176,13 +179,16 @@ class RunLogger:
             self.tb = SummaryWriter(os.path.join(workdir, "tb"))
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
-    def scalars(self, step: int, metrics: Mapping[str, float], steps_per_sec: float) -> None:
+    def scalars(self, step: int, metrics: Mapping[str, float], steps_per_sec: float | None) -> None:
+        """Log the metric means of `step`; `steps_per_sec` None (nothing timed yet) is left out."""
         if not self.enabled:
             return
         for k, v in metrics.items():
             self.tb.add_scalar(k, v, step)
-        self.tb.add_scalar("steps_per_sec", steps_per_sec, step)
-        rec = {"step": step, "time": time.time(), "steps_per_sec": steps_per_sec}
+        rec = {"step": step, "time": time.time()}
+        if steps_per_sec is not None:
+            self.tb.add_scalar("steps_per_sec", steps_per_sec, step)
+            rec["steps_per_sec"] = steps_per_sec
         rec.update({k: float(v) for k, v in metrics.items()})
         self.jsonl.write(json.dumps(rec) + "\n")
         self.jsonl.flush()

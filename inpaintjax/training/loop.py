@@ -12,9 +12,14 @@ inside the jitted step: the update is not applied, the first bad step and the ba
 recorded, and the loop raises `NonFiniteError` at the next log or checkpoint step without saving,
 so the newest checkpoint is the last good state.
 
-Starting points, in order: the newest readable checkpoint of `workdir` (resume, exact); else, with
+Starting points, in order: the newest readable checkpoint of `workdir` (resume, exact; the config
+may change only what schedules the work, and the logs keep each step once: resume.py); else, with
 `config.init_from = 'OTHER_WORKDIR[:STEP]'`, a fresh state whose named subtrees are copied from
-that run (chained phases: a fine-tune, a second model trained on a frozen first); else a fresh state.
+that run (warm_start.py); else a fresh state.
+
+`train` runs in three parts: `plan_run` checks the configuration before any file is written,
+`open_run` locks the workdir, restores or initialises the state and writes the run's record,
+`run_steps` is the loop.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from inpaintjax.families import Metric
 from inpaintjax.families import get as get_family
 from inpaintjax.training import checkpoint as ckpt_lib
 from inpaintjax.training import logs as logs_lib
+from inpaintjax.training import resume as resume_lib
 from inpaintjax.training import sharding as shard_lib
+from inpaintjax.training import warm_start as warm_start_lib
 
 log = logging.getLogger(__name__)
 
@@ -178,98 +185,74 @@ class _Preempted:
         return False
 
 
-# -- starting from another run -----------------------------------------------------------------
-
-def parse_init_from(spec: str) -> tuple[str, int | None]:
-    """'WORKDIR[:STEP]' -> (absolute workdir, step or None)."""
-    path, step = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isdigit() and head:
-        path, step = head, int(tail)
-    return os.path.abspath(path), step
-
-
-def parse_paths(text: str, default: tuple[str, ...]) -> list[tuple[str, str]]:
-    """'a,b' or 'dst=src,...' (or '' for `default`) -> [(destination path, source path)]."""
-    items = [t.strip() for t in text.split(",") if t.strip()] if text else list(default)
-    if not items:
-        raise ValueError("config.init_from is set but no state paths are named: set "
-                         "config.init_from_paths (e.g. 'g_params') or use a family with "
-                         "warm_start_paths")
-    pairs = []
-    for item in items:
-        dst, _, src = item.partition("=")
-        pairs.append((dst.strip(), (src or dst).strip()))
-    return pairs
-
-
-def _subtree(tree: Any, path: str, what: str) -> Any:
-    node = tree
-    for part in path.split("."):
-        if dataclasses.is_dataclass(node) and part in {f.name for f in dataclasses.fields(node)}:
-            node = getattr(node, part)
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            keys = ([f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node)
-                    else sorted(node) if isinstance(node, dict) else [])
-            raise KeyError(f"init_from: {what} has no {path!r} (at {part!r}; there: "
-                           f"{', '.join(map(str, keys)) or 'a leaf'})")
-    return node
-
-
-def _replace_subtree(tree: Any, path: str, value: Any) -> Any:
-    head, _, rest = path.partition(".")
-    if dataclasses.is_dataclass(tree):
-        child = getattr(tree, head)
-        return tree.replace(**{head: _replace_subtree(child, rest, value) if rest else value})
-    out = dict(tree)
-    out[head] = _replace_subtree(tree[head], rest, value) if rest else value
-    return type(tree)(out) if not isinstance(tree, dict) else out
-
-
-def warm_start(state: Any, source: Any, pairs: list[tuple[str, str]], origin: str) -> Any:
-    """`state` with each destination subtree replaced by the source run's subtree (same tree
-    structure, shapes and dtypes, else an error naming the path)."""
-    for dst, src in pairs:
-        old = _subtree(state, dst, "this run's state")
-        new = _subtree(source, src, f"the state of {origin}")
-        if jax.tree.structure(old) != jax.tree.structure(new):
-            raise ValueError(f"init_from: {src!r} of {origin} and {dst!r} of this run differ in "
-                             f"structure (another model size or family?)")
-        for (kp, a), b in zip(jax.tree_util.tree_flatten_with_path(old)[0], jax.tree.leaves(new)):
-            if a.shape != b.shape or a.dtype != b.dtype:
-                raise ValueError(f"init_from: {dst}{jax.tree_util.keystr(kp)} is {a.shape} {a.dtype} "
-                                 f"here but {b.shape} {b.dtype} in {origin}")
-        state = _replace_subtree(state, dst, jax.tree.map(lambda a, b: b.astype(a.dtype), old, new))
-    return state
-
-
-def restore_other_run(spec: str, sharding) -> tuple[Any, str]:
-    """(state, description) of the checkpoint named by 'WORKDIR[:STEP]', read with that run's own
-    saved config and family."""
-    workdir, step = parse_init_from(spec)
-    path = os.path.join(workdir, ckpt_lib.CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config.init_from={spec!r}: {path} not found (not a train.py workdir)")
-    other_config = config_lib.read_saved_config(path)
-    other = get_family(other_config.family)(other_config)
-    ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
-    try:
-        found = ckpt.restore(ckpt_lib.abstract_state(other, other_config, sharding), step)
-    finally:
-        ckpt.close()
-    if found is None:
-        raise FileNotFoundError(f"config.init_from={spec!r}: no readable checkpoint in "
-                                f"{ckpt_lib.checkpoint_dir(workdir)}")
-    got, state, _ = found
-    return state, f"{workdir} step {got} ({other_config.family})"
-
-
 # -- the loop -----------------------------------------------------------------------------------
 
-def initial_state(family, config, ckpt, repl, init_key, logger) -> tuple[Any, int]:
-    """(state, first step): resumed from the workdir, warm-started from another run, or fresh."""
+#: schedule keys and their least value (image_every 0 = no previews); all are whole numbers
+INTERVALS = (("num_steps", 1), ("log_every", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
+             ("image_every", 0))
+
+
+def check_intervals(config) -> None:
+    """Raise ValueError naming the first schedule key (INTERVALS) below its least value."""
+    for key, least in INTERVALS:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            meaning = "at least 1" if least else "0 (off) or a positive number of steps"
+            raise ValueError(f"config.{key}={value!r}: must be {meaning}")
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """Everything about a run that is checked before any file is written."""
+    family: Any
+    spec: dict
+    per_step: int            # batches per step (family.batches_per_step)
+    mesh: Any
+    global_size: int
+    per_device: int
+    rows: Any                # the global batch rows this process loads
+    frozen_host: Any         # the family's frozen networks, on the host
+    source: Any              # the training data source
+    config_changes: dict     # the allowed config changes of a resume ({} for a fresh run)
+
+
+def plan_run(config, workdir: str) -> RunPlan:
+    """Check the configuration (and, for a workdir with checkpoints, that the config may resume
+    it); raises a configuration error (see `configuration_error`) before anything is written."""
+    try:
+        check_intervals(config)
+        family = get_family(config.family)(config)
+        spec = family.batch_spec()
+        fields_lib.check_spec(spec, f"{config.family}.batch_spec()")
+        mesh = shard_lib.make_mesh()
+        global_size = int(config.batch_size)
+        per_device = shard_lib.check_batch_size(global_size, mesh)
+        rows = shard_lib.process_rows(global_size, mesh)
+        check_mask_generator(config.mask.generator, "config.mask.generator")
+        changes = resume_lib.check_resume_config(workdir, config) if _has_checkpoints(workdir) else {}
+        frozen_host = family.load_frozen()  # a missing weight file stops here
+        source = data_lib.make_source(config.data, "train")
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+        _mark_configuration_error(e)
+        raise
+    return RunPlan(family, spec, int(family.batches_per_step), mesh, global_size, per_device, rows,
+                   frozen_host, source, changes)
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    directory = ckpt_lib.checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+        return False
+    ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
+    try:
+        return bool(ckpt.steps())
+    finally:
+        ckpt.close()
+
+
+def initial_state(family, config, ckpt, repl, init_key) -> tuple[Any, int, list[str]]:
+    """(state, first step, messages for the log): resumed from the workdir, warm-started from
+    another run (warm_start.py), or fresh."""
     abstract = ckpt_lib.abstract_state(family, config, repl)
     found = ckpt.restore(abstract)
     if found is not None:
@@ -277,146 +260,211 @@ def initial_state(family, config, ckpt, repl, init_key, logger) -> tuple[Any, in
         if int(meta.get("seed", config.seed)) != int(config.seed):
             raise ValueError(f"checkpoint {start} in {ckpt.directory} was trained with seed "
                              f"{meta['seed']}, the config says {config.seed}: use another workdir")
-        logger.text(f"resumed from checkpoint {start} in {ckpt.directory}")
-        return state, int(start)
+        return state, int(start), [f"resumed from checkpoint {start} in {ckpt.directory}"]
     size = int(config.data.image_size)
     example = fields_lib.example_batch(family.batch_spec(), 1, size, size)
     state = jax.jit(family.init_state, out_shardings=repl)(init_key, example)
     if config.get("init_from", ""):
-        source, origin = restore_other_run(config.init_from, repl)
-        pairs = parse_paths(config.get("init_from_paths", ""), family.warm_start_paths)
-        state = warm_start(state, source, pairs, origin)
-        logger.text(f"init_from: copied {', '.join(d if d == s else f'{d} <- {s}' for d, s in pairs)} "
-                    f"from {origin}")
-    return state, 0
+        state, message = warm_start_lib.apply_init_from(state, family, config, repl)
+        return state, 0, [message]
+    return state, 0, []
+
+
+@dataclasses.dataclass
+class Run:
+    """An open run: the workdir's lock, checkpointer and logger, and the starting state."""
+    workdir: str
+    lock: Any
+    ckpt: Any
+    logger: Any
+    state: Any
+    start: int
+    frozen: Any
+    step_root: Any
+    repl: Any
+
+    def close(self) -> None:
+        """Finish pending checkpoint saves, close the logs, release the workdir."""
+        try:
+            if self.ckpt is not None:
+                self.ckpt.close()
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+            if self.lock is not None:
+                self.lock.release()
+
+
+def _record(config, plan: RunPlan, workdir: str, start: int, is_main: bool) -> list[str]:
+    """Write the run's record for this start (config.json on a fresh start, never on a resume;
+    starts.jsonl; logs after checkpoint `start` dropped) and return the log lines about it."""
+    program = resume_lib.program_setup()
+    lines = [resume_lib.describe_program(program)]
+    if plan.config_changes and start:
+        lines.append("resumed with config changes: " + "; ".join(
+            f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in plan.config_changes.items()))
+    if is_main:
+        if not start:  # a fresh start: this config is the run's record
+            config_lib.save_config(config, os.path.join(workdir, ckpt_lib.CONFIG_FILE))
+        resume_lib.record_start(workdir, start, plan.config_changes if start else {}, program)
+        dropped = resume_lib.truncate_logs(workdir, start)
+        if dropped:
+            lines.append(f"dropped {dropped} log record(s) written after step {start} by the "
+                         f"previous run (they are logged again)")
+    return lines
+
+
+def open_run(config, plan: RunPlan, workdir: str, num_steps: int) -> Run:
+    """Create (or resume in) `workdir`: lock it, restore or initialise the state, write the run
+    record and open the logs. On any error, close what was opened and remove a workdir this run
+    created, so a failed start leaves nothing behind."""
+    is_main = jax.process_index() == 0
+    repl = shard_lib.replicated(plan.mesh)
+    created = not os.path.exists(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    lock = ckpt_lib.WorkdirLock(workdir) if is_main else None
+    took_over = lock.acquire() if lock is not None else None  # WorkdirLockedError: nothing written
+    run = Run(workdir, lock, None, None, None, 0, None, None, repl)
+    try:
+        init_key, run.step_root = jax.random.split(jax.random.key(int(config.seed)))
+        run.ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
+        if is_main:
+            run.ckpt.check_writable()
+        run.frozen = replicate(plan.frozen_host, repl)
+        try:
+            run.state, run.start, messages = initial_state(plan.family, config, run.ckpt, repl, init_key)
+        except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
+            _mark_configuration_error(e)
+            raise
+        messages = _record(config, plan, workdir, run.start, is_main) + messages
+        run.logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
+        if took_over:
+            run.logger.text(took_over)
+        run.logger.text(
+            f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
+            f"{jax.process_count()} process(es) ({jax.devices()[0].platform}); global batch "
+            f"{plan.global_size} = {plan.per_device} per device x {jax.device_count()} devices"
+            f"{f', {plan.per_step} batches per step' if plan.per_step > 1 else ''}; this process "
+            f"loads rows {plan.rows[0]}..{plan.rows[-1]}; workdir {workdir}")
+        run.logger.text(f"data: {data_lib.describe(plan.source)}; batch {', '.join(sorted(plan.spec))}; "
+                        f"masks: {config.mask.generator}"
+                        f"{' (one per batch)' if config.mask.per_batch else ''}")
+        for message in messages:
+            run.logger.text(message)
+    except BaseException:
+        run.close()
+        if created and is_main:  # leave no half-made workdir behind
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return run
+
+
+class StepClock:
+    """Steps per second between log steps, compile time excluded: timing starts when the first
+    step of this process has finished (`started`), as clu's ReportProgress and big_vision's chrono
+    do. `rate(step)` is None when no step has been timed since the last call."""
+
+    def __init__(self, clock=time.perf_counter):
+        self._clock = clock
+        self._time: float | None = None
+        self._step = 0
+
+    def started(self, step: int) -> None:
+        """The (compiling) step `step` has finished: time from here."""
+        self._time, self._step = self._clock(), step
+
+    def rate(self, step: int) -> float | None:
+        now = self._clock()
+        if self._time is None or step <= self._step:
+            return None
+        rate = (step - self._step) / max(now - self._time, 1e-9)
+        self._time, self._step = now, step
+        return rate
+
+
+def _preview(family, config, spec, repl):
+    """(host batch, replicated inference inputs, jitted inpaint) for the TensorBoard previews, or
+    None when config.image_every is 0."""
+    if int(config.image_every) <= 0:
+        return None
+    host = data_lib.preview_batch(config, spec, 4)
+    inputs = replicate(family.inference_inputs(host), repl)
+    inpaint = jax.jit(lambda st, x: family.inpaint(family.inference_variables(st), x))
+    return host, inputs, inpaint
+
+
+def _log_preview(logger, step: int, state, preview) -> None:
+    host, inputs, inpaint = preview
+    out = shard_lib.fetch(inpaint(state, inputs))
+    extras = {k: v for k, v in out.items() if k != "output" and np.ndim(v) == 4}
+    logger.image(step, "preview/" + "_".join(logs_lib.grid_columns(extras)),
+                 logs_lib.image_grid(host["image"], host["mask"], out["output"], extras))
+
+
+def run_steps(config, plan: RunPlan, run: Run, num_steps: int) -> dict:
+    """Steps run.start+1 .. num_steps: log, preview and checkpoint at their intervals; returns
+    train()'s result."""
+    family, logger, ckpt, workdir = plan.family, run.logger, run.ckpt, run.workdir
+    size = int(config.data.image_size)
+    leading = (plan.per_step,) if plan.per_step > 1 else ()
+    batch_shapes = fields_lib.abstract_batch(plan.spec, plan.global_size, size, size, leading)
+    _, metric_shapes = jax.eval_shape(family.train_step, run.state, batch_shapes, run.step_root,
+                                      run.frozen)
+    names = sorted(metric_shapes)
+    train_step = jax.jit(make_train_step(family, run.step_root, names), donate_argnums=(0, 1),
+                         out_shardings=(run.repl, run.repl))
+    new_carry = jax.jit(lambda: zero_carry(names), out_shardings=run.repl)
+    carry = new_carry()
+    preview = _preview(family, config, plan.spec, run.repl)
+    data = data_lib.TrainBatches(config, plan.source, plan.rows, plan.spec, plan.per_step)
+    log_every, ckpt_every, image_every = (int(config.log_every), int(config.checkpoint_every),
+                                          int(config.image_every))
+    clock = StepClock()
+    state, step, preempted, last_metrics = run.state, run.start, False, {}
+    batches = data.iterate(run.start, num_steps)
+    with _Preempted() as notice:
+        for step in range(run.start + 1, num_steps + 1):
+            batch = shard_lib.global_batch(next(batches), plan.mesh, plan.global_size, len(leading))
+            state, carry = train_step(state, carry, batch, run.frozen)
+            if step == run.start + 1:  # compiled and run once: time the steps after it
+                jax.block_until_ready(carry)
+                clock.started(step)
+            preempted = notice.reached(step)
+            if step % log_every == 0 or step == num_steps or preempted:
+                host = shard_lib.fetch(carry)
+                check_guard(host, workdir, ckpt)
+                last_metrics = metric_means(host)
+                logger.scalars(step, last_metrics, clock.rate(step))
+                carry = new_carry()
+            if preview is not None and (step % image_every == 0 or step == num_steps):
+                _log_preview(logger, step, state, preview)
+            if step % ckpt_every == 0 or step == num_steps or preempted:
+                check_guard(shard_lib.fetch(carry), workdir, ckpt)
+                ckpt.save(step, state, {"step": step, "seed": int(config.seed),
+                                        "family": config.family})
+            if preempted:
+                logger.text(f"SIGTERM: saved checkpoint {step}; exiting (rerun to resume)")
+                break
+    ckpt.wait()
+    return {"step": step, "metrics": last_metrics, "preempted": preempted, "state": state}
 
 
 def train(config, workdir: str) -> dict:
     """Train `config.family` on `config.data` for `config.num_steps` steps in `workdir`.
 
-    Resumes from the newest readable checkpoint in `workdir/checkpoints` when there is one.
-    Writes `workdir/config.json`, TensorBoard events in `workdir/tb`, `workdir/metrics.jsonl`.
-    Returns {'step', 'metrics' (the last logged means), 'preempted', 'state' (the final train
-    state, replicated)}. Raises NonFiniteError (see the module docstring).
+    Resumes from the newest readable checkpoint in `workdir/checkpoints` when there is one (the
+    config may change only what resume.RESUMABLE_KEYS lists). Writes `workdir/config.json` (on a
+    fresh start), `workdir/starts.jsonl`, TensorBoard events in `workdir/tb`,
+    `workdir/metrics.jsonl`. Returns {'step', 'metrics' (the last logged means), 'preempted',
+    'state' (the final train state, replicated)}. Raises NonFiniteError (see the module
+    docstring); a configuration error (`configuration_error`) before anything is written.
     """
     workdir = os.path.abspath(workdir)
-    is_main = jax.process_index() == 0
-    try:  # everything that can be wrong with the configuration, before any file is written
-        family = get_family(config.family)(config)
-        spec = family.batch_spec()
-        fields_lib.check_spec(spec, f"{config.family}.batch_spec()")
-        per_step = int(family.batches_per_step)
-        mesh = shard_lib.make_mesh()
-        global_size = int(config.batch_size)
-        per_device = shard_lib.check_batch_size(global_size, mesh)
-        rows = shard_lib.process_rows(global_size, mesh)
-        num_steps = int(config.num_steps)
-        check_mask_generator(config.mask.generator, "config.mask.generator")
-        frozen_host = family.load_frozen()  # a missing weight file stops here
-        source = data_lib.make_source(config.data, "train")
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
-        _mark_configuration_error(e)
-        raise
-    repl = shard_lib.replicated(mesh)
-    created = not os.path.exists(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    lock = ckpt_lib.WorkdirLock(workdir) if is_main else None
-    took_over = lock.acquire() if lock is not None else None  # WorkdirLockedError: nothing written
-    ckpt = logger = None
+    plan = plan_run(config, workdir)
+    num_steps = int(config.num_steps)
+    run = open_run(config, plan, workdir, num_steps)
     try:
-        if is_main:
-            config_lib.save_config(config, os.path.join(workdir, ckpt_lib.CONFIG_FILE))
-        logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
-        if took_over:
-            logger.text(took_over)
-        logger.text(f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
-                    f"{jax.process_count()} process(es) ({jax.devices()[0].platform}); global batch "
-                    f"{global_size} = {per_device} per device x {jax.device_count()} devices"
-                    f"{f', {per_step} batches per step' if per_step > 1 else ''}; this process loads "
-                    f"rows {rows[0]}..{rows[-1]}; workdir {workdir}")
-        logger.text(f"data: {data_lib.describe(source)}; batch {', '.join(sorted(spec))}; masks: "
-                    f"{config.mask.generator}{' (one per batch)' if config.mask.per_batch else ''}")
-        data = data_lib.TrainBatches(config, source, rows, spec, per_step)
-
-        root = jax.random.key(int(config.seed))
-        init_key, step_root = jax.random.split(root)
-        ckpt = ckpt_lib.Checkpointer(workdir, config.keep_checkpoints)
-        if is_main:
-            ckpt.check_writable()
-        frozen = replicate(frozen_host, repl)
-        try:
-            state, start = initial_state(family, config, ckpt, repl, init_key, logger)
-        except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
-            _mark_configuration_error(e)
-            raise
-    except BaseException:
-        if ckpt is not None:
-            ckpt.close()
-        if logger is not None:
-            logger.close()
-        if lock is not None:
-            lock.release()
-        if created and is_main:  # leave no half-made workdir behind
-            import shutil
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
-
-    size = int(config.data.image_size)
-    leading = (per_step,) if per_step > 1 else ()
-    batch_shapes = fields_lib.abstract_batch(spec, global_size, size, size, leading)
-    _, metric_shapes = jax.eval_shape(family.train_step, state, batch_shapes, step_root, frozen)
-    names = sorted(metric_shapes)
-    train_step = jax.jit(make_train_step(family, step_root, names), donate_argnums=(0, 1),
-                         out_shardings=(repl, repl))
-    new_carry = jax.jit(lambda: zero_carry(names), out_shardings=repl)
-    carry = new_carry()
-
-    image_every = int(config.image_every)
-    preview = None
-    if image_every > 0:
-        host_preview = data_lib.preview_batch(config, spec, 4)
-        preview = replicate(family.inference_inputs(host_preview), repl)
-    inpaint = jax.jit(lambda st, inputs: family.inpaint(family.inference_variables(st), inputs))
-
-    log_every, ckpt_every = int(config.log_every), int(config.checkpoint_every)
-    batch_axis = len(leading)
-    last_metrics: dict[str, float] = {}
-    last_time, last_step = time.perf_counter(), start
-    step = start
-    preempted = False
-    batches = data.iterate(start, num_steps)
-    try:
-        with _Preempted() as notice:
-            for step in range(start + 1, num_steps + 1):
-                batch = shard_lib.global_batch(next(batches), mesh, global_size, batch_axis)
-                state, carry = train_step(state, carry, batch, frozen)
-                preempted = notice.reached(step)
-                if step % log_every == 0 or step == num_steps or preempted:
-                    host = shard_lib.fetch(carry)
-                    check_guard(host, workdir, ckpt)
-                    now = time.perf_counter()
-                    rate = (step - last_step) / max(now - last_time, 1e-9)
-                    last_time, last_step = now, step
-                    last_metrics = metric_means(host)
-                    logger.scalars(step, last_metrics, rate)
-                    carry = new_carry()
-                if preview is not None and (step % image_every == 0 or step == num_steps):
-                    out = shard_lib.fetch(inpaint(state, preview))
-                    extras = {k: v for k, v in out.items() if k != "output" and np.ndim(v) == 4}
-                    logger.image(step, "preview/" + "_".join(logs_lib.grid_columns(extras)),
-                                 logs_lib.image_grid(host_preview["image"], host_preview["mask"],
-                                                     out["output"], extras))
-                if step % ckpt_every == 0 or step == num_steps or preempted:
-                    check_guard(shard_lib.fetch(carry), workdir, ckpt)
-                    ckpt.save(step, state, {"step": step, "seed": int(config.seed),
-                                            "family": config.family})
-                if preempted:
-                    logger.text(f"SIGTERM: saved checkpoint {step}; exiting (rerun to resume)")
-                    break
-        ckpt.wait()
+        return run_steps(config, plan, run, num_steps)
     finally:
-        ckpt.close()
-        logger.close()
-        if lock is not None:
-            lock.release()
-    return {"step": step, "metrics": last_metrics, "preempted": preempted, "state": state}
+        run.close()

@@ -1,0 +1,56 @@
+"""Schedule keys of the training loop checked before the workdir exists, and the logged
+throughput that leaves compile time out (tests/toy_family.py)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_family  # noqa: E402  (registers 'toy')
+
+from inpaintjax.training import configuration_error, train  # noqa: E402
+
+
+@pytest.mark.parametrize("key, value", [("log_every", 0), ("checkpoint_every", 0),
+                                        ("log_every", -2), ("keep_checkpoints", 0),
+                                        ("image_every", -1), ("num_steps", 0)])
+def test_bad_interval_stops_the_run_before_the_workdir_exists(tmp_path, key, value):
+    c = toy_family.toy_config()
+    c.num_steps = 2
+    c[key] = value
+    workdir = tmp_path / "never"
+    with pytest.raises(ValueError) as info:
+        train(c, str(workdir))
+    assert configuration_error(info.value)
+    assert str(info.value).startswith(f"config.{key}={value}: must be ")
+    assert "\n" not in str(info.value)
+    assert not workdir.exists()
+
+
+def test_step_clock_times_from_the_end_of_the_first_step():
+    from inpaintjax.training.loop import StepClock
+    now = [100.0]
+    clock = StepClock(lambda: now[0])
+    now[0] = 130.0                       # the first step compiled for 30 s
+    clock.started(1)
+    assert clock.rate(1) is None         # nothing timed yet at a first-step log
+    now[0] = 132.0
+    assert clock.rate(5) == pytest.approx(2.0)     # steps 2..5 in 2 s
+    now[0] = 133.0
+    assert clock.rate(7) == pytest.approx(2.0)
+    resumed = StepClock(lambda: now[0])
+    resumed.started(41)                  # a resumed run times from its own first step
+    now[0] = 143.0
+    assert resumed.rate(50) == pytest.approx(0.9)
+
+
+def test_first_logged_record_has_no_compile_time_rate(tmp_path):
+    c = toy_family.toy_config()
+    c.num_steps, c.log_every, c.image_every = 3, 1, 0
+    train(c, str(tmp_path))
+    records = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert "steps_per_sec" not in records[0]             # step 1 is the compile
+    assert all(r["steps_per_sec"] > 0 for r in records[1:])
