@@ -25,7 +25,7 @@ from inpaintjax import baselines as baselines_lib
 from inpaintjax import data as data_lib
 from inpaintjax import masks as masks_lib
 from inpaintjax import metrics as metrics_lib
-from inpaintjax.training import logs as logs_lib
+from inpaintjax.training import pictures
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +75,40 @@ def comparison_markdown(results: dict, metrics=COMPARISON_METRICS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
-             progress: bool = True) -> dict:
-    """Evaluate `family` with `variables` on the held-out images of `config.data` and the frozen
-    mask set (`mask_dir`, default `<out_dir>/eval_masks`). Returns the model's summary
-    {bucket: {metric: mean, 'count': n}, ..., 'all': {...}} and writes the files listed above."""
-    size = int(config.eval.image_size)
-    if size % family.size_multiple:
-        raise ValueError(f"config.eval.image_size={size} must be a multiple of {family.size_multiple} "
-                         f"for {family.name}")
-    mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
-    masks, buckets = frozen_masks(config, mask_dir)
-    images = data_lib.eval_images(config).astype(np.float32) / 255.0
+def _predict(family, variables, inputs):
+    out = family.inpaint(variables, inputs)
+    return jnp.clip(out["output"], 0.0, 1.0), family.evaluation_metrics(inputs, out)
+
+
+#: (family, variables, inputs) -> (output [B,H,W,3] in [0,1], the family's per-example metrics).
+#: The weights are an argument, not constants of the program: one compilation per family and
+#: batch shape, whatever weights are evaluated.
+predict = jax.jit(_predict, static_argnums=0)
+
+
+def sample_rows(buckets: np.ndarray, pair: np.ndarray, want: int, num_images: int) -> list[int]:
+    """Mask indices shown in samples.png: `want` different images (at most `num_images`), masks
+    from the middle hole-area buckets first (holes clearly visible), ordered by image."""
+    rows, used = [], set()
+    order = [i for b in (2, 3, 1, 4, 0, 5) for i in np.flatnonzero(buckets == b)]
+    for i in order:
+        if len(rows) >= min(want, num_images):
+            break
+        if pair[i] in used:
+            continue
+        used.add(pair[i])
+        rows.append(int(i))
+    return sorted(rows, key=lambda i: pair[i])
+
+
+def score_batches(config, family, variables, images, masks, buckets, pair, keep=(),
+                  progress: bool = True):
+    """Run the model and the classical fills over every mask of the frozen set, in batches of
+    config.eval.batch_size (the last one padded: one compilation). Returns (the model's
+    BucketedMetrics, {fill name: BucketedMetrics}, {mask index: output [H,W,3]} for the indices
+    in `keep` only: the outputs of other masks are dropped as soon as they are scored)."""
     spec = family.batch_spec()
-    n_img, n_mask = len(images), len(masks)
-    pair = np.arange(n_mask) % n_img
-
-    @jax.jit
-    def run(inputs):
-        out = family.inpaint(variables, inputs)
-        return jnp.clip(out["output"], 0.0, 1.0), family.evaluation_metrics(inputs, out)
-
+    n_mask, keep = len(masks), set(int(i) for i in keep)
     score = jax.jit(metrics_lib.compute_metrics)
     model = metrics_lib.BucketedMetrics()
     names = baselines_lib.available()
@@ -106,31 +119,31 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     starts = range(0, n_mask, bs)
     if progress:
         from tqdm import tqdm
-        starts = tqdm(starts, desc=f"eval {n_mask} masks x {n_img} images", unit="batch",
+        starts = tqdm(starts, desc=f"eval {n_mask} masks x {len(images)} images", unit="batch",
                       file=sys.stderr, dynamic_ncols=True)
-    outputs = {}
+    kept = {}
     for s in starts:
         idx = np.arange(s, min(s + bs, n_mask))
-        pad = bs - len(idx)  # fixed batch shape: one compilation
-        full = np.concatenate([idx, np.repeat(idx[-1:], pad)])
+        full = np.concatenate([idx, np.repeat(idx[-1:], bs - len(idx))])
         image, mask = images[pair[full]], masks[full]
         inputs = family.inference_inputs(data_lib.eval_batch(config, spec, image, mask, first=s))
-        pred, m = run(inputs)
-        m = {k: np.asarray(v)[:len(idx)] for k, v in m.items()}
-        model.add(m, buckets[idx])
+        pred, m = predict(family, variables, inputs)
+        model.add({k: np.asarray(v)[:len(idx)] for k, v in m.items()}, buckets[idx])
         for n, acc in classical.items():
             fm = jax.device_get(score(baselines_lib.fill(n, image, mask), image, mask))
             acc.add({k: np.asarray(v)[:len(idx)] for k, v in fm.items()}, buckets[idx])
-        pred = np.asarray(pred)
-        for j, i in enumerate(idx):
-            outputs[int(i)] = pred[j]
+        wanted = [(j, int(i)) for j, i in enumerate(idx) if int(i) in keep]
+        if wanted:
+            pred = np.asarray(pred)
+            kept.update({i: pred[j].copy() for j, i in wanted})
+    return model, classical, kept
 
-    ev = os.path.join(out_dir, "eval")
+
+def write_tables(ev: str, label: str, title: str, model, classical: dict, sizes: str) -> None:
+    """metrics.* and baseline_<name>.* (JSON, CSV, Markdown, plot) and comparison.md in `ev`."""
     os.makedirs(ev, exist_ok=True)
-    label = family.evaluation_label()
-    title = f"{label}: {n_mask} masks x {n_img} held-out images, {size}x{size}"
     files = [(model, "metrics", title)] + [
-        (acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {n_mask} masks x {n_img} images")
+        (acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {sizes}")
         for n, acc in classical.items()]
     for acc, name, caption in files:
         acc.to_json(os.path.join(ev, f"{name}.json"))
@@ -144,28 +157,44 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     with open(os.path.join(ev, "comparison.md"), "w") as f:
         f.write(f"{title}; rows per bucket: the model, then the classical fills\n\n{table}")
 
-    # samples.png: different images, masks from the middle buckets where holes are clearly visible
-    rows = []
-    want = int(config.eval.get("num_samples", 6))
-    order = [i for b in (2, 3, 1, 4, 0, 5) for i in np.flatnonzero(buckets == b)]
-    used = set()
-    for i in order:
-        if len(rows) >= min(want, n_img):
-            break
-        if pair[i] in used:
-            continue
-        used.add(pair[i])
-        rows.append(i)
-    rows = sorted(rows, key=lambda i: pair[i])
+
+def write_samples(path: str, family_name: str, images, masks, pair, rows, outputs: dict,
+                  size: int) -> None:
+    """samples.png: input (hole marked) | model output | a classical fill | truth, one row per
+    mask index in `rows` (`outputs` holds the model's output of each)."""
     shown, shown_masks = images[pair[rows]], masks[rows]
     # small evaluation crops (the demo's 64 px) are enlarged by whole pixels so details show
     scale = max(1, -(-SAMPLES_MIN_SIDE // size))
-    fill_name = next(n for n in SAMPLES_BASELINES if n in names)
-    marked = np.stack([logs_lib.mark_hole(im, m, scale) for im, m in zip(shown, shown_masks)])
-    grid = logs_lib.labelled_grid(
+    fill_name = next(n for n in SAMPLES_BASELINES if n in baselines_lib.available())
+    marked = np.stack([pictures.mark_hole(im, m, scale) for im, m in zip(shown, shown_masks)])
+    grid = pictures.labelled_grid(
         [("input (hole marked)", marked),
-         (f"{config.family} output", np.stack([outputs[i] for i in rows])),
+         (f"{family_name} output", np.stack([outputs[i] for i in rows])),
          (f"{fill_name} fill (classical)", baselines_lib.fill(fill_name, shown, shown_masks)),
          ("truth", shown)], scale=scale)
-    logs_lib.save_png(grid, os.path.join(out_dir, "samples.png"))
+    pictures.save_png(grid, path)
+
+
+def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
+             progress: bool = True) -> dict:
+    """Evaluate `family` with `variables` on the held-out images of `config.data` and the frozen
+    mask set (`mask_dir`, default `<out_dir>/eval_masks`). Returns the model's summary
+    {bucket: {metric: mean, 'count': n}, ..., 'all': {...}} and writes the files listed above."""
+    size = int(config.eval.image_size)
+    if size % family.size_multiple:
+        raise ValueError(f"config.eval.image_size={size} must be a multiple of {family.size_multiple} "
+                         f"for {family.name}")
+    masks, buckets = frozen_masks(config, mask_dir or os.path.join(out_dir, "eval_masks"))
+    images = data_lib.eval_images(config).astype(np.float32) / 255.0
+    n_img, n_mask = len(images), len(masks)
+    pair = np.arange(n_mask) % n_img
+    rows = sample_rows(buckets, pair, int(config.eval.get("num_samples", 6)), n_img)
+    model, classical, outputs = score_batches(config, family, variables, images, masks, buckets,
+                                              pair, rows, progress)
+    label = family.evaluation_label()
+    write_tables(os.path.join(out_dir, "eval"), label,
+                 f"{label}: {n_mask} masks x {n_img} held-out images, {size}x{size}", model,
+                 classical, f"{n_mask} masks x {n_img} images")
+    write_samples(os.path.join(out_dir, "samples.png"), config.family, images, masks, pair, rows,
+                  outputs, size)
     return model.summary()

@@ -43,6 +43,7 @@ from inpaintjax.families import Metric
 from inpaintjax.families import get as get_family
 from inpaintjax.training import checkpoint as ckpt_lib
 from inpaintjax.training import logs as logs_lib
+from inpaintjax.training import pictures
 from inpaintjax.training import resume as resume_lib
 from inpaintjax.training import sharding as shard_lib
 from inpaintjax.training import warm_start as warm_start_lib
@@ -398,8 +399,8 @@ def _log_preview(logger, step: int, state, preview) -> None:
     host, inputs, inpaint = preview
     out = shard_lib.fetch(inpaint(state, inputs))
     extras = {k: v for k, v in out.items() if k != "output" and np.ndim(v) == 4}
-    logger.image(step, "preview/" + "_".join(logs_lib.grid_columns(extras)),
-                 logs_lib.image_grid(host["image"], host["mask"], out["output"], extras))
+    logger.image(step, "preview/" + "_".join(pictures.grid_columns(extras)),
+                 pictures.image_grid(host["image"], host["mask"], out["output"], extras))
 
 
 def run_steps(config, plan: RunPlan, run: Run, num_steps: int) -> dict:
