@@ -24,7 +24,10 @@ that is the same after thresholding at every pixel (e.g. a saturated blue backgr
 mask and is ignored; a pixel is a hole when any remaining channel is at least half (red strokes on
 black, white strokes on blue). Alpha is ignored unless the colour is constant and the alpha is not
 (strokes drawn only in the alpha channel). A mask with more than two distinct values, or covering
-more than 90% of the image, gets a warning naming the file.
+more than 90% of the image, gets a warning naming the file. An array given in place of a file
+(`mask_from_array`: the Inpainter's masks and sketches, the serve page's drawings) follows the same
+rule, with the value range of its dtype: 255 for uint8, 65535 for uint16, 1.0 for float, True for
+bool.
 
 Folders. `list_images` lists files whose extension is in IMAGE_EXTENSIONS (any case), skipping
 names starting with '.', sorted. With recursive=True it descends into real sub-directories only:
@@ -204,6 +207,49 @@ def binarize_mask(values: np.ndarray, full_scale: float) -> np.ndarray:
     return np.mean(values.astype(np.float64), axis=-1) >= full_scale / 2.0
 
 
+def _mask_values(values: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """The values a mask is read from: the alpha channel when the colour is constant and the alpha
+    is not (strokes drawn only in alpha), else the colour; grey stored as RGB as one channel."""
+    if alpha is not None and np.all(values == values.reshape(-1, *values.shape[2:])[0]) \
+            and alpha.min() != alpha.max():
+        values = alpha
+    if values.ndim == 3 and np.all(values == values[..., :1]):
+        values = values[..., 0]
+    return values
+
+
+def full_scale(dtype) -> float:
+    """The value range of a mask array's dtype, whose half is the hole threshold: 1.0 for float and
+    bool, the dtype's maximum for integers of up to 16 bits (255, 65535), 255 for wider integers
+    (8-bit data in a wide integer array)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_ or np.issubdtype(dtype, np.floating):
+        return 1.0
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max) if dtype.itemsize <= 2 else 255.0
+    raise TypeError(f"unsupported mask dtype {dtype}; pass bool, uint8, uint16 or float [0, 1]")
+
+
+def mask_from_array(values, what: str = "mask") -> np.ndarray:
+    """A mask (or sketch) array -> bool [H, W], True = hole, by the same rule as a file
+    (`read_mask`, module docstring): values [H, W] or [H, W, C] (C = 1, 2 grey + alpha, 3 RGB,
+    4 RGBA) over the dtype's range (`full_scale`)."""
+    values = np.asarray(values)
+    scale = full_scale(values.dtype)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        raise ValueError(f"{what}: the array holds NaN or Inf values")
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    alpha = None
+    if values.ndim == 3 and values.shape[-1] in (2, 4):
+        values, alpha = values[..., :-1], values[..., -1]
+        if values.shape[-1] == 1:
+            values = values[..., 0]
+    if values.ndim not in (2, 3):
+        raise ValueError(f"{what}: expected an HxW or HxWxC array, got shape {values.shape}")
+    return binarize_mask(_mask_values(values, alpha), scale)
+
+
 def _distinct_values(values: np.ndarray) -> int:
     flat = values.reshape(-1, values.shape[-1]) if values.ndim == 3 else values.reshape(-1, 1)
     if flat.shape[0] > 1_000_000:  # enough to tell 2 from more on any real mask
@@ -228,11 +274,7 @@ def read_mask(path, what: str = "mask") -> np.ndarray:
                 values = values[..., 0]
         else:
             values, full = _scaled_array(im, path, what)
-    if alpha is not None and np.all(values == values.reshape(-1, *values.shape[2:])[0]) \
-            and alpha.min() != alpha.max():
-        values = alpha  # colour constant, alpha varies: the strokes are in the alpha channel
-    if values.ndim == 3 and np.all(values == values[..., :1]):
-        values = values[..., 0]  # grey stored as RGB
+    values = _mask_values(values, alpha)
     hole = binarize_mask(values, full)
     n_distinct = _distinct_values(values)
     if n_distinct > 2:
@@ -311,5 +353,5 @@ def stems(names: Iterable[str]) -> dict[str, list[str]]:
 
 
 __all__ = ("IMAGE_EXTENSIONS", "OUTPUT_EXTENSIONS", "MASK_COVERAGE_WARNING", "has_image_extension",
-           "image_size", "read_image", "read_mask", "binarize_mask", "write_image", "list_images",
+           "image_size", "read_image", "read_mask", "binarize_mask", "mask_from_array", "full_scale", "write_image", "list_images",
            "stems")

@@ -6,9 +6,11 @@
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
 (greyscale HxW and RGBA are accepted: grey is repeated, alpha dropped). Masks: a path, PIL image
-or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch); files are read by
-`image_io.read_mask` (a hole from 50% of the value range up); arrays: True, or 1 of a 0/1 integer
-array, or >= 0.5 of a float array, or >= 128 of a uint8 array is a hole (any channel). For a batch
+or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch). Files and arrays follow one
+rule (`image_io.read_mask` / `image_io.mask_from_array`): a pixel is a hole from half of the value
+range up (128 of uint8, 32768 of uint16, 0.5 of float, True of bool), a mask holding only 0 and 1
+has 1 = hole, a channel constant over the whole mask is ignored and any other channel marks a hole,
+alpha counts only where the colour is constant. For a batch
 of B images a BxHxW array is B masks, even where it could also be read as one HxWxC mask
 (B = H = W = C). Sketches (guided models): same form as masks, 1 = stroke, kept inside the hole
 only. The result has the input's layout and dtype (uint8 in -> uint8 out, a float dtype in -> the
@@ -32,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from inpaintjax.image_io import read_image, read_mask, write_image  # noqa: F401 (public here too)
+from inpaintjax.image_io import mask_from_array, read_image, read_mask, write_image  # noqa: F401
 
 #: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
 #: DeepFill v2's inference memory grows linearly with the pixel count (contextual attention works
@@ -86,42 +88,24 @@ def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
     return f, (arr if arr.dtype != np.bool_ else f), batched
 
 
-def _array_hole(arr: np.ndarray) -> np.ndarray:
-    """Mask values -> bool, True = hole: bool as is; float from 0.5 up; integers: 1 when the
-    values are only 0 and 1, else from half the dtype's range up (128 of uint8, 32768 of uint16)."""
-    if arr.dtype == np.bool_:
-        return arr
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("mask: the array holds NaN or Inf values")
-        return arr >= 0.5
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"mask: unsupported dtype {arr.dtype}; pass bool, uint8 or float [0, 1]")
-    if arr.size == 0 or (arr.min() >= 0 and arr.max() <= 1):
-        return arr == 1
-    full = float(np.iinfo(arr.dtype).max) if arr.dtype.itemsize <= 2 else 255.0
-    return arr >= full / 2.0
-
-
 def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
-    """Mask/sketch -> float32 [B,H,W,1] in {0,1}; files by image_io.read_mask, arrays: 1 (or True)
-    of a 0/1 array, else at least half the dtype's range; of several channels, any."""
+    """Mask/sketch -> float32 [B,H,W,1] in {0,1}: files by image_io.read_mask, arrays (and PIL
+    images) by image_io.mask_from_array, the same rule, one mask at a time."""
     arr = _to_array(x, what)
     if arr.ndim == 4:                     # B,H,W,C
-        arr = np.any(_array_hole(arr), axis=-1)
+        masks = [mask_from_array(a, what) for a in arr]
     elif arr.ndim == 3:
         # H,W,C, unless a batch of images makes B,H,W fit too (then B masks)
         hwc = arr.shape[:2] == tuple(hw) and not (batch > 1 and arr.shape == (batch,) + tuple(hw))
-        if hwc or (arr.shape[1:] != tuple(hw) and arr.shape[-1] in (1, 3, 4)):
-            if arr.shape[-1] == 4:        # H,W,C: alpha is not part of a mask
-                arr = arr[..., :3]
-            arr = np.any(_array_hole(arr), axis=-1)[None]
+        if hwc or (arr.shape[1:] != tuple(hw) and arr.shape[-1] in (1, 2, 3, 4)):
+            masks = [mask_from_array(arr, what)]
         else:                             # B,H,W
-            arr = _array_hole(arr)
+            masks = [mask_from_array(a, what) for a in arr]
     elif arr.ndim == 2:
-        arr = _array_hole(arr)[None]
+        masks = [mask_from_array(arr, what)]
     else:
         raise ValueError(f"{what}: expected an HxW array, got shape {arr.shape}")
+    arr = np.stack(masks)
     if arr.shape[1:3] != tuple(hw):
         raise ValueError(f"{what} size {arr.shape[2]}x{arr.shape[1]} (WxH) differs from the image "
                          f"size {hw[1]}x{hw[0]}; resize the {what} to the image first")
