@@ -147,7 +147,8 @@ class Inpainter:
 
     @property
     def guided(self) -> bool:
-        return bool(self.family.config.model.get("guided", False))
+        """Whether the model takes a sketch (the family's `guided`: a user's guide drawing)."""
+        return bool(self.family.guided)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -226,8 +227,8 @@ class Inpainter:
         sk = None
         if sketch is not None:
             if not self.guided:
-                raise ValueError("this model was not trained with sketch guidance "
-                                 "(model.guided=False); drop the sketch or use a guided model")
+                raise ValueError(f"this {self.family.name} model was not trained with sketch "
+                                 f"guidance; drop the sketch or use a guided model")
             sk = _binary_batch(sketch, "sketch", b, (h, w))
 
         def finish(out, extras):
@@ -247,7 +248,8 @@ class Inpainter:
             sl = slice(s, s + self.max_batch)
             batch = {"image": _pad_to(img[sl], m), "mask": _pad_to(msk[sl], m)}
             if sk is not None:
-                batch["sketch"] = _pad_to(sk[sl], m)
+                from inpaintjax.families.base import GUIDE_KEY
+                batch[GUIDE_KEY] = _pad_to(sk[sl], m)
             res = self._fn(self.variables, self.family.inference_inputs(batch))
             res = {k: np.asarray(v)[:, :h, :w] for k, v in res.items()}
             outs.append(res.pop("output"))

@@ -44,9 +44,12 @@ def _config(num_steps):
     return c
 
 
-def test_resumed_run_logs_each_step_once_and_records_its_config_changes(tmp_path):
+def test_resumed_run_logs_each_step_once_and_records_its_config_changes(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     train(_config(5), workdir)                   # logs 1..5, checkpoints 3 and 5
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("inpaintjax: family toy") and "program: " in first
+    assert "xla_cpu=" in first and "conv=" in first
     # a run killed after logging step 5 but before checkpoint 5 was written
     shutil.rmtree(os.path.join(workdir, "checkpoints", "5"))
     saved_config = open(os.path.join(workdir, "config.json")).read()

@@ -63,6 +63,11 @@ class WeightFormat:
     load: Callable[[str], tuple[ml_collections.ConfigDict, Any]]
 
 
+#: the `inference_inputs` batch key of a user's guide drawing ([B,H,W,1] float32, 1 = stroke), given
+#: only to a family whose `guided` is true (the Inpainter's `sketch` argument)
+GUIDE_KEY = "sketch"
+
+
 class Family(abc.ABC):
     """One published inpainting system, built from the run's whole ml_collections config."""
 
@@ -74,6 +79,9 @@ class Family(abc.ABC):
     weight_formats: tuple[WeightFormat, ...] = ()
     #: state subtrees (dotted paths) that `config.init_from` copies from another run by default
     warm_start_paths: tuple[str, ...] = ()
+    #: whether `inference_inputs` reads a user's guide drawing (batch[GUIDE_KEY], 1 = stroke, used
+    #: inside the hole only); a family sets it per model (DeepFill v2: its sketch-guided models)
+    guided: bool = False
 
     def __init__(self, config):
         self.config = config
@@ -112,7 +120,8 @@ class Family(abc.ABC):
 
     def inference_inputs(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Host-side pre-processing before `inpaint` (numpy). `batch` has 'image' [B,H,W,3]
-        float32 in [0, 1] and 'mask' [B,H,W,1]; from the Inpainter possibly 'sketch' [B,H,W,1];
+        float32 in [0, 1] and 'mask' [B,H,W,1]; from the Inpainter, for a `guided` family, possibly
+        the user's drawing under GUIDE_KEY [B,H,W,1];
         from evaluation and the training preview also the spec's fields computed on the ground
         truth. H and W are multiples of `size_multiple`."""
         return {"image": np.asarray(batch["image"], np.float32),

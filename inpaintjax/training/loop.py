@@ -337,16 +337,17 @@ def open_run(config, plan: RunPlan, workdir: str, num_steps: int) -> Run:
         except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
             _mark_configuration_error(e)
             raise
-        messages = _record(config, plan, workdir, run.start, is_main) + messages
+        program, *record = _record(config, plan, workdir, run.start, is_main)
+        messages = record + messages
         run.logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
-        if took_over:
-            run.logger.text(took_over)
         run.logger.text(
             f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
             f"{jax.process_count()} process(es) ({jax.devices()[0].platform}); global batch "
             f"{plan.global_size} = {plan.per_device} per device x {jax.device_count()} devices"
             f"{f', {plan.per_step} batches per step' if plan.per_step > 1 else ''}; this process "
-            f"loads rows {plan.rows[0]}..{plan.rows[-1]}; workdir {workdir}")
+            f"loads rows {plan.rows[0]}..{plan.rows[-1]}; workdir {workdir}; {program}")
+        if took_over:
+            run.logger.text(took_over)
         run.logger.text(f"data: {data_lib.describe(plan.source)}; batch {', '.join(sorted(plan.spec))}; "
                         f"masks: {config.mask.generator}"
                         f"{' (one per batch)' if config.mask.per_batch else ''}")

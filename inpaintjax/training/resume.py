@@ -98,7 +98,7 @@ def program_setup() -> dict:
 
 
 def describe_program(setup: Mapping[str, Any]) -> str:
-    """One line for the run log: 'program: jax 0.10.2 cpu, xla_cpu=tuned, conv=auto, ...'."""
+    """For the run log: "program: jax=0.10.2, platform=cpu, xla_cpu=tuned, ..., conv=auto, ..."."""
     return "program: " + ", ".join(f"{k}={v}" for k, v in setup.items())
 
 
