@@ -37,11 +37,9 @@ import numpy as np
 from inpaintjax.image_io import mask_from_array, read_image, read_mask, write_image  # noqa: F401
 
 #: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
-#: DeepFill v2's inference memory grows linearly with the pixel count (contextual attention works
-#: in blocks): XLA's buffer plan for one float32 image is 0.8 GiB at 1024^2, 3.1 GiB at 2048^2 and
-#: 12.6 GiB at 4096^2 (about 0.75 GiB per megapixel, plus ~1 GB of runtime: the peak RSS measured
-#: by `python -m inpaintjax.bench --cases memory` was 1.7 GB at 1024^2), so 4096^2 fits a 24 GB
-#: machine with room to spare; above it, say so before any work.
+#: Inference memory grows linearly with the pixel count, and this bound keeps one image well inside
+#: a 24 GB machine; above it the image is refused before any work (the measured memory per size:
+#: docs/performance.md, "Inference memory").
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
@@ -130,8 +128,7 @@ class Inpainter:
     Build with `Inpainter.load(path)` (detects the format and the family), `Inpainter.from_workdir
     (workdir)`, or `Inpainter(family, variables)`. `max_batch` bounds how many images go through
     the network at once. `max_pixels` bounds the padded width x height of one image (None = no
-    bound): a larger image is refused with a ValueError before any work (DEFAULT_MAX_PIXELS: see
-    its comment for the measured memory).
+    bound): a larger image is refused with a ValueError before any work (DEFAULT_MAX_PIXELS).
     """
 
     def __init__(self, family, variables, max_batch: int = 4,
