@@ -1,4 +1,5 @@
-"""Image-quality metrics for inpainting (JAX, batched, jittable) and per-bucket aggregation (host NumPy).
+"""Image-quality metrics for inpainting (JAX, batched, jittable) and per-bucket aggregation (host
+NumPy); the per-bucket tables are written by `inpaintjax.metrics_report`.
 
 Conventions (all metrics):
 - Inputs are float images [B, H, W, C] in [0, 1] (data range 1); uint8 images are divided by 255.
@@ -24,11 +25,6 @@ Images must be at least 11x11 for SSIM.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
-import os
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import dm_pix as pix
@@ -207,14 +203,6 @@ def compute_metrics(pred, target, mask) -> Dict[str, jnp.ndarray]:
 _ALL = "all"
 
 
-def _fmt(v: Optional[float], digits: int) -> str:
-    if v is None:
-        return "-"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return f"{v:.{digits}f}"
-
-
 class BucketedMetrics:
     """Accumulates per-image metrics and reports their means per PConv hole-area bucket and overall.
 
@@ -283,92 +271,25 @@ class BucketedMetrics:
         out[_ALL] = self._row(len(BUCKETS))
         return out
 
-    def _rows(self):
-        return list(self.summary().items())
-
     def to_json(self, path: str) -> dict:
-        """Write the summary as JSON (non-finite means, e.g. +inf PSNR of a perfect image, become null)."""
-        s = self.summary()
-        clean = {
-            g: {k: (v if v is None or isinstance(v, int) or math.isfinite(v) else None) for k, v in row.items()}
-            for g, row in s.items()
-        }
-        _makedirs_for(path)
-        with open(path, "w") as f:
-            json.dump(clean, f, indent=1)
-            f.write("\n")
-        return clean
+        """Write the summary as JSON (metrics_report.write_json); returns what was written."""
+        from inpaintjax import metrics_report
+        return metrics_report.write_json(self.summary(), path)
 
     def to_csv(self, path: Optional[str] = None) -> str:
-        """CSV with header `bucket,count,<metrics>` and one row per bucket then `all` (empty = no data).
-        Writes `path` if given; returns the text."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        names = list(self.metric_names or ())
-        writer.writerow(["bucket", "count"] + names)
-        for g, row in self._rows():
-            writer.writerow([g, row["count"]] + ["" if row[k] is None else repr(row[k]) for k in names])
-        text = buf.getvalue()
-        if path is not None:
-            _makedirs_for(path)
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+        """The summary as CSV (metrics_report.csv_text), written to `path` if given."""
+        from inpaintjax import metrics_report
+        return metrics_report.csv_text(self.summary(), self.metric_names or (), path)
 
     def to_markdown(self, path: Optional[str] = None, digits: Optional[Mapping[str, int]] = None) -> str:
-        """Markdown table: rows = buckets then 'all', columns = bucket, count, metrics. PSNR columns get
-        2 decimals, others 4 (override with `digits`); '-' marks an empty cell. Writes `path` if given."""
-        names = list(self.metric_names or ())
-        digits = dict(digits or {})
-        header = "| bucket | count | " + " | ".join(names) + " |"
-        sep = "|---|---:|" + "".join("---:|" for _ in names)
-        lines = [header, sep]
-        for g, row in self._rows():
-            cells = [_fmt(row[k], digits.get(k, 2 if k.startswith("psnr") else 4)) for k in names]
-            lines.append(f"| {g} | {row['count']} | " + " | ".join(cells) + " |")
-        text = "\n".join(lines) + "\n"
-        if path is not None:
-            _makedirs_for(path)
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+        """The summary as a Markdown table (metrics_report.markdown_text), written to `path` if given."""
+        from inpaintjax import metrics_report
+        return metrics_report.markdown_text(self.summary(), self.metric_names or (), path, digits)
 
     def plot_png(self, path: str, metrics: Optional[Sequence[str]] = None, title: Optional[str] = None) -> None:
-        """One panel per metric: mean per bucket (points and line), the overall mean as a dashed line."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        names = list(metrics or self.metric_names or ())
-        if not names:
-            raise ValueError("nothing to plot: no metrics were added")
-        s = self.summary()
-        labels = [bucket_name(i) for i in range(len(BUCKETS))]
-        cols = min(4, len(names))
-        rows = -(-len(names) // cols)
-        fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
-        FigureCanvasAgg(fig)
-        for j, k in enumerate(names):
-            ax = fig.add_subplot(rows, cols, j + 1)
-            ys = [s[lab][k] for lab in labels]
-            xs = [i for i, y in enumerate(ys) if y is not None and math.isfinite(y)]
-            ax.plot(xs, [ys[i] for i in xs], marker="o")
-            overall = s[_ALL][k]
-            if overall is not None and math.isfinite(overall):
-                ax.axhline(overall, linestyle="--", color="grey", linewidth=1)
-            ax.set_xticks(range(len(labels)))
-            ax.set_xticklabels(labels, rotation=45, fontsize=7)
-            ax.set_title(k, fontsize=9)
-            ax.tick_params(axis="y", labelsize=7)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        _makedirs_for(path)
-        fig.savefig(path, format="png", dpi=100)
-
-
-def _makedirs_for(path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
+        """Plot the summary (metrics_report.plot_png): one panel per metric."""
+        from inpaintjax import metrics_report
+        metrics_report.plot_png(self.summary(), list(metrics or self.metric_names or ()), path, title)
 
 
 # ----------------------------------------------------------------------------------------------
