@@ -128,7 +128,9 @@ def metric_means(carry_host: dict) -> dict[str, float]:
             for k, c in sorted(carry_host["counts"].items()) if float(c) > 0}
 
 
-def check_guard(carry_host: dict, workdir: str, ckpt: ckpt_lib.Checkpointer) -> None:
+def raise_if_non_finite(carry_host: dict, workdir: str, ckpt: ckpt_lib.Checkpointer) -> None:
+    """Raise NonFiniteError when the step guard recorded a non-finite metric since the last log
+    (after the pending checkpoint saves finished, naming the last good checkpoint)."""
     bad = int(carry_host["bad_step"])
     if bad < 0:
         return
@@ -435,14 +437,14 @@ def run_steps(config, plan: RunPlan, run: Run, num_steps: int) -> dict:
             preempted = notice.reached(step)
             if step % log_every == 0 or step == num_steps or preempted:
                 host = shard_lib.fetch(carry)
-                check_guard(host, workdir, ckpt)
+                raise_if_non_finite(host, workdir, ckpt)
                 last_metrics = metric_means(host)
                 logger.scalars(step, last_metrics, clock.rate(step))
                 carry = new_carry()
             if preview is not None and (step % image_every == 0 or step == num_steps):
                 _log_preview(logger, step, state, preview)
             if step % ckpt_every == 0 or step == num_steps or preempted:
-                check_guard(shard_lib.fetch(carry), workdir, ckpt)
+                raise_if_non_finite(shard_lib.fetch(carry), workdir, ckpt)
                 ckpt.save(step, state, {"step": step, "seed": int(config.seed),
                                         "family": config.family})
             if preempted:
