@@ -200,7 +200,7 @@ def check_intervals(config) -> None:
     for key, least in INTERVALS:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            meaning = "at least 1" if least else "0 (off) or a positive number of steps"
+            meaning = "a whole number, at least 1" if least else "a whole number, 0 (off) or more"
             raise ValueError(f"config.{key}={value!r}: must be {meaning}")
 
 
