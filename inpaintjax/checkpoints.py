@@ -12,8 +12,9 @@ Integrity: orbax checksums only its chunk indexes, not the array bytes, so the J
 holds a CRC-32C of every array of the state, computed at save time; a restored state whose arrays
 do not match (a flipped bit on disk) counts as corrupt like a truncated one. A save that cannot be
 written raises CheckpointSaveError at that save (one line naming the directory and the cause). The
-digests are computed on the host before the asynchronous write starts, so a save costs one pass
-over the state's bytes in the training thread.
+digests are computed on the host before the asynchronous write starts (in 16 MiB pieces, so no
+second copy of a large array is made), so a save costs one pass over the state's bytes in the
+training thread.
 
 `load_for_inference(workdir)` is what prediction needs: the saved config, the family built from
 it and the inference variables of a checkpoint. The workdir lock of a running training job lives
@@ -57,12 +58,24 @@ def _host_array(x) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x))
 
 
+#: bytes hashed at a time: the CRC never needs a second copy of a whole large array
+_CRC_CHUNK = 1 << 24
+
+
+def _crc32c(a: np.ndarray) -> int:
+    flat = a.reshape(-1).view(np.uint8)
+    crc = 0
+    for start in range(0, flat.size, _CRC_CHUNK):
+        crc = google_crc32c.extend(crc, flat[start:start + _CRC_CHUNK].tobytes())
+    return crc
+
+
 def array_digests(tree: Any) -> dict[str, str]:
     """{tree path: CRC-32C (hex) of the array's bytes} for every leaf of a replicated state."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         a = _host_array(leaf)
-        out[jax.tree_util.keystr(path)] = f"{google_crc32c.value(a.tobytes()):08x}/{a.dtype}{list(a.shape)}"
+        out[jax.tree_util.keystr(path)] = f"{_crc32c(a):08x}/{a.dtype}{list(a.shape)}"
     return out
 
 
