@@ -264,7 +264,7 @@ class Inpainter:
             batch = {"image": _pad_to(img[sl], m), "mask": _pad_to(msk[sl], m)}
             if sk is not None:
                 batch["sketch"] = _pad_to(sk[sl], m)
-            res = self._fn(self.variables, self.family.inference_inputs(batch))
+            res = self.family.predict(self._fn, self.variables, batch)
             res = {k: np.asarray(v)[:, :h, :w] for k, v in res.items()}
             outs.append(res.pop("output"))
             for k, v in res.items():
