@@ -354,14 +354,15 @@ def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
     image = rng.integers(0, 256, (40, 28, 3), dtype=np.uint8)
     hole = np.zeros((40, 28), np.float32)
     hole[8:30, 6:20] = 1
-    out = Inpainter(fam, w.variables).inpaint(image, hole, return_extras=True)
+    inp = Inpainter(fam, w.variables)
+    out = inp.inpaint(image, hole, return_extras=True)
     known = hole < 0.5
     np.testing.assert_array_equal(out["output"][known], image[known])
     # inpaint.lua's route: the network at 16x12, its output scaled back up to 40x28
     assert lua_size(40, 28, 16) == (16, 12)
     small = torch_image_scale(image.astype(np.float32) / 255.0, 16, 12)
     small_hole = (torch_image_scale(hole, 16, 12) >= 0.2).astype(np.float32)[..., None]
-    raw = fam.inpaint(w.variables, {"image": small[None], "mask": small_hole[None]})["raw"][0]
+    raw = inp._fn(w.variables, {"image": small[None], "mask": small_hole[None]})["raw"][0]
     np.testing.assert_allclose(out["raw"], torch_image_scale(np.asarray(raw), 40, 28), atol=1e-5)
 
 
