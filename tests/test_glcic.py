@@ -66,14 +66,26 @@ def golden():
     return g
 
 
-def test_completion_network_matches_pytorch_golden(golden):
-    w = convert.from_state_dict(golden["state_dict"], golden["mean"])
-    assert (w.width, w.bn_eps) == (64, 1e-5)
-    images = golden["images_u8"].astype(np.float32) / 255.0
-    masks = golden["masks"][..., None]
-    out = np.asarray(jax.jit(CompletionNetwork().apply)(w.variables,
-                                                        completion_input(images, masks, w.mean)))
-    np.testing.assert_allclose(out, golden["outputs"], atol=1e-4)
+def test_completion_network_matches_pytorch_golden(golden, tmp_path):
+    """The PyTorch conversion's file format ({'model': state_dict, 'mean'}) through
+    `Inpainter.load`: the network's outputs equal the PyTorch build's."""
+    torch = pytest.importorskip("torch")
+    from inpaintjax import Inpainter
+    pth = tmp_path / "completionnet.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in golden["state_dict"].items()},
+                "mean": [float(v) for v in golden["mean"]]}, pth)
+    assert convert.detect_format(str(pth)) == "torch"
+    inp = Inpainter.load(str(pth))
+    config = inp.family.config
+    assert inp.family.name == "glcic" and config.model.width == 64 and config.model.bn_eps == 1e-5
+    assert tuple(config.model.mean) == pytest.approx(tuple(golden["mean"]))
+    images, holes = golden["images_u8"], golden["masks"]
+    out = inp.inpaint(images, holes, return_extras=True)
+    np.testing.assert_allclose(out["raw"], golden["outputs"], atol=1e-4)
+    known = holes < 0.5
+    np.testing.assert_array_equal(out["output"][known], images[known])
+    expect = np.round(golden["outputs"] * 255)[~known]
+    assert np.abs(out["output"][~known].astype(np.float32) - expect).max() <= 1
     # the outputs carry signal: they differ between the two inputs
     assert np.abs(golden["outputs"][0] - golden["outputs"][1]).mean() > 0.05
 
@@ -172,29 +184,13 @@ def test_t7_errors_name_the_file(tmp_path, t7_file):
         convert.from_state_dict({k: v for k, v in sd.items() if k != "45.bias"})
 
 
-def test_inpainter_loads_t7_and_pytorch_files(tmp_path, t7_file, golden):
-    torch = pytest.importorskip("torch")
+def test_inpainter_loads_t7_files(t7_file):
     from inpaintjax import Inpainter
     path, _ = t7_file
     inp = Inpainter.load(path)
     assert inp.family.name == "glcic" and inp.family.config.model.width == WIDTH
     assert inp.family.config.model.bn_eps == 1e-3
     assert tuple(inp.family.config.model.mean) == pytest.approx(MEAN)
-    # the PyTorch conversion with its mean, through the Inpainter: the golden outputs in the hole
-    pth = tmp_path / "completionnet.pth"
-    torch.save({"model": {k: torch.from_numpy(v) for k, v in golden["state_dict"].items()},
-                "mean": [float(v) for v in golden["mean"]]}, pth)
-    assert convert.detect_format(str(pth)) == "torch" and convert.detect_format(path) == "t7"
-    inp = Inpainter.load(str(pth))
-    assert inp.family.name == "glcic"
-    image = golden["images_u8"][1]
-    hole = golden["masks"][1]
-    out = inp.inpaint(image, hole, return_extras=True)
-    known = hole < 0.5
-    np.testing.assert_array_equal(out["output"][known], image[known])
-    np.testing.assert_allclose(out["raw"], golden["outputs"][1], atol=1e-4)
-    expect = np.round(golden["outputs"][1] * 255)[~known]
-    assert np.abs(out["output"][~known].astype(np.float32) - expect).max() <= 1
 
 
 # -- inpaint.lua's pre- and post-processing ---------------------------------------------------------

@@ -14,7 +14,8 @@ Training is the paper's three phases, each a config variant (`phase`) chained by
 (the authors released no training code; configs/glcic.py gives the numbers):
   completion      L = mean over all pixels and channels of (mask * (C(x) - x))^2      (Tc steps)
   discriminator   L_D = (BCE(D(x), 1) + BCE(D(x~), 0)) / 2 with x~ = C(x) in the hole and x
-                  outside; the completion network is frozen                        (Td steps)
+                  outside; the completion network is frozen (its forward normalises with
+                  the batch's statistics, as in training; nothing of it is updated)  (Td steps)
   joint           each step one discriminator update as above, then one completion update on
                   L = MSE + loss.alpha * BCE(D(x~), 1) (alpha = 0.0004) against the updated D
 The local crop of the real image is taken at the same box as the fake's (the box's position says
