@@ -247,7 +247,7 @@ class Inpainter:
             if sk is not None:
                 from inpaintjax.families.base import GUIDE_KEY
                 batch[GUIDE_KEY] = _pad_to(sk[sl], m)
-            res = self._fn(self.variables, self.family.inference_inputs(batch))
+            res = self.family.predict(self._fn, self.variables, batch)
             res = {k: np.asarray(v)[:, :h, :w] for k, v in res.items()}
             outs.append(res.pop("output"))
             for k, v in res.items():

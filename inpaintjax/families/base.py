@@ -18,7 +18,8 @@ how it turns an image and a hole mask into an inpainted image. It declares:
   sum(total) / sum(count) over the steps since the last log and treats a non-finite computed
   metric as a failure.
 - `warm_start_paths`: the state subtrees `config.init_from` copies from another run by default.
-- `inference_variables`, `inference_inputs` (host side) and `inpaint` (jittable), and
+- `inference_variables`, `inference_inputs` (host side), `inpaint` (jittable), `predict` (host
+  side, what `Inpainter` runs around the jitted `inpaint`), and
   `evaluation_metrics` (jittable, per image).
 - `weight_formats`: the official checkpoint formats it reads (`Inpainter.load` and the command line
   detect them) and `default_config()`, the released model's settings.
@@ -126,6 +127,14 @@ class Family(abc.ABC):
         truth. H and W are multiples of `size_multiple`."""
         return {"image": np.asarray(batch["image"], np.float32),
                 "mask": np.asarray(batch["mask"], np.float32)}
+
+    def predict(self, fn: Callable, variables: Any,
+                batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host side: what `Inpainter` runs for one batch (fields as `inference_inputs` takes
+        them), with `fn` the jitted `inpaint`; returns its outputs as numpy arrays of the batch's
+        size. A family whose released inference does more around the network (e.g. scales large
+        images down, post-processes with OpenCV) overrides this."""
+        return {k: np.asarray(v) for k, v in fn(variables, self.inference_inputs(batch)).items()}
 
     @abc.abstractmethod
     def inpaint(self, variables: Any, inputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:

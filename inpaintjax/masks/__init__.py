@@ -8,6 +8,7 @@ from inpaintjax.masks.evalset import (DEFAULT_EVAL_GENERATORS, MANIFEST,  # noqa
 from inpaintjax.masks.generators import (MASK_GENERATORS, Stroke, as_rng, center_box,  # noqa: F401
                                          check_size, deepfill_box, deepfill_v2_stroke_params,
                                          deepfill_v2_strokes, deepfill_v2_training, draw_strokes,
-                                         edgeconnect_block, edgeconnect_half, irregular_random_walk,
+                                         edgeconnect_block, edgeconnect_half, glcic_box,
+                                         irregular_random_walk,
                                          lama_medium, lama_params, lama_stroke_params, lama_thick,
                                          lama_thin, make_mask, mask_hw1, resolve)

@@ -12,6 +12,7 @@ Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
 | `deepfill_v2_strokes` | DeepFill v2 `inpaint_ops.py::brush_stroke_mask` | 1..3 free-form brush strokes |
 | `deepfill_box` | DeepFill v1/v2 `inpaint_ops.py::random_bbox` + `bbox2mask` | one 128x128 box shrunk by 0..16 px per side |
 | `deepfill_v2_training` | DeepFill v2 training graph | union of one box and one stroke mask |
+| `glcic_box` | GLCIC (Iizuka et al. 2017) training hole | one rectangle, each side uniform in 96..128 px at 256 |
 | `center_box` | DeepFill v1 validation view | fixed centred box of half the image side |
 | `irregular_random_walk` | the PConv re-implementation's `generate_data.py` (naoto0804) | 4-neighbour random walk |
 | `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
@@ -207,6 +208,28 @@ def deepfill_box(
     dw = int(rng.integers(0, max_delta_w // 2 + 1))
     mask = np.zeros((h, w), np.float32)
     mask[top + dh : top + box_h - dh, left + dw : left + box_w - dw] = 1.0
+    return mask
+
+
+def glcic_box(rng: RngLike, h: int, w: int, min_side: float = 96 / 256,
+              max_side: float = 128 / 256) -> np.ndarray:
+    """GLCIC's training hole (Iizuka, Simo-Serra and Ishikawa 2017, section 3.3 of the paper; the
+    released README: "random holes of [96,128] px" in 256x256 crops): one rectangle whose height
+    and width are drawn independently, uniform integers in [min_side * side, max_side * side]
+    (96..128 inclusive at 256; the same fractions at other sizes), placed uniformly where it fits
+    inside the image. Returns float32 [H, W], 1 = hole."""
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
+    sides = []
+    for side in (h, w):
+        lo = max(1, int(round(min_side * side)))
+        hi = max(lo, min(side - 1, int(round(max_side * side))))
+        sides.append(int(rng.integers(lo, hi + 1)))
+    hh, ww = sides
+    top = int(rng.integers(0, h - hh + 1))
+    left = int(rng.integers(0, w - ww + 1))
+    mask = np.zeros((h, w), np.float32)
+    mask[top:top + hh, left:left + ww] = 1.0
     return mask
 
 
@@ -497,6 +520,7 @@ MASK_GENERATORS: Dict[str, Callable[[RngLike, int, int], np.ndarray]] = {
     "deepfill_v2_strokes": deepfill_v2_strokes,
     "deepfill_box": deepfill_box,
     "deepfill_v2_training": deepfill_v2_training,
+    "glcic_box": glcic_box,
     "center_box": center_box,
     "irregular_random_walk": irregular_random_walk,
     "lama_thin": lama_thin,

@@ -1,0 +1,393 @@
+"""GLCIC (Iizuka et al. 2017): the networks, the Torch7 reader and converters, inpaint.lua's pre-
+and post-processing, and the family's three training phases.
+
+Truth: the parameter counts computed from the paper's and the release's layer tables (6,072,131;
+45,063,681), golden outputs of an independent PyTorch build of the released layer table
+(tests/fixtures/glcic_make_golden.py), the `torchfile` package reading the same .t7 files
+(written by tests/fixtures/torch7_writer.py in the release's layout), hand-worked Torch
+`image.scale` values, and OpenCV's own `inpaint` and `seamlessClone`.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax.convert import glcic as convert
+from inpaintjax.convert import torch7
+from inpaintjax.models.glcic import LAYERS, CompletionNetwork, GlobalLocalDiscriminator, completion_input
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FIXTURES = os.path.join(HERE, "fixtures")
+
+
+def _module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+recipe = _module("glcic_weights", os.path.join(FIXTURES, "glcic_weights.py"))
+t7w = _module("torch7_writer", os.path.join(FIXTURES, "torch7_writer.py"))
+configs = _module("glcic_configs", os.path.join(ROOT, "configs", "glcic.py"))
+
+
+def n_params(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+# -- networks --------------------------------------------------------------------------------------
+def test_parameter_counts():
+    c = jax.eval_shape(lambda: CompletionNetwork().init(jax.random.key(0), jnp.zeros((1, 256, 256, 4))))
+    assert n_params(c["params"]) == 6_072_131
+    assert n_params(c["batch_stats"]) == 5_952
+    assert sorted(c["params"]) == sorted([f"conv{i}" for i in range(1, 18)] + [f"bn{i}" for i in range(1, 17)])
+    d = jax.eval_shape(lambda: GlobalLocalDiscriminator().init(
+        jax.random.key(0), jnp.zeros((1, 256, 256, 3)), jnp.zeros((1, 128, 128, 3))))
+    assert n_params(d["params"]) == 45_063_681
+    assert n_params(d["params"]["global_branch"]) == 25_808_384
+    assert n_params(d["params"]["local_branch"]) == 19_253_248
+    assert d["params"]["global_branch"]["fc"]["kernel"].shape == (8192, 1024)
+    assert d["params"]["local_branch"]["fc"]["kernel"].shape == (8192, 1024)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    g = dict(np.load(os.path.join(FIXTURES, "glcic_golden.npz")))
+    sd = recipe.state_dict(int(g["seed"]))
+    # the rebuilt weights are the ones the PyTorch build ran with
+    np.testing.assert_allclose(recipe.checksums(sd), g["checksums"], rtol=1e-12)
+    g["state_dict"] = sd
+    return g
+
+
+def test_completion_network_matches_pytorch_golden(golden, tmp_path):
+    """The PyTorch conversion's file format ({'model': state_dict, 'mean'}) through
+    `Inpainter.load`: the network's outputs equal the PyTorch build's."""
+    torch = pytest.importorskip("torch")
+    from inpaintjax import Inpainter
+    pth = tmp_path / "completionnet.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in golden["state_dict"].items()},
+                "mean": [float(v) for v in golden["mean"]]}, pth)
+    assert convert.detect_format(str(pth)) == "torch"
+    inp = Inpainter.load(str(pth))
+    config = inp.family.config
+    assert inp.family.name == "glcic" and config.model.width == 64 and config.model.bn_eps == 1e-5
+    assert tuple(config.model.mean) == pytest.approx(tuple(golden["mean"]))
+    images, holes = golden["images_u8"], golden["masks"]
+    out = inp.inpaint(images, holes, return_extras=True)
+    np.testing.assert_allclose(out["raw"], golden["outputs"], atol=1e-4)
+    known = holes < 0.5
+    np.testing.assert_array_equal(out["output"][known], images[known])
+    expect = np.round(golden["outputs"] * 255)[~known]
+    assert np.abs(out["output"][~known].astype(np.float32) - expect).max() <= 1
+    # the outputs carry signal: they differ between the two inputs
+    assert np.abs(golden["outputs"][0] - golden["outputs"][1]).mean() > 0.05
+
+
+# -- Torch7 reader and converters -------------------------------------------------------------------
+WIDTH = 4
+T7_LAYERS = [(kind, k, s, d) for kind, k, s, d, _ in LAYERS]
+
+
+def _small_state_dict(seed=5):
+    """A width-4 completion network's state dict (PyTorch layouts), random."""
+    rng = np.random.default_rng(seed)
+    sd, cin = {}, 4
+    for i, (kind, k, s, d, mult) in enumerate(LAYERS, start=1):
+        cout = 3 if i == len(LAYERS) else int(WIDTH * mult)
+        j = 3 * (i - 1)
+        shape = (cin, cout, k, k) if kind == "t" else (cout, cin, k, k)
+        sd[f"{j}.weight"] = rng.standard_normal(shape).astype(np.float32)
+        sd[f"{j}.bias"] = rng.standard_normal(cout).astype(np.float32)
+        if i < len(LAYERS):
+            sd[f"{j + 1}.weight"] = rng.uniform(0.5, 1.5, cout).astype(np.float32)
+            sd[f"{j + 1}.bias"] = rng.standard_normal(cout).astype(np.float32)
+            sd[f"{j + 1}.running_mean"] = rng.standard_normal(cout).astype(np.float32)
+            sd[f"{j + 1}.running_var"] = rng.uniform(0.5, 2.0, cout).astype(np.float32)
+        cin = cout
+    return sd
+
+
+MEAN = (0.4561, 0.4473, 0.4156)
+
+
+@pytest.fixture(scope="module")
+def t7_file(tmp_path_factory):
+    sd = _small_state_dict()
+    path = str(tmp_path_factory.mktemp("glcic") / "completionnet_small.t7")
+    # modules 0..23 as float tensors, 24.. as CUDA ones; bn3 in nn's old running_std field
+    t7w.save(path, t7w.completionnet(sd, T7_LAYERS, MEAN, eps=1e-3, cuda_from=24, running_std_layer=3))
+    return path, sd
+
+
+def test_torch7_reader_agrees_with_torchfile(t7_file):
+    torchfile = pytest.importorskip("torchfile")
+    path, _ = t7_file
+    ours, theirs = torch7.load(path), torchfile.load(path)
+    np.testing.assert_array_equal(ours["mean"], theirs[b"mean"])
+    mods, their_mods = ours["model"].modules, theirs[b"model"][b"modules"]
+    assert ours["model"].typename == theirs[b"model"].torch_typename().decode() == "nn.Sequential"
+    assert len(mods) == len(their_mods) == 50
+    kinds = set()
+    for j, m in mods.items():
+        tm = their_mods[j - 1]
+        assert m.typename == tm.torch_typename().decode()
+        kinds.add(m.typename)
+        for key, value in m.fields.items():
+            other = tm[key.encode()]
+            if isinstance(value, np.ndarray):
+                assert value.dtype == np.asarray(other).dtype
+                np.testing.assert_array_equal(value, other)
+            else:
+                assert value == other, (j, key)
+    assert {"nn.SpatialConvolution", "nn.SpatialDilatedConvolution", "nn.SpatialFullConvolution",
+            "nn.SpatialBatchNormalization", "nn.ReLU", "nn.Sigmoid"} <= kinds
+    assert mods[13].typename == "nn.SpatialDilatedConvolution" and mods[13].dilationW == 1
+
+
+def test_t7_and_state_dict_give_the_same_variables(t7_file):
+    path, sd = t7_file
+    assert convert.detect_format(path) == "t7"
+    w = convert.from_t7(path)
+    ref = convert.from_state_dict(sd, MEAN)
+    assert (w.width, w.bn_eps, w.mean) == (WIDTH, 1e-3, pytest.approx(MEAN))
+    flat, flat_ref = jax.tree_util.tree_leaves_with_path(w.variables), jax.tree_util.tree_leaves(ref.variables)
+    for (p, a), b in zip(flat, flat_ref):
+        # bn3's variance came back from 1 / sqrt(var + eps)
+        tol = 1e-5 if "bn3" in jax.tree_util.keystr(p) else 0
+        np.testing.assert_allclose(a, b, rtol=tol, err_msg=jax.tree_util.keystr(p))
+    # a transposed convolution: Torch (in, out, k, k) -> (k, k, in, out)
+    np.testing.assert_array_equal(w.variables["params"]["conv13"]["kernel"][1, 2],
+                                  sd["36.weight"][:, :, 1, 2])
+    np.testing.assert_array_equal(w.variables["params"]["conv1"]["kernel"][3, 0], sd["0.weight"][:, :, 3, 0].T)
+
+
+def test_t7_errors_name_the_file(tmp_path, t7_file):
+    path, sd = t7_file
+    bad = tmp_path / "cut.t7"
+    bad.write_bytes(open(path, "rb").read()[:5000])
+    with pytest.raises(torch7.Torch7FormatError, match="cut.t7.*truncated"):
+        convert.from_t7(str(bad))
+    wrong = dict(sd)
+    layers = list(T7_LAYERS)
+    layers[6] = ("c", 3, 1, 3)  # conv7 with dilation 3 instead of 2
+    t7w.save(str(tmp_path / "wrong.t7"), t7w.completionnet(wrong, layers, MEAN))
+    with pytest.raises(convert.GLCICWeightsError, match="wrong.t7 module 18 .*dilationW=3 .expected 2"):
+        convert.from_t7(str(tmp_path / "wrong.t7"))
+    with pytest.raises(convert.GLCICWeightsError, match="missing"):
+        convert.from_state_dict({k: v for k, v in sd.items() if k != "45.bias"})
+
+
+def test_inpainter_loads_t7_files(t7_file):
+    from inpaintjax import Inpainter
+    path, _ = t7_file
+    inp = Inpainter.load(path)
+    assert inp.family.name == "glcic" and inp.family.config.model.width == WIDTH
+    assert inp.family.config.model.bn_eps == 1e-3
+    assert tuple(inp.family.config.model.mean) == pytest.approx(MEAN)
+
+
+# -- inpaint.lua's pre- and post-processing ---------------------------------------------------------
+def test_torch_image_scale_by_hand():
+    from inpaintjax.families.glcic import lua_inputs, lua_size, torch_image_scale
+    # up: ends aligned, scale (3-1)/(5-1) = 0.5
+    up = torch_image_scale(np.array([[0.0, 1.0, 2.0]], np.float32), 1, 5)
+    np.testing.assert_allclose(up, [[0, 0.5, 1, 1.5, 2]], atol=1e-7)
+    # down 6 -> 4: each output averages 1.5 input samples, split samples weighted by the fraction
+    down = torch_image_scale(np.array([[1, 2, 3, 4, 5, 6]], np.float32), 1, 4)
+    np.testing.assert_allclose(down, [[4 / 3, 8 / 3, 13 / 3, 17 / 3]], rtol=1e-6)
+    # rows first, then columns: a 2x2 -> 3x3 up-scale is bilinear with aligned corners
+    sq = torch_image_scale(np.array([[0, 2], [4, 6]], np.float32)[..., None], 3, 3)[..., 0]
+    np.testing.assert_allclose(sq, [[0, 1, 2], [2, 3, 4], [4, 5, 6]], atol=1e-6)
+    # inpaint.lua's sizes: 1000x750 (HxW) at maxdim 600 -> 600x450 -> multiples of 4: 600x452
+    assert lua_size(1000, 750, 600) == (600, 452)
+    assert lua_size(30, 41, 600) == (32, 40) and lua_size(64, 64, 600) == (64, 64)
+    img = np.random.default_rng(0).uniform(0, 1, (30, 41, 3)).astype(np.float32)
+    m = np.zeros((30, 41), np.float32)
+    m[10:20, 10:20] = 1
+    x, mm = lua_inputs(img, m)
+    assert x.shape == (32, 40, 3) and mm.shape == (32, 40, 1) and set(np.unique(mm)) == {0.0, 1.0}
+
+
+def test_postprocess_is_opencv_telea_then_seamless_clone():
+    cv2 = pytest.importorskip("cv2")
+    from skimage import data
+    from inpaintjax.families.glcic import poisson_postprocess
+    img = data.astronaut()[::8, ::8].astype(np.float32) / 255.0   # 64x64
+    hole = np.zeros((64, 64), np.float32)
+    hole[10:30, 8:24] = 1
+    out = img.copy()
+    out[hole > 0] = 0.3                                            # a flat "network" fill
+    got = poisson_postprocess(out, hole)
+    bgr = cv2.cvtColor(np.round(out * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    m8 = (hole * 255).astype(np.uint8)
+    dst = cv2.inpaint(bgr, m8, 1, cv2.INPAINT_TELEA)
+    # inpaint.lua's point: floor((1-based min + max) / 2) - 1 = (0-based min + max) // 2
+    ref = cv2.seamlessClone(bgr, dst, m8, ((8 + 23) // 2, (10 + 29) // 2), cv2.NORMAL_CLONE)
+    np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), cv2.cvtColor(ref, cv2.COLOR_BGR2RGB))
+    assert np.abs(got - out)[hole > 0].mean() > 0.01   # the blend changed the flat fill
+
+
+# -- the family --------------------------------------------------------------------------------------
+def _batch(fam, config, seed=0):
+    """Smooth sine images with one glcic_box hole each, the family's fields as the pipeline makes them."""
+    from inpaintjax import masks as masks_lib
+    from inpaintjax.data import fields
+    rng = np.random.default_rng(seed)
+    size, b = config.data.image_size, config.batch_size
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    f = rng.uniform(0.5, 2.0, (b, 1, 1, 3))
+    images = (0.5 + 0.4 * np.sin(2 * np.pi * f * (yy + 0.5 * xx)[None, :, :, None])).astype(np.float32)
+    holes = np.stack([masks_lib.make_mask(config.mask.generator, np.random.default_rng([seed, i]), size, size)
+                      for i in range(b)])[..., None]
+    out = fields.compute_batch(fam.batch_spec(), images, holes, [np.random.default_rng(i) for i in range(b)])
+    return {k: jnp.asarray(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def start():
+    """(config, batch, initial state) of the test variant, batch 8 (one sample per device)."""
+    from inpaintjax.families import get
+    config = configs.get_config("test,batch_size=8")
+    fam = get("glcic")(config)
+    batch = _batch(fam, config)
+    return config, batch, jax.jit(fam.init_state)(jax.random.key(0), batch)
+
+
+def _run(phase, start, steps):
+    from inpaintjax.families import get
+    config, batch, state = start
+    fam = get("glcic")(configs.get_config(f"test,batch_size=8,phase={phase}"))
+    step = jax.jit(fam.train_step)
+    history, first = [], None
+    for i in range(steps):
+        state, metrics = step(state, batch, jax.random.key(i), {})
+        history.append({k: float(v) for k, v in metrics.items()})
+        first = state if first is None else first
+    assert all(np.isfinite(v) for h in history for v in h.values())
+    return state, history, first
+
+
+def test_completion_phase_lowers_the_masked_mse(start):
+    state0 = start[2]
+    state, history, _ = _run("completion", start, 5)
+    assert set(history[0]) == {"g/loss", "g/mse", "g/grad_norm", "g/lr"}
+    mse = [h["g/mse"] for h in history]
+    assert mse[-1] < 0.85 * mse[0], mse
+    # NumPy re-derivation of the first step's loss: mean over all elements of (mask * (C(x) - x))^2
+    config, batch, _ = start
+    from inpaintjax.families import get
+    fam = get("glcic")(config)
+    out, _ = fam._complete(state0.g_params, state0.g_stats, batch["image"], batch["mask"], train=True)
+    diff = (np.asarray(out, np.float64) - np.asarray(batch["image"])) * np.asarray(batch["mask"])
+    assert history[0]["g/mse"] == pytest.approx(float(np.mean(diff ** 2)), rel=1e-5)
+    # the discriminator is untouched in this phase
+    np.testing.assert_array_equal(state.d_params["fc"]["kernel"], state0.d_params["fc"]["kernel"])
+    assert int(state.step) == 5
+
+
+def test_discriminator_phase_lowers_its_loss_and_freezes_the_completion_network(start):
+    state0 = start[2]
+    state, history, _ = _run("discriminator", start, 4)
+    assert set(history[0]) == {"d/loss", "d/real", "d/fake", "d/grad_norm", "d/lr"}
+    loss = [h["d/loss"] for h in history]
+    assert loss[-1] < 0.5 * loss[0], loss
+    assert history[-1]["d/real"] > history[-1]["d/fake"]
+    for a, b in zip(jax.tree.leaves((state.g_params, state.g_stats)),
+                    jax.tree.leaves((state0.g_params, state0.g_stats))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_joint_phase_and_eight_devices_equal_one(start):
+    from inpaintjax.families import get
+    config, batch, state0 = start
+    state, history, s1 = _run("joint", start, 4)
+    assert {"g/mse", "g/gan", "g/loss", "d/loss"} <= set(history[0])
+    h = history[0]
+    assert h["g/loss"] == pytest.approx(h["g/mse"] + 0.0004 * h["g/gan"], rel=1e-5)
+    assert history[-1]["g/mse"] < history[0]["g/mse"] and history[-1]["d/loss"] < history[0]["d/loss"]
+
+    # the first step again with the batch sharded over 8 devices (BatchNorm statistics are the
+    # global batch's, so the step equals the one-device step above)
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    fam = get("glcic")(configs.get_config("test,batch_size=8,phase=joint"))
+    mesh = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8],
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
+    assert len(sharded["image"].sharding.device_set) == 8
+    s8, m8 = jax.jit(fam.train_step)(jax.device_put(state0, NamedSharding(mesh, P())), sharded,
+                                     jax.random.key(0), {})
+    for k, v in history[0].items():
+        assert float(m8[k]) == pytest.approx(v, rel=1e-4, abs=1e-6), k
+
+    def leaves(s):
+        return [np.asarray(x) for x in jax.tree.leaves((s.g_params, s.d_params, s.g_stats, s.d_stats))]
+
+    moved = max(np.abs(a - b).max() for a, b in zip(leaves(s1), leaves(state0)))
+    diff = max(np.abs(a - b).max() for a, b in zip(leaves(s1), leaves(s8)))
+    assert moved > 1e-4 and diff < 1e-3 * moved, (moved, diff)
+
+
+def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
+    from inpaintjax import Inpainter
+    from inpaintjax.families import get
+    from inpaintjax.families.glcic import lua_size, torch_image_scale
+    path, _ = t7_file
+    w = convert.from_t7(path)
+    config = get("glcic").default_config()
+    config.model.width, config.model.mean, config.model.bn_eps = w.width, w.mean, w.bn_eps
+    config.inference.maxdim = 16
+    fam = get("glcic")(config)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (40, 28, 3), dtype=np.uint8)
+    hole = np.zeros((40, 28), np.float32)
+    hole[8:30, 6:20] = 1
+    inp = Inpainter(fam, w.variables)
+    out = inp.inpaint(image, hole, return_extras=True)
+    known = hole < 0.5
+    np.testing.assert_array_equal(out["output"][known], image[known])
+    # inpaint.lua's route: the network at 16x12, its output scaled back up to 40x28
+    assert lua_size(40, 28, 16) == (16, 12)
+    small = torch_image_scale(image.astype(np.float32) / 255.0, 16, 12)
+    small_hole = (torch_image_scale(hole, 16, 12) >= 0.2).astype(np.float32)[..., None]
+    raw = inp._fn(w.variables, {"image": small[None], "mask": small_hole[None]})["raw"][0]
+    np.testing.assert_allclose(out["raw"], torch_image_scale(np.asarray(raw), 40, 28), atol=1e-5)
+
+
+def test_config_variants_chain_the_three_phases():
+    c1, c2, c3 = (configs.get_config(v) for v in ("places2_completion", "places2_discriminator", "places2"))
+    assert (c1.phase, c1.num_steps) == ("completion", 90_000)
+    assert (c2.phase, c2.num_steps) == ("discriminator", 10_000)
+    assert (c3.phase, c3.num_steps) == ("joint", 400_000)
+    for c in (c1, c2, c3):
+        assert c.optim.name == "adadelta" and c.loss.alpha == 0.0004 and c.mask.generator == "glcic_box"
+        assert c.model.local_size == 128 and c.data.image_size == 256 and c.batch_size == 96
+    assert configs.get_config("places2,optim.name=adam").optim.name == "adam"
+    from inpaintjax.families import get
+    with pytest.raises(ValueError, match="config.phase must be one of"):
+        get("glcic")(configs.get_config("test,phase=joint_training"))
+    with pytest.raises(ValueError, match="optim.name must be one of"):
+        get("glcic")(configs.get_config("test,optim.name=sgd"))
+    with pytest.raises(ValueError, match="unknown variant"):
+        configs.get_config("places3")
+
+
+def test_glcic_box_sides_and_positions():
+    from inpaintjax import masks
+    sides, corners = set(), set()
+    for s in range(200):
+        m = masks.make_mask("glcic_box", s, 256, 256)
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        assert m.sum() == len(rows) * len(cols)     # one filled rectangle
+        sides |= {len(rows), len(cols)}
+        corners.add((rows[0] // 32, cols[0] // 32))
+    assert min(sides) == 96 and max(sides) == 128 and len(sides) > 25
+    assert len(corners) > 10                        # positions spread over the image
