@@ -19,9 +19,11 @@ One training step (the original's `optimize_parameters` order):
          + content * sum_l MSE(phi_l(fake_c), phi_l(real_c)) + guidance * L_g
      with phi_l VGG-16 pool1..pool3 of the raw [-1, 1] image (as the original feeds it), G the Gram
      matrix / (C H W), the discount DeepFill's (gamma 0.9) over the crop, and _c the hole-box crop
-     (the whole image without hole_crop). L_g is the released InnerCos: MSE(F * m, T) with m the
-     hole at 1/8 scale (T is not masked, so known positions pull F towards -0: the released form,
-     loss.guidance_form='released'); 'paper' masks both sides: MSE(F * m, T * m).
+     (the whole image without hole_crop). L_g is the released InnerCos (loss.guidance_form
+     'released'): the value MSE(F * m, T) with m the hole at 1/8 scale, and the gradient
+     2 (F * m - T) / N into F everywhere (T is not masked, and InnerCos injects the gradient with
+     respect to F * m, so known positions are pulled by -2 T / N; `guidance_loss`); 'paper' masks
+     both sides, MSE(F * m, T * m), with its true gradient.
 Both networks use Adam (optim.lr, b1, b2) and N(0, 0.02) initial weights, zero biases.
 
 The discriminator runs once per step on [fake; real] (one spectral-norm power iteration) and once
@@ -125,14 +127,24 @@ def gram(feat):
 
 
 def guidance_loss(decoder, target, hole_small, form: str = "released"):
-    """Shift-Net's guidance loss: 'released' MSE(decoder * m, target) (InnerCos), 'paper'
-    MSE(decoder * m, target * m); decoder, target [B, h, w, C], hole_small [B, h, w, 1] (1 = hole);
-    the mean is over every element, as torch's MSELoss."""
+    """Shift-Net's guidance loss; decoder, target [B, h, w, C], hole_small [B, h, w, 1] (1 = hole);
+    the mean is over every element, as torch's MSELoss.
+
+    'released' (InnerCos): the value is MSE(decoder * m, target) and the gradient injected into the
+    decoder features is 2 (decoder * m - target) / N at EVERY position, the gradient with respect to
+    the product decoder * m, not to decoder (InnerCosFunction adds `former_in_mask.grad`): known
+    positions are pulled by -2 target / N. 'paper': MSE(decoder * m, target * m) with its true
+    gradient (zero at known positions)."""
     if form not in GUIDANCE_FORMS:
         raise ValueError(f"loss.guidance_form must be one of {GUIDANCE_FORMS}, got {form!r}")
     m = hole_small.astype(jnp.float32)
-    t = target.astype(jnp.float32) * (m if form == "paper" else 1.0)
-    return jnp.mean(jnp.square(decoder.astype(jnp.float32) * m - t))
+    d = decoder.astype(jnp.float32)
+    t = target.astype(jnp.float32)
+    if form == "paper":
+        return jnp.mean(jnp.square(d * m - t * m))
+    # value d * m, derivative 1 with respect to d (the original's gradient of the masked product)
+    masked = jax.lax.stop_gradient(d * m) + (d - jax.lax.stop_gradient(d))
+    return jnp.mean(jnp.square(masked - t))
 
 
 @register
