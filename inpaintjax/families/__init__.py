@@ -9,3 +9,4 @@ from inpaintjax.families import deepfill_v1  # noqa: F401,E402
 from inpaintjax.families import pconv  # noqa: F401,E402
 from inpaintjax.families import edgeconnect  # noqa: F401,E402
 from inpaintjax.families import glcic  # noqa: F401,E402
+from inpaintjax.families import shiftnet  # noqa: F401,E402

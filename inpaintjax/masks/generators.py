@@ -18,6 +18,9 @@ Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
 | `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
 | `edgeconnect_block` | EdgeConnect `MASK=1` (`dataset.py::load_mask`) | an (H//2) x (W//2) block at a uniform position |
 | `edgeconnect_half` | EdgeConnect `MASK=2` | the left or the right half |
+| `shiftnet_center` | Shift-Net (Zhaoyi-Yan/Shift-Net_pytorch) `mask_type=center` | fixed centred box, half the side less 2x4 px (120x120 at 68 for 256) |
+| `shiftnet_rect` | Shift-Net `mask_sub_type=rect` | that box at a random position |
+| `shiftnet_island` | Shift-Net `mask_sub_type=island` (`util.py::wrapper_gmask`) | blobs of a thresholded, up-sampled noise field, 20-30% holes |
 
 Determinism: a mask depends only on the generator's random stream and the drawing code, so the same
 seed gives the same mask for the same NumPy and Pillow versions on any machine (NumPy does not promise
@@ -513,6 +516,68 @@ def edgeconnect_half(rng: RngLike, h: int, w: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# Shift-Net (Zhaoyi-Yan/Shift-Net_pytorch `models/shift_net/shiftnet_model.py`, `util/util.py`)
+# ----------------------------------------------------------------------------------------------
+
+SHIFTNET_OVERLAP = 4  # the original's `--overlap`
+
+
+def shiftnet_center(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """Shift-Net's centre hole: rows [h/4 + 4, h/2 + h/4 - 4) and the same for columns (120x120 at
+    68..187 for 256; `mask_type=center`, overlap 4). Deterministic; `rng` is accepted and ignored."""
+    as_rng(rng)
+    h, w = check_size(h, w)
+    o = SHIFTNET_OVERLAP
+    mask = np.zeros((h, w), np.float32)
+    mask[h // 4 + o: h // 2 + h // 4 - o, w // 4 + o: w // 2 + w // 4 - o] = 1.0
+    return mask
+
+
+def shiftnet_rect(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """Shift-Net's random square (`util.py::create_rand_mask`): an (h/2 - 8) x (w/2 - 8) box whose
+    top is uniform in [4, h - 4 - h/2) and left in [4, w - 4 - w/2)."""
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
+    o = SHIFTNET_OVERLAP
+    top = int(rng.integers(o, max(h - o - h // 2, o + 1)))
+    left = int(rng.integers(o, max(w - o - w // 2, o + 1)))
+    mask = np.zeros((h, w), np.float32)
+    mask[top: top + h // 2 - 2 * o, left: left + w // 2 - 2 * o] = 1.0
+    return mask
+
+
+def _bilinear_half_pixel(x: np.ndarray, size: int) -> np.ndarray:
+    """PyTorch `F.interpolate(mode='bilinear', align_corners=False)` of a square [n, n] array."""
+    n = x.shape[0]
+    src = np.clip((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0, None)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = src - i0
+    rows = x[i0] * (1 - f)[:, None] + x[i1] * f[:, None]
+    return rows[:, i0] * (1 - f)[None, :] + rows[:, i1] * f[None, :]
+
+
+def shiftnet_island(rng: RngLike, h: int, w: int) -> np.ndarray:
+    """Shift-Net's online random mask (`util.py::wrapper_gmask`, `create_gMask`): uniform noise on a
+    0.06 * S grid, bilinearly up-sampled to S x S (S = 350 at 256, scaled with the image), holes
+    where it is below 0.25; an h x w window at a random position, redrawn once if its hole covers
+    not strictly between 20% and 30% (the original's two tries; the second window is kept)."""
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
+    size = max(int(round(350 * max(h, w) / 256)), max(h, w) + 2)
+    low = rng.uniform(0, 255, (int(0.06 * size),) * 2)
+    pattern = (_bilinear_half_pixel(low, size) / 255.0 < 0.25).astype(np.float32)
+    for _ in range(2):
+        top = int(rng.integers(1, size - h + 1))
+        left = int(rng.integers(1, size - w + 1))
+        mask = pattern[top: top + h, left: left + w]
+        area = 100.0 * mask.mean()
+        if 20 < area < 30:
+            break
+    return np.ascontiguousarray(mask)
+
+
+# ----------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------
 
@@ -528,6 +593,9 @@ MASK_GENERATORS: Dict[str, Callable[[RngLike, int, int], np.ndarray]] = {
     "lama_thick": lama_thick,
     "edgeconnect_block": edgeconnect_block,
     "edgeconnect_half": edgeconnect_half,
+    "shiftnet_center": shiftnet_center,
+    "shiftnet_rect": shiftnet_rect,
+    "shiftnet_island": shiftnet_island,
 }
 
 

@@ -1,0 +1,204 @@
+"""Shift-Net generator weights of Zhaoyi-Yan/Shift-Net_pytorch -> Flax variables.
+
+    variables, info = from_torch('face_center_mask.pth')   # {'params'} for ShiftNetGenerator
+    net = ShiftNetGenerator(num_downs=info['num_downs'], ngf=info['ngf'], shift=info['shift'])
+
+The released generators (`face_center_mask.pth`, `paris_random_mask_20_30.pth`, ...) are bare
+state dicts (`net.module.cpu().state_dict()`), most saved by PyTorch 1.1-1.4 in the legacy
+(non-zip) format; newer saves are zip archives. Both are read with torch's weights-only loader
+(no code from the file runs). A dict saved from `nn.DataParallel` (keys `module.*`) loads too.
+
+Layout (`models/modules/shift_unet.py`, pix2pix nesting): block 1 is `model.model.{0 conv,
+3 transposed conv}`; block k+1 is entry 1 of block 1's Sequential and entry 3 of every other
+block's, so block k's prefix is `model.model.` + `1.model.` + `3.model.` * (k - 2); blocks 2..n-1
+hold `{1 conv, 2 InstanceNorm, 5 transposed conv, 6 IN}`, the shift block (k = 3) `{1, 2, 7, 8}`
+(`res_unet_shift_triple` adds `6.res_net.{0,3}`), the innermost `{1 conv, 3 transposed conv,
+4 IN}`. Conv weights are [out, in, kh, kw] (-> kernel [kh, kw, in, out]); transposed conv weights
+[in, out, kh, kw] (-> [kh, kw, in, out], the scatter form `SpectralConv` uses); InstanceNorm
+`weight`/`bias` -> `scale`/`bias`. Depth, width, input channels and variant come from the keys.
+
+`face_unet_shift_triple` files (flat keys `e1_c`, ..., `d8_dc`; the face model with flipped
+matching) are recognised and refused with a message: that generator is not implemented here.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import numpy as np
+
+_MARKER = b"model.model.1.model.3.model."
+_FACE_MARKER = b"e3_c.weight"
+
+
+class ShiftNetCheckpointError(ValueError):
+    """The file is not a Shift-Net generator state dict this converter reads."""
+
+
+def block_prefix(k: int) -> str:
+    """State-dict prefix of U-Net block k (1 = outermost)."""
+    p = "model.model."
+    for j in range(1, k):
+        p += ("1." if j == 1 else "3.") + "model."
+    return p
+
+
+def _np(v) -> np.ndarray:
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+def _layers(num_downs: int, shift: str):
+    """[(our module name, state-dict prefix, kind)] kind in conv | convT | norm."""
+    out = [("down_1", block_prefix(1) + "0", "conv"), ("up_1", block_prefix(1) + "3", "convT")]
+    for k in range(2, num_downs + 1):
+        p = block_prefix(k)
+        out.append((f"down_{k}", p + "1", "conv"))
+        if k == num_downs:
+            out += [(f"up_{k}", p + "3", "convT"), (f"up_norm_{k}", p + "4", "norm")]
+        elif k == 3:
+            out.append((f"down_norm_{k}", p + "2", "norm"))
+            if shift == "res":
+                out += [("res_conv_1", p + "6.res_net.0", "conv"), ("res_conv_2", p + "6.res_net.3", "conv")]
+            out += [(f"up_{k}", p + "7", "convT"), (f"up_norm_{k}", p + "8", "norm")]
+        else:
+            out += [(f"down_norm_{k}", p + "2", "norm"), (f"up_{k}", p + "5", "convT"),
+                    (f"up_norm_{k}", p + "6", "norm")]
+    return out
+
+
+def describe(sd: Mapping[str, Any], where: str = "state dict") -> dict:
+    """{'num_downs', 'ngf', 'in_channels', 'out_channels', 'shift'} of a generator state dict."""
+    keys = set(sd)
+    if any(k.startswith("e1_c.") for k in keys) and any(k.startswith("d8_dc.") for k in keys):
+        raise ShiftNetCheckpointError(
+            f"{where}: this is the face model (`face_unet_shift_triple`, e.g. face_flip_random.pth, keys "
+            f"e1_c ... d8_dc), which inpaintjax does not implement; use face_center_mask.pth or "
+            f"paris_random_mask_20_30.pth (`unet_shift_triple`)")
+    first = block_prefix(1) + "0.weight"
+    if first not in keys:
+        raise ShiftNetCheckpointError(
+            f"{where}: no {first} (keys like {sorted(keys)[:3]}); expected a Shift-Net generator state dict "
+            f"of Zhaoyi-Yan/Shift-Net_pytorch (e.g. face_center_mask.pth)")
+    n = 1
+    while block_prefix(n + 1) + "1.weight" in keys:
+        n += 1
+    p3 = block_prefix(3)
+    if n < 5 or p3 + "7.weight" not in keys:
+        raise ShiftNetCheckpointError(
+            f"{where}: a {n}-level U-Net without the shift block's up-convolution {p3}7.weight; this looks "
+            f"like a plain pix2pix `unet_256`, not Shift-Net's `unet_shift_triple`")
+    w0 = _np(sd[first])
+    out_channels = int(_np(sd[block_prefix(1) + "3.weight"]).shape[1])
+    shift = "res" if p3 + "6.res_net.0.weight" in keys else "hard"
+    return {"num_downs": n, "ngf": int(w0.shape[0]), "in_channels": int(w0.shape[1]),
+            "out_channels": out_channels, "shift": shift}
+
+
+def _strip(sd: Mapping[str, Any]) -> dict:
+    keys = list(sd)
+    if keys and all(str(k).startswith("module.") for k in keys):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> tuple[dict, dict]:
+    """A generator state dict (tensors or numpy) -> ({'params': numpy tree}, describe(sd))."""
+    sd = _strip(sd)
+    info = describe(sd, where)
+    from inpaintjax.models.shiftnet import level_channels
+    ch = level_channels(info["num_downs"], info["ngf"])
+    params, used = {}, set()
+    for name, prefix, kind in _layers(info["num_downs"], info["shift"]):
+        w_key, b_key = prefix + ".weight", prefix + ".bias"
+        for key in (w_key, b_key):
+            if key not in sd:
+                raise ShiftNetCheckpointError(f"{where}: missing {key} (a {info['num_downs']}-level "
+                                              f"{info['shift']} Shift-Net generator has it)")
+        w, b = _np(sd[w_key]).astype(np.float32), _np(sd[b_key]).astype(np.float32)
+        used |= {w_key, b_key}
+        if kind == "norm":
+            params[name] = {"scale": w, "bias": b}
+            continue
+        if w.ndim != 4:
+            raise ShiftNetCheckpointError(f"{where}: {w_key} has shape {w.shape}, expected 4-D")
+        kernel = np.transpose(w, (2, 3, 1, 0) if kind == "conv" else (2, 3, 0, 1))
+        params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": b}
+    k3 = params["down_3"]["kernel"]
+    if k3.shape[-1] != ch[3]:
+        raise ShiftNetCheckpointError(f"{where}: level-3 conv has {k3.shape[-1]} channels, expected "
+                                      f"4 * ngf = {ch[3]}")
+    unknown = sorted(set(sd) - used)
+    if unknown:
+        raise ShiftNetCheckpointError(f"{where}: unexpected keys {unknown[:5]} for a "
+                                      f"{info['num_downs']}-level {info['shift']} Shift-Net generator")
+    return {"params": params}, info
+
+
+def to_state_dict(variables: Mapping[str, Any], num_downs: int, shift: str = "hard") -> "OrderedDict[str, np.ndarray]":
+    """Flax ShiftNetGenerator variables -> the original's state dict (numpy), inverse of
+    `from_state_dict`."""
+    params = variables["params"]
+    sd = OrderedDict()
+    for name, prefix, kind in _layers(num_downs, shift):
+        p = params[name]
+        if kind == "norm":
+            sd[prefix + ".weight"] = np.asarray(p["scale"], np.float32)
+        else:
+            k = np.asarray(p["kernel"], np.float32)
+            sd[prefix + ".weight"] = np.transpose(k, (3, 2, 0, 1) if kind == "conv" else (2, 3, 0, 1))
+        sd[prefix + ".bias"] = np.asarray(p["bias"], np.float32)
+    return sd
+
+
+def read_state_dict(path: str) -> dict:
+    """The state dict in `path` (legacy or zip torch.save format), read weights-only."""
+    if not os.path.isfile(path):
+        raise ShiftNetCheckpointError(
+            f"Shift-Net weights {path!r} not found; the released generators (face_center_mask.pth, "
+            f"paris_random_mask_20_30.pth) are linked from https://github.com/Zhaoyi-Yan/Shift-Net_pytorch "
+            f"(README, download_models.sh)")
+    try:
+        import torch
+    except ImportError as e:
+        raise ShiftNetCheckpointError(f"reading {path} needs PyTorch: pip install 'inpaintjax[torch]'") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise ShiftNetCheckpointError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {e})") from e
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise ShiftNetCheckpointError(f"{path}: holds a {type(obj).__name__}, expected a generator state dict")
+    return dict(obj)
+
+
+def from_torch(path: str) -> tuple[dict, dict]:
+    """A released generator file -> ({'params'}, {'num_downs', 'ngf', 'in_channels', 'out_channels', 'shift'})."""
+    return from_state_dict(read_state_dict(path), where=path)
+
+
+def _pickle_head(path: str) -> bytes:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            pkl = [n for n in z.namelist() if n.endswith("data.pkl")]
+            return z.read(pkl[0]) if pkl else b""
+    with open(path, "rb") as f:
+        return f.read(1 << 20)
+
+
+def detect(path: str) -> bool:
+    """Cheap check that `path` is a PyTorch file holding a Shift-Net generator (the shift block's
+    key prefix, or the face model's `e3_c.weight` next to `d8_dc`, is in the pickle: the zip
+    archive's data.pkl, or the head of a legacy-format file)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        head = _pickle_head(path)
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return _MARKER in head or (_FACE_MARKER in head and b"d8_dc." in head)

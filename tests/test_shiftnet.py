@@ -1,0 +1,370 @@
+"""Shift-Net: the generator, the shift, the guidance loss, the converter and the family.
+
+Truth: the parameter counts computed from the released architecture (54,944,771 / 56,190,467 /
+2,766,529), golden outputs and gradients of the original generators (Zhaoyi-Yan/Shift-Net_pytorch
+at a353431, produced by tests/fixtures/shiftnet_make_golden.py), and NumPy re-derivations of the
+shift and the loss terms.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inpaintjax.convert import shiftnet as convert
+from inpaintjax.models.shiftnet import PatchDiscriminator, ShiftNetGenerator, hard_shift
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GOLDEN = os.path.join(HERE, "fixtures", "shiftnet_golden.npz")
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+recipe = _load("shiftnet_weights", os.path.join(HERE, "fixtures", "shiftnet_weights.py"))
+
+
+def n_params(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def nhwc(a):
+    return np.ascontiguousarray(np.asarray(a).transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("shift,count", [("hard", 54_944_771), ("res", 56_190_467)])
+def test_parameter_counts(shift, count):
+    v = jax.eval_shape(lambda: ShiftNetGenerator(shift=shift).init(
+        jax.random.key(0), jnp.zeros((1, 256, 256, 4)), jnp.zeros((1, 256, 256, 1))))
+    assert n_params(v["params"]) == count
+    p = v["params"]
+    # no norm on the outermost and innermost down layers or the outermost up layer
+    assert "down_norm_1" not in p and "down_norm_8" not in p and "up_norm_1" not in p
+    assert p["up_3"]["kernel"].shape == ((4, 4, 768, 128) if shift == "hard" else (4, 4, 512, 128))
+    d = jax.eval_shape(lambda: PatchDiscriminator().init(jax.random.key(0), jnp.zeros((1, 120, 120, 3))))
+    assert n_params(d["params"]) == 2_766_529
+
+
+# ----------------------------------------------------------------------------- golden outputs
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(GOLDEN))
+
+
+def _golden_variables(golden, shift):
+    sd = recipe.state_dict(int(golden["num_downs"]), int(golden["ngf"]), int(golden["seed"]), shift=shift)
+    sums = recipe.checksums(sd)
+    # the rebuilt weights are the ones the original code ran with
+    assert list(sums) == list(golden[f"{shift}/checksum_names"])
+    np.testing.assert_allclose(np.array(list(sums.values())), golden[f"{shift}/checksums"], rtol=1e-12)
+    variables, info = convert.from_state_dict(sd)
+    assert info == {"num_downs": int(golden["num_downs"]), "ngf": int(golden["ngf"]), "in_channels": 4,
+                    "out_channels": 3, "shift": shift}
+    return sd, variables
+
+
+def _golden_inputs(golden):
+    image, hole = nhwc(golden["image"]), nhwc(golden["mask"])
+    return np.concatenate([image * (1 - hole), 1 - hole], -1), image, hole
+
+
+@pytest.mark.parametrize("shift", ["hard", "res"])
+def test_golden_forward_matches_original(golden, shift):
+    """Both rows in one batch, holes of different sizes (16 and 15 positions at 1/8 scale)."""
+    _, variables = _golden_variables(golden, shift)
+    x, _, hole = _golden_inputs(golden)
+    assert hole[0, ::8, ::8].sum() != hole[1, ::8, ::8].sum()
+    net = ShiftNetGenerator(num_downs=int(golden["num_downs"]), ngf=int(golden["ngf"]), shift=shift)
+    out, feats = jax.jit(net.apply)(variables, x, hole)
+    ref = nhwc(golden[f"{shift}/out"])
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-4, rtol=1e-4)
+    assert np.abs(ref[0] - ref[1]).max() > 0.3 and ref.std() > 0.1   # the weights carry signal
+    np.testing.assert_allclose(np.asarray(feats["decoder"]), nhwc(golden[f"{shift}/former"]), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(feats["encoder"]), nhwc(golden[f"{shift}/latter"]), atol=1e-4, rtol=1e-4)
+    # the shift's third part, through our hard_shift on the golden halves
+    shifted, _ = hard_shift(nhwc(golden[f"{shift}/former"]), nhwc(golden[f"{shift}/latter"]), hole[:, ::8, ::8])
+    np.testing.assert_allclose(np.asarray(shifted), nhwc(golden[f"{shift}/shifted"]), atol=1e-6)
+    assert np.abs(nhwc(golden[f"{shift}/shifted"])).max() > 0.1
+    # the ground truth's own pass (levels 1..3 only) gives InnerCos' target
+    image = nhwc(golden["image"])
+    target = jax.jit(lambda v, a, m: net.apply(v, a, m, target_only=True))(
+        variables, np.concatenate([image, 1 - hole], -1), hole)
+    np.testing.assert_allclose(np.asarray(target), nhwc(golden[f"{shift}/target"]), atol=1e-4, rtol=1e-4)
+
+
+def _to_torch_grad(key, ours):
+    """Our gradient of a kernel/bias -> the original's parameter layout."""
+    g = np.asarray(ours)
+    if g.ndim == 4:
+        return g.transpose(3, 2, 0, 1)   # conv kernel [kh, kw, in, out] -> [out, in, kh, kw]
+    return g
+
+
+def test_guidance_loss_and_gradients_match_innercos(golden, shift="hard"):
+    """d/dparams of sum(out * R) + InnerCos' guidance loss, as the original's backward (the shift's
+    custom backward and InnerCos' injected gradient) computes it, one row at a time."""
+    from inpaintjax.families.shiftnet import guidance_loss
+    _, variables = _golden_variables(golden, shift)
+    x, image, hole = _golden_inputs(golden)
+    net = ShiftNetGenerator(num_downs=int(golden["num_downs"]), ngf=int(golden["ngf"]), shift=shift)
+    R = nhwc(golden["R"])
+
+    @jax.jit
+    def loss_and_grads(params, xi, gi, hi, ri):
+        target = jax.lax.stop_gradient(net.apply({"params": params}, gi, hi, target_only=True))
+
+        def f(p):
+            out, feats = net.apply({"params": p}, xi, hi)
+            g = guidance_loss(feats["decoder"], target, hi[:, ::8, ::8])
+            return jnp.sum(out * ri) + g, g
+        return jax.grad(f, has_aux=True)(params)
+
+    n = int(golden["num_downs"])
+    names = {prefix: name for name, prefix, _ in convert._layers(n, shift)}
+    for b in range(2):
+        gt_in = np.concatenate([image[b:b + 1], 1 - hole[b:b + 1]], -1)
+        grads, g = loss_and_grads(variables["params"], x[b:b + 1], gt_in, hole[b:b + 1], R[b:b + 1])
+        np.testing.assert_allclose(float(g), float(golden[f"{shift}/guidance"][b]), rtol=1e-4)
+        assert float(g) > 1e-3
+        checked = 0
+        for key in golden:
+            if not key.startswith(f"{shift}/grad/"):
+                continue
+            tkey = key[len(f"{shift}/grad/"):]
+            prefix, leaf = tkey.rsplit(".", 1)
+            ours = grads[names[prefix]]["bias" if leaf == "bias" else ("kernel" if "kernel" in grads[names[prefix]] else "scale")]
+            ref = golden[key][b]
+            layer, k = names[prefix].rsplit("_", 1)
+            if leaf == "bias" and layer in ("down", "up") and (2 <= int(k) < n or (layer == "up" and int(k) >= 2)):
+                # a bias right before an InstanceNorm: its exact gradient is 0, both sides hold rounding noise
+                assert np.abs(np.asarray(ours)).max() < 1e-3 and np.abs(ref).max() < 1e-3, tkey
+                continue
+            scale = max(1.0, float(np.abs(ref).max()))
+            np.testing.assert_allclose(_to_torch_grad(tkey, ours), ref, rtol=1e-4, atol=1e-4 * scale, err_msg=tkey)
+            assert np.abs(ref).max() > 1e-2, tkey
+            checked += 1
+        assert checked == 6
+
+
+def test_hard_shift_matches_numpy_and_scatters_gradients():
+    rng = np.random.default_rng(0)
+    b, h, w, c = 2, 4, 5, 6
+    former = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    latter = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    hole = np.zeros((b, h, w, 1), np.float32)
+    hole[0, 1:3, 1:4] = 1          # 6 hole positions
+    hole[1, 0, 0] = 1              # 1 hole position
+    shifted, index = hard_shift(former, latter, hole)
+    F, E, M = former.reshape(b, -1, c), latter.reshape(b, -1, c), hole.reshape(b, -1) > 0
+    want = np.zeros_like(F)
+    for i in range(b):
+        known = np.flatnonzero(~M[i])
+        for p in np.flatnonzero(M[i]):
+            cos = [F[i, p] @ E[i, j] / np.sqrt((F[i, p] @ F[i, p]) * (E[i, j] @ E[i, j])) for j in known]
+            j = known[int(np.argmax(cos))]
+            assert int(index[i, p]) == j
+            want[i, p] = E[i, j]
+    np.testing.assert_allclose(np.asarray(shifted).reshape(b, -1, c), want, rtol=1e-6)
+    # the gradient of the copy lands on the chosen encoder positions (times triple_weight), none on F
+    cot = rng.standard_normal(shifted.shape).astype(np.float32)
+    gf, ge = jax.grad(lambda f, e: jnp.sum(hard_shift(f, e, hole, triple_weight=2.0)[0] * cot), argnums=(0, 1))(
+        former, latter)
+    assert np.abs(np.asarray(gf)).max() == 0
+    ge_want = np.zeros_like(E)
+    for i in range(b):
+        for p in np.flatnonzero(M[i]):
+            ge_want[i, int(index[i, p])] += 2.0 * cot.reshape(b, -1, c)[i, p]
+    np.testing.assert_allclose(np.asarray(ge).reshape(b, -1, c), ge_want, rtol=1e-6)
+    # a zero encoder vector at a known position gives NaN cosines, which the argmax picks (as the
+    # original); a zero decoder vector picks the first known position; no known position: zeros
+    e0 = latter.copy()
+    e0[0, 3, 4] = 0
+    _, idx = hard_shift(former, e0, hole)
+    assert set(np.asarray(idx)[0][M[0]]) == {3 * w + 4}
+    f0 = former.copy()
+    f0[0, 1, 1] = 0
+    _, idx = hard_shift(f0, latter, hole)
+    assert int(idx[0, 1 * w + 1]) == 0
+    s_all, _ = hard_shift(former, latter, np.ones_like(hole))
+    assert np.abs(np.asarray(s_all)).max() == 0
+
+
+# ----------------------------------------------------------------------------- converter
+
+def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
+    torch = pytest.importorskip("torch")
+    from inpaintjax.families import base
+    sd, variables = _golden_variables(golden, "hard")
+    tensors = {k: torch.from_numpy(v) for k, v in sd.items()}
+    legacy, zipped = str(tmp_path / "face_center_mask.pth"), str(tmp_path / "30_net_G.pth")
+    torch.save(tensors, legacy, _use_new_zipfile_serialization=False)
+    torch.save(tensors, zipped)
+    with open(legacy, "rb") as f:
+        assert f.read(2) != b"PK"  # really the legacy format
+    for path in (legacy, zipped):
+        assert convert.detect(path)
+        got, info = convert.from_torch(path)
+        assert info["shift"] == "hard" and info["num_downs"] == 6
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(variables)):
+            np.testing.assert_array_equal(a, b)
+        # Inpainter / command line detection picks this family
+        found = base.detect_weights(path)
+        assert [(cls.name, fmt.name) for cls, fmt in found] == [("shiftnet", "torch-state-dict")]
+        config, v = found[0][1].load(path)
+        assert (config.family, config.model.num_downs, config.model.ngf, config.model.shift) == ("shiftnet", 6, 8, "hard")
+    # DataParallel prefix, round trip, the res variant detected from its keys
+    got, _ = convert.from_state_dict({"module." + k: v for k, v in sd.items()})
+    back = convert.to_state_dict(got, 6)
+    assert list(back) and set(back) == set(sd)
+    for k in sd:
+        np.testing.assert_array_equal(back[k], sd[k], err_msg=k)
+    res_sd = recipe.state_dict(6, 8, 1, shift="res")
+    assert convert.describe(res_sd)["shift"] == "res"
+    # clear errors
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"missing\.pth.*not found"):
+        convert.from_torch(str(tmp_path / "missing.pth"))
+    face = str(tmp_path / "face_flip_random.pth")
+    torch.save({"e1_c.weight": torch.zeros(64, 4, 4, 4), "e3_c.weight": torch.zeros(256, 128, 6, 6),
+                "d8_dc.weight": torch.zeros(128, 3, 4, 4)}, face)
+    assert convert.detect(face)
+    with pytest.raises(convert.ShiftNetCheckpointError, match="face model"):
+        convert.from_torch(face)
+    plain = {k: v for k, v in sd.items() if ".model.3.model.7." not in k}
+    with pytest.raises(convert.ShiftNetCheckpointError, match="plain pix2pix"):
+        convert.from_state_dict(plain)
+    extra = dict(sd, **{"model.model.9.weight": np.zeros(3, np.float32)})
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"unexpected keys \['model.model.9.weight'\]"):
+        convert.from_state_dict(extra)
+    other = str(tmp_path / "other.pth")
+    torch.save({"enc_1.conv.input_conv.weight": torch.zeros(2, 2)}, other)
+    assert not convert.detect(other)
+
+
+# ----------------------------------------------------------------------------- the family
+
+def _config(variant="test"):
+    return _load("shiftnet_config", os.path.join(ROOT, "configs", "shiftnet.py")).get_config(variant)
+
+
+def _family(config):
+    from inpaintjax.families import base
+    return base.get("shiftnet")(config)
+
+
+def _batch(family, b=2, size=64, seed=0, generator=None):
+    from inpaintjax.data import fields
+    from inpaintjax.masks import make_mask
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = np.stack([np.sin(6 * xx + p) * 0.4 + 0.5 + 0.3 * yy for p in rng.uniform(0, 6, 3)], -1)
+    image = np.broadcast_to(image, (b, size, size, 3)).astype(np.float32).copy()
+    image = np.clip(image + rng.normal(0, 0.02, image.shape).astype(np.float32), 0, 1)
+    name = generator or family.config.mask.generator
+    holes = np.stack([make_mask(name, seed + i, size, size) for i in range(b)])[..., None]
+    return fields.compute_batch(family.batch_spec(), image, holes, [np.random.default_rng(i) for i in range(b)])
+
+
+def test_config_variants_and_frozen_vgg(tmp_path):
+    from inpaintjax.families.base import FrozenWeightsError
+    c, r, p = _config("center"), _config("random"), _config("paper")
+    assert (c.model.num_downs, c.model.ngf, c.model.shift, c.model.in_channels) == (8, 64, "hard", 4)
+    assert (c.loss.l1, c.loss.hole_l1, c.loss.gan, c.loss.style, c.loss.content, c.loss.guidance) == (100, 400, 0.2, 10, 1, 1)
+    assert (c.optim.lr, c.optim.b1, c.optim.b2, c.batch_size) == (2e-4, 0.5, 0.999, 1)
+    assert c.mask.generator == "shiftnet_center" and c.loss.hole_crop and c.data.resize_shorter == 350
+    assert r.mask.generator == "shiftnet_island" and not r.loss.hole_crop
+    assert (p.loss.hole_l1, p.loss.style, p.loss.content, p.loss.guidance_form) == (0, 0, 0, "paper")
+    fam = _family(c)
+    assert fam.size_multiple == 256 and fam.crop_size == 120 and "hole_box" in fam.batch_spec()
+    assert "hole_box" not in _family(r).batch_spec()
+    with pytest.raises(FrozenWeightsError, match=r"vgg_weights is empty.*vgg16-397923af\.pth"):
+        fam.load_frozen()
+    assert _family(p).load_frozen() == {}          # the paper's losses need no VGG
+    assert "random VGG-16" in _family(_config("test")).evaluation_label()
+    bad = _config("test")
+    bad.loss.guidance_form = "papr"
+    with pytest.raises(ValueError, match="guidance_form must be one of"):
+        _family(bad)
+
+
+def test_loss_terms_match_numpy():
+    from inpaintjax.families.shiftnet import gram, guidance_loss
+    rng = np.random.default_rng(1)
+    dec = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    tgt = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    m = np.zeros((2, 4, 4, 1), np.float32)
+    m[:, 1:3, 1:3] = 1
+    np.testing.assert_allclose(float(guidance_loss(dec, tgt, m)), np.mean((dec * m - tgt) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(float(guidance_loss(dec, tgt, m, "paper")), np.mean(((dec - tgt) * m) ** 2), rtol=1e-6)
+    # InnerCos' injected gradient: 2 (dec * m - tgt) / N everywhere (known positions too)
+    g = jax.grad(lambda d: guidance_loss(d, tgt, m))(dec)
+    np.testing.assert_allclose(np.asarray(g), 2 * (dec * m - tgt) / dec.size, rtol=1e-5)
+    assert np.abs(np.asarray(g)[m[..., 0] == 0]).max() > 0
+    g = jax.grad(lambda d: guidance_loss(d, tgt, m, "paper"))(dec)
+    np.testing.assert_allclose(np.asarray(g), 2 * m * (dec - tgt) * m / dec.size, rtol=1e-5)
+    f = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    F = f.transpose(0, 3, 1, 2).reshape(2, 4, 15)
+    np.testing.assert_allclose(np.asarray(gram(f)), F @ F.transpose(0, 2, 1) / (4 * 15), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The `test` config (64x64, ngf 8, centre holes, hole crop, random VGG) at batch 8: six steps on
+    one device (losses, state), and the jitted step, batch and frozen networks for other tests."""
+    c = _config("test")
+    c.batch_size = 8
+    family = _family(c)
+    frozen = jax.tree.map(jnp.asarray, family.load_frozen())
+    host_batch = _batch(family, b=8)
+    one = jax.devices()[0]
+    batch = {k: jax.device_put(jnp.asarray(v), one) for k, v in host_batch.items()}
+    step = jax.jit(family.train_step)
+    state = state0 = family.init_state(jax.random.key(0), batch)
+    seen, metrics = [], []
+    for i in range(6):
+        state, m = step(state, batch, jax.random.key(i), frozen)
+        seen.append(float(m["g/loss"]))
+        metrics.append(m)
+    return dict(family=family, frozen=frozen, host_batch=host_batch, step=step, state=state,
+                state0=state0, losses=seen, metrics=metrics)
+
+
+def test_training_steps_lower_the_loss(trained):
+    family, state, seen, m = trained["family"], trained["state"], trained["losses"], trained["metrics"][-1]
+    assert all(np.isfinite(float(v)) for mm in trained["metrics"] for v in jax.tree.leaves(mm))
+    assert int(state.step) == 6 and seen[-1] < 0.9 * seen[0] and all(np.diff(seen) < 0), seen
+    assert {"g/l1", "g/hole_l1", "g/gan", "g/guidance", "g/style", "g/content", "d/loss"} <= set(m)
+    assert float(m["g/guidance"]) > 0 and float(m["g/hole_l1"]) > 0
+    inputs = family.inference_inputs({k: np.asarray(v) for k, v in trained["host_batch"].items()})
+    out = np.asarray(family.inpaint(family.inference_variables(state), inputs)["output"])
+    known = np.broadcast_to(inputs["mask"], out.shape) == 0
+    np.testing.assert_array_equal(out[known], inputs["image"][known])
+    assert out.min() >= 0 and out.max() <= 1 and np.abs(out - inputs["image"]).max() > 0
+
+
+def test_eight_devices_equal_one_device(trained):
+    devices = jax.devices()
+    if len(devices) < 8:
+        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    family = trained["family"]
+    mesh = Mesh(np.array(devices[:8]), ("data",))
+    rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    b = {k: jax.device_put(jnp.asarray(v), shard) for k, v in trained["host_batch"].items()}
+    state = jax.device_put(trained["state0"], rep)
+    fr = jax.device_put(trained["frozen"], rep)
+    seen = []
+    for i in range(2):
+        state, m = trained["step"](state, b, jax.random.key(i), fr)
+        seen.append(float(m["g/loss"]))
+    np.testing.assert_allclose(seen, trained["losses"][:2], rtol=1e-5)
+    one = [float(trained["metrics"][1][k]) for k in ("d/loss", "g/guidance", "g/grad_norm")]
+    np.testing.assert_allclose([float(m[k]) for k in ("d/loss", "g/guidance", "g/grad_norm")], one, rtol=1e-4)
