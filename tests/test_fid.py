@@ -62,20 +62,17 @@ def test_weight_file_is_read_with_torch_and_checked(tmp_path, params):
         inception.load_weights(str(tmp_path / "missing.pth"))
 
 
-def test_pool3_logits_and_fid_match_pytorch_fid_at_299(params):
-    """The whole pipeline as pytorch-fid runs it (64 px images -> bilinear 299 -> 2x-1 -> pool3),
-    sharded over two devices."""
-    images = np.concatenate([GOLDEN["truth"], GOLDEN["outputs"]])
-    mesh = Mesh(np.array(jax.devices()[:2]), ("data",))  # 5 images a device
+def test_pool3_and_logits_match_pytorch_fid_at_299(params):
+    """pytorch-fid's pipeline (64 px image -> bilinear 299 -> 2x-1 -> pool3, logits) on one truth and
+    one output image, one per device on two devices. (tests/test_evaluate_command.py checks all ten
+    images and the FID of the two folders.)"""
+    pick = [0, len(GOLDEN["truth"])]
+    images = np.concatenate([GOLDEN["truth"], GOLDEN["outputs"]])[pick]
+    mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
     out = inception.make_extractor(params, "pytorch", mesh=mesh)(images)
-    pool3 = np.asarray(out["pool3"])[:len(images)]
-    logits = np.asarray(out["logits_unbiased"])[:len(images)]
     assert np.abs(GOLDEN["pool3_299"]).max() > 1.0  # the features carry signal
-    np.testing.assert_allclose(pool3, GOLDEN["pool3_299"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(logits, GOLDEN["logits_unbiased_299"], rtol=0, atol=2e-4)
-    stats = [fid.FeatureStats(2048).update(pool3[:3]).update(pool3[3:5]), fid.FeatureStats(2048).update(pool3[5:])]
-    value = fid.frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
-    assert abs(value - float(GOLDEN["fid_folders"])) <= 1e-4 * float(GOLDEN["fid_folders"])
+    np.testing.assert_allclose(np.asarray(out["pool3"]), GOLDEN["pool3_299"][pick], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out["logits_unbiased"]), GOLDEN["logits_unbiased_299"][pick], rtol=0, atol=2e-4)
 
 
 @pytest.mark.parametrize("broken", [None, {"count_include_pad": True}, {"mixed_7c_pool": "avg"}])
