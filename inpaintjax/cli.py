@@ -3,6 +3,9 @@
   inpaintjax inpaint --weights W --image a.png --mask m.png [--sketch s.png] --out o.png
   inpaintjax inpaint --weights W --image photos/ --mask masks/ --out results/   (folder mode)
   inpaintjax serve --weights W [--host 127.0.0.1] [--port 8765]   (sketch-and-fill page)
+  inpaintjax evaluate --truth DIR --output DIR [--mask DIR] --metrics fid,lpips,... --inception FILE
+                      [--resize pytorch|tf1|clean] [--lpips-net alex|vgg|squeeze] [--lpips-backbone FILE]
+                      [--lpips-lin FILE] [--report FILE.json]   (FID, KID, IS, LPIPS, P-IDS/U-IDS, L1...)
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
 settles files that more than one family could read). In folder
@@ -179,6 +182,56 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from inpaintjax.perceptual import folders
+    metrics = folders.parse_metrics(args.metrics)
+    if args.report:
+        _check_writable(args.report, "--report")
+    report = folders.evaluate_folders(
+        args.truth, args.output, metrics, mask_dir=args.mask, inception_path=args.inception,
+        resize=args.resize, lpips_net=args.lpips_net, lpips_backbone=args.lpips_backbone,
+        lpips_lin=args.lpips_lin, batch_size=args.batch_size, fid_method=args.fid_method,
+        save_stats=args.save_stats, progress=not args.quiet)
+    print(folders.format_table(report))
+    if args.report:
+        folders.write_report(args.report, report)
+        print(f"wrote {args.report}")
+    return 0
+
+
+def _add_evaluate_parser(sub) -> None:
+    from inpaintjax.perceptual import folders
+    e = sub.add_parser("evaluate", help="FID, KID, IS, LPIPS, P-IDS/U-IDS, L1/L2/PSNR/SSIM of a folder of "
+                                        "outputs against a folder of ground truth")
+    e.add_argument("--truth", required=True, help="folder of ground-truth images")
+    e.add_argument("--output", required=True,
+                   help="folder of inpainted images, paired with --truth by relative path (extension aside)")
+    e.add_argument("--mask", default=None, help="optional folder of masks (non-zero = hole), paired the same "
+                                                "way; adds the hole-only l1/l2/psnr/ssim")
+    e.add_argument("--metrics", default="l1,l2,psnr,ssim,fid",
+                   help=f"comma-separated, from {','.join(folders.ALL_METRICS)} (default l1,l2,psnr,ssim,fid)")
+    e.add_argument("--inception", default=None,
+                   help="FID Inception weights pt_inception-2015-12-05-6726825d.pth (fid, kid, is, pids, uids)")
+    e.add_argument("--resize", default="pytorch", choices=("pytorch", "tf1", "clean"),
+                   help="resize to 299: pytorch (pytorch-fid, LaMa; default), tf1 (TTUR, torch-fidelity, "
+                        "StyleGAN2-ADA/MAT), clean (clean-fid)")
+    e.add_argument("--lpips-net", default="alex", choices=("alex", "vgg", "squeeze"),
+                   help="LPIPS backbone (default alex; LaMa reports vgg)")
+    e.add_argument("--lpips-backbone", default=None,
+                   help="torchvision state dict of the LPIPS backbone (alexnet-owt-7be5be79.pth, "
+                        "vgg16-397923af.pth or squeezenet1_1-b8a52dc0.pth)")
+    e.add_argument("--lpips-lin", default=None,
+                   help="LPIPS v0.1 linear layers (lpips/weights/v0.1/<net>.pth; default: the installed lpips package's)")
+    e.add_argument("--report", default=None, help="write the results as JSON here")
+    e.add_argument("--save-stats", default=None,
+                   help="folder to write truth_stats.npz and output_stats.npz (pytorch-fid's mu/sigma)")
+    e.add_argument("--batch-size", type=int, default=32, help="image pairs per Inception/LPIPS call (default 32)")
+    e.add_argument("--fid-method", default="sqrtm", choices=("sqrtm", "eigh"),
+                   help="matrix square root: sqrtm (pytorch-fid's, SciPy) or eigh (JAX, any device)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpaintjax", description="Deep image inpainting (JAX/Flax).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -213,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-pixels", type=int, default=serve.MAX_PIXELS,
                    help="upload width x height limit")
     v.set_defaults(func=_cmd_serve)
+    _add_evaluate_parser(sub)
     return p
 
 
