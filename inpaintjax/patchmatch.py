@@ -429,6 +429,45 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
     return target, full
 
 
+def is_dead_level(height: int, width: int, radius: int) -> bool:
+    """Whether no patch of an h x w level can score a vote weight above 0: every patch has so many
+    border (or outside) pixels that its distance is past the similarity table's cut-off. Such a
+    level (the last two or three of a pyramid) votes nothing but the known pixels onto themselves,
+    whatever its fields are, so it is not searched (`_dead_level`)."""
+    side = 2 * radius + 1
+    n = side * side
+    inside = min(side, max(height - 2, 0)) * min(side, max(width - 2, 0))
+    nearest = DISTANCE_SCALE * (n - inside) // n  # the smallest distance any patch can have
+    return bool(similarity_table()[nearest] == 0.0)
+
+
+def _dead_level(src, known, target, fine_src, fine_known, *, radius: int, level: int):
+    """`_level` for a level where every vote weight is 0 (`is_dead_level`): each EM iteration
+    keeps the target except where identity patches copy known pixels onto themselves, the same
+    every iteration; the next level starts from the identity fields (the searched fields would be
+    random draws at the maximum distance)."""
+    h, w = known.shape
+    n_em, _ = em_schedule(level)
+    active = hole_touching(known, radius)
+    none = (jnp.zeros((1, 2), jnp.int32), jnp.zeros((1,), bool), jnp.zeros((2, 1, 2), jnp.int32),
+            jnp.zeros((2, 1), jnp.int32))
+    first = maximization(em_votes(*none, active, src, known, (h, w), radius, False), target)
+    last_input = target if n_em == 1 else first
+    if level > 0:
+        H, W = fine_known.shape
+        first = maximization(em_votes(*none, active, fine_src, fine_known, (H, W), radius, True),
+                             upsample(last_input, H, W))
+    full = jnp.broadcast_to(jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"),
+                                      -1), (2, h, w, 2))
+    return first, full
+
+
+@functools.partial(jax.jit, static_argnames=("radius", "level"))
+def _dead_level_batch(src, known, target, fine_src, fine_known, *, radius, level):
+    return jax.vmap(functools.partial(_dead_level, radius=radius, level=level))(
+        src, known, target, fine_src, fine_known)
+
+
 # LLVM optimisation level 1 instead of 2: a level compiles in ~30% less time on XLA:CPU with
 # no measurable loss of speed (docs/patchmatch.md)
 _COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
@@ -462,6 +501,12 @@ def _pyramid(image, known, *, radius, levels):
 # ---------------------------------------------------------------------------------------------
 # public entry point
 
+def _check_radius(radius: int) -> None:
+    if not 1 <= radius <= MAX_RADIUS:
+        raise ValueError(f"PatchMatch: patch radius {radius} out of range 1..{MAX_RADIUS} "
+                         f"(3 = the paper's 7x7 patches)")
+
+
 def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADIUS,
                   mesh: Optional[jax.sharding.Mesh] = None,
                   jumps: tuple[int, ...] = PROPAGATION_JUMPS) -> np.ndarray:
@@ -475,9 +520,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
     if images.ndim != 4 or images.shape[-1] != 3 or holes.shape != images.shape[:3]:
         raise ValueError(f"PatchMatch: expected images [B,H,W,3] and holes [B,H,W], got "
                          f"{images.shape} and {holes.shape}")
-    if not 1 <= radius <= MAX_RADIUS:
-        raise ValueError(f"PatchMatch: patch radius {radius} out of range 1..{MAX_RADIUS} "
-                         f"(3 = the paper's 7x7 patches)")
+    _check_radius(radius)
     B, H, W, _ = images.shape
     sizes = pyramid_sizes(H, W, radius)
     n_dev = 1 if mesh is None else mesh.devices.size
@@ -488,7 +531,10 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
     if mesh is None:
         put = jnp.asarray
     else:
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+        # Auto axes: the program carries no sharding annotations; XLA partitions the batch
+        auto = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
+                                 axis_types=(jax.sharding.AxisType.Auto,) * mesh.devices.ndim)
+        sharding = jax.sharding.NamedSharding(auto, jax.sharding.PartitionSpec(mesh.axis_names[0]))
         put = functools.partial(jax.device_put, device=sharding)
     pyr = _pyramid(put(img.astype(np.int32)), put(~hol), radius=radius, levels=len(sizes))
     counts = [int(np.max(jax.device_get(c))) for _, _, c in pyr]
@@ -502,6 +548,10 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
             target = src
             fields = jnp.zeros((src.shape[0], 2, 1, 1, 2), jnp.int32)
         fine_src, fine_known = pyr[level - 1][:2] if level else (src, known)
+        if is_dead_level(h, w, radius):
+            target, fields = _dead_level_batch(src, known, target, fine_src, fine_known,
+                                               radius=radius, level=level)
+            continue
         target, fields = _level_batch(
             src, known, target, fields, fine_src, fine_known, jax.random.fold_in(key, level),
             radius=radius, capacity_=capacity(counts[level], h * w), level=level,
@@ -522,8 +572,15 @@ def inpaint(images, masks, seed: int = 0, radius: int = DEFAULT_PATCH_RADIUS,
     if images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3] + (1,):
         raise ValueError(f"PatchMatch: expected images [B,H,W,3] and masks [B,H,W,1] (1 = hole), "
                          f"got {images.shape} and {masks.shape}")
+    _check_radius(radius)
     holes = masks[..., 0] > 0.5
-    u8 = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-    filled = inpaint_uint8(u8, holes, seed=seed, radius=radius, mesh=mesh)
-    filled = np.where(holes.all(axis=(1, 2))[:, None, None, None], 0, filled)
+    no_known = holes.all(axis=(1, 2))
+    if not np.any(holes.any(axis=(1, 2)) & ~no_known):
+        # nothing to search: images without a hole stay as they are, holes without known pixels
+        # are zeros (the result of the algorithm too: nothing votes into them)
+        filled = np.zeros(images.shape, np.uint8)
+    else:
+        u8 = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+        filled = inpaint_uint8(u8, holes, seed=seed, radius=radius, mesh=mesh)
+    filled = np.where(no_known[:, None, None, None], 0, filled)
     return np.where(holes[..., None], filled.astype(np.float32) / 255.0, images).astype(np.float32)

@@ -151,6 +151,26 @@ def test_votes_and_maximization_are_the_references(upscale):
     np.testing.assert_array_equal(np.asarray(out), want.image)
 
 
+def test_levels_too_small_to_vote_are_skipped_with_the_same_result():
+    # an 8x9 level at radius 3 (64x64's third-coarsest): no patch can weigh above 0
+    assert pm.is_dead_level(8, 9, 3) and pm.is_dead_level(2, 2, 3) and pm.is_dead_level(4, 4, 3)
+    assert not pm.is_dead_level(16, 16, 3) and not pm.is_dead_level(9, 9, 3)
+    assert pm.similarity_table()[int(65535 * (49 - 36) / 49)] == 0  # 8x9: 6x7 interior
+    assert pm.similarity_table()[int(65535 * (49 - 45) / 49)] > 0  # 9x9: 7x7 interior, 45 valid
+    rng = np.random.default_rng(5)
+    image, hole = _random_level(rng, 8, 9, 0.2)
+    target = np.where(hole[..., None], 0, image)
+    fine, fine_hole = _random_level(rng, 16, 19, 0.1)
+    args = [jnp.asarray(a)[None] for a in (image.astype(np.int32), ~hole, target.astype(np.int32))]
+    fine_args = [jnp.asarray(fine.astype(np.int32))[None], jnp.asarray(~fine_hole)[None]]
+    searched, _ = pm._level_batch(*args, jnp.zeros((1, 2, 4, 4, 2), jnp.int32), *fine_args,
+                                  jax.random.key(0), radius=3, capacity_=72, level=3,
+                                  coarsest=False)
+    skipped, fields = pm._dead_level_batch(*args, *fine_args, radius=3, level=3)
+    np.testing.assert_array_equal(np.asarray(skipped), np.asarray(searched))
+    assert fields.shape == (1, 2, 8, 9, 2)
+
+
 @pytest.fixture(scope="module")
 def golden():
     g = np.load(GOLDEN)
@@ -161,25 +181,27 @@ def golden():
 
 @pytest.fixture(scope="module")
 def filled(golden):
-    """Our fill of the golden cases (seed 0), through baselines.fill, batch sharded over a
-    1-device mesh (the same program shape the 8-device test compares with)."""
+    """Our fills of the golden cases with seeds 0 and 1, batch sharded over a 1-device mesh."""
     g, _ = golden
     images = g["images"].astype(np.float32) / 255.0
     masks = g["holes"][..., None].astype(np.float32)
     given = np.where(masks > 0.5, 0.0, images)
-    mesh1 = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-    out = pm.inpaint(given, masks, seed=0, mesh=mesh1)
-    return images, masks, given, out, mesh1
+    mesh1 = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
+                          axis_types=(jax.sharding.AxisType.Auto,))
+    outs = [pm.inpaint(given, masks, seed=s, mesh=mesh1) for s in (0, 1)]
+    return images, masks, given, outs, mesh1
 
 
 def test_quality_against_pypatchmatch(golden, filled):
+    # PyPatchMatch's numbers are means over 8 of its seeds; ours over 2 seeds, all 4 cases
     g, info = golden
-    images, masks, _, out, _ = filled
+    images, masks, _, outs, _ = filled
     l1, psnr = [], []
-    for o, im, m in zip(out, images, masks[..., 0] > 0.5):
-        d = (o.astype(np.float64) - im)[m]
-        l1.append(np.abs(d).mean())
-        psnr.append(10 * np.log10(1.0 / np.mean(d ** 2)))
+    for out in outs:
+        for o, im, m in zip(out, images, masks[..., 0] > 0.5):
+            d = (o.astype(np.float64) - im)[m]
+            l1.append(np.abs(d).mean())
+            psnr.append(10 * np.log10(1.0 / np.mean(d ** 2)))
     ref_l1, ref_psnr = g["l1_hole"].mean(), g["psnr_hole"].mean()
     print(f"hole L1 {np.mean(l1):.4f} vs PyPatchMatch {info['version']} {ref_l1:.4f}; "
           f"PSNR {np.mean(psnr):.2f} vs {ref_psnr:.2f} dB")
@@ -192,13 +214,12 @@ def test_quality_against_pypatchmatch(golden, filled):
 
 
 def test_known_pixels_exact_same_seed_same_output(filled):
-    images, masks, given, out, mesh1 = filled
+    images, masks, given, (out, other), mesh1 = filled
     known = masks[..., 0] < 0.5
     np.testing.assert_array_equal(out[known], images[known])
     assert np.abs(out - images)[~known].mean() > 0.01  # the hole was filled, not copied
     again = pm.inpaint(given, masks, seed=0, mesh=mesh1)
     np.testing.assert_array_equal(again, out)
-    other = pm.inpaint(given, masks, seed=1, mesh=mesh1)
     assert not np.array_equal(other, out)
     np.testing.assert_array_equal(other[known], images[known])
     # the hole's content never reaches the fill
@@ -210,8 +231,9 @@ def test_known_pixels_exact_same_seed_same_output(filled):
 def test_eight_devices_give_the_one_device_result(filled):
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
-    images, masks, given, out, _ = filled
-    mesh8 = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8])
+    images, masks, given, (out, _), _ = filled
+    mesh8 = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8],
+                          axis_types=(jax.sharding.AxisType.Auto,))
     got = pm.inpaint(given, masks, seed=0, mesh=mesh8)
     np.testing.assert_array_equal(got, out)
 
