@@ -59,6 +59,12 @@ def reference_rows(repeats: int) -> list:
     return rows
 
 
+def _show(r: dict) -> None:
+    ips = r.get("images_per_s", r["batch"] / r["wall_s"])
+    print(f"{r['method']:40s} {r['hole']:>4d}^2 {r['batch']:>5d} {r['wall_s']:8.2f} "
+          f"{r['cpu_s']:8.2f} {ips:7.2f}", flush=True)
+
+
 def our_rows(batch: int, repeats: int) -> list:
     from inpaintjax import xla_cpu
     xla_cpu.configure()
@@ -71,10 +77,12 @@ def our_rows(batch: int, repeats: int) -> list:
         patchmatch.inpaint_uint8(image[None], mask[None], radius=RADIUS)
         rows.append({"method": "inpaintjax (first call, compiling)", "hole": hole, "batch": 1,
                      "wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c})
+        _show(rows[-1])
         wall, cpu = timed(lambda: patchmatch.inpaint_uint8(image[None], mask[None],
                                                            radius=RADIUS), repeats)
         rows.append({"method": "inpaintjax", "hole": hole, "batch": 1, "wall_s": wall,
                      "cpu_s": cpu})
+        _show(rows[-1])
         if batch > 1:
             imgs, masks = np.repeat(image[None], batch, 0), np.repeat(mask[None], batch, 0)
             patchmatch.inpaint_uint8(imgs, masks, radius=RADIUS)  # compile
@@ -82,6 +90,7 @@ def our_rows(batch: int, repeats: int) -> list:
                               repeats)
             rows.append({"method": "inpaintjax", "hole": hole, "batch": batch, "wall_s": wall,
                          "cpu_s": cpu, "images_per_s": batch / wall})
+            _show(rows[-1])
     for r in rows:
         r["device"] = str(jax.devices()[0].device_kind)
     return rows
@@ -100,21 +109,19 @@ def main():
         print(json.dumps(reference_rows(args.repeats)))
         return
     rows = []
+    print(f"{'method':40s} {'hole':>8s} {'batch':>5s} {'wall s':>8s} {'cpu s':>8s} {'img/s':>7s}")
     if not args.skip_reference:
         r = subprocess.run([args.reference_python, os.path.abspath(__file__), "--reference-only",
                             "--repeats", str(args.repeats)], capture_output=True, text=True)
         if r.returncode == 0:
             rows += json.loads(r.stdout.strip().splitlines()[-1])
+            for row in rows:
+                _show(row)
         else:
             print(f"PyPatchMatch not run ({args.reference_python}: "
                   f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}); "
                   f"pass --reference-python with a Python that has PyPatchMatch", file=sys.stderr)
     rows += our_rows(args.batch, args.repeats)
-    print(f"{'method':40s} {'hole':>8s} {'batch':>5s} {'wall s':>8s} {'cpu s':>8s} {'img/s':>7s}")
-    for r in rows:
-        ips = r.get("images_per_s", 1.0 / r["wall_s"])
-        print(f"{r['method']:40s} {r['hole']:>4d}^2 {r['batch']:>5d} {r['wall_s']:8.2f} "
-              f"{r['cpu_s']:8.2f} {ips:7.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
