@@ -27,7 +27,8 @@ right on backward ones, each shifted by its distance: PROPAGATION_JUMPS), from t
 stood when the half-pass began, then does the same halving random search (jax.random), all pixels
 in parallel. Propagation candidates are clamped to
 the image (the C++ may try a centre one pixel past the border, which the border penalty makes
-lose). Random numbers come from `jax.random` and the seed, not libc `rand()`. The result is the same
+lose). Random numbers come from `jax.random` and the seed, not libc `rand()`. Levels so
+small that every vote weight is 0 are computed directly instead of searched (`is_dead_level`). The result is the same
 algorithm with a different schedule of updates, not a bit-exact copy; docs/patchmatch.md measures it
 against PyPatchMatch.
 
