@@ -12,6 +12,9 @@ float32 [B,H,W,3] in [0, 1] whose known pixels are the input's, exactly:
   telea       fast-marching fill (Telea, "An Image Inpainting Technique Based on the Fast Marching
               Method", 2004): OpenCV `cv2.inpaint(..., cv2.INPAINT_TELEA)` on 8-bit RGB, from the
               optional `opencv-python-headless` wheel (`pip install 'inpaintjax[baselines]'`).
+  patchmatch  PatchMatch (Barnes et al., SIGGRAPH 2009) coarse-to-fine patch-based completion with
+              7x7 patches, a JAX program (`inpaintjax.patchmatch`, docs/patchmatch.md); randomised:
+              `seed` picks its random stream (the other fills ignore it).
 
 An image without known pixels has nothing to continue: every fill then returns zeros in the hole
 (the mean fill's convention), and an image without hole pixels is returned unchanged.
@@ -95,28 +98,42 @@ def telea_fill(images, masks, radius: int = TELEA_RADIUS) -> np.ndarray:
     return _per_image(images, masks, one)
 
 
-BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+def patchmatch_fill(images, masks, seed: int = 0) -> np.ndarray:
+    """PatchMatch completion (inpaintjax.patchmatch, patch radius 3) of the whole batch at once;
+    `seed` picks the random search's stream (same seed, same output)."""
+    from inpaintjax import patchmatch
+
+    images, masks = _check(images, masks)
+    return _composite(images, masks, patchmatch.inpaint(images, masks, seed=seed))
+
+
+BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "mean": mean_fill,
     "biharmonic": biharmonic_fill,
     "telea": telea_fill,
+    "patchmatch": patchmatch_fill,
 }
 
 DESCRIPTIONS = {
     "mean": "mean colour of the known pixels",
     "biharmonic": "biharmonic (scikit-image inpaint_biharmonic)",
     "telea": "Telea fast marching (OpenCV cv2.inpaint)",
+    "patchmatch": "PatchMatch, 7x7 patches (inpaintjax.patchmatch)",
 }
+
+RANDOMISED = ("patchmatch",)  # fills that take a seed
 
 
 def available() -> list[str]:
-    """The baselines that can run here (telea needs OpenCV)."""
+    """The baselines that can run here (telea needs OpenCV; patchmatch runs on JAX)."""
     return [n for n in BASELINES if n != "telea" or have_opencv()]
 
 
-def fill(name: str, images, masks) -> np.ndarray:
-    """The baseline `name` ('mean' | 'biharmonic' | 'telea') applied to a batch."""
+def fill(name: str, images, masks, seed: int = 0) -> np.ndarray:
+    """The baseline `name` ('mean' | 'biharmonic' | 'telea' | 'patchmatch') applied to a batch;
+    `seed` is used by the randomised fills (patchmatch) and ignored by the others."""
     try:
         fn = BASELINES[name]
     except KeyError:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}") from None
-    return fn(images, masks)
+    return fn(images, masks, seed=seed) if name in RANDOMISED else fn(images, masks)

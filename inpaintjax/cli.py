@@ -2,13 +2,16 @@
 
   inpaintjax inpaint --weights W --image a.png --mask m.png [--sketch s.png] --out o.png
   inpaintjax inpaint --weights W --image photos/ --mask masks/ --out results/   (folder mode)
+  inpaintjax inpaint --method patchmatch --image a.png --mask m.png --out o.png [--seed 0]
   inpaintjax serve --weights W [--host 127.0.0.1] [--port 8765]   (sketch-and-fill page)
   inpaintjax evaluate --truth DIR --output DIR [--mask DIR] --metrics fid,lpips,... --inception FILE
                       [--resize pytorch|tf1|clean] [--lpips-net alex|vgg|squeeze] [--lpips-backbone FILE]
                       [--lpips-lin FILE] [--report FILE.json]   (FID, KID, IS, LPIPS, P-IDS/U-IDS, L1...)
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
-settles files that more than one family could read). In folder
+settles files that more than one family could read). `--method` picks a classical fill instead of
+a model (mean, biharmonic, telea, patchmatch: `inpaintjax.baselines`; no --weights), for the
+classical answer or a comparison; `--seed` picks PatchMatch's random stream. In folder
 mode every image in --image is paired with the file of the same base name (any image extension)
 in --mask (or one mask file for all images), and likewise --sketch; results are written as
 PNG under --out with the same base names.
@@ -120,30 +123,70 @@ def _hole_ratio(mask: np.ndarray) -> float:
     return float(np.mean(mask > 0.5)) if mask.size else 0.0
 
 
+def _classical_filler(args):
+    """(height, width, what) -> None size check and (image, mask) -> output of the classical fill
+    `args.method`, one image at a time."""
+    from inpaintjax import baselines
+    from inpaintjax.inference import DEFAULT_MAX_PIXELS
+    if args.sketch is not None:
+        raise ValueError(f"--sketch guides a model; the classical fill {args.method!r} takes none "
+                         f"(drop --sketch or use --weights)")
+    if args.method == "telea" and not baselines.have_opencv():
+        raise ValueError(baselines.OPENCV_MISSING)
+    limit = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+
+    def check_size(h, w, what):
+        if h * w > limit:
+            raise ValueError(f"{what}: {w}x{h} = {w * h:,} pixels is above the limit of "
+                             f"{limit:,} pixels; use a smaller image or raise --max-pixels")
+
+    def fill(image, mask, path):
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask for {path} is {mask.shape[1]}x{mask.shape[0]} but the image "
+                             f"is {image.shape[1]}x{image.shape[0]}; masks must match their image")
+        out = baselines.fill(args.method, image[None].astype(np.float32) / 255.0,
+                             mask[None, ..., None], seed=args.seed)
+        return out[0]
+
+    return check_size, fill
+
+
 def _cmd_inpaint(args) -> int:
     from inpaintjax.image_io import image_size, read_image, read_mask, write_image
     from inpaintjax.inference import Inpainter
+    if args.method == "model" and args.weights is None:
+        raise ValueError("--weights is required with --method model (a train.py workdir or "
+                         "official weights); or pick a classical fill with --method "
+                         "mean|biharmonic|telea|patchmatch")
     if not os.path.exists(args.image):
         raise FileNotFoundError(f"--image not found: {args.image}")
     if not os.path.exists(args.mask):
         raise FileNotFoundError(f"--mask not found: {args.mask}")
     if args.sketch is not None and not os.path.exists(args.sketch):
         raise FileNotFoundError(f"--sketch not found: {args.sketch}")
-    if not os.path.exists(args.weights) and not os.path.exists(args.weights + ".index"):
+    if args.method == "model" and not os.path.exists(args.weights) and not os.path.exists(
+            args.weights + ".index"):
         raise FileNotFoundError(f"--weights not found: {args.weights} (a train.py workdir or "
                                 f"official weights of a family)")
     if args.max_pixels is not None and args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    if args.method != "model":
+        check_size, classical = _classical_filler(args)
     jobs, folder_mode = _plan(args)
-    kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-    inpainter = Inpainter.load(args.weights, family=args.family, **kw)
+    if args.method == "model":
+        kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+        inpainter = Inpainter.load(args.weights, family=args.family, **kw)
+        check_size = inpainter.check_size
 
     def one(image_path, mask_path, sketch_path, dest):
         w, h = image_size(image_path)
-        inpainter.check_size(h, w, image_path)  # before decoding anything
+        check_size(h, w, image_path)  # before decoding anything
         mask = read_mask(mask_path, "mask")
-        out = inpainter.inpaint(read_image(image_path),
-                                mask, None if sketch_path is None else read_mask(sketch_path, "sketch"))
+        if args.method == "model":
+            out = inpainter.inpaint(read_image(image_path), mask,
+                                    None if sketch_path is None else read_mask(sketch_path, "sketch"))
+        else:
+            out = classical(read_image(image_path), mask, image_path)
         write_image(dest, out)
         return _hole_ratio(mask)
 
@@ -236,8 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpaintjax", description="Deep image inpainting (JAX/Flax).")
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("inpaint", help="fill the holes of an image (or a folder of images)")
-    q.add_argument("--weights", required=True,
-                   help="a train.py workdir, or official weights of any family (format detected)")
+    from inpaintjax import baselines
+    q.add_argument("--method", default="model", choices=["model"] + list(baselines.BASELINES),
+                   help="'model' (default: the network in --weights) or a classical fill: "
+                        + ", ".join(f"{k} = {v}" for k, v in baselines.DESCRIPTIONS.items()))
+    q.add_argument("--seed", type=int, default=0,
+                   help="random stream of the randomised classical fills (patchmatch)")
+    q.add_argument("--weights", default=None,
+                   help="a train.py workdir, or official weights of any family (format detected); "
+                        "required with --method model")
     q.add_argument("--family", default=None,
                    help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
     q.add_argument("--image", required=True, help="image file, or a folder of images")

@@ -132,3 +132,23 @@ def test_inpainter_limits_and_array_checks():
         inp.inpaint(np.full((45, 61, 3), np.nan, np.float32), mask)
     with pytest.raises(ValueError, match=r"mask size 12x10 \(WxH\) differs from the image size 61x45"):
         inp.inpaint(img, np.zeros((10, 12, 3), np.uint8))
+
+
+def test_classical_method_needs_no_weights(files, capsys):
+    from inpaintjax import baselines
+    out = files / "o.png"
+    assert cli_main(list(map(str, ["inpaint", "--method", "biharmonic", "--image", files / "x.png",
+                                   "--mask", files / "m.png", "--out", out]))) == 0
+    img, mask = _image_and_mask()
+    want = baselines.fill("biharmonic", img[None] / 255.0, (mask > 0)[None, ..., None])[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.round(want * 255).astype(np.uint8))
+    assert "hole 18.2%" in capsys.readouterr().out
+    # a model run still needs weights; a classical fill takes no sketch
+    assert cli_main(list(map(str, ["inpaint", "--image", files / "x.png", "--mask",
+                                   files / "m.png", "--out", files / "p.png"]))) == 2
+    assert "--weights is required" in capsys.readouterr().err
+    assert cli_main(list(map(str, ["inpaint", "--method", "mean", "--image", files / "x.png",
+                                   "--mask", files / "m.png", "--sketch", files / "m.png",
+                                   "--out", files / "p.png"]))) == 2
+    assert "takes none" in capsys.readouterr().err
+    assert not (files / "p.png").exists()

@@ -124,7 +124,7 @@ def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
     ev = tmp_path / "eval"
     buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
     per = config.eval.per_bucket
-    methods = ["mean", "biharmonic", "telea"]
+    methods = ["mean", "biharmonic", "telea", "patchmatch"]
     assert baselines.available() == methods  # the test extra installs OpenCV: Telea rows in CI
     for name in ["metrics"] + [f"baseline_{m}" for m in methods]:
         data = json.loads((ev / f"{name}.json").read_text())
@@ -139,7 +139,7 @@ def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
         assert _read_png(ev / f"{name}.png").shape[0] > 50
     assert summary["all"]["count"] == 6 * per
 
-    # the combined table: every bucket, the model then the three fills, numbers from the JSON files
+    # the combined table: every bucket, the model then the four fills, numbers from the JSON files
     table = [line for line in (ev / "comparison.md").read_text().splitlines() if line.startswith("| ")]
     header = [x.strip() for x in table[0].strip("|").split("|")]
     assert header[:3] == ["bucket", "method", "count"] and "l1_hole" in header

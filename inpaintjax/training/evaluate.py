@@ -5,7 +5,7 @@ For every mask of the frozen set (`inpaintjax.masks.build_eval_mask_set`, built 
 mask i is paired with held-out image i mod N (`inpaintjax.data.eval_images`). Outputs under
 `<out_dir>/eval`: metrics.{json,csv,md,png} for the model; baseline_<name>.{json,csv,md,png} for
 each classical fill of `inpaintjax.baselines` (mean colour, biharmonic, Telea when OpenCV is
-installed), the floor and the yardstick a learned model is read against; comparison.md, one
+installed, PatchMatch), the floor and the yardsticks a learned model is read against; comparison.md, one
 Markdown table of every method per bucket. `<out_dir>/samples.png`: labelled columns input (hole
 tinted and outlined) | output | a classical fill | truth for held-out images, enlarged by whole
 pixels to at least SAMPLES_MIN_SIDE pixels a tile.
