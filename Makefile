@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-full clean
+.PHONY: test test-quick demo bench bench-full clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+# the same without the full-size forward passes (tests marked slow)
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # The demo's small step (64x64, cnum 16) runs faster with jaxlib's XLA:CPU defaults than with
 # YNNPACK fusions off (measured on a 2-core AVX-512 Xeon: docs/performance.md), whatever the

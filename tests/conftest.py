@@ -1,25 +1,60 @@
-"""One persistent JAX compilation cache for the whole test session.
+"""The test session's shared set-up.
 
-Many tests run `train.py`, `eval.py` or a worker script in a child process, and the two xdist
-workers build the same small models: each of them would otherwise compile the same XLA programs
-again. The controller process makes a fresh cache directory before the workers start; the workers
-and every child process inherit it through `JAX_COMPILATION_CACHE_DIR`, and it is removed when the
-session ends. It is fresh per session, so no result depends on an earlier run's programs, and a
-user's own `JAX_COMPILATION_CACHE_DIR` is left alone.
+- Eight simulated CPU devices. `--xla_force_host_platform_device_count=8` joins XLA_FLAGS before
+  JAX is imported (here, at the top of the first module pytest loads), in the controller and in
+  every xdist worker, so any test can compare a mesh over `jax.devices()[:1]` with one over
+  `jax.devices()[:8]` in its own process. `train()` builds its mesh with
+  `inpaintjax.training.sharding.make_mesh()`, over all devices; the autouse fixture
+  `_train_on_one_device` points it at one device for every test (the test configs' global batches
+  of 2 are not multiples of 8), and a test that asks for the `train_devices` fixture chooses.
+- One persistent JAX compilation cache per session. The controller makes a fresh directory before
+  the workers start; the workers and the child processes inherit it through
+  `JAX_COMPILATION_CACHE_DIR` (`child_env`), and it is removed when the session ends. It is fresh
+  per session, so no result depends on an earlier run's programs; a user's own
+  `JAX_COMPILATION_CACHE_DIR` is left alone. Every program is cached, not only those over JAX's
+  1 s compile-time threshold: the many small ones add up.
+- The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
+  session stops at once, naming them, instead of skipping the tests that need them.
+- `child_env`: the environment of a child process (train.py, eval.py, a worker script): this
+  checkout first on PYTHONPATH, the session's cache, and exactly the XLA_FLAGS the child asks for
+  (one CPU device unless told otherwise).
 """
 import os
 import shutil
+import sys
 import tempfile
 
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICES = 8
+DEVICE_FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
 _OWNED = "INPAINTJAX_TEST_OWNS_COMPILATION_CACHE"
+_USER_XLA_FLAGS = "INPAINTJAX_TEST_USER_XLA_FLAGS"
+
+if "jax" in sys.modules:  # too late for XLA_FLAGS: say so instead of failing obscurely later
+    raise RuntimeError("tests/conftest.py must be imported before JAX (it sets XLA_FLAGS)")
+os.environ.setdefault(_USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + DEVICE_FLAG).strip()
+
+
+# what the `test` extra installs (setup.cfg): its absence fails the session instead of skipping
+# every golden, converter, Telea or notebook test
+TEST_EXTRA = {"torch": "torch", "cv2": "opencv-python-headless", "h5py": "h5py",
+              "selenium": "selenium", "nbclient": "nbclient", "nbformat": "nbformat",
+              "ipykernel": "ipykernel"}
 
 
 def pytest_configure(config):
+    import importlib.util
+    missing = [pip for module, pip in TEST_EXTRA.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise pytest.UsageError(f"the test extra is not installed (missing: {', '.join(missing)}): "
+                                f"pip install -e '.[test]' (or make test, which does)")
     if hasattr(config, "workerinput") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return  # an xdist worker (it inherited the controller's), or the user chose a cache
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="inpaintjax-test-jax-cache-")
-    # every program, not only those that took over a second to compile: the many small ones add up
-    # (a warm rerun of the DeepFill v2 train.py/eval.py test: 47 s with JAX's 1 s threshold, 38 s)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ[_OWNED] = "1"
 
@@ -28,3 +63,68 @@ def pytest_unconfigure(config):
     if hasattr(config, "workerinput") or not os.environ.pop(_OWNED, None):
         return
     shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR"), ignore_errors=True)
+
+
+def make_child_env(xla_flags: str = "") -> dict:
+    """The environment of a child Python process: this checkout importable first, the session's
+    compilation cache (inherited), the user's own XLA_FLAGS plus `xla_flags` (so one CPU device
+    unless `xla_flags` forces more)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    flags = (os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags).strip()
+    if flags:
+        env["XLA_FLAGS"] = flags
+    else:
+        env.pop("XLA_FLAGS", None)
+    return env
+
+
+@pytest.fixture
+def child_env():
+    """`child_env(xla_flags="")` -> the environment dict for a child process (make_child_env)."""
+    return make_child_env
+
+
+def mesh_over(n: int):
+    """A 1-D 'data' mesh over the first `n` devices (what `sharding.make_mesh` builds over all)."""
+    import jax
+    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:n])
+
+
+@pytest.fixture(autouse=True)
+def _train_on_one_device(monkeypatch):
+    from inpaintjax.training import sharding
+    monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(1))
+
+
+@pytest.fixture
+def train_devices(monkeypatch):
+    """`train_devices(n)`: `train()` in this test builds its mesh over the first n devices."""
+    from inpaintjax.training import sharding
+
+    def use(n: int) -> None:
+        monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(n))
+    return use
+
+
+VGG19_TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # torchvision
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg19(tmp_path_factory):
+    """A random VGG-19 with EdgeConnect's test widths (4, 4, 8, 8, 8), written as a torchvision
+    `vgg19().features` state dict: the file `loss.vgg_weights` names in EdgeConnect's test config."""
+    import numpy as np
+    import torch
+
+    from inpaintjax.models import vgg
+    v = vgg.random_variables(19, seed=0, widths=(4, 4, 8, 8, 8))["params"]
+    sd = {}
+    for name, i in zip(vgg.conv_names(19), VGG19_TORCH_INDICES, strict=True):
+        sd[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(v[name]["kernel"].transpose(3, 2, 0, 1)))
+        sd[f"features.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(v[name]["bias"]))
+    path = str(tmp_path_factory.mktemp("vgg") / "vgg19.pth")
+    torch.save(sd, path)
+    return path

@@ -1,7 +1,7 @@
 """Subprocess driver for the parallel / checkpoint tests: train a family, dump its train state.
 
     python tests/run_toy.py WORKDIR OUT.npz [key=value ...] [--config FILE.py:ARG]
-        [--dump params|state] [--pause_at K] [--cpu_devices N]
+        [--dump params|state] [--pause_at K] [--cpu_devices N] [--mesh_devices N]
         [--coordinator 127.0.0.1:PORT --num_processes P --process_id I]
 
 Without --config it trains the toy family (tests/toy_family.py); with it, that config (e.g.
@@ -14,6 +14,9 @@ WORKDIR/metrics.jsonl (written by process 0).
 to the checkpointer), the process writes WORKDIR/paused.K and blocks for ever instead of starting
 step K+1, so a test can kill it at a known step. Needs config.data.num_workers=0 (batches prepared
 on demand: the loop asks for step K+1's batch only after step K).
+
+--mesh_devices N: train on a mesh over the first N devices (the test session's set-up: 8 simulated
+CPU devices, training on one), so that its programs are those of the tests' own train() calls.
 """
 
 import argparse
@@ -49,6 +52,7 @@ def main():
     p.add_argument("--dump", choices=("params", "state"), default="params")
     p.add_argument("--pause_at", type=int, default=-1)
     p.add_argument("--cpu_devices", type=int, default=0)
+    p.add_argument("--mesh_devices", type=int, default=0)
     p.add_argument("--coordinator", default="")
     p.add_argument("--num_processes", type=int, default=1)
     p.add_argument("--process_id", type=int, default=0)
@@ -65,6 +69,10 @@ def main():
     from inpaintjax.config import apply_overrides, load_config_file
     from inpaintjax.training import sharding, train
 
+    if a.mesh_devices:  # train on the first N devices only, as the test session's train() does
+        sharding.make_mesh = lambda: jax.make_mesh(
+            (a.mesh_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+            devices=jax.devices()[:a.mesh_devices])
     base = load_config_file(a.config) if a.config else toy_family.toy_config()
     config = apply_overrides(base, a.overrides)
     if a.pause_at >= 0:

@@ -44,7 +44,6 @@ def test_biharmonic_reproduces_a_linear_ramp():
     assert np.abs(flat - img).max() > 0.05  # the ramp is not trivially filled by the mean
 
 
-@pytest.mark.skipif(not baselines.have_opencv(), reason=baselines.OPENCV_MISSING)
 def test_telea_fills_a_constant_image_with_the_constant():
     img = np.full((1, 20, 20, 3), 0.0, np.float32)
     img[..., 0], img[..., 1], img[..., 2] = 51 / 255, 153 / 255, 204 / 255
@@ -56,7 +55,6 @@ def test_telea_fills_a_constant_image_with_the_constant():
     assert abs(out[mask[..., 0] > 0].mean(0) - img[0, 0, 0]).max() < 0.5 / 255
 
 
-@pytest.mark.skipif(not baselines.have_opencv(), reason=baselines.OPENCV_MISSING)
 def test_telea_continues_a_two_colour_split():
     # left half dark, right half bright, a hole straddling the edge: filled pixels well inside
     # each half take that half's colour (fast marching propagates from the nearest boundary)

@@ -215,3 +215,27 @@ def test_tfds_array_record_source_without_tensorflow(tmp_path):
     assert len(make_source(c.data, "eval")) == 2
     with pytest.raises(ValueError, match="array_record"):
         TfdsSource("inpaintjax_no_such_set", "train", str(tmp_path))
+
+
+def test_folder_split_by_holdout_percent_or_eval_dir(tmp_path):
+    """data.holdout_percent: the files whose CRC-32 of the relative path (mod 10000) falls below
+    percent * 100 are the eval split, the rest the train split (re-derived with zlib here);
+    data.eval_dir: the eval split is that folder and the train split all of data_dir."""
+    import zlib
+    rng = np.random.default_rng(0)
+    names = [f"{i:02d}.png" for i in range(40)] + [f"sub/{i}.png" for i in range(8)]
+    os.makedirs(tmp_path / "all" / "sub")
+    for name in names:
+        Image.fromarray(_rand_image(rng, 32, 32)).save(tmp_path / "all" / name)
+    c = base_config()
+    c.data.source, c.data.data_dir, c.data.holdout_percent = "folder", str(tmp_path / "all"), 25
+    train, held = make_source(c.data, "train"), make_source(c.data, "eval")
+    want = {n for n in names if zlib.crc32(n.encode()) % 10000 < 2500}
+    assert 0 < len(want) < len(names)
+    assert set(held.files) == want and set(train.files) == set(names) - want
+    os.makedirs(tmp_path / "other")
+    for i in range(3):
+        Image.fromarray(_rand_image(rng, 40, 40)).save(tmp_path / "other" / f"e{i}.png")
+    c.data.eval_dir = str(tmp_path / "other")
+    assert set(make_source(c.data, "eval").files) == {"e0.png", "e1.png", "e2.png"}
+    assert set(make_source(c.data, "train").files) == set(names)       # nothing held out

@@ -334,90 +334,41 @@ def test_config_variants():
         configs.get_config("demo,guided")
 
 
-_EIGHT_DEVICES = r"""
-import json, os, sys
-sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
-import jax, numpy as np
-import test_deepfill_v1 as T
-from inpaintjax.families import get
-from inpaintjax.training import sharding
-assert jax.device_count() == 8, jax.devices()
-config = T._configs().get_config("test,batch_size=8")
-fam = get("deepfill_v1")(config)
-batch = T._stacked_batches(fam, config)
-state = jax.jit(fam.init_state)(jax.random.key(0), jax.tree.map(lambda x: x[0], batch))
-one_dev = jax.devices()[0]
-s1, m1 = jax.jit(fam.train_step)(jax.device_put(state, one_dev), jax.device_put(batch, one_dev),
-                                 jax.random.key(3), {})
-mesh = sharding.make_mesh()
-sharded = jax.device_put(batch, sharding.batch_sharding(mesh, axis=1))
-assert len(sharded["image"].sharding.device_set) == 8
-s8, m8 = jax.jit(fam.train_step)(jax.device_put(state, sharding.replicated(mesh)), sharded,
-                                 jax.random.key(3), {})
-flat1 = jax.tree.leaves((s1.g_params, s1.d_params))
-flat8 = jax.tree.leaves((s8.g_params, s8.d_params))
-print(json.dumps({"metrics1": {k: float(v) for k, v in m1.items()},
-                  "metrics8": {k: float(v) for k, v in m8.items()},
-                  "param_diff": max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-                                    for a, b in zip(flat1, flat8)),
-                  "param_move": max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-                                    for a, b in zip(flat1, jax.tree.leaves((state.g_params, state.d_params))))}))
-"""
-
-
 @pytest.mark.slow
-def test_train_step_on_eight_devices_equals_one_device():
-    import json
-    import subprocess
-    import sys
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    r = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES, ROOT], capture_output=True,
-                       text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    for k, v in out["metrics1"].items():
-        assert out["metrics8"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
-    assert out["param_move"] > 1e-4          # the step did something
-    # Adam's first update is about lr * sign(gradient): a gradient that differs in the last bits
-    # (another reduction order) moves a parameter by a visible fraction of that step
-    assert out["param_diff"] < 0.02 * out["param_move"], out
+def test_full_size_forward_256_of_the_released_configuration():
+    """The released generator (cnum 32, 3,601,542 parameters) at 256x256, once, with random
+    weights that carry signal: holes' contents are never seen, known pixels come back exactly,
+    and the known pixels reach the hole's fill."""
+    from inpaintjax.families.deepfill_v1 import DeepFillV1, default_config
+    fam = DeepFillV1(default_config(cnum=32))
+    size = 256
+    abstract = jax.eval_shape(fam.generator.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                              jnp.zeros((1, 64, 64, 1)))["params"]
+    rng = np.random.default_rng(0)
 
-
-@pytest.mark.slow
-def test_train_py_eval_py_and_official_weights_end_to_end(tmp_path):
-    import csv
-    import json
-    import subprocess
-    import sys
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cfg = os.path.join(ROOT, "configs", "deepfill_v1.py") + ":test"
-    workdir = str(tmp_path / "run")
-    r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
-                        "--config.num_steps=2", "--config.log_every=1", "--config.image_every=0",
-                        "--config.checkpoint_every=2"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
-    assert [x["step"] for x in lines] == [1, 2]
-    for key in ("g/l1_discounted", "g/l1_known", "d/gp_local", "d/gp_global", "g/lr"):
-        assert np.isfinite(lines[-1][key]), key
-    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", workdir],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "| all |" in r.stdout
-    rows = list(csv.reader(open(os.path.join(workdir, "eval", "metrics.csv"))))
-    assert rows[0][:2] == ["bucket", "count"] and rows[-1][0] == "all"
-    # the official-format checkpoint written by TF is detected as DeepFill v1 and evaluated
-    official = str(tmp_path / "official")
-    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
-                        "--weights", GOLDEN_DIR, "--mask_dir", os.path.join(workdir, "eval_masks")],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = list(csv.reader(open(os.path.join(official, "eval", "metrics.csv"))))
-    assert rows[-1][0] == "all" and int(rows[-1][1]) == int(rows[1][1]) * (len(rows) - 2)
+    def glorot(x, gain=2.0):
+        if len(x.shape) == 4:
+            a = gain * np.sqrt(6.0 / (np.prod(x.shape[:3]) + np.prod(x.shape[:2]) * x.shape[3]))
+            return jnp.asarray(rng.uniform(-a, a, x.shape), jnp.float32)
+        return jnp.asarray(rng.uniform(-0.05, 0.05, x.shape), jnp.float32)
+    params = jax.tree.map(glorot, abstract)
+    assert sum(p.size for p in jax.tree.leaves(params)) == 3_601_542
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    photo = np.stack([0.5 + 0.4 * np.sin(7 * xx + 3 * yy), 0.3 + 0.5 * yy, 0.6 - 0.3 * xx], -1)
+    mask = np.zeros((3, size, size, 1), np.float32)
+    mask[:, 64:128, 96:160] = 1.0
+    image = np.stack([photo] * 3).astype(np.float32)
+    image[1] = np.where(mask[0] > 0, 1.0 - photo, photo)                  # other hole contents
+    image[2] = np.where(mask[0] > 0, photo, np.clip(photo + 0.3, 0, 1))   # other known pixels
+    out = jax.jit(fam.inpaint)({"params": params}, {"image": jnp.asarray(image), "mask": jnp.asarray(mask)})
+    output, stage1 = np.asarray(out["output"]), np.asarray(out["stage1"])
+    assert output.shape == stage1.shape == np.asarray(out["flow"]).shape == (3, size, size, 3)
+    known = mask[..., 0] == 0
+    np.testing.assert_array_equal(output[known], image[known])
+    np.testing.assert_allclose(output[1], output[0] * mask[0] + image[1] * (1 - mask[0]), atol=1e-5)
+    hole = ~known[0]
+    assert np.abs(output[2][hole] - output[0][hole]).mean() > 1e-3
+    assert output[0][hole].std() > 1e-3 and 0 <= output.min() and output.max() <= 1
 
 
 def test_inpainter_loads_official_v1_weights(golden):

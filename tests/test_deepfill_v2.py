@@ -101,19 +101,6 @@ def test_sn_patchgan_matches_the_authors_graph():
     np.testing.assert_allclose(np.asarray(out), z["d_output"], rtol=0, atol=1e-4)
 
 
-def test_golden_fixture_carries_signal():
-    # recorded by make_golden.py from the TF graph: the image reaches both stages, and removing
-    # the hallucination branch, the attention branch or the attention layer changes stage 2
-    z, _ = _golden()
-    for key in ("signal_image_to_stage1", "signal_image_to_stage2_hole", "signal_hallucination_branch",
-                "signal_attention_branch", "signal_attention_layer"):
-        assert float(z[key]) > 0.05, key
-    # and the outputs are not near-constant or saturated
-    for key in ("stage1", "stage2"):
-        assert 0.05 < z[key].std() and np.abs(z[key]).max() < 0.999, key
-    assert np.abs(z["d_output"]).max() > 1e-2
-
-
 # ---------------------------------------------------------------------------------------------
 # Structure
 
@@ -133,7 +120,8 @@ def test_generator_parameter_count_and_official_layer_table():
     # guided: one more input channel in conv1 only (5x5x1x48 weights)
     guided = _abstract_params(DeepFillV2Generator(cnum=48, guided=True), x, m, m)
     assert sum(p.size for p in jax.tree.leaves(guided)) == 4_052_478 + 5 * 5 * 48
-    # remat and a bfloat16 compute dtype keep the parameter tree (names, float32 storage)
+    # remat and a bfloat16 compute dtype keep the parameter tree (names, float32 storage; what
+    # remat computes: test_remat_gives_the_same_forward_and_gradients)
     rem = _abstract_params(DeepFillV2Generator(cnum=48, remat=True, dtype=jnp.bfloat16), x, m)
     assert _flat_names(rem) == expected
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(rem))
@@ -170,38 +158,55 @@ def test_sn_patchgan_leaky_relu_on_last_layer():
 # ---------------------------------------------------------------------------------------------
 # Full-size forward passes (one each)
 
-def _forward(size, batch, holes_differ):
+@pytest.mark.slow
+def test_full_size_forward_256_ignores_hole_contents_and_reads_known_pixels():
+    """The released generator (cnum 48, 4,052,478 parameters) at 256x256, once, with random
+    weights that carry signal: what is in the hole cannot matter (the generator zeroes it), the
+    known pixels reach the hole's fill, outputs in range."""
+    size = 256
     g = DeepFillV2Generator(cnum=48)
-    x = np.random.default_rng(1).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    x = np.random.default_rng(1).uniform(-1, 1, (3, size, size, 3)).astype(np.float32)
     m = np.zeros((1, size, size, 1), np.float32)
     m[:, size // 4: size // 2, size // 3: size // 3 + size // 4] = 1.0
-    if holes_differ:  # sample 1 = sample 0 with other values inside the hole
-        x[1] = np.where(m[0] > 0, -x[0], x[0])
+    x[1] = np.where(m[0] > 0, -x[0], x[0])          # other hole contents
+    x[2] = np.where(m[0] > 0, x[0], -x[0])          # other known pixels
     params = _random_params(_abstract_params(g, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 8, 8, 1))))
-    s1, s2, flow = jax.jit(lambda p, a, b: g.apply({"params": p}, a, b, return_flow=True))(
-        params, jnp.asarray(x), jnp.asarray(m))
-    return np.asarray(s1), np.asarray(s2), np.asarray(flow)
-
-
-@pytest.mark.slow
-def test_full_size_forward_256_ignores_hole_contents():
-    s1, s2, flow = _forward(256, 2, holes_differ=True)
-    assert s1.shape == s2.shape == (2, 256, 256, 3)
-    assert flow.shape == (2, 64, 64, 3)
+    assert sum(p.size for p in jax.tree.leaves(params)) == 4_052_478
+    s1, s2, flow = (np.asarray(a) for a in jax.jit(
+        lambda p, a, b: g.apply({"params": p}, a, b, return_flow=True))(params, jnp.asarray(x), jnp.asarray(m)))
+    assert s1.shape == s2.shape == (3, 256, 256, 3)
+    assert flow.shape == (3, 64, 64, 3)
     for a in (s1, s2):
         assert np.isfinite(a).all() and np.abs(a).max() <= 1.0 and a.std() > 1e-3
     assert flow.min() >= 0.0 and flow.max() <= 1.0
-    # the generator zeroes holes itself: what was in the hole cannot matter
     np.testing.assert_allclose(s1[0], s1[1], atol=1e-5)
     np.testing.assert_allclose(s2[0], s2[1], atol=1e-5)
+    hole = m[0, ..., 0] > 0
+    assert np.abs(s2[2][hole] - s2[0][hole]).mean() > 1e-2
 
 
-@pytest.mark.slow
-def test_full_size_forward_512():
-    s1, s2, flow = _forward(512, 1, holes_differ=False)
-    assert s1.shape == s2.shape == (1, 512, 512, 3)
-    assert flow.shape == (1, 128, 128, 3)
-    assert np.isfinite(s2).all() and np.abs(s2).max() <= 1.0
+def test_remat_gives_the_same_forward_and_gradients():
+    """remat=True recomputes activations in the backward pass instead of storing them: the loss
+    and every parameter gradient are those of the plain network (tiny widths, 32x32)."""
+    x = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+    m = jnp.zeros((1, 32, 32, 1)).at[:, 8:20, 10:26].set(1.0)
+    plain, remat = DeepFillV2Generator(cnum=8), DeepFillV2Generator(cnum=8, remat=True)
+    params = _random_params(_abstract_params(plain, x, m), seed=6)
+
+    def loss(net):
+        def f(p):
+            s1, s2 = net.apply({"params": p}, x, m)
+            return jnp.mean(jnp.abs(s1 - x)) + jnp.mean(jnp.square(s2 - x))
+        return jax.jit(jax.value_and_grad(f))(params)
+    (l0, g0), (l1, g1) = loss(plain), loss(remat)
+    assert float(l0) == pytest.approx(float(l1), rel=1e-6)
+    assert float(optax_norm(g0)) > 0
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7),
+                 g0, g1)
+
+
+def optax_norm(tree):
+    return np.sqrt(sum(float(jnp.sum(jnp.square(v))) for v in jax.tree.leaves(tree)))
 
 
 def test_sizes_must_be_multiples_of_8_and_guide_matches_mode():
@@ -294,7 +299,7 @@ def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminato
     new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(1), {})
     assert not any(k.startswith("d/") for k in metrics) and "g/gan" not in metrics
     for a, b in zip(jax.tree.leaves((state.d_params, state.d_batch_stats, state.d_opt_state)),
-                    jax.tree.leaves((new.d_params, new.d_batch_stats, new.d_opt_state))):
+                    jax.tree.leaves((new.d_params, new.d_batch_stats, new.d_opt_state)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the reference: Adam (lr 1e-3, betas 0.5/0.999, the test config's) on mean|x-s1| + mean|x-s2|
     x = batch["image"] * 2 - 1
@@ -308,7 +313,7 @@ def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminato
     updates, _ = tx.update(grads, tx.init(state.g_params), state.g_params)
     want = optax.apply_updates(state.g_params, updates)
     assert float(metrics["g/loss"]) == pytest.approx(float(loss), rel=1e-6)
-    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(new.g_params)):
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(new.g_params), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
@@ -360,37 +365,6 @@ def test_config_variants():
         CONFIGS.get_config("demo,guidd")
 
 
-def test_family_results_unchanged_by_the_family_contract():
-    """The numbers recorded by tests/fixtures/make_deepfill_v2_regression.py at the commit before
-    the family contract: same init, same three train steps, same inpainting."""
-    import importlib.util
-    import os
-    import optax
-    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-    spec = importlib.util.spec_from_file_location(
-        "make_deepfill_v2_regression", os.path.join(fixtures, "make_deepfill_v2_regression.py"))
-    maker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(maker)
-    want = np.load(os.path.join(fixtures, "deepfill_v2_regression.npz"))
-    fam = get_family("deepfill_v2")(CONFIGS.get_config("test"))
-    batches = maker.fixed_batches(4)
-    state = jax.jit(fam.init_state)(jax.random.key(0), batches[0])
-    step = jax.jit(fam.train_step)
-    for i, b in enumerate(batches[:3]):
-        state, metrics = step(state, b, jax.random.key(i), {})
-        for k in [f[len("metric:"):] for f in want.files if f.startswith("metric:")]:
-            np.testing.assert_allclose(float(metrics[k]), want["metric:" + k][i], rtol=2e-5,
-                                       atol=1e-7, err_msg=k)
-    assert float(optax.tree.norm(state.g_params)) == pytest.approx(float(want["g_param_norm"]), rel=1e-6)
-    # D's first Adam steps normalise near-cancelling hinge gradients, which turns float rounding
-    # (XLA's CPU code generation) into ~1e-6 relative parameter changes: compare at 1e-5
-    assert float(optax.tree.norm(state.d_params)) == pytest.approx(float(want["d_param_norm"]), rel=1e-5)
-    out = jax.jit(fam.inpaint)(fam.inference_variables(state),
-                               fam.inference_inputs(batches[3]))
-    np.testing.assert_allclose(np.asarray(out["output"]), want["output"], atol=2e-6)
-    np.testing.assert_allclose(np.asarray(out["stage1"]), want["stage1"], atol=2e-6)
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop's non-finite guard on the real family
 
@@ -402,7 +376,7 @@ def _leaves(tree):
 def _assert_bitwise_equal(a, b):
     la, lb = _leaves(a), _leaves(b)
     assert [k for k, _ in la] == [k for k, _ in lb]
-    for (k, x), (_, y) in zip(la, lb):
+    for (k, x), (_, y) in zip(la, lb, strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
 
 

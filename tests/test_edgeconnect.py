@@ -62,7 +62,7 @@ def _state_dict(golden, name, prefix=""):
 
 
 def _write_pth(folder, golden, names, prefix=""):
-    torch = pytest.importorskip("torch")
+    import torch
     for name in names:
         _, fname, entry, _ = NETS[name]
         sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _state_dict(golden, name, prefix).items()}
@@ -148,7 +148,7 @@ def test_converter_module_prefix_and_subset(golden, tmp_path):
 
 
 def test_converter_errors(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     from inpaintjax.convert.edgeconnect import from_torch
     with pytest.raises(FileNotFoundError, match="EdgeModel_gen.pth"):
         from_torch(str(tmp_path))
@@ -187,14 +187,28 @@ def test_bad_input_sizes():
 
 
 @pytest.mark.slow
-def test_full_size_forward_shapes():
-    x = jnp.zeros((1, 256, 256, 3))
-    shapes = jax.eval_shape(lambda: EdgeGenerator().init_with_output(jax.random.PRNGKey(0), x)[0])
-    assert shapes.shape == (1, 256, 256, 1)
-    g2 = InpaintGenerator()
-    v = g2.init(jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 4)))
-    y = jax.jit(g2.apply)(v, jnp.full((1, 256, 256, 4), 0.5))
-    assert y.shape == (1, 256, 256, 3) and float(y.min()) >= 0 and float(y.max()) <= 1
+def test_full_size_forward_256():
+    """Both generators at the released 256x256, once, with their initial weights: the published
+    parameter counts, the edge map a probability map that reads its input, the inpainting
+    output an image in [0, 1] whose hole reads the known pixels and the edges; the
+    discriminator's feature maps by shape."""
+    size = 256
+    rng = np.random.RandomState(0)
+    g1, g2 = EdgeGenerator(), InpaintGenerator()
+    x1 = rng.rand(2, size, size, 3).astype(np.float32)
+    x1[1, :, :, 1] = (rng.rand(size, size) > 0.9)   # other edges
+    v1 = jax.jit(g1.init)(jax.random.PRNGKey(0), x1[:1, :64, :64])   # the weights fit any size
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v1["params"])) == 10_761_089
+    e = np.asarray(jax.jit(g1.apply)(v1, x1))
+    assert e.shape == (2, size, size, 1) and 0 <= e.min() and e.max() <= 1
+    assert np.abs(e[1] - e[0]).mean() > 1e-4
+    x2 = np.concatenate([_scene(size, size, 0)[None].repeat(2, 0), e[:1].repeat(2, 0)], -1)
+    x2[1, :, :, 3] = 1.0 - x2[1, :, :, 3]           # another edge map
+    v2 = jax.jit(g2.init)(jax.random.PRNGKey(1), x2[:1, :64, :64])
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v2["params"])) == 10_774_595
+    y = np.asarray(jax.jit(g2.apply)(v2, x2))
+    assert y.shape == (2, size, size, 3) and 0 <= y.min() and y.max() <= 1 and y[0].std() > 1e-3
+    assert np.abs(y[1] - y[0]).mean() > 1e-4
     d = EdgeConnectDiscriminator()
     out, feats = jax.eval_shape(lambda: d.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 256, 256, 2)))[0])
     assert out.shape == (2, 30, 30, 1)
@@ -285,22 +299,7 @@ def test_edge_precision_recall_hand_worked():
 # ---------------------------------------------------------------------------------------------
 # the family: modes, inference pipeline, weights
 
-VGG_TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # torchvision vgg19
-
-
-@pytest.fixture(scope="module")
-def tiny_vgg19(tmp_path_factory):
-    """A random VGG-19 with the test config's widths, written as a torchvision state dict."""
-    torch = pytest.importorskip("torch")
-    from inpaintjax.models import vgg
-    v = vgg.random_variables(19, seed=0, widths=(4, 4, 8, 8, 8))["params"]
-    sd = {}
-    for name, i in zip(vgg.conv_names(19), VGG_TORCH_INDICES):
-        sd[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(v[name]["kernel"].transpose(3, 2, 0, 1)))
-        sd[f"features.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(v[name]["bias"]))
-    path = str(tmp_path_factory.mktemp("vgg") / "vgg19.pth")
-    torch.save(sd, path)
-    return path
+# the tiny VGG-19 weight file of the test config: the session fixture `tiny_vgg19` (conftest.py)
 
 
 def _scene(h, w, seed):
@@ -358,7 +357,8 @@ def test_mode_trains_and_lowers_its_loss(mode, tiny_vgg19):
     first, last = history[0][key], history[-1][key]
     assert last < first, (key, [h[key] for h in history])
     s0, s1 = states[0], states[-1]
-    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in  # noqa: E731
+                            zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
     # which networks move in which mode (spectral-norm vectors included)
     assert same(s0.edge, s1.edge) == (mode in (2, 3))
     assert same(s0.inpaint, s1.inpaint) == (mode == 1)
@@ -439,6 +439,32 @@ def test_inpainter_pipeline_official_folder(official_generators):
     np.testing.assert_allclose(edges, np.asarray(e)[0, :, :62], atol=1e-5)
 
 
+def test_composite_edges_keep_the_known_edges_for_the_inpainting_generator():
+    """model.test_composite_edges=True: G2 reads G1's map inside the hole and the known pixels'
+    Canny edges outside it (the original's test() option); False: G1's raw map everywhere."""
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    outputs = {}
+    for composite in (False, True):
+        fam = EdgeConnect(get_config(f"test,model.mode=3,model.test_composite_edges={composite}"))
+        hole = np.zeros((1, 60, 64, 1), np.float32)
+        hole[:, 20:40, 36:56] = 1                    # away from the step's edge at column 30
+        inputs = {k: jnp.asarray(v) for k, v in fam.inference_inputs(
+            {"image": _step_image(60, 64)[None], "mask": hole}).items()}
+        state = jax.jit(fam.init_state)(jax.random.PRNGKey(0), _batch(fam, n=1))
+        variables = fam.inference_variables(state)
+        outputs[composite] = np.asarray(jax.jit(fam.inpaint)(variables, inputs)["output"])
+        image, mask, grey, edges = (inputs[k] for k in ("image", "mask", "grey", "edges"))
+        e = fam.edge_generator.apply(
+            variables["edge"], jnp.concatenate([grey * (1 - mask) + mask, edges * (1 - mask), mask], -1))
+        e_in = e * mask + edges * (1 - mask) if composite else e
+        fill = fam.inpaint_generator.apply(
+            variables["inpaint"], jnp.concatenate([image * (1 - mask) + mask, e_in], -1))
+        np.testing.assert_allclose(outputs[composite], np.where(mask > 0.5, fill, image), atol=1e-5)
+        assert float(jnp.abs(edges * (1 - mask)).sum()) > 0 and float(jnp.abs(e - edges).max()) > 0.1
+    assert np.abs(outputs[True] - outputs[False]).max() > 1e-4
+
+
 def test_mode1_evaluation_metrics_are_edge_precision_recall():
     from configs.edgeconnect import get_config
     from inpaintjax.families.edgeconnect import EdgeConnect
@@ -498,18 +524,27 @@ def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
 @pytest.mark.slow
 def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
     """train.py's loop: a 2-step mode-1 run, then a 2-step mode-3 run with init_from whose frozen
-    edge model is the mode-1 result; mode-1 evaluation writes edge precision / recall tables."""
+    edge model is the mode-1 result (init_from_paths 'edge,edge.generator.params=ema.edge': the
+    generator's weights renamed from the EMA); mode-1 evaluation writes edge precision / recall
+    tables."""
     from configs.edgeconnect import get_config
     from inpaintjax.families.edgeconnect import EdgeConnect
     from inpaintjax.training import train
     from inpaintjax.training.evaluate import evaluate
-    c1 = get_config("test,model.mode=1,num_steps=2,image_every=0")
+    c1 = get_config("test,model.mode=1,num_steps=2,image_every=0,ema_decay=0.5")
     first = train(c1, str(tmp_path / "ec1"))["state"]
     c3 = get_config(f"test,model.mode=3,num_steps=2,image_every=0,loss.vgg_weights={tiny_vgg19}")
     c3.init_from = str(tmp_path / "ec1")
+    # the documented recipe: the edge model, with the generator's weights from its EMA
+    c3.init_from_paths = "edge,edge.generator.params=ema.edge"
     third = train(c3, str(tmp_path / "ec3"))["state"]
-    for a, b in zip(jax.tree.leaves(third.edge), jax.tree.leaves(first.edge)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    equal = lambda a, b: jax.tree.map(  # noqa: E731
+        lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    equal(third.edge["discriminator"], first.edge["discriminator"])
+    equal(third.edge["generator"]["batch_stats"], first.edge["generator"]["batch_stats"])
+    equal(third.edge["generator"]["params"], first.ema["edge"])
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+        jax.tree.leaves(first.ema["edge"]), jax.tree.leaves(first.edge["generator"]["params"]), strict=True))
     fam = EdgeConnect(c1)
     summary = evaluate(c1, fam, fam.inference_variables(first), str(tmp_path / "eval1"), progress=False)
     assert set(summary["all"]) >= {"edge_precision", "edge_recall"}
@@ -523,11 +558,12 @@ def test_mode4_inpainting_loss_reaches_the_edge_generator(tiny_vgg19):
     (same edge-model losses) but G1 differently: G2's loss flows back through the edge map."""
     _, _, states1, _ = _train(1, tiny_vgg19, 8)
     _, _, states4, _ = _train(4, tiny_vgg19, 8)
-    for a, b in zip(jax.tree.leaves(states1[0].edge), jax.tree.leaves(states4[0].edge)):
+    for a, b in zip(jax.tree.leaves(states1[0].edge), jax.tree.leaves(states4[0].edge), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     d1, d4 = (s[1].edge["discriminator"]["params"] for s in (states1, states4))
-    for a, b in zip(jax.tree.leaves(d1), jax.tree.leaves(d4)):
+    for a, b in zip(jax.tree.leaves(d1), jax.tree.leaves(d4), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
     g1, g4 = (s[1].edge["generator"]["params"] for s in (states1, states4))
-    differ = sum(int(np.sum(np.asarray(a) != np.asarray(b))) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)))
+    differ = sum(int(np.sum(np.asarray(a) != np.asarray(b)))
+                 for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4), strict=True))
     assert differ > 1000, differ

@@ -61,21 +61,21 @@ def test_ema_follows_the_recurrence_and_is_what_inference_uses(name):
     step = jax.jit(family.train_step)
     frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
     expected = _leaves(raw_of(state))  # the EMA starts as a copy of the initial parameters
-    for ema, raw in zip(_leaves(ema_of(state)), expected):
+    for ema, raw in zip(_leaves(ema_of(state)), expected, strict=True):
         np.testing.assert_array_equal(ema, raw)
     for i in range(3):
         state, _ = step(state, stacked, jax.random.key(i + 1), frozen)
         raw = _leaves(raw_of(state))
-        expected = [DECAY * e + (1 - DECAY) * p for e, p in zip(expected, raw)]
+        expected = [DECAY * e + (1 - DECAY) * p for e, p in zip(expected, raw, strict=True)]
         got = _leaves(ema_of(state))
         assert len(got) == len(expected) > 0
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
     # three steps of training moved the parameters and the EMA lags behind them
-    moved = sum(float(np.abs(r - e).sum()) for r, e in zip(raw, got))
+    moved = sum(float(np.abs(r - e).sum()) for r, e in zip(raw, got, strict=True))
     assert moved > 0
     # inference (evaluation, Inpainter, export) uses the EMA, not the raw parameters
-    for a, b in zip(_leaves(inference_params_of(family.inference_variables(state))), got):
+    for a, b in zip(_leaves(inference_params_of(family.inference_variables(state))), got, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -4,7 +4,6 @@ in the repository without outputs."""
 import os
 
 import nbformat
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
@@ -16,9 +15,14 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
-    nbclient = pytest.importorskip("nbclient", reason="pip install nbclient ipykernel (the [test] extra)")
-    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch, child_env):
+    import nbclient
+    env = child_env()          # the kernel: this checkout, the session's cache, one CPU device
+    for key in ("PYTHONPATH", "XLA_FLAGS"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("INPAINTJAX_WEIGHTS", "")
     monkeypatch.setenv("INPAINTJAX_DEMO_WORKDIR", str(tmp_path / "no_demo_run"))
     monkeypatch.setenv("INPAINTJAX_NOTEBOOK_CONFIG", "test")

@@ -64,7 +64,7 @@ def golden_state_dict(golden):
 @pytest.fixture(scope="module")
 def official_checkpoint(tmp_path_factory, golden_state_dict):
     """The state dict written in the reimplementation's `save_ckpt` format."""
-    torch = pytest.importorskip("torch")
+    import torch
     path = str(tmp_path_factory.mktemp("ni") / "1000.pth")
     model = {k: torch.from_numpy(np.asarray(v)) for k, v in golden_state_dict.items()}
     torch.save({"n_iter": 1000, "model": model,
@@ -142,7 +142,7 @@ def test_bad_inputs_and_files_are_named(tmp_path, golden_state_dict):
         PConvUNet(levels=5).apply(variables, np.zeros((1, 48, 64, 3)), np.zeros((1, 48, 64, 1)))
     with pytest.raises(convert.PConvCheckpointError, match=r"missing\.pth.*not found"):
         convert.from_torch(str(tmp_path / "missing.pth"))
-    torch = pytest.importorskip("torch")
+    import torch
     other = tmp_path / "other.pth"
     torch.save({"n_iter": 1, "model": {"conv1.weight": torch.zeros(2, 2)}}, other)
     assert not convert.detect(str(other))
@@ -155,16 +155,27 @@ def test_bad_inputs_and_files_are_named(tmp_path, golden_state_dict):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("levels,size", [(7, 256), (8, 512)])
-def test_full_size_forward(levels, size):
-    net = PConvUNet(levels=levels)
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, size, size, 3)), jnp.float32)
-    hole = jnp.zeros((1, size, size, 1)).at[:, size // 4: size // 2, size // 4: size // 2].set(1.0)
-    variables = jax.jit(net.init)(jax.random.key(0), x, hole)
+def test_full_size_forward_256():
+    """The paper's 7-level U-Net at 256x256, once: 25,779,796 parameters initialised, a hole's
+    contents never reach the output (partial convolutions renormalise over known pixels only),
+    known pixels do, and the updated mask is all-known after the last layer."""
+    size = 256
+    net = PConvUNet(levels=7)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, size, size, 3)).astype(np.float32)
+    hole = np.zeros((3, size, size, 1), np.float32)
+    hole[:, 64:128, 64:128] = 1.0
+    x[1] = np.where(hole[0] > 0, 10.0, x[0])        # other hole contents
+    x[2] = np.where(hole[0] > 0, x[0], -x[0])       # other known pixels
+    variables = jax.jit(net.init)(jax.random.key(0), x[:1], hole[:1])
+    assert n_params(variables["params"]) == 25_779_796
     out, out_mask = jax.jit(lambda v, a, m: net.apply(v, a, m, train=False))(variables, x, hole)
-    assert out.shape == (1, size, size, 3) and out_mask.shape == (1, size, size, 3)
-    assert bool(jnp.all(jnp.isfinite(out))) and float(out_mask.max()) == 0.0
-    assert float(jnp.std(out)) > 0
+    out = np.asarray(out)
+    assert out.shape == (3, size, size, 3) and np.asarray(out_mask).shape == (3, size, size, 3)
+    assert float(np.asarray(out_mask).max()) == 0.0
+    np.testing.assert_allclose(out[1], out[0], rtol=0, atol=1e-5)
+    inside = hole[0, ..., 0] > 0
+    assert np.abs(out[2][inside] - out[0][inside]).mean() > 1e-3 * np.abs(out[0]).mean()
 
 
 # ----------------------------------------------------------------------------- losses (NumPy truth)
@@ -354,88 +365,29 @@ def test_phase2_keeps_encoder_batchnorm_statistics():
     assert np.abs(np.asarray(state.params["enc_2"]["bn"]["scale"]) - np.asarray(p0["enc_2"]["bn"]["scale"])).max() > 0
 
 
-EIGHT = r'''
-import json, os, sys
-import jax, jax.numpy as jnp, numpy as np
-sys.path.insert(0, sys.argv[1])
-import test_pconv as t
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-family = t._family(t._config("test", batch_size=8))
-frozen = jax.tree.map(jnp.asarray, family.load_frozen())
-batch = t._batch(b=8)
-devs = jax.devices()
-assert len(devs) == 8, devs
-def run(put_batch, put_rep):
-    b = {k: put_batch(jnp.asarray(v)) for k, v in batch.items()}
-    state = jax.tree.map(put_rep, family.init_state(jax.random.key(0), b))
-    fr = jax.tree.map(put_rep, frozen)
-    step = jax.jit(family.train_step)
-    out = []
-    for i in range(2):
-        state, m = step(state, b, jax.random.key(i), fr)
-        out.append(float(m["g/loss"]))
-    return out, jax.tree.map(np.asarray, jax.device_get(state.batch_stats)), jax.device_get(m["g/loss"])
-one = lambda a: jax.device_put(a, devs[0])
-mesh = Mesh(np.array(devs), ("data",))
-l1, s1, _ = run(one, one)
-l8, s8, _ = run(lambda a: jax.device_put(a, NamedSharding(mesh, P("data"))),
-                lambda a: jax.device_put(a, NamedSharding(mesh, P())))
-diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s8)))
-print(json.dumps({"one": l1, "eight": l8, "stats_diff": diff}))
-'''
-
-
-def test_eight_devices_batchnorm_statistics_equal_one_device(tmp_path):
-    import json
-    import subprocess
-    import sys
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    script = tmp_path / "eight.py"
-    script.write_text(EIGHT)
-    proc = subprocess.run([sys.executable, str(script), HERE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
-    np.testing.assert_allclose(rec["eight"], rec["one"], rtol=1e-5)
-    assert rec["one"][0] != rec["one"][1]
-    assert rec["stats_diff"] < 1e-5
-
-
-def test_two_phases_through_train_py_and_eval_py_tables(tmp_path, official_checkpoint):
-    """train.py phase 1 -> phase 2 by init_from (encoder statistics carried over and kept);
-    eval.py on the reimplementation's checkpoint format (detected) writes per-bucket tables."""
-    import csv
-    import json
-    import subprocess
-    import sys
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
-    cfg = os.path.join(ROOT, "configs", "pconv.py")
+def test_two_phases_by_init_from_keep_the_encoder_statistics(tmp_path, official_checkpoint):
+    """The paper's recipe through the training loop: phase 1, then phase 2 (encoder BatchNorm
+    frozen, lr 5e-5) started from it with init_from: the encoder statistics are phase 1's and stay
+    so, the decoder's move on. Official weights are evaluated under the plain family name."""
+    from inpaintjax.inference import Inpainter
+    from inpaintjax.training import load_for_inference, train
     p1, p2 = str(tmp_path / "p1"), str(tmp_path / "p2")
-    common = ["--config.num_steps=2", "--config.checkpoint_every=2", "--config.image_every=0"]
-    for workdir, variant, extra in ((p1, "test", []),
-                                    (p2, "test,model.freeze_encoder_bn=True,optim.lr=5e-5", [f"--config.init_from={p1}"])):
-        r = subprocess.run([sys.executable, "train.py", "--config", f"{cfg}:{variant}", "--workdir", workdir]
-                           + common + extra, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert "RANDOM VGG-16" in r.stdout + r.stderr
-    from inpaintjax.training import load_for_inference
+    run = {"num_steps": 2, "checkpoint_every": 2, "image_every": 0}
+    train(_config("test", **run), p1)
+    c2 = _config("test", **run, **{"model.freeze_encoder_bn": True, "optim.lr": 5e-5})
+    c2.init_from = p1
+    train(c2, p2)
     _, _, v1 = load_for_inference(p1)
     _, fam2, v2 = load_for_inference(p2)
     assert fam2.name == "pconv" and fam2.config.optim.lr == 5e-5
+    moved = 0
     for name, stats in v2["batch_stats"].items():
-        if name.startswith("enc"):  # copied from phase 1, then frozen for two steps
-            np.testing.assert_array_equal(np.asarray(stats["bn"]["var"]), np.asarray(v1["batch_stats"][name]["bn"]["var"]))
-    out = str(tmp_path / "official")
-    r = subprocess.run([sys.executable, "eval.py", "--config", f"{cfg}:test", "--workdir", out,
-                        "--weights", official_checkpoint], capture_output=True, text=True, env=env, cwd=ROOT,
-                       timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "| all | pconv |" in r.stdout   # official weights: no "random VGG" label
-    rows = list(csv.reader(open(os.path.join(out, "eval", "metrics.csv"))))
-    buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
-    assert [x[0] for x in rows[1:]] == buckets and int(rows[-1][1]) == 6
-    data = json.load(open(os.path.join(out, "eval", "metrics.json")))
-    assert all(np.isfinite(data[b]["l1"]) for b in buckets)
-    for f in ("metrics.md", "metrics.png"):
-        assert os.path.getsize(os.path.join(out, "eval", f)) > 0
+        for k in ("mean", "var"):
+            a, b = np.asarray(stats["bn"][k]), np.asarray(v1["batch_stats"][name]["bn"][k])
+            if name.startswith("enc"):  # copied from phase 1, then frozen for two steps
+                np.testing.assert_array_equal(a, b, err_msg=f"{name} {k}")
+            else:
+                moved += float(np.abs(a - b).max()) > 1e-6
+    assert moved > 0
+    assert _family(_config("demo")).evaluation_label() != "pconv"   # random VGG: said so
+    assert Inpainter.load(official_checkpoint).family.evaluation_label() == "pconv"

@@ -57,20 +57,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toy_family  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOY_CONFIG = os.path.join(ROOT, "tests", "toy_config.py")
 
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
-def _train_py(workdir, *flags, timeout=600):
-    return subprocess.run([sys.executable, "train.py", "--config", TOY_CONFIG, "--workdir",
-                           str(workdir), "--config.image_every=0", *flags], capture_output=True,
-                          text=True, env=_env(), cwd=ROOT, timeout=timeout)
+# a second process that takes a workdir's lock as train.py does, says so, and holds it
+HOLDER = """
+import sys, time
+from inpaintjax.training.checkpoint import WorkdirLock
+WorkdirLock(sys.argv[1]).acquire()
+print("holding", flush=True)
+time.sleep(3600)
+"""
 
 
 def _lock_holder(workdir):
@@ -82,35 +77,36 @@ def _lock_holder(workdir):
     return json.loads(text) if text else {}
 
 
-def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path):
+def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path, child_env):
+    from inpaintjax.training import WorkdirLockedError, train
+    from inpaintjax.training.checkpoint import WorkdirLock
     workdir = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "train.py", "--config", TOY_CONFIG, "--workdir",
-                              str(workdir), "--config.image_every=0", "--config.num_steps=100000",
-                              "--config.checkpoint_every=5"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT)
+    workdir.mkdir()
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, str(workdir)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=child_env(), cwd=ROOT)
     try:
-        deadline = time.time() + 300
-        while _lock_holder(workdir).get("pid") != first.pid:
-            assert first.poll() is None and time.time() < deadline, "first run did not start"
-            time.sleep(0.5)
-        t0 = time.time()
-        second = _train_py(workdir, "--config.num_steps=100000")
-        assert second.returncode == 2
+        assert first.stdout.readline().strip() == "holding", first.stdout.read()[-3000:]
+        assert _lock_holder(workdir)["pid"] == first.pid
+        # the second run stops before it writes or trains anything (train.py: one line, exit 2)
+        c = _toy(num_steps=100000, checkpoint_every=5)
+        with pytest.raises(WorkdirLockedError) as info:
+            train(c, str(workdir))
         assert (f"is in use by another run: pid {first.pid} on host {socket.gethostname()}"
-                in second.stderr)
-        assert "Traceback" not in second.stderr
-        assert time.time() - t0 < 120                      # start-up only, no training
+                in str(info.value))
+        assert sorted(os.listdir(workdir)) == ["lock"]
         assert first.poll() is None                         # the holder runs on, untouched
     finally:
         first.kill()                                        # SIGKILL: no chance to release
         first.wait()
     assert _lock_holder(workdir)["pid"] == first.pid        # a stale lock stays behind
-    from inpaintjax.training.checkpoint import WorkdirLock
     lock = WorkdirLock(str(workdir))
     message = lock.acquire()
     try:
         assert f"took over the workdir lock of pid {first.pid} on host {socket.gethostname()}" in message
         assert _lock_holder(workdir)["pid"] == os.getpid()
+        # a lock is exclusive within one process too (flock: per open file)
+        with pytest.raises(WorkdirLockedError, match=f"pid {os.getpid()}"):
+            WorkdirLock(str(workdir)).acquire()
     finally:
         lock.release()
     assert _lock_holder(workdir) == {}                      # released cleanly: nothing to take over
@@ -162,9 +158,9 @@ def test_bit_flipped_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog)
         except Exception:
             continue
         if any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-               zip(jax.tree.leaves(final.params), jax.tree.leaves(silent.params))) or any(
+               zip(jax.tree.leaves(final.params), jax.tree.leaves(silent.params), strict=True)) or any(
                not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-               zip(jax.tree.leaves(final.opt_state), jax.tree.leaves(silent.opt_state))):
+               zip(jax.tree.leaves(final.opt_state), jax.tree.leaves(silent.opt_state), strict=True)):
             break
     else:
         pytest.fail("no single-bit flip loaded silently: the test premise changed")
@@ -206,31 +202,36 @@ def test_failed_save_stops_the_run_at_that_save_with_one_line(tmp_path):
         ckpt.save(2, state, {"step": 2})
     ckpt.close()
     assert time.time() - t0 < 10
-    # the whole run: train.py stops before training, one line on stderr, non-zero exit
+    # the whole run stops before training, with that one-line error (train.py: exit 4)
+    from inpaintjax.training import train
     run = tmp_path / "run"
     run.mkdir()
     os.symlink(_unwritable_dir(), run / "checkpoints")
-    t0 = time.time()
-    r = _train_py(run, "--config.num_steps=4", "--config.checkpoint_every=2")
-    assert r.returncode == 4, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if "train.py: error" in ln]
-    assert len(errors) == 1 and "cannot write checkpoints" in errors[0]
-    assert time.time() - t0 < 120
+    with pytest.raises(CheckpointSaveError, match="cannot write checkpoints") as info:
+        train(_toy(num_steps=4, checkpoint_every=2), str(run))
+    assert "\n" not in str(info.value)
+    assert not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").read_text() == ""  # no step ran
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--config.batch_size=0"], "config.batch_size=0 (the global batch) must be a positive multiple"),
-    (["--config.data.source=folder", "--config.data.data_dir={empty}"], "no usable image in folder"),
+@pytest.mark.parametrize("overrides,message", [
+    ({"batch_size": 0}, "config.batch_size=0 (the global batch) must be a positive multiple"),
+    ({"data.source": "folder", "data.data_dir": "{empty}"}, "no usable image in folder"),
 ])
-def test_configuration_errors_print_one_line_and_leave_no_workdir(tmp_path, flags, message):
+def test_configuration_errors_are_one_line_and_leave_no_workdir(tmp_path, overrides, message):
+    from inpaintjax.training import configuration_error, train
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
+    c = _toy()
+    for key, value in overrides.items():
+        node, *path = key.split(".")
+        target = c[node] if path else c
+        target[path[-1] if path else node] = value.format(empty=empty) if isinstance(value, str) else value
     workdir = tmp_path / "run"
-    r = _train_py(workdir, *[f.format(empty=empty) for f in flags])
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr and message in r.stderr
+    with pytest.raises(Exception) as info:
+        train(c, str(workdir))
+    assert configuration_error(info.value)       # train.py prints it alone, one line, exit 2
+    assert message in str(info.value) and "\n" not in str(info.value)
     assert not workdir.exists()
 
 

@@ -26,14 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_CONFIG = os.path.join(ROOT, "tests", "toy_config.py")
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
-def test_config_file_overrides_and_misspelt_keys():
+def test_config_file_overrides_and_misspelt_keys(child_env):
     c = config_lib.load_config(TOY_CONFIG, ["batch_size=4", "data.flip=true", "optim.lr=0.5",
                                             "data.image_size=24"])
     assert (c.batch_size, c.data.flip, c.optim.lr, c.data.image_size) == (4, True, 0.5, 24)
@@ -47,7 +40,7 @@ def test_config_file_overrides_and_misspelt_keys():
     # the command line: train.py stops before anything runs, naming the flag to use
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--config", TOY_CONFIG,
                         "--workdir", "unused", "--config.mask.per_bacth=false"],
-                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
+                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
     assert r.returncode == 2
     assert "Did you mean '--config.mask.per_batch'?" in r.stderr
 
@@ -103,7 +96,7 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path
     c2 = toy_family.toy_config()
     c2.num_steps, c2.log_every, c2.checkpoint_every = 4, 2, 2
     clean = train(c2, str(tmp_path / "clean"))
-    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(clean["state"].params)):
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(clean["state"].params), strict=True):
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
 
@@ -198,13 +191,60 @@ def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
         assert np.abs(telea[hole].astype(int) - truth[hole]).mean() < 60
 
 
-def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
+def _tensorboard_events(folder):
+    """Every event of the TensorBoard files in `folder`: (step, tag, value) of the scalars and
+    (step, tag, PIL image) of the images. The files are TFRecords (length, CRC, Event proto, CRC);
+    the protos come with tensorboardX."""
+    import io
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    scalars, images = [], []
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                if v.HasField("image"):
+                    images.append((event.step, v.tag, Image.open(io.BytesIO(v.image.encoded_image_string))))
+                elif v.HasField("simple_value"):
+                    scalars.append((event.step, v.tag, v.simple_value))
+    return scalars, images
+
+
+def _check_tables(folder, buckets):
+    """metrics.{json,csv,md} say the same numbers; the plot has one panel per metric."""
+    data = json.loads((folder / "metrics.json").read_text())
+    assert list(data) == buckets
+    rows = list(csv.reader((folder / "metrics.csv").open()))
+    header = rows[0]
+    assert header[:2] == ["bucket", "count"] and [r[0] for r in rows[1:]] == buckets
+    for r in rows[1:]:
+        assert int(r[1]) == data[r[0]]["count"]
+        for key, value in zip(header[2:], r[2:], strict=True):
+            assert float(value) == pytest.approx(data[r[0]][key], rel=1e-4, abs=1e-6), (r[0], key)
+    md = (folder / "metrics.md").read_text().strip().splitlines()
+    assert len(md) == 2 + len(buckets)
+    plot = _read_png(folder / "metrics.png")
+    assert plot.shape[0] > 50 and len(np.unique(plot.reshape(-1, 3), axis=0)) > 8  # drawn, not blank
+    return data
+
+
+def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, child_env):
+    """The one run of the command-line programs (the loop itself is generic and tested in this
+    process on every family): train.py trains, logs and checkpoints; eval.py without --config
+    evaluates with the config the run saved; eval.py --weights evaluates official weights."""
     workdir = str(tmp_path / "run")
     cfg = os.path.join(ROOT, "configs", "deepfill_v2.py") + ":test"
     r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
-                        "--config.num_steps=6", "--config.image_every=2", "--config.log_every=1",
-                        "--config.checkpoint_every=1", "--config.keep_checkpoints=10"],
-                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+                        "--config.num_steps=6", "--config.image_every=3", "--config.log_every=1",
+                        "--config.checkpoint_every=1", "--config.keep_checkpoints=10",
+                        "--config.eval.mask_generator=lama_thin,deepfill_v2_training",
+                        "--config.eval.per_bucket=1"],
+                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "global batch 2 = 2 per device x 1 devices" in r.stdout
     assert "step 6/6" in r.stdout and "steps/s" in r.stdout and "ETA" in r.stdout
@@ -216,6 +256,15 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
     assert saved.family == "deepfill_v2" and saved.num_steps == 6
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == [
         "1", "2", "3", "4", "5", "6"]
+    # TensorBoard holds the same scalars as metrics.jsonl, and a preview at steps 3 and 6
+    scalars, images = _tensorboard_events(os.path.join(workdir, "tb"))
+    for line in lines:
+        for key, value in line.items():
+            if key not in ("step", "time"):
+                got = [v for s, t, v in scalars if s == line["step"] and t == key]
+                assert got == [pytest.approx(value, rel=1e-6)], (line["step"], key, got)
+    assert [s for s, _, _ in images] == [3, 6]
+    assert all(im.size[0] > 32 and len(np.unique(np.asarray(im))) > 16 for _, _, im in images)
     # training through train.py lowers the L1 on a fixed held-out batch (the generator's raw
     # stage-2 output against the truth over the whole image, the term train_step minimises)
     image = np.stack(eval_images(saved)[:2]).astype(np.float32) / 255.0
@@ -228,25 +277,24 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path):
         return float(np.mean(np.abs(np.asarray(stage2) - (image * 2 - 1))))
 
     assert fixed_batch_l1(6) < fixed_batch_l1(1)
-    events = os.listdir(os.path.join(workdir, "tb"))
-    assert len(events) == 1 and events[0].startswith("events.out.tfevents")
-    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", workdir,
-                        "--config.eval.mask_generator=lama_thin,deepfill_v2_training"],
-                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    # eval.py without --config: the evaluation settings come from the run's saved config
+    r = subprocess.run([sys.executable, "eval.py", "--workdir", workdir],
+                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "| all |" in r.stdout
-    for f in ("metrics.json", "metrics.csv", "metrics.md", "metrics.png"):
-        assert os.path.getsize(os.path.join(workdir, "eval", f)) > 0
-    assert os.path.isfile(os.path.join(workdir, "samples.png"))
-    # official weights (a TF-written DeepFill v2 checkpoint, cnum 4) through Inpainter
+    buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
+    data = _check_tables(tmp_path / "run" / "eval", buckets)
+    assert [data[b]["count"] for b in buckets] == [1] * 6 + [6]      # eval.per_bucket=1, saved
+    assert "| all | deepfill_v2 |" in r.stdout
+    assert _read_png(tmp_path / "run" / "samples.png").shape[1] > 256
+    # official weights (a TF-written DeepFill v2 checkpoint, cnum 4) on the same frozen masks
     official = str(tmp_path / "official")
     r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
                         "--weights", os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_tf"),
                         "--mask_dir", os.path.join(workdir, "eval_masks")],
-                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = list(csv.reader(open(os.path.join(official, "eval", "metrics.csv"))))
-    assert [x[0] for x in rows[1:]][-1] == "all" and int(rows[-1][1]) == 6
+    data = _check_tables(tmp_path / "official" / "eval", buckets)
+    assert data["all"]["count"] == 6
     assert os.path.isfile(os.path.join(official, "samples.png"))
 
 
@@ -293,7 +341,7 @@ def test_k_batches_per_step_and_metrics_averaged_over_the_steps_that_computed_th
         assert logged[i]["loss/l1"] == pytest.approx(np.mean(per_sub[window]), rel=1e-5)
         assert logged[i]["last/l1"] == pytest.approx(np.mean(last[window]), rel=1e-5)
     # ... and the loop's parameters are the hand-replayed ones
-    for a, b in zip(jax.tree.leaves(result["state"].params), jax.tree.leaves(state.params)):
+    for a, b in zip(jax.tree.leaves(result["state"].params), jax.tree.leaves(state.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     del loop
 
@@ -343,19 +391,27 @@ def test_second_phase_starts_from_the_first_with_init_from(tmp_path):
     second = out["state"]
     # 'first' came from phase 1's checkpoint 2 and stayed frozen; 'second' trained from scratch
     ckpt_first = load_for_inference(str(tmp_path / "phase1"), step=2)[2]["first"]
-    for a, b in zip(jax.tree.leaves(second.params["first"]), jax.tree.leaves(ckpt_first)):
+    for a, b in zip(jax.tree.leaves(second.params["first"]), jax.tree.leaves(ckpt_first), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-               zip(jax.tree.leaves(ckpt_first), jax.tree.leaves(first.params["first"])))
+               zip(jax.tree.leaves(ckpt_first), jax.tree.leaves(first.params["first"]), strict=True))
     fresh = jax.jit(toy_family.ToyFamily(c2).init_state)(
         jax.random.split(jax.random.key(0))[0],
         {"image": np.zeros((1, 16, 16, 3), np.float32), "mask": np.zeros((1, 16, 16, 1), np.float32)})
     assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-               zip(jax.tree.leaves(fresh.params["second"]), jax.tree.leaves(second.params["second"])))
+               zip(jax.tree.leaves(fresh.params["second"]), jax.tree.leaves(second.params["second"]),
+                   strict=True))
     # resume of phase 2 is automatic and does not warm-start again
     c2.num_steps = 4
     again = train(c2, str(tmp_path / "phase2"))["state"]
     assert int(again.step) == 4
+    # 'dst=src' renames: this run's (untrained, unused) second network starts as phase 1's first
+    c4 = toy_family.toy_config()
+    c4.num_steps, c4.checkpoint_every, c4.image_every = 1, 1, 0
+    c4.init_from, c4.init_from_paths = str(tmp_path / "phase1") + ":2", "params.second=params.first"
+    renamed = train(c4, str(tmp_path / "renamed"))["state"]
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 renamed.params["second"], ckpt_first)
     # errors name the path
     c3 = toy_family.toy_config()
     c3.init_from, c3.init_from_paths = str(tmp_path / "phase1"), "params.third"

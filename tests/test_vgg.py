@@ -10,7 +10,7 @@ import pytest
 
 from inpaintjax.models import vgg
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (the test extra)
 nnt = torch.nn
 
 SMALL = (8, 12, 16, 16, 16)
@@ -116,7 +116,6 @@ def write_keras_h5(path, depth, widths, seed):
 
 @pytest.mark.parametrize("depth", [16, 19])
 def test_keras_h5_runs_keras_preprocessing_exactly(tmp_path, depth):
-    pytest.importorskip("h5py")
     path = tmp_path / f"vgg{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
     weights = write_keras_h5(path, depth, SMALL, seed=1)
     variables = vgg.load_weights(str(path), depth, SMALL)
@@ -159,7 +158,6 @@ def test_missing_wrong_and_unreadable_files_are_named(tmp_path):
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(vgg.VGGWeightsError, match=r"junk\.pth: not a readable PyTorch state dict"):
         vgg.load_weights(str(junk), 16)
-    pytest.importorskip("h5py")
     h5 = tmp_path / "vgg19_notop.h5"
     write_keras_h5(h5, 19, SMALL, 0)
     with pytest.raises(vgg.VGGWeightsError, match=r"vgg19_notop\.h5: holds Keras' VGG-19"):
