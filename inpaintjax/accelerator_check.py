@@ -334,7 +334,8 @@ def run_check(toy: bool = False, families=None, overrides=(), max_minutes: float
                                                            for k, v in sizes.items()},
         "backend": jax.default_backend(), "devices": [str(d) for d in devices],
         "device_kind": devices[0].device_kind, "device_count": len(devices),
-        "jax": jax.__version__, "platform": platform.platform(), "python": platform.python_version(),
+        "jax": jax.__version__, "platform": platform.platform(),
+        "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "evaluation_note": "no feature network (Inception) in inpaintjax yet: 'evaluate' times the "
                            "evaluation pass (inpaint + the family's per-image metrics)",
@@ -348,9 +349,9 @@ def run_check(toy: bool = False, families=None, overrides=(), max_minutes: float
                                                 per_family.get(name, ()), deadline, log,
                                                 configs.get(name, ""))
     record["wall_s"] = round(time.monotonic() - t_start, 2)
-    record["failed_cases"] = sum("error" in c for f in record["families"].values() for c in f["cases"])
-    record["skipped_cases"] = sum("skipped" in c for f in record["families"].values()
-                                  for c in f["cases"])
+    cases = [c for f in record["families"].values() for c in f["cases"]]
+    record["failed_cases"] = sum("error" in c for c in cases)
+    record["skipped_cases"] = sum("skipped" in c for c in cases)
     return record
 
 

@@ -1,4 +1,4 @@
-"""XLA:CPU convolution back-end selection for inpaintjax's entry points, right without a manual step.
+"""XLA:CPU convolution back-end selection for inpaintjax's entry points, without a manual step.
 
 jaxlib 0.10's CPU compiler hands convolutions (and dots and reductions) to YNNPACK by default.
 Whether that is fast depends on the CPU. On a 2-core AVX-512 Xeon, YNNPACK's convolutions were
@@ -8,12 +8,13 @@ AVX-512, jaxlib's defaults were 0-12% faster (docs/performance.md has both sets 
 
 So the choice is made per machine, and only by the programs inpaintjax ships: `import inpaintjax`
 changes nothing (a library must not rewrite a notebook's JAX set-up behind its back). `train.py`,
-`eval.py`, the `inpaintjax` command and the benchmark's children call `configure()` before JAX
-starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the set-up recorded for this CPU
-(`calibration_path()`: $INPAINTJAX_CALIBRATION, default ~/.cache/inpaintjax/xla_cpu.json, keyed by
-`cpu_key()`). A CPU without a record gets `rule_mode()`'s choice, at no cost: YNNPACK fusions off
-on CPUs with AVX-512, jaxlib's defaults otherwise (the two measured kinds above); the choice is
-recorded, so later runs reuse it, and one line on stderr says what was chosen and why.
+`eval.py`, the `inpaintjax` command, the accelerator check and the benchmark's children call
+`configure()` before JAX starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the set-up
+recorded for this CPU (`calibration_path()`: $INPAINTJAX_CALIBRATION, default
+~/.cache/inpaintjax/xla_cpu.json, keyed by `cpu_key()`). A CPU without a record gets
+`rule_mode()`'s choice, at no cost: YNNPACK fusions off on CPUs with AVX-512, jaxlib's defaults
+otherwise (the two measured kinds above); the choice is recorded, so later runs reuse it, and one
+line on stderr says what was chosen and why.
 
     python -m inpaintjax.bench --calibrate      # times both set-ups, records the faster one
 

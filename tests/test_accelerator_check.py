@@ -128,7 +128,8 @@ def test_memory_takes_the_largest_device_and_none_without_statistics():
                 raise self.stats
             return self.stats
 
-    gpus = [Dev({"peak_bytes_in_use": 5, "bytes_in_use": 3}), Dev({"peak_bytes_in_use": 9, "bytes_in_use": 1})]
+    gpus = [Dev({"peak_bytes_in_use": 5, "bytes_in_use": 3}),
+            Dev({"peak_bytes_in_use": 9, "bytes_in_use": 1})]
     assert ac.memory(gpus) == {"peak_bytes_in_use": 9, "bytes_in_use": 3}
     assert ac.memory([Dev(None), Dev(NotImplementedError())]) == {"peak_bytes_in_use": None,
                                                                     "bytes_in_use": None}
