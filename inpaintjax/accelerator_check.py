@@ -279,7 +279,7 @@ def check_family(name: str, sizes: dict, devices, toy: bool, overrides, deadline
                   if kind != "infer" or size == smallest]
     families = {}
     for kind, dtype, size, devs in plans:
-        case = {"kind": kind, "dtype": dtype, "devices": len(devs),
+        case = {"kind": kind, "dtype": dtype, "size": size, "devices": len(devs),
                 "data_parallel": len(devs) > 1}
         if time.monotonic() > deadline:
             case["skipped"] = "the --max-minutes budget was spent"
