@@ -418,7 +418,8 @@ def calibrate(if_missing: bool = False, repeats: int = 3, timeout: float = 1800.
     `repeats` steps after a warm-up; the lower median of the children's medians wins."""
     from inpaintjax import xla_cpu
     key = xla_cpu.cpu_key()
-    if if_missing and key in xla_cpu.read_calibration():
+    # a record of the rule's choice (inpaintjax.xla_cpu.rule_mode) is not a measurement
+    if if_missing and xla_cpu.is_measured(xla_cpu.read_calibration().get(key)):
         rec = xla_cpu.read_calibration()[key]
         print(f"XLA:CPU calibration for {key}: {rec['winner']} (recorded {rec['date']}; "
               f"{xla_cpu.calibration_path()})")
@@ -471,7 +472,7 @@ def main(argv=None) -> int:
                         "(interleaved) and record the faster one for this CPU, which train.py, "
                         "eval.py and the inpaintjax command then use (inpaintjax.xla_cpu)")
     p.add_argument("--if-missing", action="store_true",
-                   help="with --calibrate: only when this CPU has no record yet")
+                   help="with --calibrate: only when this CPU has no measured record yet")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
 

@@ -1,23 +1,27 @@
-"""XLA:CPU convolution back-end selection for inpaintjax's entry points, chosen by measurement.
+"""XLA:CPU convolution back-end selection for inpaintjax's entry points, without a manual step.
 
 jaxlib 0.10's CPU compiler hands convolutions (and dots and reductions) to YNNPACK by default.
 Whether that is fast depends on the CPU. On a 2-core AVX-512 Xeon, YNNPACK's convolutions were
 slower than XLA's own Eigen ones (forward 10-25%, a kernel gradient up to 6x) and turning its
-fusions off made the DeepFill v2 training step 1.45x faster; on a 2-core AMD EPYC without
+fusions off made the DeepFill v2 training step 1.24-1.45x faster; on a 2-core AMD EPYC without
 AVX-512, jaxlib's defaults were 0-12% faster (docs/performance.md has both sets of figures).
 
-So the choice is made per machine, by measurement, and only by the programs inpaintjax ships:
-`import inpaintjax` changes nothing (a library must not rewrite a notebook's JAX set-up behind its
-back). `train.py`, `eval.py`, the `inpaintjax` command and the benchmark call `configure()` before
-JAX starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the winner recorded for this CPU by
+So the choice is made per machine, and only by the programs inpaintjax ships: `import inpaintjax`
+changes nothing (a library must not rewrite a notebook's JAX set-up behind its back). `train.py`,
+`eval.py`, the `inpaintjax` command, the accelerator check and the benchmark's children call
+`configure()` before JAX starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the set-up
+recorded for this CPU (`calibration_path()`: $INPAINTJAX_CALIBRATION, default
+~/.cache/inpaintjax/xla_cpu.json, keyed by `cpu_key()`). A CPU without a record gets
+`rule_mode()`'s choice, at no cost: YNNPACK fusions off on CPUs with AVX-512, jaxlib's defaults
+otherwise (the two measured kinds above); the choice is recorded, so later runs reuse it, and one
+line on stderr says what was chosen and why.
 
     python -m inpaintjax.bench --calibrate      # times both set-ups, records the faster one
 
-(`calibration_path()`: $INPAINTJAX_CALIBRATION, default ~/.cache/inpaintjax/xla_cpu.json, keyed
-by `cpu_key()`), and jaxlib's defaults when there is no record. INPAINTJAX_XLA_CPU=tuned (YNNPACK
-fusions off) or `default` forces a set-up; an XLA_FLAGS setting of the option always wins. In your
-own program, call `inpaintjax.xla_cpu.configure()` before the first JAX computation to get the
-same choice.
+replaces that choice by a measurement on this machine (3-7 minutes; run it on an idle machine).
+INPAINTJAX_XLA_CPU=tuned (YNNPACK fusions off) or `default` forces a set-up (nothing is read or
+recorded); an XLA_FLAGS setting of the option always wins. In your own program or notebook, call
+`inpaintjax.xla_cpu.configure()` before the first JAX computation to get the same choice.
 
 "Tuned" appends `--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK fusion types) to XLA_FLAGS,
 which XLA reads once, when the CPU client is created. It only concerns CPU compilations. Under
@@ -34,13 +38,14 @@ OPTION = "xla_cpu_experimental_ynn_fusion_type"
 MODES = ("auto", "tuned", "default")
 
 # What `configure()` found: 'tuned' (we set the option), 'user' (XLA_FLAGS already had it),
-# 'off' (jaxlib's defaults: forced, calibrated as faster, or no calibration record),
+# 'off' (jaxlib's defaults: forced, recorded as faster, or the rule's choice for this CPU),
 # 'too_late' (tuned was wanted but a backend was already running), 'unconfigured'.
 state: str = "unconfigured"
 
 
-def cpu_key() -> str:
-    """This machine's CPU as calibration records name it: model, AVX-512 or not, core count."""
+def cpu_info() -> tuple[str, frozenset]:
+    """(model name, instruction-set flags) of this machine's CPU from /proc/cpuinfo; elsewhere
+    (no /proc) the platform's processor name and no flags."""
     model, flags = "unknown CPU", ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -53,8 +58,28 @@ def cpu_key() -> str:
     except OSError:
         import platform
         model = platform.processor() or platform.machine()
-    avx512 = "avx512f" in flags.split()
+    return model, frozenset(flags.split())
+
+
+def cpu_key() -> str:
+    """This machine's CPU as calibration records name it: model, AVX-512 or not, core count."""
+    model, flags = cpu_info()
+    avx512 = "avx512f" in flags
     return f"{model} | {'avx512' if avx512 else 'no-avx512'} | {os.cpu_count()} cpus"
+
+
+def rule_mode(flags=None) -> tuple[str, str]:
+    """('tuned' | 'default', why) for a CPU without a calibration record, from its instruction-set
+    flags (default: this CPU's). The rule is the committed measurements (docs/performance.md):
+    the two CPU kinds measured differ in AVX-512, the instruction set YNNPACK's kernels are
+    chosen by. A CPU of neither kind gets the rule of the kind it shares AVX-512 support with;
+    `python -m inpaintjax.bench --calibrate` measures it instead."""
+    flags = cpu_info()[1] if flags is None else frozenset(flags)
+    if "avx512f" in flags:
+        return "tuned", ("AVX-512 CPU: on the AVX-512 Xeon measured, the DeepFill v2 training step "
+                         "was 1.24-1.45x faster with YNNPACK fusions off")
+    return "default", ("no AVX-512: on the AMD EPYC without AVX-512 measured, jaxlib's defaults "
+                       "were as fast as or up to 12% faster than YNNPACK fusions off")
 
 
 def calibration_path() -> str:
@@ -77,28 +102,48 @@ def read_calibration(path: str | None = None) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _write_record(rec: dict, path: str | None, key: str | None) -> dict:
+    """Store `rec` under this CPU's key (atomically: a concurrent reader sees the old or the new
+    file, and concurrent writers do not share a temporary file)."""
+    import json
+    path = path or calibration_path()
+    data = read_calibration(path)
+    data[key or cpu_key()] = rec
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return rec
+
+
 def record_calibration(times: dict, path: str | None = None, key: str | None = None) -> dict:
     """Record {'tuned': [seconds...], 'default': [seconds...]} (interleaved runs of one workload)
     for this CPU; the set-up with the lower median wins. Returns the record written."""
-    import json
     import statistics
     import time as _time
     medians = {m: statistics.median(v) for m, v in times.items() if v}
     if set(medians) != {"tuned", "default"}:
         raise ValueError(f"calibration needs times of both 'tuned' and 'default', got {sorted(times)}")
     winner = min(medians, key=medians.get)
-    rec = {"winner": winner, "median_s": medians, "times_s": times,
+    rec = {"winner": winner, "source": "calibrate", "median_s": medians, "times_s": times,
            "speedup_of_winner": medians["tuned" if winner == "default" else "default"] / medians[winner],
            "date": _time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg_1m": round(os.getloadavg()[0], 2)}
-    path = path or calibration_path()
-    data = read_calibration(path)
-    data[key or cpu_key()] = rec
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-    return rec
+    return _write_record(rec, path, key)
+
+
+def record_rule(winner: str, why: str, path: str | None = None, key: str | None = None) -> dict:
+    """Record the rule's choice for this CPU (no timings: `is_measured()` is False for it)."""
+    import time as _time
+    if winner not in ("tuned", "default"):
+        raise ValueError(f"winner must be 'tuned' or 'default', got {winner!r}")
+    return _write_record({"winner": winner, "source": "rule", "why": why,
+                          "date": _time.strftime("%Y-%m-%d %H:%M:%S")}, path, key)
+
+
+def is_measured(rec) -> bool:
+    """True for a record `--calibrate` measured, False for the rule's (or no record)."""
+    return isinstance(rec, dict) and rec.get("source", "calibrate") != "rule"
 
 
 def calibrated_mode() -> str | None:
@@ -106,6 +151,24 @@ def calibrated_mode() -> str | None:
     rec = read_calibration().get(cpu_key())
     winner = rec.get("winner") if isinstance(rec, dict) else None
     return winner if winner in ("tuned", "default") else None
+
+
+def choose_and_record() -> str:
+    """The set-up for a CPU without a record: `rule_mode()`'s, recorded for the next run and
+    announced in one line on stderr. A record that cannot be written is said in the same line
+    (the choice still applies to this process)."""
+    winner, why = rule_mode()
+    path = calibration_path()
+    try:
+        record_rule(winner, why, path)
+        where = f"recorded in {path}"
+    except OSError as e:
+        where = f"not recorded ({e})"
+    name = "YNNPACK fusions off (tuned)" if winner == "tuned" else "jaxlib's defaults"
+    print(f"inpaintjax: XLA:CPU set-up {name} for this CPU ({cpu_key()}), chosen by rule: {why}; "
+          f"{where}; to measure this machine instead: python -m inpaintjax.bench --calibrate",
+          file=sys.stderr, flush=True)
+    return winner
 
 
 def _backends_running() -> bool:
@@ -122,9 +185,10 @@ def _mode() -> str:
     mode = os.environ.get("INPAINTJAX_XLA_CPU", "auto").strip().lower() or "auto"
     if mode not in MODES:
         raise ValueError(f"environment variable INPAINTJAX_XLA_CPU={mode!r} is not one of "
-                         f"{MODES}: 'auto' applies this CPU's calibration (python -m "
-                         "inpaintjax.bench --calibrate), 'tuned' turns XLA:CPU's YNNPACK fusions "
-                         "off, 'default' leaves jaxlib's defaults")
+                         f"{MODES}: 'auto' applies this CPU's record (python -m "
+                         "inpaintjax.bench --calibrate) or, without one, the rule for its kind, "
+                         "'tuned' turns XLA:CPU's YNNPACK fusions off, 'default' leaves jaxlib's "
+                         "defaults")
     return mode
 
 
@@ -150,11 +214,12 @@ def configure() -> str:
         return state
     flags = os.environ.get("XLA_FLAGS", "")
     mode = _mode()
-    if mode == "auto":
-        mode = calibrated_mode() or "default"
     if _user_value(flags) is not None:
         state = "user"
-    elif mode == "default":
+        return state
+    if mode == "auto":
+        mode = calibrated_mode() or choose_and_record()
+    if mode == "default":
         state = "off"
     elif _backends_running():
         state = "too_late"

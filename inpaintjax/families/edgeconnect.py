@@ -47,6 +47,7 @@ Differences from the original (each because the framework states it once, not pe
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any, Mapping, Optional
@@ -64,6 +65,7 @@ from inpaintjax.families.base import (Batch, Family, FrozenWeightsError, Metrics
                                       register)
 from inpaintjax.models.edgeconnect import EdgeConnectDiscriminator, EdgeGenerator, InpaintGenerator
 
+log = logging.getLogger(__name__)
 MODES = (1, 2, 3, 4)
 VGG_LAYERS = tuple(sorted(set(losses.EDGECONNECT_PERCEPTUAL_LAYERS + losses.EDGECONNECT_STYLE_LAYERS)))
 
@@ -224,13 +226,18 @@ class EdgeConnect(Family):
             return {}
         from inpaintjax.models import vgg
         path = str(self.config.loss.get("vgg_weights", ""))
+        widths = tuple(self.config.loss.vgg_widths)
+        if path == "random":  # as PConv's: timing and smoke runs, never a trained model
+            log.warning("edgeconnect: config.loss.vgg_weights='random': the perceptual and style "
+                        "losses use a RANDOM VGG-19 (tests and timing only), not ImageNet features")
+            return {"vgg": vgg.random_variables(19, seed=int(self.config.seed), widths=widths)}
         if not path or not os.path.isfile(path):
             raise FrozenWeightsError(
                 f"config.loss.vgg_weights={path!r}: EdgeConnect's perceptual and style losses need "
                 f"VGG-19 weights; get {vgg.where_to_get(19)} (the original uses torchvision's, fed "
-                "[0, 1] images without ImageNet normalisation)")
+                "[0, 1] images without ImageNet normalisation), or 'random' for a smoke test")
         try:
-            variables = vgg.load_weights(path, depth=19, widths=tuple(self.config.loss.vgg_widths))
+            variables = vgg.load_weights(path, depth=19, widths=widths)
         except vgg.VGGWeightsError as e:
             raise FrozenWeightsError(str(e)) from e
         return {"vgg": variables}
