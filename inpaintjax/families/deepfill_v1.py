@@ -266,7 +266,7 @@ class DeepFillV1(Family):
         metrics = dict(g_logs)
         metrics.update(d_logs)
         metrics["g/grad_norm"] = optax.tree.norm(g_grads)
-        metrics["g/lr"] = common.learning_rate(state.g_opt_state)
+        metrics["g/lr"] = common.learning_rate(g_opt_state)
         return new_state, metrics
 
     def inference_variables(self, state: DeepFillV1State) -> Any:

@@ -396,7 +396,7 @@ class EdgeConnect(Family):
                 edge = nets
             else:
                 inpaint = nets
-        m["g/lr"] = common.learning_rate(state.opt[f"{next(iter(trained))}_generator"])
+        m["g/lr"] = common.learning_rate(opt[f"{next(iter(trained))}_generator"])
         ema = common.ema_update(state.ema, {model: (edge if model == "edge" else inpaint)[
             "generator"]["params"] for model in trained}, self.ema_decay)
         return state.replace(step=state.step + 1, edge=edge, inpaint=inpaint, opt=opt, ema=ema), m

@@ -203,7 +203,7 @@ class PConv(Family):
                                   opt_state=opt_state,
                                   ema=common.ema_update(state.ema, params, self.ema_decay))
         metrics = {"g/loss": loss, **{f"g/{k}": v for k, v in terms.items()},
-                   "g/grad_norm": optax.tree.norm(grads), "g/lr": common.learning_rate(state.opt_state)}
+                   "g/grad_norm": optax.tree.norm(grads), "g/lr": common.learning_rate(opt_state)}
         return new_state, metrics
 
     def inference_variables(self, state: PConvState) -> Any:
