@@ -14,7 +14,7 @@ PEAK, WARMUP, STEPS, FINAL = 1e-3, 2, 6, 0.1
 SCHEDULE = (f",optim.lr={PEAK},optim.schedule=cosine,optim.warmup_steps={WARMUP},"
             f"num_steps={STEPS},optim.final_lr_ratio={FINAL}")
 # each family's `test` variant, made cheaper where the step allows it
-ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,critic_steps=1",
+ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.critic_steps=1",
         "pconv": "test", "edgeconnect": "test,model.mode=1"}
 NAMES = sorted(ARGS)
 SIZE = 32
@@ -44,11 +44,12 @@ def images(n: int = 2) -> np.ndarray:
                      for i in range(n)]).astype(np.float32)
 
 
-def batch(family, hole: np.ndarray):
-    """(one batch, the batch as train_step takes it: stacked when batches_per_step > 1)."""
+def batch(family, hole: np.ndarray, image: np.ndarray | None = None):
+    """(one batch, the batch as train_step takes it: stacked when batches_per_step > 1) of
+    `image` (default `images(n)`) with the holes `hole` [n, SIZE, SIZE, 1]."""
     from inpaintjax.data import fields
     n = hole.shape[0]
-    one = fields.compute_batch(family.batch_spec(), images(n), hole,
+    one = fields.compute_batch(family.batch_spec(), images(n) if image is None else image, hole,
                                [np.random.default_rng(i) for i in range(n)])
     k = family.batches_per_step
     return one, (one if k == 1 else {key: np.stack([v] * k) for key, v in one.items()})
