@@ -9,8 +9,8 @@ Variants:
             from an image folder: --config.data.data_dir=DIR (TFDS cannot download CelebA-HQ).
   demo      small and fast on the built-in sample photos: 64x64 crops, cnum 16, batch 4 with a
             mask per image, random flips, lr 1e-3 with a cosine decay, EMA of the generator
-            (0.997), L1 only, 4000 steps (train + eval 8-12 minutes on two idle CPU cores). docs/demo.md gives
-            its numbers beside the classical fills. A smoke run, not a usable model.
+            (0.997), L1 only, 4000 steps (minutes on two CPU cores). docs/demo.md gives
+            its time and numbers beside the classical fills. A smoke run, not a usable model.
   test      tiny (32x32 crops, cnum 8, batch 2, a handful of steps) for the test suite.
 Modifiers (comma-separated after the variant):
   guided            sketch/edge guidance: Canny edges of the ground truth inside the hole as a

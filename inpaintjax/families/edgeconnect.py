@@ -34,7 +34,7 @@ before this step's discriminator update. Spectral norm runs one power iteration 
 of an SN network, threaded in the original's order (D on real, on fake, then for the generator).
 Adam betas (0, 0.9), generators lr 1e-4, discriminators 0.1 of it.
 
-Differences from the original (each because the framework states it once, not per family):
+Differences from the original:
 * mode 3 runs the frozen G1 in evaluation mode (stored spectral-norm vectors); the original
   leaves it in training mode, so its power iteration drifts the vectors during the run, but never
   saves them (mode 3 saves the inpainting model only);
