@@ -33,6 +33,7 @@ def _common() -> ml_collections.ConfigDict:
     """The family's released settings (`default_config()`) plus the released run: 256x256,
     batch 16, a checkpoint every 10k steps."""
     c = default_config()
+    c.model.local_size = 128       # the released local critic's crop (half of 256)
     c.data.image_size = 256
     c.eval.image_size = 256
     c.batch_size = 16
