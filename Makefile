@@ -19,9 +19,8 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
-# The demo's small step (64x64, cnum 16) runs faster with jaxlib's XLA:CPU defaults than with
-# YNNPACK fusions off (measured on a 2-core AVX-512 Xeon: docs/performance.md), whatever the
-# calibration of the full-size step chose.
+# The demo's small step runs with jaxlib's XLA:CPU defaults, whatever the calibration of the
+# full-size step chose (docs/performance.md has the measurement).
 demo: $(STAMP)
 	INPAINTJAX_XLA_CPU=default $(BIN)/python train.py --config configs/deepfill_v2.py:demo --workdir runs/demo
 	INPAINTJAX_XLA_CPU=default $(BIN)/python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo

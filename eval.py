@@ -12,14 +12,11 @@ config saved in the workdir when --config is not given.
 """
 
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from inpaintjax import config as config_lib
-from inpaintjax import xla_cpu
-from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
+from inpaintjax import entry_point
 
 config_flags.DEFINE_config_file("config", None, "config file and variant (evaluation settings)",
                                 lock_config=False)
@@ -37,9 +34,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
-    quiet_library_logging(FLAGS)
-    initialize_from_flags(FLAGS)
+    entry_point.start(FLAGS)
     import jax
     if jax.process_index() != 0:
         return  # evaluation runs on one host (process 0); the others have nothing to do
@@ -62,9 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        config_lib.check_override_flags(sys.argv)
-    except (config_lib.ConfigKeyError, FileNotFoundError, ValueError) as e:
-        print(f"eval.py: {e}", file=sys.stderr)
-        sys.exit(2)
-    app.run(main)
+    entry_point.run(main, "eval.py")

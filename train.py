@@ -17,9 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from inpaintjax import config as config_lib
-from inpaintjax import xla_cpu
-from inpaintjax.distributed import DISTRIBUTED_FLAGS, initialize_from_flags, quiet_library_logging  # noqa: F401
+from inpaintjax import entry_point
 
 config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/deepfill_v2.py:demo",
                                 lock_config=True)
@@ -31,9 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
-    quiet_library_logging(FLAGS)
-    initialize_from_flags(FLAGS)
+    entry_point.start(FLAGS)
     from inpaintjax.training import (CheckpointSaveError, NonFiniteError, WorkdirLockedError,
                                      configuration_error, train)
     try:
@@ -56,9 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        config_lib.check_override_flags(sys.argv)
-    except (config_lib.ConfigKeyError, FileNotFoundError, ValueError) as e:
-        print(f"train.py: {e}", file=sys.stderr)
-        sys.exit(2)
-    app.run(main)
+    entry_point.run(main, "train.py")

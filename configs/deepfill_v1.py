@@ -22,31 +22,18 @@ from __future__ import annotations
 
 import ml_collections
 
-from inpaintjax.config import apply_modifiers, base_config, parse_variant, sample_photo_run
+from inpaintjax.config import apply_modifiers, parse_variant, sample_photo_run
+from inpaintjax.families.deepfill_v1 import default_config
 
 FILE = "configs/deepfill_v1.py"
 VARIANTS = ("places2", "celebahq", "demo", "test")
 
 
 def _common() -> ml_collections.ConfigDict:
-    c = base_config()
-    c.family = "deepfill_v1"
-    c.model.cnum = 32              # generator width (conv1 outputs)
-    c.model.d_cnum = 64            # critic width (conv1 outputs of both critics)
-    c.model.local_size = 128       # side of the local critic's crop around the hole
-    c.critic_steps = 5             # critic updates per generator update, each on a fresh batch
-    c.loss.l1_alpha = 1.2          # spatially discounted L1 on the local crop
-    c.loss.ae_alpha = 1.2          # L1 on the known region, normalised by its area
-    c.loss.coarse_alpha = 1.2      # stage-1 factor inside both L1 terms
-    c.loss.gan_alpha = 0.001       # WGAN generator terms
-    c.loss.global_wgan_alpha = 1.0
-    c.loss.gp_lambda = 10.0
-    c.loss.gamma = 0.9             # spatial discount per pixel of distance to the crop's edge
-    c.optim.lr = 1e-4
-    c.optim.b1 = 0.5
-    c.optim.b2 = 0.9
-    c.mask.generator = "deepfill_box"
-    c.mask.per_batch = True
+    """The family's released settings (`default_config()`) plus the released run: 256x256,
+    batch 16, a checkpoint every 10k steps."""
+    c = default_config()
+    c.model.local_size = 128       # the released local critic's crop (half of 256)
     c.data.image_size = 256
     c.eval.image_size = 256
     c.batch_size = 16
@@ -78,6 +65,6 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.model.cnum = 8
         c.model.d_cnum = 8
         c.model.local_size = 16
-        c.critic_steps = 2
+        c.optim.critic_steps = 2
         c.optim.lr = 1e-3          # so that a few steps move the losses measurably
     return apply_modifiers(c, mods, arg, FILE)

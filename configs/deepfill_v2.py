@@ -9,8 +9,8 @@ Variants:
             from an image folder: --config.data.data_dir=DIR (TFDS cannot download CelebA-HQ).
   demo      small and fast on the built-in sample photos: 64x64 crops, cnum 16, batch 4 with a
             mask per image, random flips, lr 1e-3 with a cosine decay, EMA of the generator
-            (0.997), L1 only, 4000 steps (train + eval 8-12 minutes on two idle CPU cores). docs/demo.md gives
-            its numbers beside the classical fills. A smoke run, not a usable model.
+            (0.997), L1 only, 4000 steps (minutes on two CPU cores). docs/demo.md gives
+            its time and numbers beside the classical fills. A smoke run, not a usable model.
   test      tiny (32x32 crops, cnum 8, batch 2, a handful of steps) for the test suite.
 Modifiers (comma-separated after the variant):
   guided            sketch/edge guidance: Canny edges of the ground truth inside the hole as a
@@ -22,25 +22,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from inpaintjax.config import apply_modifiers, base_config, parse_variant, sample_photo_run
+from inpaintjax.config import apply_modifiers, parse_variant, sample_photo_run
+from inpaintjax.families.deepfill_v2 import default_config
 
 FILE = "configs/deepfill_v2.py"
 VARIANTS = ("places2", "celebahq", "demo", "test")
 
 
 def _common() -> ml_collections.ConfigDict:
-    c = base_config()
-    c.family = "deepfill_v2"
-    c.model.cnum = 48            # generator width: conv1 has cnum outputs (cnum/2 gated features)
-    c.model.d_cnum = 64          # SN-PatchGAN width
-    c.model.guided = False       # sketch channel: Canny edges of the truth in training (data.edge_sigma)
-    c.loss.l1_alpha = 1.0        # weight of each of the two L1 terms (stage 1, stage 2)
-    c.loss.gan_alpha = 1.0       # weight of the hinge generator term
-    c.optim.lr = 1e-4
-    c.optim.b1 = 0.5
-    c.optim.b2 = 0.999
-    c.mask.generator = "deepfill_v2_training"
-    c.mask.per_batch = True
+    """The family's released settings (`default_config()`) plus the released run: 256x256,
+    batch 16, a checkpoint every 4000 steps."""
+    c = default_config()
     c.data.image_size = 256
     c.eval.image_size = 256
     c.batch_size = 16
@@ -66,8 +58,8 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.model.cnum = 16
         c.model.d_cnum = 16
         # a few-minute run: 10x the paper's rate with a cosine decay to 2% of it, many cheap steps
-        # (batch 4) with a mask per image, the EMA of the generator evaluated, and no GAN term
-        # (with gan_alpha 0.1 the same seed was worse on every hole metric: docs/demo.md)
+        # (batch 4) with a mask per image, random flips, the EMA of the generator evaluated, and
+        # no GAN term; docs/demo.md gives the measurements behind each choice
         c.optim.lr = 1e-3
         c.optim.schedule = "cosine"
         c.optim.warmup_steps = 100
@@ -75,8 +67,6 @@ def get_config(arg: str = "places2") -> ml_collections.ConfigDict:
         c.ema_decay = 0.997
         c.loss.gan_alpha = 0.0
         c.mask.per_batch = False
-        # random horizontal flips: without them seed 2 lost to the mean fill on hole PSNR
-        # (20.38 against 20.64); with them all three seeds beat it (docs/demo.md)
         c.data.flip = True
         c.num_steps = 4000
     elif variant == "test":

@@ -24,8 +24,9 @@ faster (see `inpaintjax.xla_cpu`); the entry points then use it.
 
 Every case runs in its own child process (clean memory peak, clean compile caches, the conv
 switch applied through INPAINTJAX_CONV and the XLA:CPU set-up through INPAINTJAX_XLA_CPU, see
-`inpaintjax.xla_cpu`; each record names both). `--torch` also runs benchmarks/torch_deepfill.py's
-PyTorch equivalent of each stack/train/infer case in the same run, when torch is installed.
+`inpaintjax.xla_cpu`; each record names both). `--torch` also runs the PyTorch equivalent of each
+stack/train/infer case (`inpaintjax.benchmarks_torch`, shipped with the package) in the same run,
+when torch is installed.
 """
 
 from __future__ import annotations
@@ -35,36 +36,23 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[1]
-TORCH_SCRIPT = _REPO / "benchmarks" / "torch_deepfill.py"
-#: the PyTorch equivalent of each family's train/infer cases (stack: torch_deepfill.py)
-TORCH_SCRIPTS = {"deepfill_v2": TORCH_SCRIPT, "pconv": _REPO / "benchmarks" / "torch_pconv.py",
-                 "edgeconnect": _REPO / "benchmarks" / "torch_edgeconnect.py",
-                 "deepfill_v1": _REPO / "benchmarks" / "torch_deepfill_v1.py"}
+from inpaintjax import benchmarks_torch
+from inpaintjax.timing import summary, timed
+
+#: the PyTorch module's arguments for a reduced (--reduced) run of its family
+_TORCH_REDUCED = {"torch_deepfill": ["--cnum", "8", "--d-cnum", "8"],
+                  "torch_deepfill_v1": ["--cnum", "8", "--d-cnum", "8"],
+                  "torch_pconv": ["--levels", "6", "--width", "8"],
+                  "torch_edgeconnect": ["--residual-blocks", "1"]}
 
 
 # ---------------------------------------------------------------------------------------------
 # child side: one case per process
 # ---------------------------------------------------------------------------------------------
-def _timed(fn, repeats: int):
-    """(warm-up seconds, [timed seconds]) for fn() which must block until its result is ready."""
-    t0 = time.perf_counter()
-    fn()
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return warm, times
-
-
 def _flops_native(fn, *args, case: dict | None = None, compiled=None) -> float | None:
     """FLOPs of fn(*args) by XLA's cost analysis of the optimised program (after CSE: e.g. the
     two identical generator forwards of a DeepFill v2 step count once) with the native
@@ -132,137 +120,164 @@ def _batch(family, batch: int, size: int, stacked: int = 0):
     return {k: jnp.asarray(np.stack([p[k] for p in parts])) for k in spec}
 
 
-def _run_case(case: dict) -> dict:
+def _compile(fn, *args):
+    """(the compiled program of jax.jit(fn) for args, seconds spent lowering and compiling)."""
+    import jax
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def _case_peak_matmul(case: dict) -> tuple[float, list, float, float | None]:
+    """A float32 n x n matmul: (warm-up s, timed s, compile s, FLOPs)."""
     import jax
     import jax.numpy as jnp
+    n = case["size"]
+    x = jnp.asarray(jax.random.normal(jax.random.key(0), (n, n), jnp.float32))
+    compiled, compile_s = _compile(lambda x: x @ x, x)
+    warm, times = timed(lambda: compiled(x).block_until_ready(), case["repeats"])
+    return warm, times, compile_s, 2.0 * n ** 3
+
+
+def _case_stack(case: dict) -> tuple[float, list, float, float | None]:
+    """Eight 3x3 convolutions (dilations 1-8), forward and backward."""
+    import jax
+    import jax.numpy as jnp
+
+    from inpaintjax.layers.conv import conv_general_dilated
+
+    chans, dil = [5, 64, 64, 64, 64, 64, 64, 64, 3], [1, 1, 2, 4, 8, 1, 1, 1]
+    key = jax.random.key(0)
+    ws = [jax.random.normal(jax.random.fold_in(key, i), (3, 3, chans[i], chans[i + 1]))
+          * (2.0 / (9 * chans[i])) ** 0.5 for i in range(8)]
+    b, s = case["batch"], case["size"]
+    x = jax.random.normal(key, (b, s, s, 5)).astype(case["dtype"])
+
+    def loss(ws, x):
+        h = x
+        for i, w in enumerate(ws):
+            h = conv_general_dilated(h, w.astype(h.dtype), (1, 1), "SAME",
+                                     rhs_dilation=(dil[i], dil[i]),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            if i < 7:
+                h = jax.nn.relu(h)
+        return jnp.mean(h.astype(jnp.float32) ** 2)
+
+    fn = jax.grad(loss)
+    compiled, compile_s = _compile(fn, ws, x)
+    warm, times = timed(lambda: jax.block_until_ready(compiled(ws, x)), case["repeats"])
+    return warm, times, compile_s, _flops_native(fn, ws, x, case=case, compiled=compiled)
+
+
+def _inference_args(family, state, batch):
+    import jax.numpy as jnp
     import numpy as np
+    variables = family.inference_variables(state)
+    inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
+        {k: np.asarray(v) for k, v in batch.items()}).items()}
+    return variables, inputs
 
-    kind, repeats = case["kind"], case["repeats"]
-    rec = dict(case)
-    rec.pop("known_flops", None)
-    if kind == "peak_matmul":
-        n = case["size"]
-        a = jnp.asarray(jax.random.normal(jax.random.key(0), (n, n), jnp.float32))
-        f = jax.jit(lambda a: a @ a)
-        t0 = time.perf_counter()
-        compiled = f.lower(a).compile()
-        rec["compile_s"] = time.perf_counter() - t0
-        warm, times = _timed(lambda: compiled(a).block_until_ready(), repeats)
-        rec["flops"] = 2.0 * n ** 3
-    elif kind == "stack":
-        from jax import lax
-        from inpaintjax.layers.conv import conv_general_dilated
 
-        chans, dil = [5, 64, 64, 64, 64, 64, 64, 64, 3], [1, 1, 2, 4, 8, 1, 1, 1]
-        key = jax.random.key(0)
-        ws = [jax.random.normal(jax.random.fold_in(key, i), (3, 3, chans[i], chans[i + 1]))
-              * (2.0 / (9 * chans[i])) ** 0.5 for i in range(8)]
-        b, s = case["batch"], case["size"]
-        x = jax.random.normal(key, (b, s, s, 5))
+def _case_memory(case: dict) -> tuple[float, list, float, float | None]:
+    """The family's `inpaint`, batch 1 at case['size'] (no FLOP count: a second compile would
+    double the memory peak being measured)."""
+    import jax
+    import numpy as np
+    family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
+                        case.get("reduced", False), case.get("overrides", ()))
+    batch = _batch(family, case["batch"], case["size"])
+    # parameters do not depend on the image size: initialise small (the discriminator's
+    # initialisation at 2048 x 2048 would dominate the memory peak being measured)
+    state = family.init_state(jax.random.key(0), _batch(family, case["batch"], 64))
+    variables, inputs = _inference_args(family, state, batch)
+    del state, batch
+    compiled, compile_s = _compile(lambda v, inputs: family.inpaint(v, inputs)["output"],
+                                   variables, inputs)
+    last = []
 
-        def loss(ws, x):
-            h = x
-            for i, w in enumerate(ws):
-                h = conv_general_dilated(h, w.astype(h.dtype), (1, 1), "SAME",
-                                         rhs_dilation=(dil[i], dil[i]),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-                if i < 7:
-                    h = jax.nn.relu(h)
-            return jnp.mean(h.astype(jnp.float32) ** 2)
+    def run():
+        last[:] = [compiled(variables, inputs).block_until_ready()]
 
-        x = x.astype(case["dtype"])
-        fn = jax.grad(loss)
-        t0 = time.perf_counter()
-        compiled = jax.jit(fn).lower(ws, x).compile()
-        rec["compile_s"] = time.perf_counter() - t0
-        warm, times = _timed(lambda: jax.block_until_ready(compiled(ws, x)), repeats)
-        rec["flops"] = _flops_native(fn, ws, x, case=case, compiled=compiled)
-        del lax
-    elif kind in ("infer", "train", "memory"):
-        family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
-                            case.get("reduced", False), case.get("overrides", ()))
-        batch = _batch(family, case["batch"], case["size"])
-        # parameters do not depend on the image size: initialise small (the discriminator's
-        # initialisation at 2048 x 2048 would dominate the memory peak being measured)
-        state = family.init_state(jax.random.key(0), _batch(family, case["batch"], 64)
-                                  if kind == "memory" else batch)
-        if kind == "memory":
-            variables = family.inference_variables(state)
-            del state
-            inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
-                {k: np.asarray(v) for k, v in batch.items()}).items()}
-            del batch
-            fn = jax.jit(lambda v, inputs: family.inpaint(v, inputs)["output"])
-            t0 = time.perf_counter()
-            compiled = fn.lower(variables, inputs).compile()
-            rec["compile_s"] = time.perf_counter() - t0
-            last = []
+    warm, times = timed(run, case["repeats"])
+    if not np.all(np.isfinite(np.asarray(last[0]))):
+        raise SystemExit("inpaintjax.bench: non-finite inpainting output")
+    return warm, times, compile_s, None
 
-            def run():
-                last[:] = [compiled(variables, inputs).block_until_ready()]
 
-            warm, times = _timed(run, repeats)
-            out = np.asarray(last[0])
-            if not np.all(np.isfinite(out)):
-                raise SystemExit("inpaintjax.bench: non-finite inpainting output")
-            rec["flops"] = None
-        elif kind == "infer":
-            variables = family.inference_variables(state)
-            del state
-            inputs = {k: jnp.asarray(v) for k, v in family.inference_inputs(
-                {k: np.asarray(v) for k, v in batch.items()}).items()}
+def _case_infer(case: dict) -> tuple[float, list, float, float | None]:
+    """The family's jitted `inpaint` (latency)."""
+    import jax
+    family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
+                        case.get("reduced", False), case.get("overrides", ()))
+    batch = _batch(family, case["batch"], case["size"])
+    state = family.init_state(jax.random.key(0), batch)
+    args = _inference_args(family, state, batch)
+    del state
 
-            def fn(v, inputs):
-                return family.inpaint(v, inputs)["output"]
+    def fn(v, inputs):
+        return family.inpaint(v, inputs)["output"]
 
-            args = (variables, inputs)
-            t0 = time.perf_counter()
-            compiled = jax.jit(fn).lower(*args).compile()
-            rec["compile_s"] = time.perf_counter() - t0
-            warm, times = _timed(lambda: compiled(*args).block_until_ready(), repeats)
-            rec["flops"] = _flops_native(fn, *args, case=case, compiled=compiled)
-        else:
-            rng = jax.random.key(1)
-            k = family.batches_per_step
-            if k > 1:
-                batch = _batch(family, case["batch"], case["size"], stacked=k)
-            frozen = jax.tree.map(jnp.asarray, family.load_frozen())
-            step = jax.jit(family.train_step, donate_argnums=0)
-            t0 = time.perf_counter()
-            compiled = step.lower(state, batch, rng, frozen).compile()
-            rec["compile_s"] = time.perf_counter() - t0
-            rec["flops"] = _flops_native(family.train_step, state, batch, rng, frozen, case=case,
-                                         compiled=compiled)
-            holder = [state]
+    compiled, compile_s = _compile(fn, *args)
+    warm, times = timed(lambda: compiled(*args).block_until_ready(), case["repeats"])
+    return warm, times, compile_s, _flops_native(fn, *args, case=case, compiled=compiled)
 
-            def run():
-                new_state, metrics = compiled(holder[0], batch, rng, frozen)
-                holder[0] = new_state
-                jax.block_until_ready(metrics)
-                bad = [k for k, v in metrics.items()
-                       if not bool(jnp.all(jnp.isfinite(jnp.asarray(jax.tree.leaves(v)[0]))))]
-                if bad:
-                    raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
 
-            warm, times = _timed(run, repeats)
-    else:
+def _case_train(case: dict) -> tuple[float, list, float, float | None]:
+    """The family's jitted, state-donating `train_step`; stops on a non-finite metric."""
+    import jax
+    import jax.numpy as jnp
+    family, _ = _family(case["family"], case["dtype"], case.get("remat", False),
+                        case.get("reduced", False), case.get("overrides", ()))
+    batch = _batch(family, case["batch"], case["size"])
+    state = family.init_state(jax.random.key(0), batch)
+    rng = jax.random.key(1)
+    if family.batches_per_step > 1:
+        batch = _batch(family, case["batch"], case["size"], stacked=family.batches_per_step)
+    frozen = jax.tree.map(jnp.asarray, family.load_frozen())
+    t0 = time.perf_counter()
+    compiled = jax.jit(family.train_step, donate_argnums=0).lower(state, batch, rng,
+                                                                   frozen).compile()
+    compile_s = time.perf_counter() - t0
+    flops = _flops_native(family.train_step, state, batch, rng, frozen, case=case,
+                          compiled=compiled)
+    holder = [state]
+
+    def run():
+        new_state, metrics = compiled(holder[0], batch, rng, frozen)
+        holder[0] = new_state
+        jax.block_until_ready(metrics)
+        bad = [k for k, v in metrics.items()
+               if not bool(jnp.all(jnp.isfinite(jnp.asarray(jax.tree.leaves(v)[0]))))]
+        if bad:
+            raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
+
+    warm, times = timed(run, case["repeats"])
+    return warm, times, compile_s, flops
+
+
+_CASES = {"peak_matmul": _case_peak_matmul, "stack": _case_stack, "memory": _case_memory,
+          "infer": _case_infer, "train": _case_train}
+
+
+def _run_case(case: dict) -> dict:
+    """Run one case (in this child process) and return its record: the case, the timings, the
+    compile time, FLOPs, the peak RSS, JAX's version and backend, the XLA:CPU set-up."""
+    import jax
+
+    from inpaintjax import xla_cpu
+    kind = case["kind"]
+    if kind not in _CASES:
         raise SystemExit(f"inpaintjax.bench: unknown case kind {kind!r}")
-    rec.update(_summary(warm, times))
-    rec["compile_s"] = round(rec["compile_s"], 3)
+    warm, times, compile_s, flops = _CASES[kind](case)
+    rec = {k: v for k, v in case.items() if k != "known_flops"}
+    rec["compile_s"] = round(compile_s, 3)
+    rec["flops"] = flops
+    rec.update(summary(warm, times))
     rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     rec["jax"] = jax.__version__
     rec["backend"] = jax.default_backend()
-    from inpaintjax import xla_cpu
     rec["ynn_convolutions_off"] = xla_cpu.ynn_convolutions_off()
     return rec
-
-
-def _summary(warm, times) -> dict:
-    if not times:  # repeats 0: the one run after compilation is the measurement
-        times = [warm]
-    return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
-            "min_s": round(min(times), 4), "max_s": round(max(times), 4),
-            "repeats": len(times)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,8 +290,7 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
     # the child decides the XLA:CPU set-up from INPAINTJAX_XLA_CPU alone
     env["XLA_FLAGS"] = xla_cpu.without_option(env.get("XLA_FLAGS", ""))
     proc = subprocess.run([sys.executable, "-m", "inpaintjax.bench", "--child", json.dumps(case)],
-                          capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=str(_REPO))
+                          capture_output=True, text=True, env=env, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {**case, "conv": conv, "xla_cpu": xla_cpu_mode,
@@ -287,14 +301,20 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
     return rec
 
 
+def _torch_module(case: dict) -> str:
+    """The `inpaintjax.benchmarks_torch` module timing `case` in PyTorch."""
+    if case["kind"] == "stack":
+        return benchmarks_torch.STACK_MODULE
+    return benchmarks_torch.MODULES[case.get("family", "deepfill_v2")]
+
+
 def _torch_child(case: dict, timeout: float) -> dict:
-    script = TORCH_SCRIPTS.get(case.get("family"), TORCH_SCRIPT) if case["kind"] != "stack" else TORCH_SCRIPT
-    cmd = [sys.executable, str(script), "--case", case.get("torch_case", case["kind"]), "--batch",
-           str(case["batch"]), "--size", str(case["size"]), "--repeats", str(case["repeats"])]
+    module = _torch_module(case)
+    cmd = [sys.executable, "-m", f"inpaintjax.benchmarks_torch.{module}",
+           "--case", case.get("torch_case", case["kind"]), "--batch", str(case["batch"]),
+           "--size", str(case["size"]), "--repeats", str(case["repeats"])]
     if case.get("reduced"):
-        cmd += {TORCH_SCRIPT: ["--cnum", "8", "--d-cnum", "8"],
-                TORCH_SCRIPTS["pconv"]: ["--levels", "6", "--width", "8"],
-                TORCH_SCRIPTS["edgeconnect"]: ["--residual-blocks", "1"]}.get(script, ["--cnum", "8", "--d-cnum", "8"])
+        cmd += _TORCH_REDUCED[module]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -307,20 +327,20 @@ def _torch_child(case: dict, timeout: float) -> dict:
     return rec
 
 
-def _cases(a) -> list[dict]:
-    r = a.repeats if a.repeats is not None else (2 if a.reduced else 3)
-    common = {"repeats": r, "dtype": a.dtype, "reduced": a.reduced}
-    fam = {"family": a.family, "remat": a.remat}
-    if a.reduced:
+def _cases(args) -> list[dict]:
+    r = args.repeats if args.repeats is not None else (2 if args.reduced else 3)
+    common = {"repeats": r, "dtype": args.dtype, "reduced": args.reduced}
+    fam = {"family": args.family, "remat": args.remat}
+    if args.reduced:
         sizes = {"stack": (1, 32), "infer": [(1, 64), (2, 64)], "train": (2, 64), "t512": (1, 128),
                  "i512": [(1, 128)]}
     else:
         sizes = {"stack": (4, 256), "infer": [(1, 256), (8, 256), (1, 512), (8, 512)],
-                 "train": (a.train_batch, 256), "t512": (a.train_batch, 512), "i512": [(1, 512)]}
-    wanted = a.cases.split(",")
+                 "train": (args.train_batch, 256), "t512": (args.train_batch, 512), "i512": [(1, 512)]}
+    wanted = args.cases.split(",")
     out = []
-    if a.family == "edgeconnect":
-        return _edgeconnect_cases(a, wanted, common, fam)
+    if args.family == "edgeconnect":
+        return _edgeconnect_cases(args, wanted, common, fam)
     if "stack" in wanted:
         b, s = sizes["stack"]
         out.append({"kind": "stack", "batch": b, "size": s, **common})
@@ -337,8 +357,8 @@ def _cases(a) -> list[dict]:
         b, s = sizes["t512"]
         out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
     if "memory" in wanted:
-        mem_sizes = [int(x) for x in a.memory_sizes.split(",")] if a.memory_sizes else (
-            [64, 128] if a.reduced else [256, 512, 1024, 2048])
+        mem_sizes = [int(x) for x in args.memory_sizes.split(",")] if args.memory_sizes else (
+            [64, 128] if args.reduced else [256, 512, 1024, 2048])
         for s in mem_sizes:
             # large sizes: the first run after compilation is the measurement (a 2048 x 2048
             # inpainting takes many minutes on a 2-core CPU)
@@ -347,39 +367,17 @@ def _cases(a) -> list[dict]:
     return out
 
 
-def _random_vgg19_file() -> str:
-    """A He-normal random VGG-19 as a torchvision state dict (the inpainting model's perceptual and
-    style losses cost the same with any weights), written once per run to a temporary file."""
-    import tempfile
-
-    import numpy as np
-    import torch
-
-    from inpaintjax.models import vgg
-    path = os.path.join(tempfile.mkdtemp(prefix="inpaintjax_bench_"), "vgg19_random.pth")
-    rng, sd, cin, idx = np.random.default_rng(0), {}, 3, 0
-    for n, width in zip(vgg.BLOCKS[19], vgg.WIDTHS):
-        for _ in range(n):
-            w = rng.standard_normal((width, cin, 3, 3)).astype(np.float32) * (2.0 / (9 * cin)) ** 0.5
-            sd[f"features.{idx}.weight"] = torch.from_numpy(w)
-            sd[f"features.{idx}.bias"] = torch.zeros(width)
-            cin, idx = width, idx + 2
-        idx += 1
-    torch.save(sd, path)
-    return path
-
-
-def _edgeconnect_cases(a, wanted, common, fam) -> list[dict]:
+def _edgeconnect_cases(args, wanted, common, fam) -> list[dict]:
     """The edge model's (mode 1) and the inpainting model's (mode 2) training steps at 256 and
     the two-stage inference (mode 3) at 512, each with its PyTorch counterpart's case name."""
-    small = a.reduced
+    small = args.reduced
     out = []
     if "train" in wanted:
-        b, s = (2, 64) if small else (a.train_batch, 256)
+        b, s = (2, 64) if small else (args.train_batch, 256)
         out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
                     "overrides": ["model.mode=1"], "torch_case": "train_edge"})
         out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
-                    "overrides": ["model.mode=2", f"loss.vgg_weights={_random_vgg19_file()}"],
+                    "overrides": ["model.mode=2"],  # a random VGG-19 (the time is the same)
                     "torch_case": "train_inpaint"})
     if "infer" in wanted:
         b, s = (1, 64) if small else (1, 512)
@@ -441,12 +439,12 @@ def calibrate(if_missing: bool = False, repeats: int = 3, timeout: float = 1800.
     return 0
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m inpaintjax.bench", description=__doc__.split("\n")[0])
     p.add_argument("--family", default="deepfill_v2")
     p.add_argument("--reduced", action="store_true", help="tiny sizes for CI (seconds)")
     p.add_argument("--torch", action="store_true",
-                   help="also run the PyTorch equivalents (benchmarks/torch_deepfill.py)")
+                   help="also run the PyTorch equivalents (inpaintjax.benchmarks_torch)")
     p.add_argument("--native-conv", action="store_true",
                    help="XLA's own convolution gradients (INPAINTJAX_CONV=native)")
     p.add_argument("--conv", choices=["auto", "native", "both"], default=None,
@@ -474,31 +472,71 @@ def main(argv=None) -> int:
     p.add_argument("--if-missing", action="store_true",
                    help="with --calibrate: only when this CPU has no measured record yet")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    return p
 
-    if a.child:
-        from inpaintjax import xla_cpu
-        xla_cpu.configure()  # INPAINTJAX_XLA_CPU is set by the parent for each child
-        print(json.dumps(_run_case(json.loads(a.child))), flush=True)
-        return 0
-    if a.calibrate:
-        return calibrate(a.if_missing, a.repeats or 3, a.timeout)
 
-    if a.native_conv and a.conv not in (None, "native"):
-        p.error("--native-conv contradicts --conv " + a.conv)
-    conv = "native" if a.native_conv else (a.conv or "auto")
+def _setups(p: argparse.ArgumentParser, args) -> list[tuple[str, str]]:
+    """The (XLA:CPU set-up, convolution) pairs each JAX case runs under; checks --torch."""
+    if args.native_conv and args.conv not in (None, "native"):
+        p.error("--native-conv contradicts --conv " + args.conv)
+    conv = "native" if args.native_conv else (args.conv or "auto")
     convs = ["native", "auto"] if conv == "both" else [conv]
-    modes = ["default", "tuned"] if a.xla_cpu == "both" else [a.xla_cpu]
-    setups = [(m, c) for m in modes for c in convs]
-    if a.torch:
+    modes = ["default", "tuned"] if args.xla_cpu == "both" else [args.xla_cpu]
+    if args.torch:
         try:
             import torch  # noqa: F401
         except ImportError:
-            p.error("--torch needs PyTorch: pip install -e '.[bench]' (torch==2.13.0)")
-        script = TORCH_SCRIPTS.get(a.family, TORCH_SCRIPT)
-        if not script.exists() or not TORCH_SCRIPT.exists():
-            p.error(f"--torch needs {script} and {TORCH_SCRIPT} (run from a source checkout)")
-    out = open(a.out, "a") if a.out else None
+            p.error("--torch needs PyTorch: pip install 'inpaintjax[bench]' (torch==2.13.0)")
+    return [(m, c) for m in modes for c in convs]
+
+
+def _run_all(args, setups, emit) -> bool:
+    """The matmul peak, then every case under every set-up (and in PyTorch with --torch), each
+    record passed to `emit`. True when every case ran."""
+    emit({"kind": "machine", "platform": platform.platform(), "python": platform.python_version(),
+          "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)})
+    peak = None
+    if "peak" in args.cases.split(","):
+        rec = _child({"kind": "peak_matmul", "size": 512 if args.reduced else 4096,
+                      "repeats": args.repeats or 3}, "auto", args.timeout)
+        if "error" not in rec:
+            peak = rec["flops"] / rec["median_s"]
+            rec["peak_flops_per_s"] = round(peak)
+        emit(_finish(rec, peak))
+    ok = True
+    for case in _cases(args):
+        jax_recs = []
+        for mode, conv in setups:
+            known = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
+            rec = _finish(_child({**case, "known_flops": known} if known else case, conv,
+                                 args.timeout, mode), peak)
+            ok &= "error" not in rec
+            jax_recs.append(rec)
+            emit(rec)
+        if args.torch:
+            rec = _torch_child(case, args.timeout)
+            # same computation: the JAX record's XLA FLOP count is the PyTorch step's too
+            flops = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
+            if flops:
+                rec["flops"] = flops
+            rec = _finish(rec, peak)
+            ok &= "error" not in rec
+            emit(rec)
+    return ok
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.child:
+        from inpaintjax import xla_cpu
+        xla_cpu.configure()  # INPAINTJAX_XLA_CPU is set by the parent for each child
+        print(json.dumps(_run_case(json.loads(args.child))), flush=True)
+        return 0
+    if args.calibrate:
+        return calibrate(args.if_missing, args.repeats or 3, args.timeout)
+    setups = _setups(p, args)
+    out = open(args.out, "a") if args.out else None
 
     def emit(rec):
         line = json.dumps(rec)
@@ -507,38 +545,12 @@ def main(argv=None) -> int:
             out.write(line + "\n")
             out.flush()
 
-    emit({"kind": "machine", "platform": platform.platform(), "python": platform.python_version(),
-          "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)})
-    peak = None
-    if "peak" in a.cases.split(","):
-        rec = _child({"kind": "peak_matmul", "size": 512 if a.reduced else 4096,
-                      "repeats": a.repeats or 3}, "auto", a.timeout)
-        if "error" not in rec:
-            peak = rec["flops"] / rec["median_s"]
-            rec["peak_flops_per_s"] = round(peak)
-        emit(_finish(rec, peak))
-    failed = False
-    for case in _cases(a):
-        jax_recs = []
-        for mode, c in setups:
-            known = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
-            rec = _finish(_child({**case, "known_flops": known} if known else case, c, a.timeout,
-                                 mode), peak)
-            failed |= "error" in rec
-            jax_recs.append(rec)
-            emit(rec)
-        if a.torch:
-            rec = _torch_child(case, a.timeout)
-            # same computation: the JAX record's XLA FLOP count is the PyTorch step's too
-            flops = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
-            if flops:
-                rec["flops"] = flops
-            rec = _finish(rec, peak)
-            failed |= "error" in rec
-            emit(rec)
-    if out:
-        out.close()
-    return 1 if failed else 0
+    try:
+        ok = _run_all(args, setups, emit)
+    finally:
+        if out:
+            out.close()
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -292,9 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
     q.add_argument("--image", required=True, help="image file, or a folder of images")
     q.add_argument("--mask", required=True,
-                   help="mask file (hole = at least half the value range, e.g. >= 128 of 8-bit; a 0/1 file: 1 = hole), or a folder of masks named like the images")
+                   help="mask file (a hole where a pixel is at least half of the value range, e.g. "
+                        ">= 128 of 255; a 0/1 file: 1 = hole), or a folder of masks named like "
+                        "the images")
     q.add_argument("--sketch", default=None,
-                   help="optional sketch for guided models (stroke = at least half the value range, as --mask); file or folder")
+                   help="optional sketch for guided models (a stroke where a pixel is at least "
+                        "half of the value range, as masks); file or folder")
     q.add_argument("--out", required=True,
                    help=f"output file ({', '.join(OUTPUT_EXTENSIONS)}), or folder in folder mode")
     q.add_argument("--overwrite", action="store_true",

@@ -14,6 +14,7 @@ A key that does not exist is a `ConfigKeyError` naming the nearest valid key.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib.util
 import json
@@ -44,7 +45,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.crop = "random"       # 'random' (up-scale if smaller, random crop) | 'resize'
     c.data.flip = False          # random horizontal flips (the originals use none)
     c.data.image_key = "image"   # TFDS feature holding the image
-    c.data.edge_sigma = 2.0      # Canny sigma of edge fields (0 = random 1..4 per image, -1 = none)
     c.data.min_image_side = 32   # folder images with a smaller side are skipped (and counted)
     c.data.num_workers = 2       # grain read threads per host (batches prepared ahead in parallel)
     c.data.prefetch = 4          # batches prepared ahead of the training step
@@ -60,7 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.compute_dtype = "float32"  # 'float32' | 'bfloat16' (parameters stay float32)
-    c.remat = False              # rematerialise generator blocks (512x512 training on small memory)
+    c.remat = False              # rematerialise generator blocks (512x512 training on small
+                                 # memory): every family's generators honour it
     c.ema_decay = 0.0            # > 0: EMA of the generator's parameters, evaluated and exported
     c.init_from = ""             # 'WORKDIR[:STEP]': a fresh run starts from another run's state
     c.init_from_paths = ""       # '' = the family's warm_start_paths; else 'a,b' or 'dst=src,...'
@@ -120,27 +121,27 @@ def apply_modifiers(config: ml_collections.ConfigDict, mods: Iterable[str], arg:
     return config
 
 
-def sample_photo_run(config: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+def sample_photo_run(config: ml_collections.ConfigDict, preset: str) -> ml_collections.ConfigDict:
     """The settings every family's `demo` and `test` variants share: the built-in sample photos,
-    random crops, and a small run. size 'demo': 64x64 crops, batch 4, 2000 steps, evaluation on 8
-    held-out crops x 4 masks per bucket. size 'test': 32x32, batch 2, 4 steps, a log line every
+    random crops, and a small run. preset 'demo': 64x64 crops, batch 4, 2000 steps, evaluation on 8
+    held-out crops x 4 masks per bucket. preset 'test': 32x32, batch 2, 4 steps, a log line every
     step and a checkpoint every 2, 4 held-out crops x 1 mask per bucket. A variant changes what
     differs afterwards."""
     c = config
     c.data.source = "samples"
     c.data.crop = "random"
-    if size == "demo":
+    if preset == "demo":
         c.data.image_size = c.eval.image_size = 64
         c.eval.num_images, c.eval.per_bucket, c.eval.batch_size = 8, 4, 8
         c.batch_size, c.num_steps = 4, 2000
         c.log_every, c.image_every, c.checkpoint_every = 100, 500, 500
-    elif size == "test":
+    elif preset == "test":
         c.data.image_size = c.eval.image_size = 32
         c.eval.num_images, c.eval.per_bucket, c.eval.batch_size = 4, 1, 2
         c.batch_size, c.num_steps = 2, 4
         c.log_every, c.image_every, c.checkpoint_every, c.keep_checkpoints = 1, 2, 2, 2
     else:
-        raise ValueError(f"sample_photo_run: size is 'demo' or 'test', got {size!r}")
+        raise ValueError(f"sample_photo_run: preset is 'demo' or 'test', got {preset!r}")
     return c
 
 
@@ -221,17 +222,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str] 
         old = node[parts[-1]]
         if isinstance(value, str):
             value = _parse_value(value, old, key)
-        with config.unlocked() if hasattr(config, "unlocked") else _null():
+        with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
             node[parts[-1]] = value
     return config
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _split_override(text: str) -> tuple[str, str]:

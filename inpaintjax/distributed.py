@@ -16,7 +16,6 @@ flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with 
 flags.DEFINE_integer("num_cpu_devices", None, "CPU only: devices per process (testing many devices "
                      "without accelerators)")
 
-DISTRIBUTED_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed", "num_cpu_devices")
 
 
 def quiet_library_logging(FLAGS) -> None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
+import importlib.resources
 import io
 import json
 import os
@@ -48,6 +50,12 @@ MAX_PIXELS = 2048 * 2048          # width x height limit (CPU inference time gro
 KEEP_FILES = 64                   # uploads + results kept in the temporary folder
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 _ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@functools.lru_cache(maxsize=1)
+def _page() -> bytes:
+    """The sketch-and-fill page (HTML + JS), package data `inpaintjax/static/serve.html`."""
+    return importlib.resources.files("inpaintjax").joinpath("static/serve.html").read_bytes()
 
 
 class UploadError(ValueError):
@@ -223,7 +231,7 @@ def _handler(app: App):
             try:
                 route = self.path.split("?", 1)[0]
                 if route == "/":
-                    self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+                    self._send(HTTPStatus.OK, _page(), "text/html; charset=utf-8")
                 elif route == "/api/info":
                     self._json(app.info())
                 elif route.startswith(("/api/image/", "/api/result/")):
@@ -284,165 +292,3 @@ def serve(weights: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     finally:
         server.server_close()
         app.close()
-
-
-PAGE = r"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>inpaintjax: sketch and fill</title>
-<style>
- body { font: 14px system-ui, sans-serif; margin: 16px; color: #222; }
- header { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; margin-bottom: 10px; }
- button { font: inherit; padding: 4px 12px; }
- #error { color: #b00020; font-weight: 600; min-height: 1.2em; }
- #status { color: #555; min-height: 1.2em; }
- .panels { display: flex; gap: 16px; flex-wrap: wrap; }
- .panel h3 { margin: 4px 0; font-size: 14px; }
- .stack { position: relative; border: 1px solid #bbb; background: #eee; }
- .stack canvas { position: absolute; left: 0; top: 0; image-rendering: pixelated; }
- #maskLayer { opacity: 0.6; }
- #paint { cursor: crosshair; touch-action: none; }
- #result { border: 1px solid #bbb; image-rendering: pixelated; background: #eee; }
- .hidden { display: none !important; }
-</style></head>
-<body>
-<header>
- <label>Image <input type="file" id="file" accept="image/*"></label>
- <label>Brush <input type="range" id="brush" min="2" max="96" value="24"> <span id="brushValue">24</span> px</label>
- <span id="tools">
-  <label><input type="radio" name="tool" id="toolHole" value="hole" checked> hole</label>
-  <label id="sketchLabel"><input type="radio" name="tool" id="toolSketch" value="sketch"> sketch</label>
- </span>
- <button id="undo" disabled>Undo</button>
- <button id="clear" disabled>Clear</button>
- <button id="fill" disabled>Fill</button>
- <a id="download" class="hidden" download="inpainted.png">Download PNG</a>
-</header>
-<div id="error" role="alert"></div>
-<div id="status">Open an image, paint the hole, press Fill.</div>
-<div class="panels">
- <div class="panel"><h3>Input: paint the hole (magenta)<span id="sketchHint"> and sketch strokes (white) inside it</span></h3>
-  <div class="stack" id="stack">
-   <canvas id="base"></canvas><canvas id="maskLayer"></canvas><canvas id="sketchLayer"></canvas><canvas id="paint"></canvas>
-  </div></div>
- <div class="panel"><h3>Result</h3><img id="result" alt="the inpainted image appears here"></div>
-</div>
-<script>
-"use strict";
-const $ = (id) => document.getElementById(id);
-let info = null, imageId = null, W = 0, H = 0, zoom = 1, undoStack = [], drawing = null;
-const base = $("base"), maskC = $("maskLayer"), sketchC = $("sketchLayer"), paint = $("paint");
-const DISPLAY = 512;  // the longer side on screen, in CSS pixels
-
-function setError(msg) { $("error").textContent = msg || ""; }
-function setStatus(msg) { $("status").textContent = msg || ""; }
-function tool() { return $("toolSketch").checked ? "sketch" : "hole"; }
-function refreshButtons() {
-  $("undo").disabled = undoStack.length === 0;
-  $("clear").disabled = imageId === null;
-  $("fill").disabled = imageId === null;
-}
-
-async function loadInfo() {
-  info = await (await fetch("/api/info")).json();
-  if (!info.guided) { $("sketchLabel").classList.add("hidden"); $("sketchHint").classList.add("hidden"); }
-  setStatus(`Model: ${info.family}${info.guided ? " (guided: sketch strokes inside the hole steer it)" : ""}. ` +
-            `Limits: ${(info.max_bytes / 1e6).toFixed(1)} MB, ${(info.max_pixels / 1e6).toFixed(2)} megapixels.`);
-}
-
-$("brush").addEventListener("input", () => { $("brushValue").textContent = $("brush").value; });
-
-$("file").addEventListener("change", async () => {
-  const f = $("file").files[0];
-  if (!f) return;
-  setError(""); setStatus(`Uploading ${f.name} ...`);
-  let answer;
-  try {
-    const r = await fetch("/api/upload", { method: "POST", body: f,
-      headers: { "X-Filename": encodeURIComponent(f.name).slice(0, 100) } });
-    answer = await r.json();
-  } catch (e) { setError(`Upload failed: ${e}`); setStatus(""); return; }
-  if (answer.error) { setError(answer.error); setStatus(""); return; }
-  const img = new Image();
-  img.onload = () => {
-    imageId = answer.id; W = answer.width; H = answer.height;
-    zoom = DISPLAY / Math.max(W, H);
-    for (const c of [base, maskC, sketchC, paint]) {
-      c.width = W; c.height = H; c.style.width = (W * zoom) + "px"; c.style.height = (H * zoom) + "px";
-    }
-    $("stack").style.width = (W * zoom) + "px"; $("stack").style.height = (H * zoom) + "px";
-    base.getContext("2d").drawImage(img, 0, 0);
-    undoStack = [];
-    $("result").removeAttribute("src"); $("result").style.width = ""; $("download").classList.add("hidden");
-    refreshButtons();
-    setStatus(`${f.name}: ${W}x${H}. Paint the hole, then press Fill.`);
-  };
-  img.src = `/api/image/${answer.id}`;
-});
-
-function snapshot() {
-  undoStack.push({ mask: maskC.getContext("2d").getImageData(0, 0, W, H),
-                   sketch: sketchC.getContext("2d").getImageData(0, 0, W, H) });
-  if (undoStack.length > 50) undoStack.shift();
-  refreshButtons();
-}
-function toImage(e) {
-  const r = paint.getBoundingClientRect();
-  return [(e.clientX - r.left) * W / r.width, (e.clientY - r.top) * H / r.height];
-}
-function stroke(from, to) {
-  const sketch = drawing.tool === "sketch";
-  const ctx = (sketch ? sketchC : maskC).getContext("2d");
-  ctx.strokeStyle = sketch ? "#ffffff" : "#ff00a0";
-  ctx.lineWidth = sketch ? Math.max(1, Math.round(3 / zoom)) : Number($("brush").value) / zoom;
-  ctx.lineCap = "round"; ctx.lineJoin = "round";
-  ctx.beginPath(); ctx.moveTo(from[0], from[1]); ctx.lineTo(to[0], to[1]); ctx.stroke();
-}
-paint.addEventListener("pointerdown", (e) => {
-  if (imageId === null) return;
-  paint.setPointerCapture(e.pointerId);
-  snapshot();
-  drawing = { tool: tool(), last: toImage(e) };
-  stroke(drawing.last, drawing.last);
-});
-paint.addEventListener("pointermove", (e) => {
-  if (!drawing) return;
-  const p = toImage(e); stroke(drawing.last, p); drawing.last = p;
-});
-for (const ev of ["pointerup", "pointercancel"]) paint.addEventListener(ev, () => { drawing = null; });
-
-$("undo").addEventListener("click", () => {
-  const s = undoStack.pop();
-  if (s) { maskC.getContext("2d").putImageData(s.mask, 0, 0); sketchC.getContext("2d").putImageData(s.sketch, 0, 0); }
-  refreshButtons();
-});
-$("clear").addEventListener("click", () => {
-  snapshot();
-  maskC.getContext("2d").clearRect(0, 0, W, H); sketchC.getContext("2d").clearRect(0, 0, W, H);
-});
-
-function hasPixels(c) {
-  const a = c.getContext("2d").getImageData(0, 0, W, H).data;
-  for (let i = 3; i < a.length; i += 4) if (a[i] > 0) return true;
-  return false;
-}
-$("fill").addEventListener("click", async () => {
-  setError("");
-  if (!hasPixels(maskC)) { setError("Paint the hole first: the mask is empty."); return; }
-  $("fill").disabled = true; setStatus("Filling ...");
-  const body = { id: imageId, mask: maskC.toDataURL("image/png"),
-                 sketch: info.guided && hasPixels(sketchC) ? sketchC.toDataURL("image/png") : null };
-  try {
-    const r = await fetch("/api/fill", { method: "POST", headers: { "Content-Type": "application/json" },
-                                         body: JSON.stringify(body) });
-    const answer = await r.json();
-    if (answer.error) { setError(answer.error); setStatus(""); return; }
-    const res = $("result");
-    res.onload = () => setStatus("Done. Keep painting and fill again, undo strokes, or download the PNG.");
-    res.style.width = (W * zoom) + "px"; res.src = answer.result;
-    const a = $("download"); a.href = answer.result; a.classList.remove("hidden");
-  } catch (e) { setError(`Fill failed: ${e}`); setStatus(""); }
-  finally { refreshButtons(); }
-});
-loadInfo();
-</script>
-</body></html>
-"""

@@ -105,7 +105,8 @@ def test_converter_detects_v1_and_permutes_bgr(weights):
                                       r.get(f"discriminator/discriminator_{key}/conv1/kernel")[:, :, ::-1])
         np.testing.assert_array_equal(p["conv3"]["kernel"], r.get(f"discriminator/discriminator_{key}/conv3/kernel"))
         np.testing.assert_array_equal(p["dense"]["kernel"], r.get(f"discriminator/dout_{key}_fc/kernel"))
-    assert w.config().family == "deepfill_v1"
+    from inpaintjax.families.deepfill_v1 import config_for_weights
+    assert config_for_weights(w).family == "deepfill_v1"
     with pytest.raises(CheckpointError, match="DeepFill v1 checkpoint.*version=1"):
         from_tf_checkpoint(GOLDEN_DIR, version=2)
 
@@ -269,7 +270,7 @@ def test_family_train_steps_lower_the_l1_terms():
     from inpaintjax.families import get as get_family
     config = _configs().get_config("test")
     fam = get_family("deepfill_v1")(config)
-    assert fam.batches_per_step == config.critic_steps + 1 == 3
+    assert fam.batches_per_step == config.optim.critic_steps + 1 == 3
     assert set(fam.batch_spec()) == {"image", "mask", "hole_box"}
     batch = _stacked_batches(fam, config)
     state = jax.jit(fam.init_state)(jax.random.key(0), jax.tree.map(lambda x: x[0], batch))
@@ -295,7 +296,7 @@ def test_family_train_steps_lower_the_l1_terms():
     assert h["d/loss"] == pytest.approx(expect_d, rel=1e-4)
     assert int(state.step) == 6
     # the critics were updated critic_steps times per step (Adam's count)
-    assert int(state.d_opt_state.inner_state[0].count) == 6 * config.critic_steps
+    assert int(state.d_opt_state.inner_state[0].count) == 6 * config.optim.critic_steps
     assert int(state.g_opt_state.inner_state[0].count) == 6
     assert float(jnp.abs(state.d_params["local"]["conv1"]["kernel"] - d0["local"]["conv1"]["kernel"]).max()) > 0
     with pytest.raises(ValueError, match="needs 3 stacked batches"):
@@ -304,7 +305,8 @@ def test_family_train_steps_lower_the_l1_terms():
 
 def test_family_inpaint_keeps_known_pixels(weights, golden):
     from inpaintjax.families import get as get_family
-    fam = get_family("deepfill_v1")(weights.config())
+    from inpaintjax.families.deepfill_v1 import config_for_weights
+    fam = get_family("deepfill_v1")(config_for_weights(weights))
     image = (golden["image"] + 1.0) / 2.0
     mask = np.broadcast_to(golden["mask"], image.shape[:3] + (1,)).astype(np.float32)
     out = jax.jit(fam.inpaint)(weights.generator, fam.inference_inputs({"image": image, "mask": mask}))
@@ -319,7 +321,7 @@ def test_family_inpaint_keeps_known_pixels(weights, golden):
 def test_config_variants():
     configs = _configs()
     p = configs.get_config("places2")
-    assert (p.family, p.data.image_size, p.batch_size, p.critic_steps) == ("deepfill_v1", 256, 16, 5)
+    assert (p.family, p.data.image_size, p.batch_size, p.optim.critic_steps) == ("deepfill_v1", 256, 16, 5)
     assert (p.model.cnum, p.model.d_cnum, p.model.local_size) == (32, 64, 128)
     assert (p.optim.lr, p.optim.b1, p.optim.b2) == (1e-4, 0.5, 0.9)
     assert (p.loss.l1_alpha, p.loss.ae_alpha, p.loss.coarse_alpha, p.loss.gan_alpha,

@@ -303,7 +303,7 @@ def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminato
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the reference: Adam (lr 1e-3, betas 0.5/0.999, the test config's) on mean|x-s1| + mean|x-s2|
     x = batch["image"] * 2 - 1
-    mask = jnp.broadcast_to(batch["mask"][:1], batch["mask"].shape)
+    mask = batch["mask"]  # each row's own mask (sharing one is the pipeline's choice)
 
     def l1(p):
         s1, s2 = fam.generator.apply({"params": p}, x, mask, None)
@@ -317,17 +317,15 @@ def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminato
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
-def test_family_mask_per_batch_switch_and_guide_restricted_to_hole():
+def test_family_keeps_each_rows_mask_and_guide_restricted_to_hole():
+    # sharing one mask per batch is the input pipeline's choice (tests/test_paired_masks.py)
     config = CONFIGS.get_config("test,guided")
     batch = _batch(16, 2, guided=True)
     fam = get_family("deepfill_v2")(config)
     image, mask, guide = fam._inputs(batch)
-    np.testing.assert_array_equal(np.asarray(mask[1]), np.asarray(batch["mask"][0]))  # one mask per batch
+    np.testing.assert_array_equal(np.asarray(mask), np.asarray(batch["mask"]))
     np.testing.assert_array_equal(np.asarray(guide), np.asarray(batch["guide"] * mask))
     np.testing.assert_allclose(np.asarray(image), np.asarray(batch["image"]) * 2 - 1)
-    config.mask.per_batch = False
-    _, mask2, _ = get_family("deepfill_v2")(config)._inputs(batch)
-    np.testing.assert_array_equal(np.asarray(mask2), np.asarray(batch["mask"]))
 
 
 def test_family_inpaint_keeps_known_pixels_and_ranges():

@@ -18,7 +18,7 @@ DECAY = 0.6  # far from 1, so that three steps leave the EMA well apart from the
 FAMILIES = {
     "deepfill_v2": ("test", "g_ema", lambda s: s.g_params, lambda s: s.g_ema,
                     lambda v: v["params"]),
-    "deepfill_v1": ("test,critic_steps=1", "g_ema", lambda s: s.g_params, lambda s: s.g_ema,
+    "deepfill_v1": ("test,optim.critic_steps=1", "g_ema", lambda s: s.g_params, lambda s: s.g_ema,
                     lambda v: v["params"]),
     "pconv": ("test", "ema", lambda s: s.params, lambda s: s.ema, lambda v: v["params"]),
     "edgeconnect": ("test,model.mode=1", "ema", lambda s: s.edge["generator"]["params"],

@@ -25,6 +25,7 @@ from inpaintjax.layers import (
     GatedUpConv,
     InstanceNorm,
     PartialConv,
+    PlainConv,
     SNConv,
     align_corners_indices,
     bake_spectral_norm,
@@ -122,7 +123,7 @@ def test_gated_conv_matches_tf_same_numpy(k, s, d):
 
 def test_gated_conv_activation_none_and_relu():
     x = RNG.normal(size=(1, 7, 8, 5)).astype(np.float32)
-    plain = GatedConv(3, kernel_size=3, strides=2, activation=None)
+    plain = PlainConv(3, kernel_size=3, strides=2)
     params = random_params(jax.eval_shape(plain.init, jax.random.key(0), x)["params"])
     assert params["conv"]["kernel"].shape == (3, 3, 5, 3)  # no gate: features outputs only
     pads = (tf_same_pads(7, 3, 2, 1), tf_same_pads(8, 3, 2, 1))

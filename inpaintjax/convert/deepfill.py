@@ -34,6 +34,7 @@ from typing import Any, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from inpaintjax.convert.tf_checkpoint import CheckpointError, TFCheckpointReader
 
@@ -47,7 +48,8 @@ _IMAGE_OUTPUT_LAYERS = ("conv17", "allconv17")
 
 @dataclasses.dataclass
 class DeepFillWeights:
-    """Converted variables (RGB) and what was learned about the checkpoint.
+    """Converted variables (RGB) and what was learned about the checkpoint (the facts a family
+    builds its config from: version, cnum, guided, d_cnum).
 
     version:        1 or 2 (DeepFill v1 / v2)
     generator:      {'params': ...} for DeepFillV2Generator(cnum, guided) or DeepFillV1Generator(cnum)
@@ -66,40 +68,6 @@ class DeepFillWeights:
     step: Optional[int]
     prefix: str
     version: int = 2
-
-    def config(self):
-        """A run config for these weights (the family module's `default_config`)."""
-        if self.version == 1:
-            from inpaintjax.families.deepfill_v1 import default_config as v1_config
-            c = v1_config(cnum=self.cnum)
-            if self.d_cnum:
-                c.model.d_cnum = self.d_cnum
-            return c
-        from inpaintjax.families.deepfill_v2 import default_config
-        c = default_config(cnum=self.cnum, guided=self.guided)
-        if self.d_cnum:
-            c.model.d_cnum = self.d_cnum
-        return c
-
-
-def _flatten(tree, prefix=()) -> Dict[Tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) or hasattr(v, "items"):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat: Dict[Tuple[str, ...], Any]) -> dict:
-    out: dict = {}
-    for path, v in flat.items():
-        node = out
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = v
-    return out
 
 
 def generator_tf_name(path: Tuple[str, ...]) -> str:
@@ -166,7 +134,7 @@ def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, versi
     abstract = jax.eval_shape(lambda: g.init(jax.random.key(0), *args))["params"]
     shapes = reader.shapes()
     flat, missing, wrong = {}, [], []
-    for path, leaf in _flatten(abstract).items():
+    for path, leaf in traverse_util.flatten_dict(abstract).items():
         name = generator_tf_name(path)
         if name not in shapes:
             missing.append(name)
@@ -187,7 +155,7 @@ def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, versi
     for layer in _IMAGE_OUTPUT_LAYERS:
         flat[(layer, "conv", "kernel")] = flat[(layer, "conv", "kernel")][..., ::-1].copy()
         flat[(layer, "conv", "bias")] = flat[(layer, "conv", "bias")][::-1].copy()
-    return _unflatten({k: jnp.asarray(v) for k, v in flat.items()})
+    return traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
 
 
 def _discriminator_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict], Optional[int]]:

@@ -173,3 +173,17 @@ def from_torch(folder: str, bake: bool = False) -> Dict[str, dict]:
 def is_checkpoint_folder(path: str) -> bool:
     """True when `path` is a directory with at least one of the four official file names."""
     return os.path.isdir(path) and any(os.path.exists(os.path.join(path, f)) for f, _ in FILES.values())
+
+
+def read_sigma(folder: str) -> float | None:
+    """The Canny sigma (`SIGMA`) of the folder's `config.yml`, which the original copies beside
+    its checkpoints; None when the file or the key is absent."""
+    path = os.path.join(folder, "config.yml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            found = re.match(r"\s*SIGMA\s*:\s*(-?[0-9.]+)", line)
+            if found:
+                return float(found.group(1))
+    return None

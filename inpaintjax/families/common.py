@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 def compute_dtype(config):
     """The activations' dtype from config.compute_dtype (parameters stay float32)."""
-    name = config.get("compute_dtype", "float32")
+    name = config.compute_dtype
     if name not in _DTYPES:
         raise ValueError(f"config.compute_dtype must be one of {', '.join(_DTYPES)}, got {name!r}")
     return _DTYPES[name]
@@ -41,9 +41,9 @@ def param_key(rng: jax.Array) -> jax.Array:
 def learning_rate_schedule(optim, num_steps: int, lr: float | None = None) -> optax.Schedule:
     """The schedule described by the `optim` config subtree (see the module docstring)."""
     peak = float(optim.lr if lr is None else lr)
-    kind = optim.get("schedule", "constant")
-    warmup = int(optim.get("warmup_steps", 0))
-    final = peak * float(optim.get("final_lr_ratio", 0.0))
+    kind = optim.schedule
+    warmup = int(optim.warmup_steps)
+    final = peak * float(optim.final_lr_ratio)
     decay = max(int(num_steps) - warmup, 1)
     if kind == "constant":
         main = optax.constant_schedule(peak)
@@ -63,7 +63,7 @@ def make_optimizer(optim, num_steps: int, lr: float | None = None) -> optax.Grad
     The current rate lives in the optimiser state (`learning_rate(opt_state)`)."""
     schedule = learning_rate_schedule(optim, num_steps, lr)
     return optax.inject_hyperparams(optax.adam)(
-        learning_rate=schedule, b1=float(optim.get("b1", 0.9)), b2=float(optim.get("b2", 0.999)))
+        learning_rate=schedule, b1=float(optim.b1), b2=float(optim.b2))
 
 
 def learning_rate(opt_state: Any) -> jax.Array:
@@ -81,7 +81,7 @@ def apply_gradients(tx: optax.GradientTransformation, grads: Any, opt_state: Any
 
 def ema_decay(config) -> float:
     """config.ema_decay, checked: 0 (off) or in (0, 1)."""
-    decay = float(config.get("ema_decay", 0.0))
+    decay = float(config.ema_decay)
     if decay and not 0.0 < decay < 1.0:
         raise ValueError(f"config.ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {decay}")
     return decay

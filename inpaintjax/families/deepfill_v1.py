@@ -5,7 +5,7 @@ critics: a global one on the whole image and a local one on the crop around the 
 follows the released trainer (JiahuiYu/generative_inpainting tag v1.0.0, `inpaint_model.py::
 build_graph_with_losses`, `inpaint.yml`, `train.py`):
 
-  one step = `critic_steps` (5) critic updates, each on a fresh batch and box mask, then one
+  one step = `optim.critic_steps` (5) critic updates, each on a fresh batch and box mask, then one
              generator update on another fresh batch (`batches_per_step` = critic_steps + 1);
   critic loss   = sum over {global, local} of mean(D(fake)) - mean(D(real))
                   + gp_lambda * (gradient penalty on interpolates, hole pixels only)
@@ -19,8 +19,9 @@ bounding box (the batch's `hole_box` field; the original's 128x128 box, inside w
 sits centred; 0 = half the image side). Images enter the networks in [-1, 1].
 
 Config keys read (configs/deepfill_v1.py): model.cnum, model.d_cnum, model.local_size,
-critic_steps, loss.{l1_alpha, ae_alpha, coarse_alpha, gan_alpha, global_wgan_alpha, gp_lambda,
-gamma}, optim.* (families/common.py), mask.per_batch, compute_dtype, remat, ema_decay.
+optim.critic_steps, loss.{l1_alpha, ae_alpha, coarse_alpha, gan_alpha, global_wgan_alpha, gp_lambda,
+gamma}, optim.* (families/common.py), compute_dtype, remat, ema_decay. Whether a batch shares one
+mask (and box) is the input pipeline's choice (`mask.per_batch`); the family uses each row's own.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def default_config(cnum: int = 32) -> ml_collections.ConfigDict:
     c.model.cnum = cnum
     c.model.d_cnum = 64
     c.model.local_size = 0       # 0: half the image side (the released 128 at 256)
-    c.critic_steps = 5
     c.loss.l1_alpha = 1.2
     c.loss.ae_alpha = 1.2
     c.loss.coarse_alpha = 1.2
@@ -74,6 +74,7 @@ def default_config(cnum: int = 32) -> ml_collections.ConfigDict:
     c.optim.lr = 1e-4
     c.optim.b1 = 0.5
     c.optim.b2 = 0.9
+    c.optim.critic_steps = 5     # critic updates per generator update, each on a fresh batch
     c.mask.generator = "deepfill_box"
     c.mask.per_batch = True
     return c
@@ -84,10 +85,19 @@ def _is_official(path: str) -> bool:
     return tf_checkpoint_version(path) == 1
 
 
+def config_for_weights(weights) -> ml_collections.ConfigDict:
+    """The run config for converted official weights (`convert.deepfill.DeepFillWeights`): the
+    released settings with the widths the checkpoint holds."""
+    c = default_config(cnum=weights.cnum)
+    if weights.d_cnum:
+        c.model.d_cnum = weights.d_cnum
+    return c
+
+
 def _load_official(path: str):
     from inpaintjax.convert.deepfill import from_tf_checkpoint
     weights = from_tf_checkpoint(path, version=1)
-    return weights.config(), weights.generator
+    return config_for_weights(weights), weights.generator
 
 
 def crop_boxes(x, boxes, size: int):
@@ -118,17 +128,20 @@ class DeepFillV1(Family):
 
     def __init__(self, config):
         super().__init__(config)
-        m = config.model
+        m, w = config.model, config.loss
         dtype = common.compute_dtype(config)
-        self.generator = DeepFillV1Generator(cnum=m.cnum, dtype=dtype,
-                                             remat=bool(config.get("remat", False)))
-        d_cnum = int(m.get("d_cnum", 64))
+        self.generator = DeepFillV1Generator(cnum=m.cnum, dtype=dtype, remat=bool(config.remat))
+        d_cnum = int(m.d_cnum)
         self.local_critic = WGANLocalCritic(cnum=d_cnum, dtype=dtype)
         self.global_critic = WGANGlobalCritic(cnum=d_cnum, dtype=dtype)
-        self.local_size = int(m.get("local_size", 0))
-        self.critic_steps = int(config.get("critic_steps", 5))
+        self.local_size = int(m.local_size)
+        self.critic_steps = int(config.optim.critic_steps)
         if self.critic_steps < 1:
-            raise ValueError(f"config.critic_steps must be >= 1, got {self.critic_steps}")
+            raise ValueError(f"config.optim.critic_steps must be >= 1, got {self.critic_steps}")
+        self.l1_alpha, self.ae_alpha = float(w.l1_alpha), float(w.ae_alpha)
+        self.coarse_alpha, self.gan_alpha = float(w.coarse_alpha), float(w.gan_alpha)
+        self.global_wgan_alpha, self.gp_lambda = float(w.global_wgan_alpha), float(w.gp_lambda)
+        self.gamma = float(w.gamma)
         steps = int(config.num_steps)
         self.g_tx = common.make_optimizer(config.optim, steps)
         # the critics' schedule advances once per training step too (k updates per step)
@@ -150,14 +163,11 @@ class DeepFillV1(Family):
 
     # -- pieces ---------------------------------------------------------------------------------
     def _inputs(self, batch: Batch):
-        """image in [-1, 1], mask and hole boxes (sample 0's for all when masks are per batch)."""
+        """image in [-1, 1], each row's own mask and hole box (whether masks are shared by the
+        batch is the input pipeline's choice, `mask.per_batch`)."""
         image = batch["image"].astype(jnp.float32) * 2.0 - 1.0
         mask = batch["mask"].astype(jnp.float32)
         boxes = batch["hole_box"]
-        if self.config.mask.get("per_batch", True):
-            # the original draws one mask per step; taking sample 0 also works on a sharded batch
-            mask = jnp.broadcast_to(mask[:1], mask.shape)
-            boxes = jnp.broadcast_to(boxes[:1], boxes.shape)
         return image, mask, boxes
 
     def _crop_size(self, x) -> int:
@@ -172,7 +182,6 @@ class DeepFillV1(Family):
                 self.local_critic.apply({"params": d_params["local"]}, x_local))
 
     def _critic_loss(self, d_params, image, fake, mask, boxes, rng):
-        loss_cfg = self.config.loss
         real_l, fake_l = self._local(image, boxes), self._local(fake, boxes)
         pos_g, pos_l = self._critics(d_params, image, real_l)
         neg_g, neg_l = self._critics(d_params, fake, fake_l)
@@ -185,27 +194,25 @@ class DeepFillV1(Family):
         gp_global = losses.gradient_penalty(
             lambda x: self.global_critic.apply({"params": d_params["global"]}, x),
             losses.random_interpolates(image, fake, a_g), mask)
-        gp = float(loss_cfg.get("gp_lambda", 10.0)) * (gp_local + gp_global)
+        gp = self.gp_lambda * (gp_local + gp_global)
         total = d_global + d_local + gp
         return total, {"d/loss": total, "d/wgan_global": d_global, "d/wgan_local": d_local,
                        "d/gp_global": gp_global, "d/gp_local": gp_local}
 
     def _generator_loss(self, g_params, d_params, image, mask, boxes):
-        c = self.config.loss
-        coarse = float(c.get("coarse_alpha", 1.2))
+        coarse = self.coarse_alpha
         x1, x2 = self.generator.apply({"params": g_params}, image, mask)
         complete = x2 * mask + image * (1.0 - mask)
         real_l = self._local(image, boxes)
         size = self._crop_size(image)
-        discount = losses.spatial_discount(size, size, float(c.get("gamma", 0.9)))
+        discount = losses.spatial_discount(size, size, self.gamma)
         l1 = (coarse * losses.discounted_l1(real_l, self._local(x1, boxes), discount)
               + losses.discounted_l1(real_l, self._local(x2, boxes), discount))
         ae = coarse * losses.known_l1(image, x1, mask) + losses.known_l1(image, x2, mask)
         neg_g, neg_l = self._critics(d_params, complete, self._local(complete, boxes))
         g_global, g_local = losses.wgan_g(neg_g), losses.wgan_g(neg_l)
-        gan = float(c.get("global_wgan_alpha", 1.0)) * g_global + g_local
-        total = (float(c.get("gan_alpha", 0.001)) * gan + float(c.get("l1_alpha", 1.2)) * l1
-                 + float(c.get("ae_alpha", 1.2)) * ae)
+        gan = self.global_wgan_alpha * g_global + g_local
+        total = self.gan_alpha * gan + self.l1_alpha * l1 + self.ae_alpha * ae
         return total, {"g/loss": total, "g/l1_discounted": l1, "g/l1_known": ae,
                        "g/wgan_global": g_global, "g/wgan_local": g_local}
 
@@ -247,8 +254,8 @@ class DeepFillV1(Family):
             d_params, d_opt_state = common.apply_gradients(self.d_tx, grads, d_opt_state, d_params)
             return (d_params, d_opt_state), logs
 
-        # unrolled: as a while loop the same five updates ran 6x slower on XLA:CPU (jaxlib 0.10,
-        # 2x128x128: 33 s against 5.6 s per iteration; docs/deepfill_v1.md)
+        # unrolled: XLA:CPU runs the unrolled updates several times faster than a while loop
+        # (docs/deepfill_v1.md)
         (d_params, d_opt_state), d_logs = jax.lax.scan(
             critic_update, (state.d_params, state.d_opt_state),
             (critic_batches, jnp.arange(k)), unroll=k)
@@ -266,7 +273,7 @@ class DeepFillV1(Family):
         metrics = dict(g_logs)
         metrics.update(d_logs)
         metrics["g/grad_norm"] = optax.tree.norm(g_grads)
-        metrics["g/lr"] = common.learning_rate(state.g_opt_state)
+        metrics["g/lr"] = common.learning_rate(g_opt_state)
         return new_state, metrics
 
     def inference_variables(self, state: DeepFillV1State) -> Any:

@@ -10,8 +10,9 @@ where fake = the composited image stage2 * mask + x * (1 - mask), and D sees [im
 Images enter the networks in [-1, 1] (the batch's [0, 1] RGB is mapped at this boundary).
 
 Config keys read (see configs/deepfill_v2.py): model.cnum, model.d_cnum, model.guided,
-loss.l1_alpha, loss.gan_alpha, optim.* (families/common.py), mask.per_batch, data.edge_sigma
-(guided), compute_dtype, remat, ema_decay.
+loss.l1_alpha, loss.gan_alpha, model.edge_sigma (guided), optim.* (families/common.py),
+compute_dtype, remat, ema_decay. Whether a batch shares one mask is the input pipeline's choice
+(`mask.per_batch`); the family uses each row's own mask.
 
 Deviation from the original trainer: the D step and the G step of one iteration use the same
 batch and mask (the original dequeued a fresh batch for each, as `batches_per_step = 2` would);
@@ -65,6 +66,7 @@ def default_config(cnum: int = 48, guided: bool = False) -> ml_collections.Confi
     c.model.cnum = cnum
     c.model.d_cnum = 64
     c.model.guided = guided
+    c.model.edge_sigma = 2.0     # guided: Canny sigma of the training sketch (0 = random 1..4, -1 = none)
     c.loss.l1_alpha = 1.0
     c.loss.gan_alpha = 1.0
     c.optim.lr = 1e-4
@@ -73,10 +75,19 @@ def default_config(cnum: int = 48, guided: bool = False) -> ml_collections.Confi
     return c
 
 
+def config_for_weights(weights) -> ml_collections.ConfigDict:
+    """The run config for converted official weights (`convert.deepfill.DeepFillWeights`): the
+    released settings with the widths and guidance the checkpoint holds."""
+    c = default_config(cnum=weights.cnum, guided=weights.guided)
+    if weights.d_cnum:
+        c.model.d_cnum = weights.d_cnum
+    return c
+
+
 def _load_official(path: str):
     from inpaintjax.convert.deepfill import from_tf_checkpoint
     weights = from_tf_checkpoint(path, version=2)
-    return weights.config(), weights.generator
+    return config_for_weights(weights), weights.generator
 
 
 def _is_official(path: str) -> bool:
@@ -97,10 +108,13 @@ class DeepFillV2(Family):
         super().__init__(config)
         m = config.model
         self.guided = bool(m.guided)
+        self.edge_sigma = float(m.edge_sigma)
         dtype = common.compute_dtype(config)
         self.generator = DeepFillV2Generator(cnum=m.cnum, guided=self.guided, dtype=dtype,
-                                             remat=bool(config.get("remat", False)))
-        self.discriminator = SNPatchGAN(cnum=m.get("d_cnum", 64), dtype=dtype)
+                                             remat=bool(config.remat))
+        self.discriminator = SNPatchGAN(cnum=int(m.d_cnum), dtype=dtype)
+        self.l1_alpha = float(config.loss.l1_alpha)
+        self.gan_alpha = float(config.loss.gan_alpha)
         steps = int(config.num_steps)
         self.g_tx = common.make_optimizer(config.optim, steps)
         self.d_tx = common.make_optimizer(config.optim, steps)
@@ -113,17 +127,15 @@ class DeepFillV2(Family):
     def batch_spec(self) -> dict:
         spec = fields.default_spec()
         if self.guided:  # the sketch stand-in: Canny edges of the ground truth (kept in the hole)
-            spec["guide"] = fields.canny_edges(float(self.config.data.get("edge_sigma", 2.0)))
+            spec["guide"] = fields.canny_edges(self.edge_sigma)
         return spec
 
     # -- inputs ---------------------------------------------------------------------------------
     def _inputs(self, batch: Batch):
-        """image in [-1, 1], mask (shared per batch if configured), guide restricted to the hole."""
+        """image in [-1, 1], each row's own mask (whether masks are shared by the batch is the
+        input pipeline's choice, `mask.per_batch`), guide restricted to the hole."""
         image = batch["image"].astype(jnp.float32) * 2.0 - 1.0
         mask = batch["mask"].astype(jnp.float32)
-        if self.config.mask.get("per_batch", True):
-            # the original draws one mask per step; taking sample 0 also works on a sharded batch
-            mask = jnp.broadcast_to(mask[:1], mask.shape)
         guide = batch["guide"].astype(jnp.float32) * mask if self.guided else None
         return image, mask, guide
 
@@ -143,33 +155,9 @@ class DeepFillV2(Family):
             d_opt_state=self.d_tx.init(d_vars["params"]),
             g_ema=common.ema_init(g_params, self.ema_decay))
 
-    def train_step(self, state: DeepFillV2State, batch: Batch, rng: jax.Array,
-                   frozen: Any) -> tuple[DeepFillV2State, Metrics]:
-        del rng, frozen  # masks come from the pipeline; nothing here is random or frozen
-        image, mask, guide = self._inputs(batch)
-        l1_alpha, gan_alpha = self.config.loss.l1_alpha, self.config.loss.gan_alpha
-
-        if gan_alpha == 0:
-            # reconstruction only: the discriminator would not change the generator's update,
-            # so it is neither run nor trained (its parameters stay as they are in the state)
-            def l1_loss_fn(g_params):
-                s1, s2 = self.generator.apply({"params": g_params}, image, mask, guide)
-                l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
-                return l1_alpha * (l1_s1 + l1_s2), (l1_s1, l1_s2)
-
-            (g_loss, (l1_s1, l1_s2)), g_grads = jax.value_and_grad(
-                l1_loss_fn, has_aux=True)(state.g_params)
-            g_params, g_opt_state = common.apply_gradients(self.g_tx, g_grads, state.g_opt_state,
-                                                           state.g_params)
-            new_state = state.replace(step=state.step + 1, g_params=g_params,
-                                      g_opt_state=g_opt_state,
-                                      g_ema=common.ema_update(state.g_ema, g_params,
-                                                              self.ema_decay))
-            return new_state, {"g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2,
-                               "g/grad_norm": optax.tree.norm(g_grads),
-                               "g/lr": common.learning_rate(g_opt_state)}
-
-        # discriminator step on real and (fixed) composited fake images
+    def _discriminator_update(self, state: DeepFillV2State, image, mask, guide):
+        """One hinge update of D on real and (fixed) composited fake images: (new params, new
+        optimiser state, spectral-norm vectors after the call, metrics)."""
         _, stage2 = self.generator.apply({"params": state.g_params}, image, mask, guide)
         fake = jax.lax.stop_gradient(stage2 * mask + image * (1.0 - mask))
 
@@ -186,20 +174,36 @@ class DeepFillV2(Family):
             d_loss_fn, has_aux=True)(state.d_params)
         d_params, d_opt_state = common.apply_gradients(self.d_tx, d_grads, state.d_opt_state,
                                                        state.d_params)
+        return d_params, d_opt_state, d_stats, {
+            "d/hinge": d_loss, "d/real": d_real, "d/fake": d_fake,
+            "d/grad_norm": optax.tree.norm(d_grads)}
+
+    def train_step(self, state: DeepFillV2State, batch: Batch, rng: jax.Array,
+                   frozen: Any) -> tuple[DeepFillV2State, Metrics]:
+        del rng, frozen  # masks come from the pipeline; nothing here is random or frozen
+        image, mask, guide = self._inputs(batch)
+        adversarial = self.gan_alpha != 0
+        # with gan_alpha 0 the discriminator would not change the generator's update, so it is
+        # neither run nor trained (its parameters stay as they are in the state)
+        d_params, d_opt_state, d_stats, metrics = (
+            self._discriminator_update(state, image, mask, guide) if adversarial
+            else (state.d_params, state.d_opt_state, state.d_batch_stats, {}))
 
         # generator step against the updated discriminator
         def g_loss_fn(g_params):
             s1, s2 = self.generator.apply({"params": g_params}, image, mask, guide)
+            l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
+            total = self.l1_alpha * (l1_s1 + l1_s2)
+            if not adversarial:
+                return total, (d_stats, l1_s1, l1_s2, {})
             complete = s2 * mask + image * (1.0 - mask)
             neg, upd = self.discriminator.apply(
                 {"params": d_params, "batch_stats": d_stats}, self._d_input(complete, mask, guide),
                 update_stats=True, mutable=["batch_stats"])
-            l1_s1, l1_s2 = losses.l1(image, s1), losses.l1(image, s2)
             gan = losses.hinge_g(neg)
-            total = l1_alpha * (l1_s1 + l1_s2) + gan_alpha * gan
-            return total, (upd["batch_stats"], l1_s1, l1_s2, gan)
+            return total + self.gan_alpha * gan, (upd["batch_stats"], l1_s1, l1_s2, {"g/gan": gan})
 
-        (g_loss, (d_stats, l1_s1, l1_s2, g_gan)), g_grads = jax.value_and_grad(
+        (g_loss, (d_stats, l1_s1, l1_s2, gan_logs)), g_grads = jax.value_and_grad(
             g_loss_fn, has_aux=True)(state.g_params)
         g_params, g_opt_state = common.apply_gradients(self.g_tx, g_grads, state.g_opt_state,
                                                        state.g_params)
@@ -208,12 +212,9 @@ class DeepFillV2(Family):
                                   d_batch_stats=d_stats, g_opt_state=g_opt_state,
                                   d_opt_state=d_opt_state,
                                   g_ema=common.ema_update(state.g_ema, g_params, self.ema_decay))
-        metrics = {
-            "g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2, "g/gan": g_gan,
-            "d/hinge": d_loss, "d/real": d_real, "d/fake": d_fake,
-            "g/grad_norm": optax.tree.norm(g_grads), "d/grad_norm": optax.tree.norm(d_grads),
-            "g/lr": common.learning_rate(g_opt_state),
-        }
+        metrics.update({"g/loss": g_loss, "g/l1_stage1": l1_s1, "g/l1_stage2": l1_s2, **gan_logs,
+                        "g/grad_norm": optax.tree.norm(g_grads),
+                        "g/lr": common.learning_rate(g_opt_state)})
         return new_state, metrics
 
     def inference_variables(self, state: DeepFillV2State) -> Any:

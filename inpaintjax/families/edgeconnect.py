@@ -34,7 +34,7 @@ before this step's discriminator update. Spectral norm runs one power iteration 
 of an SN network, threaded in the original's order (D on real, on fake, then for the generator).
 Adam betas (0, 0.9), generators lr 1e-4, discriminators 0.1 of it.
 
-Differences from the original (each because the framework states it once, not per family):
+Differences from the original:
 * mode 3 runs the frozen G1 in evaluation mode (stored spectral-norm vectors); the original
   leaves it in training mode, so its power iteration drifts the vectors during the run, but never
   saves them (mode 3 saves the inpainting model only);
@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import flax
 import jax
@@ -66,6 +65,7 @@ from inpaintjax.families.base import (Batch, Family, FrozenWeightsError, Metrics
 from inpaintjax.models.edgeconnect import EdgeConnectDiscriminator, EdgeGenerator, InpaintGenerator
 
 log = logging.getLogger(__name__)
+
 MODES = (1, 2, 3, 4)
 VGG_LAYERS = tuple(sorted(set(losses.EDGECONNECT_PERCEPTUAL_LAYERS + losses.EDGECONNECT_STYLE_LAYERS)))
 
@@ -94,6 +94,7 @@ def default_config(mode: int = 3) -> ml_collections.ConfigDict:
     c.model.mode = int(mode)
     c.model.residual_blocks = 8
     c.model.edge_threshold = 0.5       # EDGE_THRESHOLD: precision / recall of predicted edges
+    c.model.edge_sigma = 2.0           # SIGMA: Canny sigma (0: random 1..4 per image, -1: no edges)
     c.model.test_composite_edges = False  # test(): G2 gets the raw G1 map (True: known edges kept)
     c.loss.gan = "nsgan"               # GAN_LOSS: nsgan | lsgan | hinge
     c.loss.fm_weight = 10.0            # FM_LOSS_WEIGHT (edge model)
@@ -101,13 +102,12 @@ def default_config(mode: int = 3) -> ml_collections.ConfigDict:
     c.loss.content_weight = 0.1        # CONTENT_LOSS_WEIGHT (VGG-19 perceptual)
     c.loss.style_weight = 250.0        # STYLE_LOSS_WEIGHT
     c.loss.adv_weight = 0.1            # INPAINT_ADV_LOSS_WEIGHT (the edge model's is 1)
-    c.loss.vgg_weights = ""            # torchvision vgg19 state dict (or Keras' VGG-19 notop h5)
+    c.loss.vgg_weights = ""            # torchvision vgg19 state dict, Keras' VGG-19 notop h5, "random"
     c.loss.vgg_widths = (64, 128, 256, 512, 512)
     c.optim.lr = 1e-4                  # LR
     c.optim.b1 = 0.0                   # BETA1
     c.optim.b2 = 0.9                   # BETA2
     c.optim.d2g_lr = 0.1               # D2G_LR: discriminators' rate / generators' rate
-    c.data.edge_sigma = 2.0            # SIGMA (0: random 1..4 per image, -1: no edges)
     c.data.flip = True
     c.data.crop = "resize"             # the original centre-crops and resizes to INPUT_SIZE
     c.data.image_size = 256
@@ -123,21 +123,8 @@ def default_config(mode: int = 3) -> ml_collections.ConfigDict:
     return c
 
 
-def _read_sigma(folder: str) -> Optional[float]:
-    """SIGMA from the folder's config.yml (the original copies it there), if present."""
-    path = os.path.join(folder, "config.yml")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = re.match(r"\s*SIGMA\s*:\s*(-?[0-9.]+)", line)
-            if m:
-                return float(m.group(1))
-    return None
-
-
 def _load_official(folder: str):
-    from inpaintjax.convert.edgeconnect import from_torch
+    from inpaintjax.convert.edgeconnect import from_torch, read_sigma
     w = from_torch(folder)
     has_edge, has_inpaint = "edge_generator" in w, "inpaint_generator" in w
     if not (has_edge or has_inpaint):
@@ -145,9 +132,9 @@ def _load_official(folder: str):
                                 "EdgeModel_gen.pth and/or InpaintingModel_gen.pth")
     mode = 3 if has_edge and has_inpaint else (1 if has_edge else 2)
     c = default_config(mode)
-    sigma = _read_sigma(folder)
+    sigma = read_sigma(folder)
     if sigma is not None:
-        c.data.edge_sigma = sigma
+        c.model.edge_sigma = sigma
     variables = {}
     if has_edge:
         variables["edge"] = w["edge_generator"]
@@ -180,33 +167,42 @@ class EdgeConnect(Family):
 
     def __init__(self, config):
         super().__init__(config)
-        m = config.model
-        self.mode = int(m.mode)
+        model, loss, optim = config.model, config.loss, config.optim
+        self.mode = int(model.mode)
         if self.mode not in MODES:
             raise ValueError(f"config.model.mode must be one of {MODES} (1 edge model, 2 inpainting "
-                             f"model, 3 inpainting model on G1's edges, 4 joint), got {m.mode!r}")
+                             f"model, 3 inpainting model on G1's edges, 4 joint), got {model.mode!r}")
+        self.edge_sigma = float(model.edge_sigma)
+        self.edge_threshold = float(model.edge_threshold)
+        self.test_composite_edges = bool(model.test_composite_edges)
         self.ema_decay = common.ema_decay(config)
-        self.gan = str(config.loss.gan)
+        self.gan = str(loss.gan)
         if self.gan not in losses.GAN_LOSSES:
             raise ValueError(f"config.loss.gan must be one of {losses.GAN_LOSSES}, got {self.gan!r}")
-        dtype = common.compute_dtype(config)
-        blocks = int(m.get("residual_blocks", 8))
+        self.fm_weight, self.l1_weight = float(loss.fm_weight), float(loss.l1_weight)
+        self.content_weight, self.style_weight = float(loss.content_weight), float(loss.style_weight)
+        self.adv_weight = float(loss.adv_weight)
+        self.vgg_weights = str(loss.vgg_weights)
+        self.vgg_widths = tuple(int(w) for w in loss.vgg_widths)
+        self.seed = int(config.seed)
+        self.dtype = common.compute_dtype(config)
+        blocks, remat = int(model.residual_blocks), bool(config.remat)
         sigmoid = self.gan != "hinge"
-        self.edge_generator = EdgeGenerator(residual_blocks=blocks, dtype=dtype)
-        self.inpaint_generator = InpaintGenerator(residual_blocks=blocks, dtype=dtype)
-        self.edge_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=dtype)
-        self.inpaint_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=dtype)
+        self.edge_generator = EdgeGenerator(residual_blocks=blocks, dtype=self.dtype, remat=remat)
+        self.inpaint_generator = InpaintGenerator(residual_blocks=blocks, dtype=self.dtype,
+                                                  remat=remat)
+        self.edge_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype)
+        self.inpaint_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype)
         steps = int(config.num_steps)
-        lr = float(config.optim.lr)
-        self.g_tx = common.make_optimizer(config.optim, steps)
-        self.d_tx = common.make_optimizer(config.optim, steps, lr=lr * float(config.optim.get("d2g_lr", 0.1)))
+        self.g_tx = common.make_optimizer(optim, steps)
+        self.d_tx = common.make_optimizer(optim, steps, lr=float(optim.lr) * float(optim.d2g_lr))
         self.trains_edge = self.mode in (1, 4)
         self.trains_inpaint = self.mode in (2, 3, 4)
         # init_from copies networks only (see the module docstring); a mode-2 run started from a
         # mode-1 run carries that edge model along for mode 4
         self.warm_start_paths = ("edge", "inpaint") if self.mode == 4 else ("edge",)
-        self.uses_vgg = self.trains_inpaint and (float(config.loss.content_weight) != 0.0
-                                                 or float(config.loss.style_weight) != 0.0)
+        self.uses_vgg = self.trains_inpaint and (self.content_weight != 0.0
+                                                 or self.style_weight != 0.0)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
@@ -216,31 +212,35 @@ class EdgeConnect(Family):
         from inpaintjax.data import fields
         spec = fields.default_spec()
         spec["grey"] = fields.grey()
-        spec["edges"] = fields.canny_edges(float(self.config.data.get("edge_sigma", 2.0)))
+        spec["edges"] = fields.canny_edges(self.edge_sigma)
         return spec
 
     def load_frozen(self) -> Any:
         """VGG-19 for the perceptual and style losses (modes 2-4, unless both weights are 0), from
-        config.loss.vgg_weights."""
+        config.loss.vgg_weights (a file, or 'random': a random VGG-19 for tests and demos)."""
         if not self.uses_vgg:
             return {}
         from inpaintjax.models import vgg
-        path = str(self.config.loss.get("vgg_weights", ""))
-        widths = tuple(self.config.loss.vgg_widths)
-        if path == "random":  # as PConv's: timing and smoke runs, never a trained model
+        path = self.vgg_weights
+        if path == "random":
             log.warning("edgeconnect: config.loss.vgg_weights='random': the perceptual and style "
-                        "losses use a RANDOM VGG-19 (tests and timing only), not ImageNet features")
-            return {"vgg": vgg.random_variables(19, seed=int(self.config.seed), widths=widths)}
+                        "losses use a RANDOM VGG-19 (tests/demo only), not ImageNet features")
+            return {"vgg": vgg.random_variables(19, seed=self.seed, widths=self.vgg_widths)}
         if not path or not os.path.isfile(path):
             raise FrozenWeightsError(
                 f"config.loss.vgg_weights={path!r}: EdgeConnect's perceptual and style losses need "
                 f"VGG-19 weights; get {vgg.where_to_get(19)} (the original uses torchvision's, fed "
                 "[0, 1] images without ImageNet normalisation), or 'random' for a smoke test")
         try:
-            variables = vgg.load_weights(path, depth=19, widths=widths)
+            variables = vgg.load_weights(path, depth=19, widths=self.vgg_widths)
         except vgg.VGGWeightsError as e:
             raise FrozenWeightsError(str(e)) from e
         return {"vgg": variables}
+
+    def evaluation_label(self) -> str:
+        if self.uses_vgg and self.vgg_weights == "random":
+            return f"{self.name} (trained with random VGG-19 loss features)"
+        return self.name
 
     # -- networks' inputs -----------------------------------------------------------------------
     @staticmethod
@@ -253,8 +253,7 @@ class EdgeConnect(Family):
 
     def _vgg(self, frozen, x):
         from inpaintjax.models import vgg
-        f = vgg.feature_fn(19, VGG_LAYERS, widths=tuple(self.config.loss.vgg_widths),
-                           dtype=common.compute_dtype(self.config))
+        f = vgg.feature_fn(19, VGG_LAYERS, widths=self.vgg_widths, dtype=self.dtype)
         return f(frozen["vgg"], x)
 
     # -- Family interface -----------------------------------------------------------------------
@@ -294,119 +293,133 @@ class EdgeConnect(Family):
         (loss, (new_vars, real_feats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_vars["params"])
         return loss, grads, new_vars, jax.lax.stop_gradient(real_feats)
 
+    def _generators(self, state: EdgeConnectState, params, grey, edges, mask, image):
+        """The training forward passes of the generators as a function of the trained
+        generators' `params` ({'edge' and / or 'inpaint'}), so one vjp carries every generator
+        loss back (in mode 4 G2's loss reaches G1 through the edge map). Returns ({'edge': G1's
+        map, 'inpaint': G2's image} for the trained ones, {'edge': G1's variables after its
+        spectral-norm iteration} when G1 trains)."""
+        outs, new_vars = {}, {}
+        edge_in = self._edge_input(grey, edges, mask)
+        e_in = edges
+        if self.trains_edge:
+            v = {**state.edge["generator"], "params": params["edge"]}
+            outs["edge"], new_vars["edge"] = _apply_sn(self.edge_generator, v, edge_in, True)
+            e_out = outs["edge"]
+        elif self.mode == 3:  # the frozen G1, in evaluation mode
+            e_out = jax.lax.stop_gradient(self.edge_generator.apply(state.edge["generator"], edge_in))
+        if self.mode in (3, 4):
+            e_in = e_out * mask + edges * (1.0 - mask)
+        if self.trains_inpaint:
+            v = {**state.inpaint["generator"], "params": params["inpaint"]}
+            outs["inpaint"] = self.inpaint_generator.apply(v, self._inpaint_input(image, e_in, mask))
+        return outs, new_vars
+
+    def _edge_losses(self, state: EdgeConnectState, e_out, grey, edges, mask):
+        """D1's loss and gradient, and G1's adversarial + feature-matching loss with its gradient
+        with respect to the edge map `e_out`: (cotangent, D1 gradient, D1 variables, metrics)."""
+        d_in_real = jnp.concatenate([grey, edges], -1)
+        d_in_fake = jnp.concatenate([grey, e_out], -1)
+        d_loss, d_grads, d_vars, real_feats = self._discriminator_step(
+            self.edge_discriminator, state.edge["discriminator"], d_in_real,
+            jax.lax.stop_gradient(d_in_fake))
+
+        def edge_g_loss(e):
+            (out, feats), v = _apply_sn(self.edge_discriminator, d_vars,
+                                        jnp.concatenate([grey, e], -1), True)
+            adv = losses.adversarial(out, True, False, self.gan)
+            fm = losses.feature_matching(feats, real_feats) * self.fm_weight
+            return adv + fm, (v, adv, fm)
+
+        (g_loss, (new_d, adv, fm)), cotangent = jax.value_and_grad(
+            edge_g_loss, has_aux=True)(e_out)
+        precision, recall = metrics.edge_precision_recall(e_out, edges, mask, self.edge_threshold)
+        logs = {"edge/d_loss": d_loss, "edge/g_adv": adv, "edge/g_fm": fm, "edge/g_loss": g_loss,
+                "edge/precision": jnp.mean(precision), "edge/recall": jnp.mean(recall)}
+        return cotangent, d_grads, new_d, logs
+
+    def _inpaint_losses(self, state: EdgeConnectState, i_out, image, mask, frozen):
+        """D2's loss and gradient, and G2's adversarial + L1 + perceptual + style loss with its
+        gradient with respect to the image `i_out`: (cotangent, D2 gradient, D2 variables,
+        metrics)."""
+        d_loss, d_grads, d_vars, _ = self._discriminator_step(
+            self.inpaint_discriminator, state.inpaint["discriminator"], image,
+            jax.lax.stop_gradient(i_out))
+        b = image.shape[0]
+        if self.uses_vgg:
+            truth = jax.lax.stop_gradient(self._vgg(frozen, jnp.concatenate([image, image * mask])))
+
+        def inpaint_g_loss(x):
+            (out, _), v = _apply_sn(self.inpaint_discriminator, d_vars, x, True)
+            adv = losses.adversarial(out, True, False, self.gan) * self.adv_weight
+            l1 = losses.l1_over_hole_fraction(x, image, mask) * self.l1_weight
+            if self.uses_vgg:
+                feats = self._vgg(frozen, jnp.concatenate([x, x * mask]))
+                fx = {k: f[:b] for k, f in feats.items()}
+                fxm = {k: f[b:] for k, f in feats.items()}
+                fy = {k: f[:b] for k, f in truth.items()}
+                fym = {k: f[b:] for k, f in truth.items()}
+                content = (losses.perceptual(fx, fy, losses.EDGECONNECT_PERCEPTUAL_LAYERS)
+                           * self.content_weight)
+                style = losses.style(fxm, fym, losses.EDGECONNECT_STYLE_LAYERS) * self.style_weight
+            else:
+                content = style = jnp.zeros((), jnp.float32)
+            return adv + l1 + content + style, (v, adv, l1, content, style)
+
+        (g_loss, (new_d, adv, l1, content, style)), cotangent = jax.value_and_grad(
+            inpaint_g_loss, has_aux=True)(i_out)
+        merged = i_out * mask + image * (1.0 - mask)
+        logs = {"inpaint/d_loss": d_loss, "inpaint/g_adv": adv, "inpaint/g_l1": l1,
+                "inpaint/g_perceptual": content, "inpaint/g_style": style,
+                "inpaint/g_loss": g_loss,
+                # the original's training log: MAE of the merged image over the image's sum
+                "inpaint/mae": jnp.sum(jnp.abs(image - merged)) / jnp.sum(image)}
+        return cotangent, d_grads, new_d, logs
+
     def train_step(self, state: EdgeConnectState, batch: Batch, rng: jax.Array,
                    frozen: Any) -> tuple[EdgeConnectState, Metrics]:
         del rng  # masks and edges come from the pipeline; nothing here is random
-        c = self.config.loss
         image = batch["image"].astype(jnp.float32)
         mask = batch["mask"].astype(jnp.float32)
         grey = batch["grey"].astype(jnp.float32)
         edges = batch["edges"].astype(jnp.float32)
-        edge, inpaint = state.edge, state.inpaint
+        nets = {"edge": state.edge, "inpaint": state.inpaint}
+        trained = [model for model, on in (("edge", self.trains_edge),
+                                           ("inpaint", self.trains_inpaint)) if on]
+        g_params = {model: nets[model]["generator"]["params"] for model in trained}
 
-        # Generator forward passes as a function of the trained generators' parameters, so one
-        # vjp carries every generator loss back (in mode 4 G2's loss reaches G1 through the edges).
-        trained = {}
+        outs, vjp_fn, g_vars = jax.vjp(
+            lambda p: self._generators(state, p, grey, edges, mask, image), g_params, has_aux=True)
+        cotangents, d_grads, new_d, logs = {}, {}, {}, {}
         if self.trains_edge:
-            trained["edge"] = edge["generator"]["params"]
+            cotangents["edge"], d_grads["edge"], new_d["edge"], edge_logs = self._edge_losses(
+                state, outs["edge"], grey, edges, mask)
+            logs.update(edge_logs)
         if self.trains_inpaint:
-            trained["inpaint"] = inpaint["generator"]["params"]
-
-        def generators(params):
-            outs, new_vars = {}, {}
-            e_in = edges
-            if self.mode in (1, 4):
-                v = {**edge["generator"], "params": params["edge"]}
-                e_out, new_vars["edge"] = _apply_sn(self.edge_generator, v, self._edge_input(grey, edges, mask), True)
-                outs["edge"] = e_out
-            elif self.mode == 3:
-                e_out = jax.lax.stop_gradient(self.edge_generator.apply(
-                    edge["generator"], self._edge_input(grey, edges, mask)))
-            if self.mode in (3, 4):
-                e_in = e_out * mask + edges * (1.0 - mask)
-            if self.trains_inpaint:
-                v = {**inpaint["generator"], "params": params["inpaint"]}
-                outs["inpaint"] = self.inpaint_generator.apply(v, self._inpaint_input(image, e_in, mask))
-            return outs, new_vars
-
-        outs, vjp_fn, g_vars = jax.vjp(generators, trained, has_aux=True)
-        cotangents, m, d_grads, new_d = {}, {}, {}, {}
-
-        if self.trains_edge:
-            e_out = outs["edge"]
-            d_in_real = jnp.concatenate([grey, edges], -1)
-            d_in_fake = jnp.concatenate([grey, e_out], -1)
-            d_loss, d_grads["edge"], d_vars, real_feats = self._discriminator_step(
-                self.edge_discriminator, edge["discriminator"], d_in_real, jax.lax.stop_gradient(d_in_fake))
-
-            def edge_g_loss(e):
-                (out, feats), v = _apply_sn(self.edge_discriminator, d_vars, jnp.concatenate([grey, e], -1), True)
-                adv = losses.adversarial(out, True, False, self.gan)
-                fm = losses.feature_matching(feats, real_feats) * c.fm_weight
-                return adv + fm, (v, adv, fm)
-
-            (g_loss, (new_d["edge"], adv, fm)), cotangents["edge"] = jax.value_and_grad(
-                edge_g_loss, has_aux=True)(e_out)
-            precision, recall = metrics.edge_precision_recall(
-                e_out, edges, mask, float(self.config.model.get("edge_threshold", 0.5)))
-            m.update({"edge/d_loss": d_loss, "edge/g_adv": adv, "edge/g_fm": fm, "edge/g_loss": g_loss,
-                      "edge/precision": jnp.mean(precision), "edge/recall": jnp.mean(recall)})
-
-        if self.trains_inpaint:
-            i_out = outs["inpaint"]
-            d_loss, d_grads["inpaint"], d_vars, _ = self._discriminator_step(
-                self.inpaint_discriminator, inpaint["discriminator"], image, jax.lax.stop_gradient(i_out))
-            b = image.shape[0]
-            if self.uses_vgg:
-                truth = jax.lax.stop_gradient(self._vgg(frozen, jnp.concatenate([image, image * mask])))
-
-            def inpaint_g_loss(x):
-                (out, _), v = _apply_sn(self.inpaint_discriminator, d_vars, x, True)
-                adv = losses.adversarial(out, True, False, self.gan) * c.adv_weight
-                l1 = losses.l1_over_hole_fraction(x, image, mask) * c.l1_weight
-                if self.uses_vgg:
-                    feats = self._vgg(frozen, jnp.concatenate([x, x * mask]))
-                    fx = {k: f[:b] for k, f in feats.items()}
-                    fxm = {k: f[b:] for k, f in feats.items()}
-                    fy = {k: f[:b] for k, f in truth.items()}
-                    fym = {k: f[b:] for k, f in truth.items()}
-                    content = losses.perceptual(fx, fy, losses.EDGECONNECT_PERCEPTUAL_LAYERS) * c.content_weight
-                    style = losses.style(fxm, fym, losses.EDGECONNECT_STYLE_LAYERS) * c.style_weight
-                else:
-                    content = style = jnp.zeros((), jnp.float32)
-                return adv + l1 + content + style, (v, adv, l1, content, style)
-
-            (g_loss, (new_d["inpaint"], adv, l1, content, style)), cotangents["inpaint"] = \
-                jax.value_and_grad(inpaint_g_loss, has_aux=True)(i_out)
-            merged = i_out * mask + image * (1.0 - mask)
-            m.update({"inpaint/d_loss": d_loss, "inpaint/g_adv": adv, "inpaint/g_l1": l1,
-                      "inpaint/g_perceptual": content, "inpaint/g_style": style,
-                      "inpaint/g_loss": g_loss,
-                      # the original's training log: MAE of the merged image over the image's sum
-                      "inpaint/mae": jnp.sum(jnp.abs(image - merged)) / jnp.sum(image)})
-
+            (cotangents["inpaint"], d_grads["inpaint"], new_d["inpaint"],
+             inpaint_logs) = self._inpaint_losses(state, outs["inpaint"], image, mask, frozen)
+            logs.update(inpaint_logs)
         (g_grads,) = vjp_fn(cotangents)
+
+        # one Adam update per trained network
         opt = dict(state.opt)
         for model in trained:
-            nets = dict(edge if model == "edge" else inpaint)
-            g_params, opt[f"{model}_generator"] = common.apply_gradients(
-                self.g_tx, g_grads[model], state.opt[f"{model}_generator"], nets["generator"]["params"])
-            d_params, opt[f"{model}_discriminator"] = common.apply_gradients(
+            g_new, opt[f"{model}_generator"] = common.apply_gradients(
+                self.g_tx, g_grads[model], state.opt[f"{model}_generator"], g_params[model])
+            d_new, opt[f"{model}_discriminator"] = common.apply_gradients(
                 self.d_tx, d_grads[model], state.opt[f"{model}_discriminator"],
-                nets["discriminator"]["params"])
-            gen = g_vars.get(model, nets["generator"])
-            nets["generator"] = {**gen, "params": g_params}
-            nets["discriminator"] = {**new_d[model], "params": d_params}
-            m[f"{model}/g_grad_norm"] = optax.tree.norm(g_grads[model])
-            m[f"{model}/d_grad_norm"] = optax.tree.norm(d_grads[model])
-            if model == "edge":
-                edge = nets
-            else:
-                inpaint = nets
-        m["g/lr"] = common.learning_rate(state.opt[f"{next(iter(trained))}_generator"])
-        ema = common.ema_update(state.ema, {model: (edge if model == "edge" else inpaint)[
-            "generator"]["params"] for model in trained}, self.ema_decay)
-        return state.replace(step=state.step + 1, edge=edge, inpaint=inpaint, opt=opt, ema=ema), m
+                nets[model]["discriminator"]["params"])
+            generator = g_vars.get(model, nets[model]["generator"])
+            nets[model] = {"generator": {**generator, "params": g_new},
+                           "discriminator": {**new_d[model], "params": d_new}}
+            logs[f"{model}/g_grad_norm"] = optax.tree.norm(g_grads[model])
+            logs[f"{model}/d_grad_norm"] = optax.tree.norm(d_grads[model])
+        logs["g/lr"] = common.learning_rate(opt[f"{trained[0]}_generator"])
+        ema = common.ema_update(
+            state.ema, {model: nets[model]["generator"]["params"] for model in trained},
+            self.ema_decay)
+        return state.replace(step=state.step + 1, edge=nets["edge"], inpaint=nets["inpaint"],
+                             opt=opt, ema=ema), logs
 
     def inference_variables(self, state: EdgeConnectState) -> Any:
         """The generators `inpaint` runs; a trained generator's parameters are its EMA when
@@ -423,13 +436,13 @@ class EdgeConnect(Family):
     def inference_inputs(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """image, mask, 'grey' (rgb2gray of the image) and 'edges': Canny of the known pixels only
         (the original's test-time `canny(grey, sigma, mask=known)`), with sigma from
-        config.data.edge_sigma (0: a random 1..4 per image from a fixed seed; -1: none). When the
+        config.model.edge_sigma (0: a random 1..4 per image from a fixed seed; -1: none). When the
         batch carries the ground truth's 'edges' (evaluation, previews) they pass on as
         'edges_truth' for the mode-1 precision / recall."""
         from inpaintjax.data import fields
         out = super().inference_inputs(batch)
         image, mask = out["image"], out["mask"]
-        sigma = float(self.config.data.get("edge_sigma", 2.0))
+        sigma = self.edge_sigma
         rng = np.random.default_rng(0)
         known = mask[..., 0] < 0.5
         out["grey"] = np.stack([fields.grey_image(im) for im in image])
@@ -453,7 +466,7 @@ class EdgeConnect(Family):
         if self.mode == 1:
             merged = e * mask + edges * (1.0 - mask)
             return {"output": jnp.repeat(merged, 3, axis=-1), "edges": e}
-        if self.mode != 2 and self.config.model.get("test_composite_edges", False):
+        if self.mode != 2 and self.test_composite_edges:
             e_in = e * mask + edges * (1.0 - mask)
         else:
             e_in = e
@@ -471,5 +484,5 @@ class EdgeConnect(Family):
             raise ValueError("EdgeConnect mode 1 evaluation needs the ground truth's edges "
                              "('edges_truth' from inference_inputs of a batch with 'edges')")
         p, r = metrics.edge_precision_recall(outputs["edges"], inputs["edges_truth"], inputs["mask"],
-                                             float(self.config.model.get("edge_threshold", 0.5)))
+                                             self.edge_threshold)
         return {"edge_precision": p, "edge_recall": r}

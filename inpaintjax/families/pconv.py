@@ -25,7 +25,7 @@ exactly what one device would compute for the same batch; not per-device statist
 DataParallel without SyncBatchNorm would compute per-device ones).
 
 Config keys read (configs/pconv.py): model.levels, model.width, model.freeze_encoder_bn, loss.{valid, hole,
-perceptual, style, tv}, loss.vgg_weights, loss.vgg_widths, optim.*, compute_dtype, ema_decay.
+perceptual, style, tv}, loss.vgg_weights, loss.vgg_widths, optim.*, compute_dtype, remat, ema_decay.
 """
 
 from __future__ import annotations
@@ -108,10 +108,16 @@ class PConv(Family):
         self.levels = int(config.model.levels)
         self.size_multiple = 2 ** self.levels
         self.dtype = common.compute_dtype(config)
-        self.net = PConvUNet(levels=self.levels, width=int(config.model.get("width", 64)),
-                             freeze_encoder_bn=bool(config.model.get("freeze_encoder_bn", False)),
-                             dtype=self.dtype)
-        self.vgg_widths = tuple(int(w) for w in config.loss.get("vgg_widths", vgg.WIDTHS))
+        self.freeze_encoder_bn = bool(config.model.freeze_encoder_bn)
+        self.net = PConvUNet(levels=self.levels, width=int(config.model.width),
+                             freeze_encoder_bn=self.freeze_encoder_bn, dtype=self.dtype,
+                             remat=bool(config.remat))
+        self.vgg_weights = str(config.loss.vgg_weights)
+        self.vgg_widths = tuple(int(w) for w in config.loss.vgg_widths)
+        w = config.loss
+        self.loss_weights = {"valid": float(w.valid), "hole": float(w.hole),
+                             "perceptual": float(w.perceptual), "style": float(w.style),
+                             "tv": float(w.tv)}
         self.vgg = vgg.VGG(depth=16, outputs=VGG_LAYERS, widths=self.vgg_widths, dtype=self.dtype)
         self.tx = common.make_optimizer(config.optim, int(config.num_steps))
         self.ema_decay = common.ema_decay(config)
@@ -123,8 +129,8 @@ class PConv(Family):
     # -- frozen VGG -----------------------------------------------------------------------------
     def load_frozen(self) -> Any:
         """{'vgg': VGG-16 variables (numpy)} from config.loss.vgg_weights (a file, or 'random')."""
-        src = str(self.config.loss.get("vgg_weights", ""))
-        if self.config.model.get("freeze_encoder_bn", False) and not self.config.get("init_from", ""):
+        src = self.vgg_weights
+        if self.freeze_encoder_bn and not self.config.init_from:
             log.warning("pconv: encoder BatchNorm frozen (fine-tuning phase) but config.init_from is "
                         "empty: the frozen statistics are a fresh network's (0 and 1)")
         if src == "random":
@@ -144,7 +150,7 @@ class PConv(Family):
         return {"vgg": variables}
 
     def evaluation_label(self) -> str:
-        if str(self.config.loss.get("vgg_weights", "")) == "random":
+        if self.vgg_weights == "random":
             return f"{self.name} (trained with random VGG-16 loss features)"
         return self.name
 
@@ -181,7 +187,6 @@ class PConv(Family):
                                jnp.concatenate([out, comp, gt]).astype(self.dtype))
         f_out, f_comp, f_gt = ([f[i * b:(i + 1) * b] for f in feats.values()] for i in range(3))
         f_gt = [jax.lax.stop_gradient(f) for f in f_gt]
-        w = self.config.loss
         terms = {
             "valid": losses.valid_l1(out, gt, hole),
             "hole": losses.hole_l1(out, gt, hole),
@@ -189,8 +194,7 @@ class PConv(Family):
             "style": losses.style(f_out, f_gt) + losses.style(f_comp, f_gt),
             "tv": losses.tv_dilated_hole(comp, hole),
         }
-        total = (w.valid * terms["valid"] + w.hole * terms["hole"] + w.perceptual * terms["perceptual"]
-                 + w.style * terms["style"] + w.tv * terms["tv"])
+        total = sum(self.loss_weights[k] * terms[k] for k in terms)
         return total, (upd["batch_stats"], terms)
 
     def train_step(self, state: PConvState, batch: Batch, rng: jax.Array,
@@ -203,7 +207,7 @@ class PConv(Family):
                                   opt_state=opt_state,
                                   ema=common.ema_update(state.ema, params, self.ema_decay))
         metrics = {"g/loss": loss, **{f"g/{k}": v for k, v in terms.items()},
-                   "g/grad_norm": optax.tree.norm(grads), "g/lr": common.learning_rate(state.opt_state)}
+                   "g/grad_norm": optax.tree.norm(grads), "g/lr": common.learning_rate(opt_state)}
         return new_state, metrics
 
     def inference_variables(self, state: PConvState) -> Any:

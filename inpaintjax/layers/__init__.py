@@ -5,7 +5,7 @@ Every convolution goes through `inpaintjax.layers.conv.conv_general_dilated`.
 
 from inpaintjax.layers.attention import ContextualAttention, contextual_attention, flow_to_image
 from inpaintjax.layers.conv import conv_general_dilated
-from inpaintjax.layers.gated import GatedConv, GatedUpConv
+from inpaintjax.layers.gated import GatedConv, GatedUpConv, PlainConv, PlainUpConv
 from inpaintjax.layers.ops import (
     BatchNorm,
     InstanceNorm,
@@ -24,6 +24,8 @@ __all__ = [
     "ContextualAttention",
     "GatedConv",
     "GatedUpConv",
+    "PlainConv",
+    "PlainUpConv",
     "InstanceNorm",
     "PartialConv",
     "SNConv",

@@ -4,7 +4,8 @@ As in the authors' TF1 code (JiahuiYu/generative_inpainting `inpaint_ops.py::gen
 `gen_deconv`; Yu et al., arXiv 1806.03589): one convolution with 2*features outputs, split
 [features | gates] along channels, output = activation(features) * sigmoid(gates). TF 'SAME' zero
 padding (JAX's 'SAME' rule is TF's, including stride 2 on even sizes and dilation).
-`activation=None` is DeepFill's plain RGB layer.
+`PlainConv` is the same convolution without a gate (DeepFill v1's layers, the RGB output layers);
+`PlainUpConv` its up-sampling variant.
 """
 
 from __future__ import annotations
@@ -20,19 +21,61 @@ from jax import lax
 from inpaintjax.layers.conv import NHWC_DIMENSIONS, conv_general_dilated
 
 
+def _tf_conv(features: int, kernel_size: int, strides: int, dilation: int, dtype,
+             upsample_input: bool) -> nn.Conv:
+    """TF1's `tf.layers.conv2d` ('SAME' padding, its default initialisers) as the sub-module
+    'conv' of the calling layer; `upsample_input`: it reads the nearest-x2 up-sampled input
+    (DeepFill's gen_deconv), computed without materialising the up-sampled image."""
+    if upsample_input and (strides != 1 or dilation != 1 or kernel_size % 2 == 0):
+        raise ValueError("an up-sampling convolution (upsample_input=True) needs an odd kernel, "
+                         f"stride 1 and dilation 1 (got kernel_size={kernel_size}, "
+                         f"strides={strides}, dilation={dilation})")
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        strides=(strides, strides),
+        kernel_dilation=(dilation, dilation),
+        padding="SAME",
+        dtype=dtype,
+        # TF1's tf.layers.conv2d defaults, so training from scratch starts as the original.
+        kernel_init=nn.initializers.glorot_uniform(),
+        bias_init=nn.initializers.zeros,
+        conv_general_dilated=upsample2x_conv if upsample_input else conv_general_dilated,
+        name="conv",
+    )
+
+
+class PlainConv(nn.Module):
+    """One TF 'SAME' convolution without a gate: y = W*x + b, x [B, H, W, C] ->
+    [B, ceil(H/s), ceil(W/s), F]. Every DeepFill v1 layer (`tf.layers.conv2d`) and both versions'
+    RGB output layers (conv17, allconv17). The conv sub-module is named 'conv' (kernel HWIO
+    [k, k, C, F], bias [F]), as GatedConv's, so both nest their parameters alike."""
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    dilation: int = 1
+    dtype: Optional[jnp.dtype] = None
+    upsample_input: bool = False  # True: read the nearest-x2 up-sampled input (see GatedConv)
+
+    @nn.compact
+    def __call__(self, x):
+        return _tf_conv(self.features, self.kernel_size, self.strides, self.dilation, self.dtype,
+                        self.upsample_input)(x)
+
+
 class GatedConv(nn.Module):
     """y = activation(W*x)[..., :F] * sigmoid(W*x)[..., F:] with one kernel of 2F outputs.
 
-    x: [B, H, W, C]. Output [B, ceil(H/s), ceil(W/s), F]. With `activation=None` the layer is one
-    plain convolution with F outputs (no gate), as DeepFill's output layers (conv17, allconv17).
-    The conv sub-module is named 'conv' (kernel HWIO [k, k, C, 2F], bias [2F]).
+    x: [B, H, W, C]. Output [B, ceil(H/s), ceil(W/s), F]. A convolution without a gate is
+    `PlainConv`. The conv sub-module is named 'conv' (kernel HWIO [k, k, C, 2F], bias [2F]).
     """
 
     features: int
     kernel_size: int = 3
     strides: int = 1
     dilation: int = 1
-    activation: Optional[Callable] = nn.elu
+    activation: Callable = nn.elu
     dtype: Optional[jnp.dtype] = None
     # True: the convolution reads the nearest-x2 up-sampled input (DeepFill's gen_deconv), computed
     # without materialising the up-sampled image (see `upsample2x_conv`).
@@ -40,27 +83,11 @@ class GatedConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        gated = self.activation is not None
-        if self.upsample_input and (self.strides != 1 or self.dilation != 1
-                                    or self.kernel_size % 2 == 0):
-            raise ValueError("GatedConv(upsample_input=True) needs an odd kernel, stride 1 and "
-                             f"dilation 1 (got kernel_size={self.kernel_size}, "
-                             f"strides={self.strides}, dilation={self.dilation})")
-        y = nn.Conv(
-            self.features * 2 if gated else self.features,
-            (self.kernel_size, self.kernel_size),
-            strides=(self.strides, self.strides),
-            kernel_dilation=(self.dilation, self.dilation),
-            padding="SAME",
-            dtype=self.dtype,
-            # TF1's tf.layers.conv2d defaults, so training from scratch starts as the original.
-            kernel_init=nn.initializers.glorot_uniform(),
-            bias_init=nn.initializers.zeros,
-            conv_general_dilated=upsample2x_conv if self.upsample_input else conv_general_dilated,
-            name="conv",
-        )(x)
-        if not gated:
-            return y
+        if self.activation is None:
+            raise ValueError("GatedConv needs an activation; a convolution without a gate is "
+                             "PlainConv")
+        y = _tf_conv(self.features * 2, self.kernel_size, self.strides, self.dilation,
+                     self.dtype, self.upsample_input)(x)
         return gated_activation(y, self.activation)
 
 
@@ -129,13 +156,25 @@ class GatedUpConv(nn.Module):
     """
 
     features: int
-    activation: Optional[Callable] = nn.elu
+    activation: Callable = nn.elu
     dtype: Optional[jnp.dtype] = None
 
     @nn.compact
     def __call__(self, x):
         return GatedConv(self.features, 3, activation=self.activation, dtype=self.dtype,
                          upsample_input=True, name="conv")(x)
+
+
+class PlainUpConv(nn.Module):
+    """DeepFill v1's up-sampling: nearest x2, then a 3x3 stride-1 PlainConv named 'conv'
+    (parameters <name>/conv/conv/{kernel,bias}, as GatedUpConv's)."""
+
+    features: int
+    dtype: Optional[jnp.dtype] = None
+
+    @nn.compact
+    def __call__(self, x):
+        return PlainConv(self.features, 3, dtype=self.dtype, upsample_input=True, name="conv")(x)
 
 
 def _phase_taps(k: int, phase: int):

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from inpaintjax.layers.attention import ContextualAttention
-from inpaintjax.layers.gated import GatedConv, GatedUpConv
+from inpaintjax.layers.gated import GatedConv, GatedUpConv, PlainConv, PlainUpConv
 from inpaintjax.layers.ops import resize_nearest_align_corners
 
 
@@ -125,9 +125,12 @@ class DeepFillV2Generator(nn.Module):
         mask = jnp.broadcast_to(mask.astype(jnp.float32), (b, h, w, 1))
         c = self.cnum
         conv_cls = nn.remat(GatedConv) if self.remat else GatedConv
+        plain_cls = nn.remat(PlainConv) if self.remat else PlainConv
         up_cls = nn.remat(GatedUpConv) if self.remat else GatedUpConv
 
         def conv(name, features, k=3, s=1, d=1, act=nn.elu):
+            if act is None:  # the RGB output layers: no gate
+                return plain_cls(features, k, s, d, dtype=self.dtype, name=name)
             return conv_cls(features, k, s, d, activation=act, dtype=self.dtype, name=name)
 
         def up(name, features):
@@ -175,20 +178,18 @@ class DeepFillV1Generator(nn.Module):
         _check_size("DeepFillV1Generator", h, w)
         image = image.astype(jnp.float32)
         mask = jnp.broadcast_to(mask.astype(jnp.float32), (b, h, w, 1))
-        # GatedConv / GatedUpConv with activation=None are single plain convolutions (no gate):
-        # v1's tf.layers.conv2d, under the same parameter names as v2's layers.
-        conv_cls = nn.remat(GatedConv) if self.remat else GatedConv
-        up_cls = nn.remat(GatedUpConv) if self.remat else GatedUpConv
+        # v1's tf.layers.conv2d, under the same parameter names as v2's layers
+        conv_cls = nn.remat(PlainConv) if self.remat else PlainConv
+        up_cls = nn.remat(PlainUpConv) if self.remat else PlainUpConv
 
         def activated(layer, act):
             return layer if act is None else (lambda y: act(layer(y)))
 
         def conv(name, features, k=3, s=1, d=1, act=nn.elu):
-            return activated(conv_cls(features, k, s, d, activation=None, dtype=self.dtype,
-                                      name=name), act)
+            return activated(conv_cls(features, k, s, d, dtype=self.dtype, name=name), act)
 
         def up(name, features):
-            return activated(up_cls(features, activation=None, dtype=self.dtype, name=name), nn.elu)
+            return activated(up_cls(features, dtype=self.dtype, name=name), nn.elu)
 
         xin = image * (1.0 - mask)
         ones = jnp.ones_like(mask)

@@ -61,12 +61,6 @@ def weight_matrix(kernel: jnp.ndarray) -> jnp.ndarray:
     return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(out, -1)
 
 
-def torch_sigma(kernel: jnp.ndarray, u: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """sigma = u . (W v) as PyTorch's spectral norm computes it without a power iteration (eval mode)."""
-    w = weight_matrix(jnp.asarray(kernel, jnp.float32))
-    return jnp.dot(u.astype(jnp.float32), w @ v.astype(jnp.float32))
-
-
 def _transpose_conv_4x4_s2_p1(x, kernel):
     """PyTorch ConvTranspose2d(k=4, stride=2, padding=1) of x [B, H, W, I] -> [B, 2H, 2W, O].
 
@@ -172,9 +166,11 @@ class ResnetBlock(nn.Module):
         return x + _norm(y)
 
 
-def _generator(x, train, out_channels, spectral_norm, residual_bias, residual_blocks, dtype, who):
+def _generator(x, train, out_channels, spectral_norm, residual_bias, residual_blocks, dtype, who,
+               remat=False):
     """The encoder / residual blocks / decoder shared by G1 and G2 (built inside the caller's
-    compact method, so the layers sit at the top of its parameter tree); the last conv's output."""
+    compact method, so the layers sit at the top of its parameter tree); the last conv's output.
+    remat: the residual blocks recompute their activations in the backward pass."""
     if x.ndim != 4 or x.shape[1] % 4 or x.shape[2] % 4 or min(x.shape[1:3]) < 16:
         raise ValueError(f"{who}: input must be [B, H, W, C] with H and W multiples of 4 and at "
                          f"least 16, got shape {x.shape}; pad the image (Inpainter does)")
@@ -183,8 +179,10 @@ def _generator(x, train, out_channels, spectral_norm, residual_bias, residual_bl
     x = nn.relu(_norm(SpectralConv(64, 7, name="encoder_1", **conv)(x, train)))
     x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, name="encoder_4", **conv)(x, train)))
     x = nn.relu(_norm(SpectralConv(256, 4, strides=2, padding=1, name="encoder_7", **conv)(x, train)))
+    # train is a Python bool (static): argument 2, counting self
+    block = nn.remat(ResnetBlock, static_argnums=(2,)) if remat else ResnetBlock
     for i in range(residual_blocks):
-        x = ResnetBlock(256, 2, residual_bias, spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
+        x = block(256, 2, residual_bias, spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
     x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, transpose=True, name="decoder_0",
                                    **conv)(x, train)))
     x = nn.relu(_norm(SpectralConv(64, 4, strides=2, padding=1, transpose=True, name="decoder_3",
@@ -204,10 +202,12 @@ class EdgeGenerator(nn.Module):
     residual_blocks: int = 8
     spectral_norm: bool = True
     dtype: Optional[Any] = None
+    remat: bool = False  # recompute the residual blocks' activations in the backward pass
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = _generator(x, train, 1, self.spectral_norm, False, self.residual_blocks, self.dtype, "EdgeGenerator")
+        y = _generator(x, train, 1, self.spectral_norm, False, self.residual_blocks, self.dtype,
+                       "EdgeGenerator", self.remat)
         return jax.nn.sigmoid(y)
 
 
@@ -217,10 +217,12 @@ class InpaintGenerator(nn.Module):
 
     residual_blocks: int = 8
     dtype: Optional[Any] = None
+    remat: bool = False  # recompute the residual blocks' activations in the backward pass
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = _generator(x, train, 3, False, True, self.residual_blocks, self.dtype, "InpaintGenerator")
+        y = _generator(x, train, 3, False, True, self.residual_blocks, self.dtype,
+                       "InpaintGenerator", self.remat)
         return (jnp.tanh(y) + 1.0) / 2.0
 
 

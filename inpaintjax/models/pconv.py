@@ -75,12 +75,15 @@ class PConvUNet(nn.Module):
     train=True normalises with batch statistics and needs `mutable=['batch_stats']`;
     `freeze_encoder_bn` keeps the encoder's BatchNorm on its running statistics in training too
     (the fine-tuning phase), while their scale and bias still receive gradients.
+    `remat=True` wraps every block in `nn.remat` (its activations are recomputed in the backward
+    pass: less memory, more compute; same parameters and values).
     """
 
     levels: int = 7
     width: int = 64
     freeze_encoder_bn: bool = False
     dtype: Optional[jnp.dtype] = None
+    remat: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array, hole: jax.Array, train: bool = False):
@@ -100,10 +103,12 @@ class PConvUNet(nn.Module):
         x = image.astype(self.dtype or image.dtype)
         feats, holes = [x], [hole]
         widths, kernels = encoder_widths(self.levels, self.width), encoder_kernels(self.levels)
+        # train and bn_frozen are Python bools (static): arguments 3 and 4, counting self
+        block = nn.remat(PConvBlock, static_argnums=(3, 4)) if self.remat else PConvBlock
         for i in range(self.levels):
-            x, hole = PConvBlock(widths[i], kernels[i], 2, use_bn=i > 0, activation="relu",
-                                 dtype=self.dtype, name=f"enc_{i + 1}")(
-                x, hole, train, bn_frozen=self.freeze_encoder_bn)
+            x, hole = block(widths[i], kernels[i], 2, use_bn=i > 0, activation="relu",
+                            dtype=self.dtype, name=f"enc_{i + 1}")(
+                x, hole, train, self.freeze_encoder_bn)
             feats.append(x)
             holes.append(hole)
         skip_widths = [c] + widths
@@ -111,8 +116,8 @@ class PConvUNet(nn.Module):
             x = jnp.concatenate([_up2(x), feats[i - 1].astype(x.dtype)], axis=-1)
             hole = jnp.concatenate([_up2(hole), holes[i - 1]], axis=-1)
             last = i == 1
-            x, hole = PConvBlock(
+            x, hole = block(
                 c if last else skip_widths[i - 1], 3, 1, use_bn=not last,
                 activation=None if last else "leaky", use_bias=last, dtype=self.dtype,
-                name=f"dec_{i}")(x, hole, train)
+                name=f"dec_{i}")(x, hole, train, False)
         return x.astype(jnp.float32), hole

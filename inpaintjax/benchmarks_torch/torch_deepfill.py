@@ -19,7 +19,7 @@ Contextual attention follows generative_inpainting `inpaint_ops.py::contextual_a
 masked softmax, 4x4 raw patches pasted by a stride-2 transposed convolution, /4), so its FLOPs
 match the JAX layer's.
 
-Run: python benchmarks/torch_deepfill.py --case train --batch 4 --size 256 --repeats 3
+Run: python -m inpaintjax.benchmarks_torch.torch_deepfill --case train --batch 4 --size 256 --repeats 3
 Prints one JSON record: median / min / max seconds over the timed repeats after one warm-up.
 """
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_timing import run_cli
 
 CL = torch.channels_last
 

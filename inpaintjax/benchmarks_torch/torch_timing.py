@@ -1,6 +1,6 @@
 """The command line and the timing every PyTorch benchmark script shares.
 
-Each benchmarks/torch_<family>.py builds a zero-argument step function per case; `run_cli` parses
+Each inpaintjax/benchmarks_torch/torch_<family>.py builds a zero-argument step function per case; `run_cli` parses
 the common flags (--case, --batch, --size, --repeats, plus the script's own), runs the step once to
 warm up (oneDNN's primitive cache), times `repeats` more runs, and prints one JSON record that
 `python -m inpaintjax.bench --torch` reads.
@@ -11,20 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 from typing import Callable, Mapping
 
 import torch
 
-from inpaintjax.bench import _timed
+from inpaintjax import timing
 
 
 def time_step(fn: Callable[[], object], repeats: int) -> dict:
     """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds (the JAX
-    side's timer, `inpaintjax.bench._timed`; importing it loads no JAX)."""
-    warm, times = _timed(fn, repeats)
-    return {"warmup_s": round(warm, 4), "median_s": round(statistics.median(times), 4),
-            "min_s": round(min(times), 4), "max_s": round(max(times), 4), "repeats": repeats}
+    side's timer, `inpaintjax.timing`)."""
+    return timing.summary(*timing.timed(fn, repeats))
 
 
 def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace], Callable]],
@@ -38,13 +35,13 @@ def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace],
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=repeats)
     add_arguments(p)
-    a = p.parse_args(argv)
+    args = p.parse_args(argv)
     torch.manual_seed(0)
     record = {"framework": "torch", "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "case": a.case, "batch": a.batch,
-              "size": a.size}
-    record.update({k: getattr(a, k) for k in record_args})
-    record.update(time_step(cases[a.case](a), a.repeats))
+              "threads": torch.get_num_threads(), "case": args.case, "batch": args.batch,
+              "size": args.size}
+    record.update({k: getattr(args, k) for k in record_args})
+    record.update(time_step(cases[args.case](args), args.repeats))
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(record))
     return record

@@ -16,7 +16,7 @@ is the same for every output channel), the feature convolution runs on X * M, an
 re-weighted by window_size / sum(M). Masks carry one channel per skip part only where they differ,
 broadcast otherwise, as in the JAX model's concatenations.
 
-Run: python benchmarks/torch_pconv.py --case train --batch 4 --size 256 --repeats 3
+Run: python -m inpaintjax.benchmarks_torch.torch_pconv --case train --batch 4 --size 256 --repeats 3
 Prints one JSON record: median / min / max seconds over the timed repeats after one warm-up.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_timing import run_cli
 
 CL = torch.channels_last
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -14,7 +14,7 @@ inpaintjax.families.edgeconnect, channels-last tensors:
                  fraction + 0.1 perceptual + 250 style on a random-weight VGG-19 (relu1_1..relu5_2)
   infer          mode 3 test(): G1 then G2 on its raw edge map, composite, no autograd
 
-Run: python benchmarks/torch_edgeconnect.py --case train_edge --batch 4 --size 256 --repeats 2
+Run: python -m inpaintjax.benchmarks_torch.torch_edgeconnect --case train_edge --batch 4 --size 256 --repeats 2
 Prints one JSON record: median / min / max seconds over the timed repeats after one warm-up.
 """
 
@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_timing import run_cli
 
 CL = torch.channels_last
 

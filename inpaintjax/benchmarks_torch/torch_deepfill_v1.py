@@ -5,7 +5,7 @@ Written for this benchmark (not taken from any port), after the authors' TF code
 (JiahuiYu/generative_inpainting tag v1.0.0, `inpaint_model.py`) and inpaintjax's
 `families/deepfill_v1.py`, in PyTorch's fastest CPU form that keeps the numerics (channels-last
 tensors, oneDNN convolutions, TF 'SAME' padding). The TF-'SAME' convolution and contextual
-attention are the v2 benchmark's (benchmarks/torch_deepfill.py): the layer is the same in v1.
+attention are the v2 benchmark's (inpaintjax/benchmarks_torch/torch_deepfill.py): the layer is the same in v1.
 
   train   one iteration = five critic updates, each on a fresh batch and box mask: the generator
           forward without autograd, both WGAN critics on [real; composited fake] (global on the
@@ -16,23 +16,18 @@ attention are the v2 benchmark's (benchmarks/torch_deepfill.py): the layer is th
           Adam(1e-4, 0.5, 0.9) for the generator and for the two critics.
   infer   generator forward + composite, no autograd
 
-Run: python benchmarks/torch_deepfill_v1.py --case train --batch 4 --size 256 --repeats 3
+Run: python -m inpaintjax.benchmarks_torch.torch_deepfill_v1 --case train --batch 4 --size 256 --repeats 3
 Prints one JSON record: median / min / max seconds over the timed repeats after one warm-up.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_deepfill import CL, Conv, contextual_attention  # noqa: E402
-
-from torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_deepfill import CL, Conv, contextual_attention
+from inpaintjax.benchmarks_torch.torch_timing import run_cli
 
 
 class Plain(nn.Module):

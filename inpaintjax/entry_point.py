@@ -1,0 +1,33 @@
+"""What every absl entry point (train.py, eval.py) does around its `main`: before absl parses the
+command line, a misspelt `--config.KEY` is one line on stderr and exit status 2; inside `main`,
+before JAX starts, this CPU's XLA:CPU set-up, quiet library logging and the multi-host start-up
+from the distributed flags (`inpaintjax.distributed`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app
+
+from inpaintjax import config as config_lib
+from inpaintjax import xla_cpu
+from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
+
+
+def start(flag_values) -> None:
+    """The first lines of a `main`: XLA:CPU set-up (before JAX starts), logging, multi-host."""
+    xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
+    quiet_library_logging(flag_values)
+    initialize_from_flags(flag_values)
+
+
+def run(main: Callable, script: str) -> None:
+    """`app.run(main)` after checking the `--config.KEY` overrides of `sys.argv` (a bad one: the
+    message on stderr prefixed with `script`, exit status 2)."""
+    try:
+        config_lib.check_override_flags(sys.argv)
+    except (config_lib.ConfigKeyError, FileNotFoundError, ValueError) as e:
+        print(f"{script}: {e}", file=sys.stderr)
+        sys.exit(2)
+    app.run(main)

@@ -1,0 +1,36 @@
+"""The logged learning rate (`g/lr`) is the rate the step's update applied, in every family: a
+warm-up + cosine schedule re-derived by hand (no optax) and evaluated at the step's index."""
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import family_steps as fs
+
+
+def expected_rate(i: int) -> float:
+    """The rate the update of 0-based step i applies: a linear warm-up from 0 over WARMUP steps,
+    then a cosine from PEAK down to FINAL * PEAK over the remaining STEPS - WARMUP steps."""
+    if i < fs.WARMUP:
+        return fs.PEAK * i / fs.WARMUP
+    t = (i - fs.WARMUP) / (fs.STEPS - fs.WARMUP)
+    return fs.PEAK * (fs.FINAL + (1.0 - fs.FINAL) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def test_expected_rate_by_hand():
+    # warm-up 0, 1/2 peak; peak at the end of the warm-up; cos(pi/4) a quarter into the decay
+    assert [expected_rate(i) for i in range(3)] == [0.0, 5e-4, 1e-3]
+    assert expected_rate(3) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + 2 ** -0.5)))
+    assert expected_rate(fs.STEPS) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name", fs.NAMES)
+def test_logged_rate_is_the_rate_the_update_applied(name):
+    run = fs.family_step(name)
+    _, stacked = fs.batch(run.family, np.concatenate([fs.holes("a", 1), fs.holes("b", 1)]))
+    state, logged = run.state, []
+    for i in range(4):
+        state, metrics = run.step(state, stacked, jax.random.key(i + 1), run.frozen)
+        logged.append(float(metrics["g/lr"]))
+    np.testing.assert_allclose(logged, [expected_rate(i) for i in range(4)], rtol=1e-6, atol=1e-12)

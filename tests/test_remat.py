@@ -1,0 +1,79 @@
+"""`config.remat` (rematerialised blocks) in every family: each family hands the switch to its
+generators, a remat network's training program really holds rematerialised (checkpointed)
+blocks, and it gives the same loss and the same gradients as the plain network."""
+import importlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import family_steps as fs
+from inpaintjax.families import get as get_family
+from inpaintjax.models.edgeconnect import EdgeGenerator
+from inpaintjax.models.pconv import PConvUNet
+
+GENERATORS = {"deepfill_v2": ("generator",), "deepfill_v1": ("generator",), "pconv": ("net",),
+              "edgeconnect": ("edge_generator", "inpaint_generator")}
+
+
+@pytest.mark.parametrize("name", fs.NAMES)
+@pytest.mark.parametrize("remat", [True, False])
+def test_every_family_hands_remat_to_its_generators(name, remat):
+    config = importlib.import_module(f"configs.{name}").get_config(f"{fs.ARGS[name]},remat={remat}")
+    family = get_family(name)(config)
+    assert [getattr(family, g).remat for g in GENERATORS[name]] == [remat] * len(GENERATORS[name])
+
+
+def _has_remat(program: str) -> bool:
+    # jax.checkpoint (nn.remat) shows in a jaxpr as the `remat2` (older: `checkpoint`) primitive
+    return re.search(r"\b(remat2?|checkpoint)\[", program) is not None
+
+
+NETWORKS = {
+    # network(remat), its inputs from x [B, 16, 16, 4], the collections a training call updates
+    "pconv": (lambda r: PConvUNet(levels=4, width=8, remat=r),
+              lambda x: (x[..., :3], x[..., 3:4]), ["batch_stats"]),
+    # G1 with its spectral-norm power iteration (a mutable collection inside the remat blocks);
+    # G2 is built by the same code without spectral norm
+    "edgeconnect_generator": (lambda r: EdgeGenerator(residual_blocks=1, remat=r),
+                              lambda x: (x[..., :3],), ["batch_stats"]),
+}
+
+
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_remat_gives_the_same_loss_and_gradients(net):
+    build, inputs_of, mutable = NETWORKS[net]
+    x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 4))
+    x = x.at[..., 3:4].set((x[..., 3:4] > 0.7).astype(jnp.float32))  # a hole mask channel
+    args = inputs_of(x)
+    plain, remat = build(False), build(True)
+    variables = plain.init(jax.random.key(1), *args)
+    # the same variable tree (names and shapes): checkpoints move between the two
+    assert jax.tree.structure(variables) == jax.tree.structure(
+        jax.eval_shape(remat.init, jax.random.key(1), *args))
+
+    def loss_and_grads(module):
+        def loss(params):
+            out, _ = module.apply({**variables, "params": params}, *args, train=True,
+                                  mutable=mutable)
+            y = out[0] if isinstance(out, tuple) else out
+            weights = jnp.sin(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+            return jnp.sum(y * weights)  # every output element weighted differently
+        fn = jax.value_and_grad(loss)
+        program = str(jax.make_jaxpr(fn)(variables["params"]))
+        return jax.jit(fn)(variables["params"]), _has_remat(program)
+
+    (value, grads), plain_has_remat = loss_and_grads(plain)
+    (value_r, grads_r), remat_has_remat = loss_and_grads(remat)
+    assert remat_has_remat and not plain_has_remat
+    np.testing.assert_allclose(float(value_r), float(value), rtol=1e-5)
+    assert jax.tree.structure(grads) == jax.tree.structure(grads_r)
+    flat, flat_r = jax.tree.leaves(grads), jax.tree.leaves(grads_r)
+    assert sum(float(jnp.abs(g).sum()) for g in flat) > 0
+    # the same arithmetic, possibly fused in another order: float32 rounding only (relative to
+    # the largest gradient: some are exactly 0 in theory, e.g. a bias before InstanceNorm)
+    scale = max(float(jnp.abs(g).max()) for g in flat)
+    for g, g_r in zip(flat, flat_r, strict=True):
+        np.testing.assert_allclose(np.asarray(g_r), np.asarray(g), rtol=1e-4, atol=1e-5 * scale)
