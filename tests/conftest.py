@@ -29,7 +29,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = 8
 DEVICE_FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
-_OWNED = "INPAINTJAX_TEST_OWNS_COMPILATION_CACHE"
+_OWNED = "INPAINTJAX_TEST_SESSION_DIR"
 _USER_XLA_FLAGS = "INPAINTJAX_TEST_USER_XLA_FLAGS"
 
 if "jax" in sys.modules:  # too late for XLA_FLAGS: say so instead of failing obscurely later
@@ -43,7 +43,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # every golden, converter, Telea or notebook test
 TEST_EXTRA = {"torch": "torch", "cv2": "opencv-python-headless", "h5py": "h5py",
               "selenium": "selenium", "nbclient": "nbclient", "nbformat": "nbformat",
-              "ipykernel": "ipykernel"}
+              "ipykernel": "ipykernel", "torchfile": "torchfile", "sklearn": "scikit-learn"}
 
 
 def pytest_configure(config):
@@ -52,79 +52,21 @@ def pytest_configure(config):
     if missing:
         raise pytest.UsageError(f"the test extra is not installed (missing: {', '.join(missing)}): "
                                 f"pip install -e '.[test]' (or make test, which does)")
-    if hasattr(config, "workerinput") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return  # an xdist worker (it inherited the controller's), or the user chose a cache
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="inpaintjax-test-jax-cache-")
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    os.environ[_OWNED] = "1"
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: it inherited the controller's environment
+    session_dir = tempfile.mkdtemp(prefix="inpaintjax-test-session-")
+    os.environ[_OWNED] = session_dir
+    # the XLA:CPU choice of child processes goes to a record of this session, never the user's
+    # ~/.cache (xla_cpu.calibration_path)
+    os.environ.setdefault("INPAINTJAX_CALIBRATION", os.path.join(session_dir, "xla_cpu.json"))
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # a user's own cache is left alone
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session_dir, "jax-cache")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def pytest_unconfigure(config):
-    if hasattr(config, "workerinput") or not os.environ.pop(_OWNED, None):
+    if hasattr(config, "workerinput"):
         return
-    shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR"), ignore_errors=True)
-
-
-def make_child_env(xla_flags: str = "") -> dict:
-    """The environment of a child Python process: this checkout importable first, the session's
-    compilation cache (inherited), the user's own XLA_FLAGS plus `xla_flags` (so one CPU device
-    unless `xla_flags` forces more)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
-        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    flags = (os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags).strip()
-    if flags:
-        env["XLA_FLAGS"] = flags
-    else:
-        env.pop("XLA_FLAGS", None)
-    return env
-
-
-@pytest.fixture
-def child_env():
-    """`child_env(xla_flags="")` -> the environment dict for a child process (make_child_env)."""
-    return make_child_env
-
-
-def mesh_over(n: int):
-    """A 1-D 'data' mesh over the first `n` devices (what `sharding.make_mesh` builds over all)."""
-    import jax
-    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                         devices=jax.devices()[:n])
-
-
-@pytest.fixture(autouse=True)
-def _train_on_one_device(monkeypatch):
-    from inpaintjax.training import sharding
-    monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(1))
-
-
-@pytest.fixture
-def train_devices(monkeypatch):
-    """`train_devices(n)`: `train()` in this test builds its mesh over the first n devices."""
-    from inpaintjax.training import sharding
-
-    def use(n: int) -> None:
-        monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(n))
-    return use
-
-
-VGG19_TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # torchvision
-
-
-@pytest.fixture(scope="session")
-def tiny_vgg19(tmp_path_factory):
-    """A random VGG-19 with EdgeConnect's test widths (4, 4, 8, 8, 8), written as a torchvision
-    `vgg19().features` state dict: the file `loss.vgg_weights` names in EdgeConnect's test config."""
-    import numpy as np
-    import torch
-
-    from inpaintjax.models import vgg
-    v = vgg.random_variables(19, seed=0, widths=(4, 4, 8, 8, 8))["params"]
-    sd = {}
-    for name, i in zip(vgg.conv_names(19), VGG19_TORCH_INDICES, strict=True):
-        sd[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(v[name]["kernel"].transpose(3, 2, 0, 1)))
-        sd[f"features.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(v[name]["bias"]))
-    path = str(tmp_path_factory.mktemp("vgg") / "vgg19.pth")
-    torch.save(sd, path)
-    return path
+    session_dir = os.environ.pop(_OWNED, None)
+    if session_dir:
+        shutil.rmtree(session_dir, ignore_errors=True)

@@ -50,7 +50,7 @@ def test_weight_file_errors(tmp_path):
     """A file that is not the FID Inception is refused naming a missing key and where to get the
     right file. (Reading a whole 95 MB file of the real layout, num_batches_tracked included, is part
     of tests/test_evaluate_command.py.)"""
-    torch = pytest.importorskip("torch")
+    import torch
     path = str(tmp_path / "not_inception.pth")
     torch.save({"fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}, path)
     with pytest.raises(inception.WeightFileError, match="Conv2d_1a_3x3.conv.weight.*pt_inception-2015-12-05"):

@@ -69,7 +69,7 @@ def golden():
 def test_completion_network_matches_pytorch_golden(golden, tmp_path):
     """The PyTorch conversion's file format ({'model': state_dict, 'mean'}) through
     `Inpainter.load`: the network's outputs equal the PyTorch build's."""
-    torch = pytest.importorskip("torch")
+    import torch
     from inpaintjax import Inpainter
     pth = tmp_path / "completionnet.pth"
     torch.save({"model": {k: torch.from_numpy(v) for k, v in golden["state_dict"].items()},
@@ -127,7 +127,7 @@ def t7_file(tmp_path_factory):
 
 
 def test_torch7_reader_agrees_with_torchfile(t7_file):
-    torchfile = pytest.importorskip("torchfile")
+    import torchfile
     path, _ = t7_file
     ours, theirs = torch7.load(path), torchfile.load(path)
     np.testing.assert_array_equal(ours["mean"], theirs[b"mean"])
@@ -216,7 +216,7 @@ def test_torch_image_scale_by_hand():
 
 
 def test_postprocess_is_opencv_telea_then_seamless_clone():
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     from skimage import data
     from inpaintjax.families.glcic import poisson_postprocess
     img = data.astronaut()[::8, ::8].astype(np.float32) / 255.0   # 64x64

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+import sklearn  # noqa: F401
 from inpaintjax.perceptual.ids import inception_discriminative_scores  # noqa: E402
 
 

@@ -70,7 +70,7 @@ def _floor_pool(x, ceil_mode=False):
 
 
 def test_weight_files(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    import torch
     sd, _ = L.random_state_dicts("squeeze", int(GOLDEN["seed"]))
     sd["classifier.1.weight"] = np.zeros((1000, 512, 1, 1), np.float32)  # a whole torchvision model
     backbone = str(tmp_path / L.BACKBONE_FILES["squeeze"])

@@ -201,7 +201,7 @@ def test_hard_shift_matches_numpy_and_scatters_gradients():
 # ----------------------------------------------------------------------------- converter
 
 def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
-    torch = pytest.importorskip("torch")
+    import torch
     from inpaintjax.families import base
     sd, variables = _golden_variables(golden, "hard")
     tensors = {k: torch.from_numpy(v) for k, v in sd.items()}
