@@ -15,9 +15,14 @@
   1 s compile-time threshold: the many small ones add up.
 - The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
   session stops at once, naming them, instead of skipping the tests that need them.
+- XLA:CPU's backend optimisation level 0 (`FAST_COMPILE_FLAG`) in this process and every child
+  unless XLA_FLAGS already chooses a level: most of the suite's time is compilation of programs that
+  then run a few steps.
+- The XLA:CPU set-up record (`INPAINTJAX_CALIBRATION`) of the child processes lives in the session
+  folder, never in the user's ~/.cache.
 - `child_env`: the environment of a child process (train.py, eval.py, a worker script): this
   checkout first on PYTHONPATH, the session's cache, and exactly the XLA_FLAGS the child asks for
-  (one CPU device unless told otherwise).
+  (one CPU device unless told otherwise) plus the optimisation level.
 """
 import os
 import shutil
@@ -29,6 +34,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = 8
 DEVICE_FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
+# The tests compile many small programs and run each a few times: XLA:CPU's backend optimisations
+# cost more compile time than they save run time (docs/performance.md, "The test suite").
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
 _OWNED = "INPAINTJAX_TEST_SESSION_DIR"
 _USER_XLA_FLAGS = "INPAINTJAX_TEST_USER_XLA_FLAGS"
 
@@ -37,6 +45,8 @@ if "jax" in sys.modules:  # too late for XLA_FLAGS: say so instead of failing ob
 os.environ.setdefault(_USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + DEVICE_FLAG).strip()
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " " + FAST_COMPILE_FLAG
 
 
 # what the `test` extra installs (setup.cfg): its absence fails the session instead of skipping
@@ -70,3 +80,67 @@ def pytest_unconfigure(config):
     session_dir = os.environ.pop(_OWNED, None)
     if session_dir:
         shutil.rmtree(session_dir, ignore_errors=True)
+
+
+def make_child_env(xla_flags: str = "") -> dict:
+    """The environment of a child Python process: this checkout importable first, the session's
+    compilation cache (inherited), the user's own XLA_FLAGS plus `xla_flags` (so one CPU device
+    unless `xla_flags` forces more)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    flags = (os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags).strip()
+    if "xla_backend_optimization_level" not in flags:
+        flags = (flags + " " + FAST_COMPILE_FLAG).strip()
+    env["XLA_FLAGS"] = flags
+    return env
+
+
+@pytest.fixture
+def child_env():
+    """`child_env(xla_flags="")` -> the environment dict for a child process (make_child_env)."""
+    return make_child_env
+
+
+def mesh_over(n: int):
+    """A 1-D 'data' mesh over the first `n` devices (what `sharding.make_mesh` builds over all)."""
+    import jax
+    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:n])
+
+
+@pytest.fixture(autouse=True)
+def _train_on_one_device(monkeypatch):
+    from inpaintjax.training import sharding
+    monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(1))
+
+
+@pytest.fixture
+def train_devices(monkeypatch):
+    """`train_devices(n)`: `train()` in this test builds its mesh over the first n devices."""
+    from inpaintjax.training import sharding
+
+    def use(n: int) -> None:
+        monkeypatch.setattr(sharding, "make_mesh", lambda: mesh_over(n))
+    return use
+
+
+VGG19_TORCH_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # torchvision
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg19(tmp_path_factory):
+    """A random VGG-19 with EdgeConnect's test widths (4, 4, 8, 8, 8), written as a torchvision
+    `vgg19().features` state dict: the file `loss.vgg_weights` names in EdgeConnect's test config."""
+    import numpy as np
+    import torch
+
+    from inpaintjax.models import vgg
+    v = vgg.random_variables(19, seed=0, widths=(4, 4, 8, 8, 8))["params"]
+    sd = {}
+    for name, i in zip(vgg.conv_names(19), VGG19_TORCH_INDICES, strict=True):
+        sd[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(v[name]["kernel"].transpose(3, 2, 0, 1)))
+        sd[f"features.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(v[name]["bias"]))
+    path = str(tmp_path_factory.mktemp("vgg") / "vgg19.pth")
+    torch.save(sd, path)
+    return path
