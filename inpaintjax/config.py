@@ -2,7 +2,10 @@
 run's config is loaded from a config file plus command-line overrides.
 
 A family's config file (configs/<family>.py) starts from `base_config()` and fills `family`,
-`model`, `loss`, `optim` and changes only what differs. Every knob lives here, none in code.
+`model`, `loss`, `optim` and changes only what differs. Every knob of the model, the data and
+the training lives in the config. What else shapes the compiled program (the XLA:CPU set-up of
+`inpaintjax.xla_cpu`, the INPAINTJAX_CONV* settings of `inpaintjax.layers.conv`) comes from the
+environment and is recorded with every start of a run (`starts.jsonl`, the first log line).
 
 Loading (the same rules as `train.py --config FILE:ARG --config.KEY=VALUE`):
 
@@ -61,8 +64,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.compute_dtype = "float32"  # 'float32' | 'bfloat16' (parameters stay float32)
     c.remat = False              # rematerialise generator blocks (512x512 training on small
-                                 # memory): every family's generators honour it
-    c.ema_decay = 0.0            # > 0: EMA of the generator's parameters, evaluated and exported
+                                 # memory): DeepFill v1/v2, PConv, EdgeConnect; glcic and
+                                 # shiftnet refuse it
+    c.ema_decay = 0.0            # > 0: EMA of the generator's parameters, used by evaluation and inference
     c.init_from = ""             # 'WORKDIR[:STEP]': a fresh run starts from another run's state
     c.init_from_paths = ""       # '' = the family's warm_start_paths; else 'a,b' or 'dst=src,...'
 

@@ -77,3 +77,13 @@ def test_remat_gives_the_same_loss_and_gradients(net):
     scale = max(float(jnp.abs(g).max()) for g in flat)
     for g, g_r in zip(flat, flat_r, strict=True):
         np.testing.assert_allclose(np.asarray(g_r), np.asarray(g), rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("name", ["glcic", "shiftnet"])
+def test_families_without_remat_blocks_refuse_it(name):
+    config = importlib.import_module(f"configs.{name}").get_config("test")
+    config.remat = True
+    with pytest.raises(ValueError, match=r"config.remat=True: the .* --config.remat=False"):
+        get_family(name)(config)
+    config.remat = False
+    get_family(name)(config)

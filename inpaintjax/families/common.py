@@ -87,6 +87,15 @@ def ema_decay(config) -> float:
     return decay
 
 
+def no_remat(config, family: str) -> None:
+    """Refuse config.remat for a family whose generator does not rematerialise (one line, before
+    anything is written), instead of ignoring it."""
+    if bool(config.remat):
+        raise ValueError(f"config.remat=True: the {family} generator has no rematerialised blocks "
+                         f"(it trains at 256x256 within memory without them); set "
+                         f"--config.remat=False")
+
+
 def ema_init(params: Any, decay: float) -> Any:
     """The EMA's start (a copy of `params`), or None when decay == 0 (EMA off)."""
     if not decay:

@@ -40,7 +40,7 @@ Differences from the original:
   saves them (mode 3 saves the inpainting model only);
 * edge precision / recall are computed per image (the original pools a batch);
 * `ema_decay > 0` (off by default, as the original has none) keeps an EMA of each trained
-  generator's parameters, which evaluation and export then use. The default `init_from` copies
+  generator's parameters, which evaluation and inference then use. The default `init_from` copies
   the raw networks; to freeze a mode-1 run's EMA edge model in mode 3, set
   `init_from_paths='edge,edge.generator.params=ema.edge'`.
 """

@@ -153,6 +153,7 @@ class GLCIC(Family):
         self.g_tx = make_optimizer(config.optim, steps)
         self.d_tx = make_optimizer(config.optim, steps)
         self.ema_decay = common.ema_decay(config)
+        common.no_remat(config, "glcic")
         inf = config.get("inference", None)
         self.maxdim = int(inf.get("maxdim", 600)) if inf is not None else 600
         self.postprocess = bool(inf.get("postprocess", False)) if inf is not None else False

@@ -183,6 +183,7 @@ class ShiftNet(Family):
         self.g_tx = common.make_optimizer(config.optim, int(config.num_steps))
         self.d_tx = common.make_optimizer(config.optim, int(config.num_steps))
         self.ema_decay = common.ema_decay(config)
+        common.no_remat(config, "shiftnet")
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
