@@ -129,6 +129,17 @@ def available() -> list[str]:
     return [n for n in BASELINES if n != "telea" or have_opencv()]
 
 
+def selected(names: str) -> list[str]:
+    """The baselines named in a comma-separated list (config.eval.baselines) that can run here;
+    a name that is not a baseline is a ValueError naming the valid ones."""
+    chosen = [n.strip() for n in str(names).split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"config.eval.baselines={names!r}: unknown baseline(s) {unknown}; "
+                         f"valid: {', '.join(BASELINES)} (comma-separated, '' for none)")
+    return [n for n in chosen if n in available()]
+
+
 def fill(name: str, images, masks, seed: int = 0) -> np.ndarray:
     """The baseline `name` ('mean' | 'biharmonic' | 'telea' | 'patchmatch') applied to a batch;
     `seed` is used by the randomised fills (patchmatch) and ignored by the others."""

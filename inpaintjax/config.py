@@ -81,6 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.seed = 1234
     c.eval.batch_size = 8
     c.eval.num_samples = 6       # rows of runs/<x>/samples.png
+    c.eval.baselines = "mean,biharmonic,telea,patchmatch"  # classical rows of the tables
 
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
@@ -142,6 +143,7 @@ def sample_photo_run(config: ml_collections.ConfigDict, preset: str) -> ml_colle
     elif preset == "test":
         c.data.image_size = c.eval.image_size = 32
         c.eval.num_images, c.eval.per_bucket, c.eval.batch_size = 4, 1, 2
+        c.eval.baselines = "mean,biharmonic,telea"  # PatchMatch's compile is its own tests' cost
         c.batch_size, c.num_steps = 2, 4
         c.log_every, c.image_every, c.checkpoint_every, c.keep_checkpoints = 1, 2, 2, 2
     else:

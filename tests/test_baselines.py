@@ -110,3 +110,10 @@ def test_telea_without_opencv_says_what_to_install(monkeypatch):
     assert "telea" not in baselines.available()
     with pytest.raises(ImportError, match="pip install opencv-python-headless"):
         baselines.telea_fill(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 1)))
+
+
+def test_selected_baselines_keep_the_order_and_refuse_unknown_names():
+    assert baselines.selected("telea, mean") == ["telea", "mean"]
+    assert baselines.selected("") == []
+    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['patchmach'\]; valid: mean"):
+        baselines.selected("mean,patchmach")

@@ -58,4 +58,4 @@ def test_torch_flag_without_torch_names_the_install_command(monkeypatch, capsys)
     with pytest.raises(SystemExit) as info:
         bench.main(["--reduced", "--cases", "stack", "--torch"])
     assert info.value.code != 0
-    assert "pip install -e '.[bench]'" in capsys.readouterr().err
+    assert "pip install 'inpaintjax[bench]'" in capsys.readouterr().err

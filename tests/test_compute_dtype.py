@@ -14,7 +14,7 @@ from inpaintjax.families import get as get_family
 
 # EdgeConnect's inpainting model (mode 2: G2, D2 and the VGG-19 losses; test_parallel.py trains
 # its edge model on 8 devices)
-ARGS = {"deepfill_v2": "test", "deepfill_v1": "test,critic_steps=1", "pconv": "test",
+ARGS = {"deepfill_v2": "test", "deepfill_v1": "test,optim.critic_steps=1", "pconv": "test",
         "edgeconnect": "test,model.mode=2,loss.vgg_weights={vgg}"}
 
 

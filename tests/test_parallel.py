@@ -38,7 +38,7 @@ def _config(name):
         # EdgeConnect's edge model (mode 1: G1 and D1 with their spectral-norm vectors); its
         # inpainting model is the same code path (another generator and discriminator)
         arg = {"edgeconnect": "test,model.mode=1",
-               "deepfill_v1": "test,critic_steps=1"}.get(name, "test")   # 2 stacked batches a step
+               "deepfill_v1": "test,optim.critic_steps=1"}.get(name, "test")   # 2 stacked batches a step
         c = importlib.import_module(f"configs.{name}").get_config(arg)
         c.ema_decay = 0.5
     for key, value in RUN_KEYS.items():

@@ -111,8 +111,8 @@ def score_batches(config, family, variables, images, masks, buckets, pair, keep=
     n_mask, keep = len(masks), set(int(i) for i in keep)
     score = jax.jit(metrics_lib.compute_metrics)
     model = metrics_lib.BucketedMetrics()
-    names = baselines_lib.available()
-    if "telea" not in names:
+    names = baselines_lib.selected(config.eval.baselines)
+    if "telea" in config.eval.baselines and "telea" not in names:
         log.warning("evaluation: no Telea rows (%s)", baselines_lib.OPENCV_MISSING)
     classical = {n: metrics_lib.BucketedMetrics() for n in names}
     bs = int(config.eval.batch_size)
@@ -165,7 +165,7 @@ def write_samples(path: str, family_name: str, images, masks, pair, rows, output
     shown, shown_masks = images[pair[rows]], masks[rows]
     # small evaluation crops (the demo's 64 px) are enlarged by whole pixels so details show
     scale = max(1, -(-SAMPLES_MIN_SIDE // size))
-    fill_name = next(n for n in SAMPLES_BASELINES if n in baselines_lib.available())
+    fill_name = next(n for n in SAMPLES_BASELINES if n in baselines_lib.available())  # cheap fills
     marked = np.stack([pictures.mark_hole(im, m, scale) for im, m in zip(shown, shown_masks)])
     grid = pictures.labelled_grid(
         [("input (hole marked)", marked),
