@@ -316,7 +316,7 @@ def test_joint_phase_and_eight_devices_equal_one(start):
     # the first step again with the batch sharded over 8 devices (BatchNorm statistics are the
     # global batch's, so the step equals the one-device step above)
     if jax.device_count() < 8:
-        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+        pytest.fail("needs 8 devices: tests/conftest.py sets XLA_FLAGS=--xla_force_host_platform_device_count=8")
     from jax.sharding import NamedSharding, PartitionSpec as P
     fam = get("glcic")(configs.get_config("test,batch_size=8,phase=joint"))
     mesh = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8],

@@ -230,7 +230,7 @@ def test_known_pixels_exact_same_seed_same_output(filled):
 
 def test_eight_devices_give_the_one_device_result(filled):
     if len(jax.devices()) < 8:
-        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+        pytest.fail("needs 8 devices: tests/conftest.py sets XLA_FLAGS=--xla_force_host_platform_device_count=8")
     images, masks, given, (out, _), _ = filled
     mesh8 = jax.make_mesh((8,), ("data",), devices=jax.devices()[:8],
                           axis_types=(jax.sharding.AxisType.Auto,))

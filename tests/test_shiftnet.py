@@ -353,7 +353,7 @@ def test_training_steps_lower_the_loss(trained):
 def test_eight_devices_equal_one_device(trained):
     devices = jax.devices()
     if len(devices) < 8:
-        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+        pytest.fail("needs 8 devices: tests/conftest.py sets XLA_FLAGS=--xla_force_host_platform_device_count=8")
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     family = trained["family"]
     mesh = Mesh(np.array(devices[:8]), ("data",))
