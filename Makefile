@@ -13,11 +13,11 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # the same without the full-size forward passes (tests marked slow)
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 # The demo's small step runs with jaxlib's XLA:CPU defaults, whatever the calibration of the
 # full-size step chose (docs/performance.md has the measurement).

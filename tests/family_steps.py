@@ -1,33 +1,49 @@
-"""One jitted training step per family on small fixed batches, shared by the tests that need a
-family's real step (compiling it is most of such a test's cost, so each family compiles once per
-session): a warm-up + cosine learning-rate schedule, 32x32 images, two rows with different holes."""
+"""One jitted training step per family on small fixed batches, shared by the tests that check what
+every family must do (the logged learning rate, the EMA, per-row masks, bfloat16 compute, 8
+devices like one): compiling the step is most of such a test's cost, so each family compiles it
+once per worker. The tests mark themselves with `per_family(...)` so that pytest-xdist (`--dist
+loadgroup`) runs one family's tests in one worker, where the compiled step is cached.
+
+The step: each family's `test` variant, made cheaper where the step allows it, with a warm-up +
+cosine learning-rate schedule and an EMA of the generator; 32x32 images, ROWS = 8 rows (one per
+simulated device), whose holes the test chooses."""
 import functools
 import importlib
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import pytest
 
 from inpaintjax.families import get as get_family
 
 PEAK, WARMUP, STEPS, FINAL = 1e-3, 2, 6, 0.1
+EMA_DECAY = 0.6  # far from 1, so that a few steps leave the EMA well apart from the parameters
 SCHEDULE = (f",optim.lr={PEAK},optim.schedule=cosine,optim.warmup_steps={WARMUP},"
-            f"num_steps={STEPS},optim.final_lr_ratio={FINAL}")
-# each family's `test` variant, made cheaper where the step allows it
+            f"num_steps={STEPS},optim.final_lr_ratio={FINAL},ema_decay={EMA_DECAY}")
+# each family's `test` variant, made cheaper where the step allows it. EdgeConnect in mode 4
+# trains all four of its networks (G1, D1, G2, D2) and uses the VGG-19 losses.
 ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.critic_steps=1",
-        "pconv": "test", "edgeconnect": "test,model.mode=1"}
+        "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random"}
 NAMES = sorted(ARGS)
 SIZE = 32
+ROWS = 8
+
+
+def per_family(names=NAMES):
+    """pytest parameters, one per family, each in the xdist group of its family."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"family-{name}")) for name in names]
 
 
 class FamilyStep(NamedTuple):
+    config: Any
     family: Any
     state: Any     # the initial state (jax.jit does not donate it: reusable)
     step: Any      # jax.jit(family.train_step)
     frozen: Any
 
 
-def holes(kind: str, n: int = 2) -> np.ndarray:
+def holes(kind: str, n: int = ROWS) -> np.ndarray:
     """[n, SIZE, SIZE, 1] hole masks, all rows alike: 'a' a square at the top left, 'b' a wide
     rectangle at the bottom right (disjoint from 'a')."""
     m = np.zeros((n, SIZE, SIZE, 1), np.float32)
@@ -38,7 +54,12 @@ def holes(kind: str, n: int = 2) -> np.ndarray:
     return m
 
 
-def images(n: int = 2) -> np.ndarray:
+def mixed_holes() -> np.ndarray:
+    """ROWS rows, the first half with hole 'a', the second with hole 'b'."""
+    return np.concatenate([holes("a", ROWS // 2), holes("b", ROWS - ROWS // 2)])
+
+
+def images(n: int = ROWS) -> np.ndarray:
     yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
     return np.stack([np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 + 0.3 * np.sin(6 * xx + i)], -1)
                      for i in range(n)]).astype(np.float32)
@@ -55,11 +76,16 @@ def batch(family, hole: np.ndarray, image: np.ndarray | None = None):
     return one, (one if k == 1 else {key: np.stack([v] * k) for key, v in one.items()})
 
 
+def config_of(name: str, extra: str = ""):
+    return importlib.import_module(f"configs.{name}").get_config(ARGS[name] + SCHEDULE + extra)
+
+
 @functools.lru_cache(maxsize=None)
-def family_step(name: str) -> FamilyStep:
-    config = importlib.import_module(f"configs.{name}").get_config(ARGS[name] + SCHEDULE)
+def family_step(name: str, extra: str = "") -> FamilyStep:
+    """The family's step on one device; `extra` (e.g. ',compute_dtype=bfloat16') modifies the config."""
+    config = config_of(name, extra)
     family = get_family(name)(config)
     one, _ = batch(family, holes("a"))
     state = jax.jit(family.init_state)(jax.random.key(0), one)
     frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
-    return FamilyStep(family, state, jax.jit(family.train_step), frozen)
+    return FamilyStep(config, family, state, jax.jit(family.train_step), frozen)

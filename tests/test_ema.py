@@ -9,62 +9,40 @@ import jax
 import numpy as np
 import pytest
 
+import family_steps as fs
 from inpaintjax.families import get as get_family
 
-DECAY = 0.6  # far from 1, so that three steps leave the EMA well apart from the raw parameters
+DECAY = fs.EMA_DECAY
 
-# family -> (config argument, the state's EMA field, the raw generator parameters of a state,
-# their EMA, the same in inference_variables' output)
+# family -> (the state's EMA field, the raw generator parameters of a state, their EMA, the same
+# in inference_variables' output)
 FAMILIES = {
-    "deepfill_v2": ("test", "g_ema", lambda s: s.g_params, lambda s: s.g_ema,
-                    lambda v: v["params"]),
-    "deepfill_v1": ("test,optim.critic_steps=1", "g_ema", lambda s: s.g_params, lambda s: s.g_ema,
-                    lambda v: v["params"]),
-    "pconv": ("test", "ema", lambda s: s.params, lambda s: s.ema, lambda v: v["params"]),
-    "edgeconnect": ("test,model.mode=1", "ema", lambda s: s.edge["generator"]["params"],
-                    lambda s: s.ema["edge"], lambda v: v["edge"]["params"]),
+    "deepfill_v2": ("g_ema", lambda s: s.g_params, lambda s: s.g_ema, lambda v: v["params"]),
+    "deepfill_v1": ("g_ema", lambda s: s.g_params, lambda s: s.g_ema, lambda v: v["params"]),
+    "pconv": ("ema", lambda s: s.params, lambda s: s.ema, lambda v: v["params"]),
+    # EdgeConnect keeps one EMA per trained generator (mode 4 trains both)
+    "edgeconnect": ("ema", lambda s: (s.edge["generator"]["params"], s.inpaint["generator"]["params"]),
+                    lambda s: (s.ema["edge"], s.ema["inpaint"]),
+                    lambda v: (v["edge"]["params"], v["inpaint"]["params"])),
 }
-
-
-def _config(family, extra=""):
-    module = importlib.import_module(f"configs.{family}")
-    return module.get_config(FAMILIES[family][0] + extra)
-
-
-def _batch(family, size, n=2):
-    """Fixed batches of smooth made-up scenes with a square hole (stacked when the family
-    consumes several batches per step)."""
-    from inpaintjax.data import fields
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images = np.stack([np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 + 0.3 * np.sin(6 * xx + i)], -1)
-                       for i in range(n)]).astype(np.float32)
-    holes = np.zeros((n, size, size, 1), np.float32)
-    holes[:, size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
-    one = fields.compute_batch(family.batch_spec(), images, holes,
-                               [np.random.default_rng(i) for i in range(n)])
-    k = family.batches_per_step
-    stacked = one if k == 1 else {key: np.stack([v] * k) for key, v in one.items()}
-    return one, stacked
 
 
 def _leaves(tree):
     return [np.asarray(x, np.float64) for x in jax.tree.leaves(jax.device_get(tree))]
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", fs.per_family(sorted(FAMILIES)))
 def test_ema_follows_the_recurrence_and_is_what_inference_uses(name):
-    _, _, raw_of, ema_of, inference_params_of = FAMILIES[name]
-    config = _config(name, f",ema_decay={DECAY}")
-    family = get_family(name)(config)
-    one, stacked = _batch(family, int(config.data.image_size))
-    state = jax.jit(family.init_state)(jax.random.key(0), one)
-    step = jax.jit(family.train_step)
-    frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
+    _, raw_of, ema_of, inference_params_of = FAMILIES[name]
+    run = fs.family_step(name)
+    assert float(run.config.ema_decay) == DECAY
+    _, stacked = fs.batch(run.family, fs.mixed_holes())
+    state = run.state
     expected = _leaves(raw_of(state))  # the EMA starts as a copy of the initial parameters
     for ema, raw in zip(_leaves(ema_of(state)), expected, strict=True):
         np.testing.assert_array_equal(ema, raw)
     for i in range(3):
-        state, _ = step(state, stacked, jax.random.key(i + 1), frozen)
+        state, _ = run.step(state, stacked, jax.random.key(i + 1), run.frozen)
         raw = _leaves(raw_of(state))
         expected = [DECAY * e + (1 - DECAY) * p for e, p in zip(expected, raw, strict=True)]
         got = _leaves(ema_of(state))
@@ -75,20 +53,27 @@ def test_ema_follows_the_recurrence_and_is_what_inference_uses(name):
     moved = sum(float(np.abs(r - e).sum()) for r, e in zip(raw, got, strict=True))
     assert moved > 0
     # inference (evaluation, Inpainter, export) uses the EMA, not the raw parameters
-    for a, b in zip(_leaves(inference_params_of(family.inference_variables(state))), got, strict=True):
+    for a, b in zip(_leaves(inference_params_of(run.family.inference_variables(state))), got, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _config(family, extra=""):
+    """The family's test config without the shared step's EMA (`ema_decay` 0 by default)."""
+    module = importlib.import_module(f"configs.{family}")
+    return module.get_config(fs.ARGS[family] + extra)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_without_ema_inference_uses_the_raw_parameters(name):
-    _, ema_field, raw_of, _, inference_params_of = FAMILIES[name]
+    ema_field, raw_of, _, inference_params_of = FAMILIES[name]
     config = _config(name)
     assert config.ema_decay == 0
     family = get_family(name)(config)
-    one, _ = _batch(family, int(config.data.image_size))
+    one, _ = fs.batch(family, fs.holes("a"))
     state = jax.eval_shape(family.init_state, jax.random.key(0), one)
     assert getattr(state, ema_field) is None
-    assert inference_params_of(family.inference_variables(state)) is raw_of(state)
+    got, raw = inference_params_of(family.inference_variables(state)), raw_of(state)
+    assert all(a is b for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(raw), strict=True))
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])

@@ -25,10 +25,10 @@ def test_expected_rate_by_hand():
     assert expected_rate(fs.STEPS) == pytest.approx(1e-4)
 
 
-@pytest.mark.parametrize("name", fs.NAMES)
+@pytest.mark.parametrize("name", fs.per_family())
 def test_logged_rate_is_the_rate_the_update_applied(name):
     run = fs.family_step(name)
-    _, stacked = fs.batch(run.family, np.concatenate([fs.holes("a", 1), fs.holes("b", 1)]))
+    _, stacked = fs.batch(run.family, fs.mixed_holes())
     state, logged = run.state, []
     for i in range(4):
         state, metrics = run.step(state, stacked, jax.random.key(i + 1), run.frozen)

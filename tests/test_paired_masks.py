@@ -53,12 +53,13 @@ def _metric(name):
 OBSERVED = {"deepfill_v2": _first_moment, "deepfill_v1": _metric("g/l1_discounted")}
 
 
-@pytest.mark.parametrize("name", sorted(OBSERVED))
+@pytest.mark.parametrize("name", fs.per_family(sorted(OBSERVED)))
 def test_family_step_trains_each_row_on_its_own_mask(name):
-    """Both rows hold the same image, so the batch with holes (a, b) must give the mean of what
-    the batches (a, a) and (b, b) give. Copying row 0's hole over the batch would give (a, a)'s."""
+    """All rows hold the same image, so the batch whose first half has hole a and second half hole
+    b must give the mean of what the all-a and all-b batches give. Copying row 0's hole over the
+    batch would give the all-a batch's."""
     run = fs.family_step(name)
-    same = np.repeat(fs.images(1), 2, axis=0)
+    same = np.repeat(fs.images(1), fs.ROWS, axis=0)
 
     def observed(hole):
         _, stacked = fs.batch(run.family, hole, same)
@@ -67,7 +68,7 @@ def test_family_step_trains_each_row_on_its_own_mask(name):
 
     a, b = fs.holes("a"), fs.holes("b")
     value_a, value_b = observed(a), observed(b)
-    mixed = observed(np.concatenate([a[:1], b[:1]]))
+    mixed = observed(fs.mixed_holes())
     scale = max(float(np.abs(v).max()) for v in value_a)
     differ = max(float(np.abs(x - y).max()) for x, y in zip(value_a, value_b, strict=True))
     assert differ > 1e-3 * scale  # the two holes train differently

@@ -93,6 +93,7 @@ def default_config(mode: int = 3) -> ml_collections.ConfigDict:
     c.family = "edgeconnect"
     c.model.mode = int(mode)
     c.model.residual_blocks = 8
+    c.model.channels = 64              # the first layer's width in G1, G2, D1, D2 (released: 64)
     c.model.edge_threshold = 0.5       # EDGE_THRESHOLD: precision / recall of predicted edges
     c.model.edge_sigma = 2.0           # SIGMA: Canny sigma (0: random 1..4 per image, -1: no edges)
     c.model.test_composite_edges = False  # test(): G2 gets the raw G1 map (True: known edges kept)
@@ -186,13 +187,19 @@ class EdgeConnect(Family):
         self.vgg_widths = tuple(int(w) for w in loss.vgg_widths)
         self.seed = int(config.seed)
         self.dtype = common.compute_dtype(config)
-        blocks, remat = int(model.residual_blocks), bool(config.remat)
+        blocks, remat, width = int(model.residual_blocks), bool(config.remat), int(model.channels)
+        if width < 1:
+            raise ValueError(f"config.model.channels must be a whole number >= 1 (the released "
+                             f"networks' 64), got {model.channels!r}")
         sigmoid = self.gan != "hinge"
-        self.edge_generator = EdgeGenerator(residual_blocks=blocks, dtype=self.dtype, remat=remat)
+        self.edge_generator = EdgeGenerator(residual_blocks=blocks, dtype=self.dtype, remat=remat,
+                                            channels=width)
         self.inpaint_generator = InpaintGenerator(residual_blocks=blocks, dtype=self.dtype,
-                                                  remat=remat)
-        self.edge_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype)
-        self.inpaint_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype)
+                                                  remat=remat, channels=width)
+        self.edge_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype,
+                                                           channels=width)
+        self.inpaint_discriminator = EdgeConnectDiscriminator(use_sigmoid=sigmoid, dtype=self.dtype,
+                                                              channels=width)
         steps = int(config.num_steps)
         self.g_tx = common.make_optimizer(optim, steps)
         self.d_tx = common.make_optimizer(optim, steps, lr=float(optim.lr) * float(optim.d2g_lr))

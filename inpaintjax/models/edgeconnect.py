@@ -167,25 +167,27 @@ class ResnetBlock(nn.Module):
 
 
 def _generator(x, train, out_channels, spectral_norm, residual_bias, residual_blocks, dtype, who,
-               remat=False):
+               remat=False, channels=64):
     """The encoder / residual blocks / decoder shared by G1 and G2 (built inside the caller's
     compact method, so the layers sit at the top of its parameter tree); the last conv's output.
-    remat: the residual blocks recompute their activations in the backward pass."""
+    remat: the residual blocks recompute their activations in the backward pass. channels: the
+    first layer's width (64 in the released networks; the others are 2x and 4x it)."""
     if x.ndim != 4 or x.shape[1] % 4 or x.shape[2] % 4 or min(x.shape[1:3]) < 16:
         raise ValueError(f"{who}: input must be [B, H, W, C] with H and W multiples of 4 and at "
                          f"least 16, got shape {x.shape}; pad the image (Inpainter does)")
     conv = dict(spectral_norm=spectral_norm, dtype=dtype)
     x = reflect_pad(x, 3)
-    x = nn.relu(_norm(SpectralConv(64, 7, name="encoder_1", **conv)(x, train)))
-    x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, name="encoder_4", **conv)(x, train)))
-    x = nn.relu(_norm(SpectralConv(256, 4, strides=2, padding=1, name="encoder_7", **conv)(x, train)))
+    c = channels
+    x = nn.relu(_norm(SpectralConv(c, 7, name="encoder_1", **conv)(x, train)))
+    x = nn.relu(_norm(SpectralConv(2 * c, 4, strides=2, padding=1, name="encoder_4", **conv)(x, train)))
+    x = nn.relu(_norm(SpectralConv(4 * c, 4, strides=2, padding=1, name="encoder_7", **conv)(x, train)))
     # train is a Python bool (static): argument 2, counting self
     block = nn.remat(ResnetBlock, static_argnums=(2,)) if remat else ResnetBlock
     for i in range(residual_blocks):
-        x = block(256, 2, residual_bias, spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
-    x = nn.relu(_norm(SpectralConv(128, 4, strides=2, padding=1, transpose=True, name="decoder_0",
+        x = block(4 * c, 2, residual_bias, spectral_norm, dtype=dtype, name=f"middle_{i}")(x, train)
+    x = nn.relu(_norm(SpectralConv(2 * c, 4, strides=2, padding=1, transpose=True, name="decoder_0",
                                    **conv)(x, train)))
-    x = nn.relu(_norm(SpectralConv(64, 4, strides=2, padding=1, transpose=True, name="decoder_3",
+    x = nn.relu(_norm(SpectralConv(c, 4, strides=2, padding=1, transpose=True, name="decoder_3",
                                    **conv)(x, train)))
     x = reflect_pad(x, 3)
     x = SpectralConv(out_channels, 7, dtype=dtype, name="decoder_7")(x, train)
@@ -203,11 +205,12 @@ class EdgeGenerator(nn.Module):
     spectral_norm: bool = True
     dtype: Optional[Any] = None
     remat: bool = False  # recompute the residual blocks' activations in the backward pass
+    channels: int = 64   # the first layer's width (the released network's 64)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         y = _generator(x, train, 1, self.spectral_norm, False, self.residual_blocks, self.dtype,
-                       "EdgeGenerator", self.remat)
+                       "EdgeGenerator", self.remat, self.channels)
         return jax.nn.sigmoid(y)
 
 
@@ -218,11 +221,12 @@ class InpaintGenerator(nn.Module):
     residual_blocks: int = 8
     dtype: Optional[Any] = None
     remat: bool = False  # recompute the residual blocks' activations in the backward pass
+    channels: int = 64   # the first layer's width (the released network's 64)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         y = _generator(x, train, 3, False, True, self.residual_blocks, self.dtype,
-                       "InpaintGenerator", self.remat)
+                       "InpaintGenerator", self.remat, self.channels)
         return (jnp.tanh(y) + 1.0) / 2.0
 
 
@@ -230,7 +234,7 @@ class EdgeConnectDiscriminator(nn.Module):
     """D1 (x = [grey, edges], 2 channels) or D2 (x = RGB, 3 channels), values in [0, 1].
 
     Five 4x4 spectral-normalised convs without bias (stride 2, 2, 2, 1, 1; zero padding 1; 64,
-    128, 256, 512, 1 channels), LeakyReLU(0.2) after the first four. Returns (patch_map, features):
+    128, 256, 512, 1 channels in the released network: `channels` x 1, 2, 4, 8, then 1), LeakyReLU(0.2) after the first four. Returns (patch_map, features):
     patch_map [B, H/8 - 2, W/8 - 2, 1] (30x30 for 256), passed through a sigmoid when
     `use_sigmoid` (the nsgan and lsgan losses; hinge uses the raw map); features the five block
     outputs [conv1 .. conv4 after their LeakyReLU, conv5 before the sigmoid] for feature matching.
@@ -240,6 +244,7 @@ class EdgeConnectDiscriminator(nn.Module):
     use_sigmoid: bool = True
     spectral_norm: bool = True
     dtype: Optional[Any] = None
+    channels: int = 64   # the first layer's width (the released network's 64)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -247,7 +252,8 @@ class EdgeConnectDiscriminator(nn.Module):
             raise ValueError(f"EdgeConnectDiscriminator: input must be [B, H, W, C] with H, W >= 32, "
                              f"got shape {x.shape}")
         feats = []
-        for i, (features, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 1), (1, 1))):
+        c = self.channels
+        for i, (features, stride) in enumerate(((c, 2), (2 * c, 2), (4 * c, 2), (8 * c, 1), (1, 1))):
             x = SpectralConv(features, 4, strides=stride, padding=1, use_bias=False,
                              spectral_norm=self.spectral_norm,
                              dtype=self.dtype, name=f"conv{i + 1}")(x, train)
