@@ -222,6 +222,21 @@ def test_lama_stroke_params_follow_lamas_algorithm(variant, size):
     assert min(widths) >= 5 and max(widths) <= 5 + p["max_width"] - 1
 
 
+def test_lama_counts_and_box_sides_reach_lamas_effective_ends():
+    """LaMa's generator classes at coefficient 1 pass max_times + 1 strokes and bbox_max_size + 1 to
+    its functions, whose randint excludes the top: 1..6 strokes for thick (config 1..5), box sides
+    30..150 inclusive (config bbox 30..150) at 256."""
+    p = M.lama_params("thick", 256, 256, ref=256)
+    counts = {len(M.lama_stroke_params(np.random.default_rng(s), 256, 256, p)) for s in range(80)}
+    assert counts == set(range(1, 7))
+    sides = set()
+    for s in range(400):
+        mask = M.generators._lama_boxes(np.random.default_rng(s), 256, 256, dict(p["boxes"], max_times=1))
+        t, b, l, r = _bbox(mask)
+        sides.update((b - t, r - l))
+    assert min(sides) == 30 and max(sides) == 150
+
+
 def test_lama_lines_raster_is_the_segments_of_their_widths():
     h, w = 128, 160
     p = M.lama_params("thick", h, w)

@@ -15,7 +15,10 @@ Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
 | `glcic_box` | GLCIC (Iizuka et al. 2017) training hole | one rectangle, each side uniform in 96..128 px at 256 |
 | `center_box` | DeepFill v1 validation view | fixed centred box of half the image side |
 | `irregular_random_walk` | the PConv re-implementation's `generate_data.py` (naoto0804) | 4-neighbour random walk |
-| `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
+| `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50%; config by size |
+| `lama_{thin,medium,thick}_{256,512}` | the same, one named config each (`lama_mask(variant, rng, h, w, ref)`) | exact at ref x ref, lengths scaled elsewhere |
+| `comodgan_512`, `comodgan_512_h0`..`_h4` | CoModGAN `training/mask_generator.py::RandomMask` (+ `hole_range` of its `-h0`..`-h4` metrics) | boxes + free-form brush strokes (`brush_box_mask`) |
+| `mat_{large,small}_{512,256}` | MAT `datasets/mask_generator_{512,256}{,_small}.py` | the same with MAT's counts |
 | `edgeconnect_block` | EdgeConnect `MASK=1` (`dataset.py::load_mask`) | an (H//2) x (W//2) block at a uniform position |
 | `edgeconnect_half` | EdgeConnect `MASK=2` | the left or the right half |
 | `shiftnet_center` | Shift-Net (Zhaoyi-Yan/Shift-Net_pytorch) `mask_type=center` | fixed centred box, half the side less 2x4 px (120x120 at 68 for 256) |
