@@ -6,7 +6,7 @@ the same statistics of inpaintjax's generators.
     python docs/protocol_mask_stats.py [--n 1000] [--seed 7]
 
 Mask i of a generator is `make_mask(name, np.random.default_rng([seed, i]), S, S)` at the
-generator's own size S (LaMa's kind and the brush area come from `lama_mask(..., return_kind=True)`
+generator's own size S (LaMa's kind and the brush area come from `lama_mask(..., return_info=True)`
 and `brush_box_mask(..., return_parts=True)` on the same stream).
 """
 
@@ -32,8 +32,8 @@ def draw(name: str, size: int, n: int, seed: int):
         rng = np.random.default_rng([seed, i])
         if name.startswith("lama_"):
             _, variant, ref = name.split("_")
-            mask, kind = masks.lama_mask(variant, rng, size, size, ref=int(ref), return_kind=True)
-            parts.append(float(kind == "box"))
+            mask, info = masks.lama_mask(variant, rng, size, size, ref=int(ref), return_info=True)
+            parts.append(float(info["kind"] == "box"))
         else:
             base = "comodgan_512" if name.startswith("comodgan_512") else name
             ref, n_half, n_full, n_brush = masks.BRUSH_BOX_CONFIGS[base]

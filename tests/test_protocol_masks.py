@@ -49,16 +49,17 @@ KS_C = 1.95
 @functools.lru_cache(maxsize=None)
 def _sample(name):
     """Draw N_DRAWS[name] masks at the generator's size; return (hole ratios, part ratios (LaMa: 1 for
-    box masks, 0 for strokes; CoModGAN/MAT: the brush strokes' own hole ratio), sha256 of the first
-    three masks' bits)."""
+    box masks, 0 for strokes; CoModGAN/MAT: the brush strokes' own hole ratio), LaMa's segment
+    counts (0 for boxes), sha256 of the first three masks' bits)."""
     size = REFERENCE["generators"][name]["size"]
-    ratios, parts, digest = [], [], hashlib.sha256()
+    ratios, parts, segments, digest = [], [], [], hashlib.sha256()
     for i in range(N_DRAWS[name]):
         rng = np.random.default_rng([SEED, i])
         if name.startswith("lama_"):
             _, variant, ref = name.split("_")
-            mask, kind = M.lama_mask(variant, rng, size, size, ref=int(ref), return_kind=True)
-            parts.append(1.0 if kind == "box" else 0.0)
+            mask, info = M.lama_mask(variant, rng, size, size, ref=int(ref), return_info=True)
+            parts.append(1.0 if info["kind"] == "box" else 0.0)
+            segments.append(info["segments"])
         else:
             base = name[:len("comodgan_512")] if name.startswith("comodgan_512") else name
             ref, n_half, n_full, n_brush = M.BRUSH_BOX_CONFIGS[base]
@@ -71,7 +72,7 @@ def _sample(name):
             np.testing.assert_array_equal(mask, M.make_mask(name, np.random.default_rng([SEED, i]), size, size))
             digest.update(np.packbits(mask > 0.5).tobytes())
         ratios.append(M.hole_ratio(mask))
-    return np.array(ratios), np.array(parts), digest.hexdigest()
+    return np.array(ratios), np.array(parts), np.array(segments), digest.hexdigest()
 
 
 def _agrees(values, ref, n_ref, what):
@@ -98,7 +99,8 @@ STAT_NAMES = sorted(N_DRAWS)
 @pytest.mark.parametrize("name", STAT_NAMES)
 def test_mask_statistics_match_the_original_code(name):
     ref = REFERENCE["generators"][name]
-    ratios, parts, _ = _sample(name)
+    size = ref["size"]
+    ratios, parts, segments, _ = _sample(name)
     assert ratios.min() > 0
     _agrees(ratios, ref["hole_ratio"], ref["n"], f"{name} hole ratio")
     if name.startswith("lama_"):
@@ -108,7 +110,13 @@ def test_mask_statistics_match_the_original_code(name):
         p = float(parts.mean())
         se = math.sqrt(p_ref * (1 - p_ref) * (1 / n + 1 / ref["n"]))
         assert abs(p - p_ref) <= max(Z * se, 1e-12), f"{name}: box fraction {p:.3f} vs {p_ref:.3f}"
-        _agrees(ratios[parts == 0], ref["hole_ratio_strokes"], round(ref["n"] * (1 - p_ref)), f"{name} strokes")
+        strokes, n_strokes_ref = parts == 0, round(ref["n"] * (1 - p_ref))
+        _agrees(ratios[strokes], ref["hole_ratio_strokes"], n_strokes_ref, f"{name} strokes")
+        # hole pixels per drawn segment: most of the hole ratio's spread is the stroke count's, so
+        # this shows a change of brush width, segment length or line drawing that the ratio hides
+        _agrees(segments[strokes], ref["segments"], n_strokes_ref, f"{name} segments")
+        per_segment = ratios[strokes] * size * size / segments[strokes]
+        _agrees(per_segment, ref["hole_pixels_per_segment"], n_strokes_ref, f"{name} hole pixels per segment")
         if p_ref > 0:
             _agrees(ratios[parts == 1], ref["hole_ratio_box"], round(ref["n"] * p_ref), f"{name} boxes")
     else:
@@ -140,7 +148,7 @@ MASK_HASHES = {
 
 @pytest.mark.parametrize("name", STAT_NAMES)
 def test_same_seed_same_masks(name):
-    assert _sample(name)[2] == MASK_HASHES[name]
+    assert _sample(name)[3] == MASK_HASHES[name]
 
 
 def test_unsampled_hole_ranges_are_registered():

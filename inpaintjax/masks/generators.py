@@ -585,10 +585,10 @@ def _lama_boxes(rng: np.random.Generator, h: int, w: int, b: dict) -> np.ndarray
 
 
 def lama_mask(variant: str, rng: RngLike, h: int, w: int, ref: Optional[int] = None,
-              max_attempts: int = 1000, return_kind: bool = False):
+              max_attempts: int = 1000, return_info: bool = False):
     """One mask of LaMa's evaluation-set generator `random_{variant}_{ref}` at (h, w) (`lama_params`
-    for `ref` and the scaling): float32 [H, W], 1 = hole; with `return_kind`, (mask, 'strokes' or
-    'box').
+    for `ref` and the scaling): float32 [H, W], 1 = hole; with `return_info`, (mask,
+    dict(kind='strokes' or 'box', segments=number of segments drawn, 0 for boxes)).
 
     As LaMa's `MixedMaskGenerator` with `bin/gen_mask_dataset.py`: strokes (`lama_stroke_params`,
     drawn by `draw_cv2_lines`) or, for medium and thick, with probability 0.3/1.3 boxes; a mask
@@ -603,12 +603,12 @@ def lama_mask(variant: str, rng: RngLike, h: int, w: int, ref: Optional[int] = N
     p = lama_params(variant, h, w, ref)
     for _ in range(max_attempts):
         if p["boxes"] is not None and rng.random() < p["box_proba"]:
-            mask, kind = _lama_boxes(rng, h, w, p["boxes"]), "box"
+            mask, info = _lama_boxes(rng, h, w, p["boxes"]), dict(kind="box", segments=0)
         else:
             segments = [seg for stroke in lama_stroke_params(rng, h, w, p) for seg in stroke]
-            mask, kind = draw_cv2_lines(segments, h, w), "strokes"
+            mask, info = draw_cv2_lines(segments, h, w), dict(kind="strokes", segments=len(segments))
         if mask.mean() <= p["max_area"]:
-            return (mask, kind) if return_kind else mask
+            return (mask, info) if return_info else mask
     raise RuntimeError(
         f"lama_{variant}: no mask with hole area <= {p['max_area']} in {max_attempts} draws at {h}x{w}"
     )
