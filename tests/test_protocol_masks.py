@@ -270,6 +270,13 @@ def test_group_mask_folder_errors_name_the_file(tmp_path):
         M.group_mask_folder(str(tmp_path / "nowhere"), polarity="nvidia")
     with pytest.raises(ValueError, match="no image files"):
         M.group_mask_folder(str(tmp_path), polarity="nvidia")
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub" / "x.png", _box(64, 64, 10, 10, 20, 20))
+    with pytest.raises(ValueError, match="recursive=True"):
+        M.group_mask_folder(str(tmp_path), polarity="nvidia")
+    nested = M.group_mask_folder(str(tmp_path), polarity="nvidia", recursive=True)
+    assert [m.path for m in nested.masks] == [str(tmp_path / "sub" / "x.png")]
+    assert nested.masks[0].hole_ratio == 400 / 4096 and not nested.masks[0].with_border  # 10 px = 80 of 512
     _write(tmp_path / "00000.png", _box(64, 64, 10, 10, 20, 20))
     (tmp_path / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(ValueError, match="00001.png"):

@@ -209,8 +209,9 @@ def group_mask_folder(folder: str, polarity: str, *, size: Union[None, int, Tupl
         raise NotADirectoryError(f"mask folder {folder!r} is not a directory")
     names = image_io.list_images(folder, recursive=recursive)
     if not names:
+        hint = "" if recursive else "; files in sub-folders need recursive=True"
         raise ValueError(f"mask folder {folder!r} holds no image files (extensions: "
-                         f"{', '.join(image_io.IMAGE_EXTENSIONS)}){'' if recursive else '; sub-folders need recursive=True'}")
+                         f"{', '.join(image_io.IMAGE_EXTENSIONS)}){hint}")
     infos = tuple(mask_info(os.path.join(folder, n), polarity, size, margin, reference) for n in names)
     groups = {(b, wb): tuple(m for m in infos if m.group == (b, wb))
               for b in range(len(BUCKETS)) for wb in (True, False)}
