@@ -173,6 +173,13 @@ def test_lama_params_are_lamas_configs():
         assert p["box_proba"] == (0.0 if boxes is None else pytest.approx(0.3 / 1.3))
     p = M.lama_params("thick", 128, 128)  # half of the 256 config's lengths
     assert (p["max_width"], p["max_len"], p["boxes"]["max_size"]) == (50, 100, 75)
+    # a named config at another size: the 512 config's lengths halved, its counts kept
+    p = M.lama_params("thin", 256, 256, ref=512)
+    assert (p["min_times"], p["max_times"], p["max_width"], p["max_len"], p["width_offset"]) == (4, 70, 10, 50, 2)
+    assert M.lama_params("thin", 400, 400) == M.lama_params("thin", 400, 400, ref=512)
+    assert M.lama_params("thin", 383, 500) == M.lama_params("thin", 383, 500, ref=256)
+    with pytest.raises(ValueError, match="256 and 512"):
+        M.lama_params("thin", 256, 256, ref=384)
     with pytest.raises(ValueError, match="thin"):
         M.lama_params("wide", 256, 256)
 
@@ -209,9 +216,25 @@ def test_lama_stroke_params_follow_lamas_algorithm(variant, size):
                     got = math.atan2(xb - xa, yb - ya) % (2 * math.pi)
                     err = min(abs((got - a + math.pi) % (2 * math.pi) - math.pi) for a in angles)
                     assert err < 2.0 / length + 1e-6
-    assert min(n_strokes) >= p["min_times"] and max(n_strokes) <= p["max_times"]
+    # LaMa's RandomIrregularMaskGenerator passes max_times + 1 to make_random_irregular_mask
+    assert min(n_strokes) >= p["min_times"] and max(n_strokes) <= p["max_times"] + 1
     assert n_segments == {1, 2, 3, 4, 5}
     assert min(widths) >= 5 and max(widths) <= 5 + p["max_width"] - 1
+
+
+def test_lama_counts_and_box_sides_reach_lamas_effective_ends():
+    """LaMa's generator classes at coefficient 1 pass max_times + 1 strokes and bbox_max_size + 1 to
+    its functions, whose randint excludes the top: 1..6 strokes for thick (config 1..5), box sides
+    30..150 inclusive (config bbox 30..150) at 256."""
+    p = M.lama_params("thick", 256, 256, ref=256)
+    counts = {len(M.lama_stroke_params(np.random.default_rng(s), 256, 256, p)) for s in range(80)}
+    assert counts == set(range(1, 7))
+    sides = set()
+    for s in range(400):
+        mask = M.generators._lama_boxes(np.random.default_rng(s), 256, 256, dict(p["boxes"], max_times=1))
+        t, b, l, r = _bbox(mask)
+        sides.update((b - t, r - l))
+    assert min(sides) == 30 and max(sides) == 150
 
 
 def test_lama_lines_raster_is_the_segments_of_their_widths():
@@ -220,7 +243,7 @@ def test_lama_lines_raster_is_the_segments_of_their_widths():
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     for s in range(5):
         segs = [seg for st in M.lama_stroke_params(np.random.default_rng(s), h, w, p) for seg in st]
-        mask = M.draw_strokes(segs, h, w)
+        mask = M.draw_cv2_lines(segs, h, w)
         near = np.zeros((h, w), bool)
         for seg in segs:
             (xa, ya), (xb, yb) = seg.vertices

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from inpaintjax.image_io import read_mask
 from inpaintjax.masks.buckets import BUCKETS, bucket_name, bucket_of, hole_ratio
+from inpaintjax.masks.folders import load_mask  # noqa: F401  (re-exported: inpaintjax.masks.load_mask)
 from inpaintjax.masks.generators import MASK_GENERATORS, check_size, resolve
 
 
@@ -162,19 +162,3 @@ def load_eval_mask_set(mask_dir: str, stacked: bool = False):
             return np.zeros((0, h, w, 1), np.float32), np.zeros((0,), np.int64)
         return np.stack([m for m, _ in out])[..., None], np.array([b for _, b in out], np.int64)
     return out
-
-
-def load_mask(path: str, size: Union[None, int, Tuple[int, int]] = None) -> np.ndarray:
-    """Read a user's mask file by `image_io.read_mask`'s rules (any format and channel count; a
-    pixel is a hole from half of the value range up; 0/1 label maps have 1 = hole), then, when `size`
-    = (H, W) or an int for a square is given, resize it with nearest neighbour. Returns float32
-    [H, W] in {0, 1}, 1 = hole."""
-    hole = read_mask(path, "mask")
-    if size is not None:
-        if isinstance(size, (int, np.integer)):
-            size = (int(size), int(size))
-        th, tw = check_size(*size)
-        if hole.shape != (th, tw):
-            img = Image.fromarray(hole.astype(np.uint8) * 255).resize((tw, th), resample=Image.NEAREST)
-            hole = np.asarray(img) > 0
-    return hole.astype(np.float32)

@@ -15,7 +15,10 @@ Generators (`MASK_GENERATORS`, `make_mask(name, rng, h, w)`):
 | `glcic_box` | GLCIC (Iizuka et al. 2017) training hole | one rectangle, each side uniform in 96..128 px at 256 |
 | `center_box` | DeepFill v1 validation view | fixed centred box of half the image side |
 | `irregular_random_walk` | the PConv re-implementation's `generate_data.py` (naoto0804) | 4-neighbour random walk |
-| `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50% |
+| `lama_thin`, `lama_medium`, `lama_thick` | LaMa `configs/data_gen/random_*_{256,512}.yaml` | line strokes (+ boxes), area <= 50%; config by size |
+| `lama_{thin,medium,thick}_{256,512}` | the same, one named config each (`lama_mask(variant, rng, h, w, ref)`) | exact at ref x ref, lengths scaled elsewhere |
+| `comodgan_512`, `comodgan_512_h0`..`_h4` | CoModGAN `training/mask_generator.py::RandomMask` (+ `hole_range` of its `-h0`..`-h4` metrics) | boxes + free-form brush strokes (`brush_box_mask`) |
+| `mat_{large,small}_{512,256}` | MAT `datasets/mask_generator_{512,256}{,_small}.py` | the same with MAT's counts |
 | `edgeconnect_block` | EdgeConnect `MASK=1` (`dataset.py::load_mask`) | an (H//2) x (W//2) block at a uniform position |
 | `edgeconnect_half` | EdgeConnect `MASK=2` | the left or the right half |
 | `shiftnet_center` | Shift-Net (Zhaoyi-Yan/Shift-Net_pytorch) `mask_type=center` | fixed centred box, half the side less 2x4 px (120x120 at 68 for 256) |
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -87,30 +91,29 @@ class Stroke:
     width: int
 
 
-def deepfill_v2_stroke_params(
+def free_form_strokes(
     rng: RngLike,
     h: int,
     w: int,
+    n_strokes: int,
     *,
-    min_num_vertex: int = 4,
-    max_num_vertex: int = 12,
-    min_width: float = 12,
-    max_width: float = 40,
-    max_strokes: int = 3,
+    min_num_vertex: int,
+    max_num_vertex: int,
+    min_width: float,
+    max_width: float,
 ) -> List[Stroke]:
-    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` without drawing them
-    (JiahuiYu/generative_inpainting `inpaint_ops.py`).
+    """`n_strokes` free-form brush strokes as DeepFill v2's `brush_stroke_mask` samples them (the
+    sampler CoModGAN's and MAT's `RandomBrush` copy with other constants), without drawing them.
 
-    Defaults are the released constants: 1..3 strokes, 4..11 segments per stroke (max_num_vertex is
-    exclusive, so 5..12 vertices with the start point), mean angle 2pi/5 +- U(0, 2pi/15), segment
-    length clip(Normal(r, floor(r/2)), 0, 2r) with r = sqrt(H^2+W^2)/8, width int(U(12, 40)) = 12..39.
-    Widths are absolute pixels as in the original (not scaled with the image size), so small images get
-    relatively thick strokes.
+    Per stroke: randint(min_num_vertex, max_num_vertex) segments (exclusive max); angles alternate
+    2pi - U(a_min, a_max) and U(a_min, a_max) around the mean angle 2pi/5, with a_min = 2pi/5 -
+    U(0, 2pi/15) and a_max = 2pi/5 + U(0, 2pi/15); the start is uniform; each segment is
+    clip(Normal(r, floor(r/2)), 0, 2r) long with r = sqrt(H^2 + W^2)/8, its end clipped to
+    [0, W] x [0, H] and truncated to int; the brush width is int(U(min_width, max_width)).
 
-    The original reads PIL's `size` (which is (W, H)) as (h, w), which swaps the axes of the start point
-    and of the clipping bounds; that is harmless only for square images. Here x (column) is sampled and
-    clipped in [0, W] and y (row) in [0, H], so non-square images are covered correctly.
-    The original's intended random flips are no-ops (the flipped image is discarded), so none are done.
+    The originals read PIL's `size` (which is (W, H)) as (h, w), which swaps the axes of the start
+    point and of the clipping bounds; that is harmless only for square images. Here x (column) is
+    sampled and clipped in [0, W] and y (row) in [0, H], so non-square images are covered correctly.
     """
     rng = as_rng(rng)
     h, w = check_size(h, w)
@@ -118,7 +121,7 @@ def deepfill_v2_stroke_params(
     angle_range = 2 * math.pi / 15
     average_radius = math.sqrt(h * h + w * w) / 8
     strokes = []
-    for _ in range(int(rng.integers(1, max_strokes + 1))):
+    for _ in range(int(n_strokes)):
         num_vertex = int(rng.integers(min_num_vertex, max_num_vertex))
         angle_min = mean_angle - rng.uniform(0, angle_range)
         angle_max = mean_angle + rng.uniform(0, angle_range)
@@ -137,6 +140,33 @@ def deepfill_v2_stroke_params(
         width = int(rng.uniform(min_width, max_width))
         strokes.append(Stroke(tuple(vertices), width))
     return strokes
+
+
+def deepfill_v2_stroke_params(
+    rng: RngLike,
+    h: int,
+    w: int,
+    *,
+    min_num_vertex: int = 4,
+    max_num_vertex: int = 12,
+    min_width: float = 12,
+    max_width: float = 40,
+    max_strokes: int = 3,
+) -> List[Stroke]:
+    """Sample the strokes of DeepFill v2's released `brush_stroke_mask` without drawing them
+    (JiahuiYu/generative_inpainting `inpaint_ops.py`).
+
+    Defaults are the released constants: 1..3 strokes, 4..11 segments per stroke (max_num_vertex is
+    exclusive, so 5..12 vertices with the start point), mean angle 2pi/5 +- U(0, 2pi/15), segment
+    length clip(Normal(r, floor(r/2)), 0, 2r) with r = sqrt(H^2+W^2)/8, width int(U(12, 40)) = 12..39
+    (`free_form_strokes`). Widths are absolute pixels as in the original (not scaled with the image
+    size), so small images get relatively thick strokes. The original's intended random flips are
+    no-ops (the flipped image is discarded), so none are done.
+    """
+    rng = as_rng(rng)
+    n_strokes = int(rng.integers(1, max_strokes + 1))
+    return free_form_strokes(rng, h, w, n_strokes, min_num_vertex=min_num_vertex,
+                             max_num_vertex=max_num_vertex, min_width=min_width, max_width=max_width)
 
 
 def draw_strokes(strokes: Sequence[Stroke], h: int, w: int) -> np.ndarray:
@@ -348,24 +378,35 @@ _LAMA_CONFIGS = {
     ("thick", 256): dict(strokes=(1, 5, 100, 200), boxes=(10, 30, 150, 1, 3)),
     ("thick", 512): dict(strokes=(1, 5, 250, 450), boxes=(10, 30, 300, 1, 4)),
 }
+LAMA_VARIANTS = ("thin", "medium", "thick")
+LAMA_REFERENCE_SIZES = (256, 512)
 _LAMA_MAX_TAMPER_AREA = 0.5
 _LAMA_BOX_PROBA = 0.3 / 1.3
 
 
-def lama_params(variant: str, h: int, w: int) -> dict:
-    """LaMa's generator parameters for `variant` in {thin, medium, thick} at image size (h, w).
+def lama_params(variant: str, h: int, w: int, ref: Optional[int] = None) -> dict:
+    """LaMa's generator parameters for `variant` in {thin, medium, thick}, from its config
+    `random_{variant}_{ref}.yaml` (ref 256 or 512), at image size (h, w).
 
-    The reference config is LaMa's 512 one when min(h, w) >= 384, else its 256 one; lengths (brush
-    width, stroke length, their fixed offsets 5 and 10, box sizes and margin) scale by
-    min(h, w) / reference, counts do not. At exactly 256 or 512 the values are LaMa's own.
-    Returns dict(max_angle, min_times, max_times, width_offset, max_width, len_offset, max_len,
-    box_proba, boxes=None | dict(margin, min_size, max_size, min_times, max_times), max_area, ref).
+    `ref=None` picks the config by size: 512 when min(h, w) >= 384, else 256 (what the names
+    `lama_thin` etc. do; `lama_thin_256` etc. name the config). Lengths (brush width, stroke length,
+    their fixed offsets 5 and 10, box sizes and margin) scale by min(h, w) / ref, rounded, at least
+    1 (the margin at least 0); counts and probabilities do not. At h = w = ref every value is the
+    config's own, so `lama_thin_256` at 256x256 and `lama_thin_512` at 512x512 are LaMa's masks.
+
+    The values are the config's numbers; `lama_stroke_params` and `lama_mask` apply them as LaMa's
+    generator classes do, which widens two ranges by one (see there).
+    Returns dict(ref, max_angle, min_times, max_times, width_offset, max_width, len_offset, max_len,
+    box_proba, boxes=None | dict(margin, min_size, max_size, min_times, max_times), max_area).
     """
-    if variant not in ("thin", "medium", "thick"):
+    if variant not in LAMA_VARIANTS:
         raise ValueError(f"unknown LaMa variant {variant!r}; valid: 'thin', 'medium', 'thick'")
     h, w = check_size(h, w)
     side = min(h, w)
-    ref = 512 if side >= 384 else 256
+    if ref is None:
+        ref = 512 if side >= 384 else 256
+    if ref not in LAMA_REFERENCE_SIZES:
+        raise ValueError(f"LaMa's configs exist for ref 256 and 512, got ref={ref!r}")
     scale = side / ref
     cfg = _LAMA_CONFIGS[(variant, ref)]
 
@@ -399,16 +440,18 @@ def lama_stroke_params(rng: RngLike, h: int, w: int, p: dict) -> List[List[Strok
     `lama_params`: a list of strokes, each a list of 1..5 connected straight segments (a `Stroke` of
     two vertices and its own brush width).
 
-    LaMa's algorithm: `times` ~ randint(min_times..max_times) strokes, each from a uniform start point;
-    per segment angle = 0.01 + randint(0..max_angle-1) radians, mirrored to 2*pi - angle on even
-    *stroke* indices; length = 10 + randint(0..max_len-1); width = 5 + randint(0..max_width-1);
-    end = start + length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] / [0, H];
-    the next segment starts at that end.
+    LaMa's algorithm: min_times..max_times + 1 strokes (its `RandomIrregularMaskGenerator`, at its
+    evaluation-time coefficient 1, passes max_times + 1 to `make_random_irregular_mask`, which draws
+    randint(min_times, max_times + 1 + 1)), each from a uniform start point; per segment angle =
+    0.01 + randint(0..max_angle-1) radians, mirrored to 2*pi - angle on even *stroke* indices;
+    length = 10 + randint(0..max_len-1); width = 5 + randint(0..max_width-1); end = start +
+    length * (sin, cos) (x uses sin), truncated to int and clipped to [0, W] / [0, H]; the next
+    segment starts at that end.
     """
     rng = as_rng(rng)
     h, w = check_size(h, w)
     strokes = []
-    for i in range(int(rng.integers(p["min_times"], p["max_times"] + 1))):
+    for i in range(int(rng.integers(p["min_times"], p["max_times"] + 2))):
         sx, sy = int(rng.integers(0, w)), int(rng.integers(0, h))
         segments = []
         for _ in range(1 + int(rng.integers(0, 5))):
@@ -425,64 +468,293 @@ def lama_stroke_params(rng: RngLike, h: int, w: int, p: dict) -> List[List[Strok
     return strokes
 
 
-def _lama_lines(rng: np.random.Generator, h: int, w: int, p: dict) -> np.ndarray:
-    # LaMa draws each segment with cv2.line, whose thick lines have round caps; `draw_strokes` gives a
-    # PIL line of the same width plus a filled circle of ~that diameter at both ends.
-    return draw_strokes([seg for st in lama_stroke_params(rng, h, w, p) for seg in st], h, w)
+@functools.lru_cache(maxsize=None)
+def _cv2_disc_half_widths(radius: int) -> np.ndarray:
+    """Half-width of each row dy = -r..r of OpenCV's filled `Circle` of integer radius r (its
+    midpoint algorithm, drawing.cpp): row cy + dy covers columns cx - hw[dy + r] .. cx + hw[dy + r]."""
+    half = np.zeros(2 * radius + 1, np.int64)
+    err, dx, dy, plus, minus = 0, radius, 0, 1, 2 * radius - 1
+    while dx >= dy:
+        for row, hw in ((dy, dx), (-dy, dx), (dx, dy), (-dx, dy)):
+            half[row + radius] = max(half[row + radius], hw)
+        dy += 1
+        err += plus
+        plus += 2
+        if err > 0:
+            err -= minus
+            dx -= 1
+            minus -= 2
+    return half
+
+
+def _slab_x_range(ys, cx, cy, c0, lo, hi):
+    """Per row y (arrays, one entry per row): the x interval where lo <= cx*x + cy*y + c0 <= hi."""
+    flat = np.abs(cx) < 1e-12
+    safe = np.where(flat, 1.0, cx)
+    a = (lo - cy * ys - c0) / safe
+    b = (hi - cy * ys - c0) / safe
+    v = cy * ys + c0
+    inside = (v >= lo - 1e-9) & (v <= hi + 1e-9)
+    x_lo = np.where(flat, np.where(inside, -np.inf, np.inf), np.minimum(a, b))
+    x_hi = np.where(flat, np.where(inside, np.inf, -np.inf), np.maximum(a, b))
+    return x_lo, x_hi
+
+
+def draw_cv2_lines(segments: Sequence[Stroke], h: int, w: int) -> np.ndarray:
+    """Rasterise straight segments (two-vertex `Stroke`s) as OpenCV's `cv2.line(mask, p0, p1, 1,
+    thickness=width)` does, which is how LaMa draws its strokes; float32 [H, W] in {0, 1}.
+
+    OpenCV (drawing.cpp, `ThickLine`, 8-connected, no sub-pixel shift) fills the rectangle around
+    the segment of half-width (width + width % 2) / 2 (so widths 5 and 6 both give 3) with its
+    outline, and a filled circle of radius (width + 1) // 2 at each end. Here the circles are
+    OpenCV's own midpoint circles, pixel for pixel; the rectangle is every pixel centre within half
+    a pixel of it (half-width + 0.5 across, 0.5 beyond each end), which stands for OpenCV's
+    rounding of the span ends and its 1-pixel outline. Measured against cv2.line for widths 5-101:
+    the hole area agrees within 1%, a few pixels per segment differ along the edges. Width <= 1
+    (only at tiny image sizes) gives a one-pixel line without end circles.
+    Every shape is a set of row spans, computed for all segments at once and summed into one
+    difference array.
+    """
+    h, w = check_size(h, w)
+    if not segments:
+        return np.zeros((h, w), np.float32)
+    v = np.array([(*s.vertices[0], *s.vertices[1], s.width) for s in segments], np.float64)
+    x0, y0, x1, y1, t = v.T
+    ti = t.astype(np.int64)
+    half = np.where(ti <= 1, 0.0, (ti + (ti & 1)) / 2.0)
+    length = np.hypot(x1 - x0, y1 - y0)
+    span_y, span_x0, span_x1 = [], [], []
+    lines = length > 0
+    if np.any(lines):
+        x0l, y0l, x1l, y1l, hl, ll = x0[lines], y0[lines], x1[lines], y1[lines], half[lines], length[lines]
+        first = np.floor(np.minimum(y0l, y1l) - hl - 1.0).astype(np.int64)
+        last = np.ceil(np.maximum(y0l, y1l) + hl + 1.0).astype(np.int64)
+        counts = last - first + 1
+        which = np.repeat(np.arange(len(counts)), counts)
+        ys = (np.repeat(first, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+        ys = ys.astype(np.float64)
+        ux, uy = ((x1l - x0l) / ll)[which], ((y1l - y0l) / ll)[which]
+        xa, ya, hw, ln = x0l[which], y0l[which], hl[which], ll[which]
+        # across: |-uy (x - x0) + ux (y - y0)| <= hw + 0.5; along: -0.5 <= ux (x - x0) + uy (y - y0) <= length + 0.5
+        a_lo, a_hi = _slab_x_range(ys, -uy, ux, uy * xa - ux * ya, -(hw + 0.5), hw + 0.5)
+        b_lo, b_hi = _slab_x_range(ys, ux, uy, -ux * xa - uy * ya, -0.5, ln + 0.5)
+        span_y.append(ys)
+        span_x0.append(np.ceil(np.maximum(a_lo, b_lo) - 1e-9))
+        span_x1.append(np.floor(np.minimum(a_hi, b_hi) + 1e-9))
+    centre_x, centre_y, radius = np.concatenate([x0, x1]), np.concatenate([y0, y1]), np.concatenate([ti, ti])
+    radius = np.where(radius > 1, (radius + 1) // 2, 0)
+    for r in np.unique(radius[radius > 0]):
+        r = int(r)
+        sel = radius == r
+        disc = _cv2_disc_half_widths(r)
+        span_y.append((centre_y[sel][:, None] + np.arange(-r, r + 1)[None, :]).ravel())
+        span_x0.append((centre_x[sel][:, None] - disc[None, :]).ravel())
+        span_x1.append((centre_x[sel][:, None] + disc[None, :]).ravel())
+    ys = np.concatenate(span_y)
+    xs0 = np.maximum(np.concatenate(span_x0), 0)
+    xs1 = np.minimum(np.concatenate(span_x1), w - 1)
+    keep = (ys >= 0) & (ys < h) & (xs0 <= xs1)
+    ys, xs0, xs1 = ys[keep].astype(np.int64), xs0[keep].astype(np.int64), xs1[keep].astype(np.int64)
+    # +1 where a span starts, -1 after it ends, in rows of w + 1; every row sums to 0, so one running
+    # sum over the flat array counts the spans covering each pixel
+    size = h * (w + 1)
+    diff = (np.bincount(ys * (w + 1) + xs0, minlength=size)
+            - np.bincount(ys * (w + 1) + xs1 + 1, minlength=size))
+    covered = np.cumsum(diff).reshape(h, w + 1)[:, :w] > 0
+    return covered.astype(np.float32)
 
 
 def _lama_boxes(rng: np.random.Generator, h: int, w: int, b: dict) -> np.ndarray:
-    # LaMa's make_random_rectangle_mask: 1..N boxes, sides randint(min, max) (exclusive max, capped by
-    # the image minus margins), top-left uniform so the box stays inside the margins.
+    # LaMa's RandomRectangleMaskGenerator (coefficient 1) passes bbox_max_size + 1 to
+    # make_random_rectangle_mask, which caps it by the image minus the margins and draws each side
+    # with randint(min, cap) (exclusive): sides min_size..max_size inclusive unless the image is
+    # smaller; 1..N boxes, top-left uniform so the box stays inside the margins.
     mask = np.zeros((h, w), np.float32)
     margin = b["margin"]
-    max_size = min(b["max_size"], h - 2 * margin, w - 2 * margin)
-    min_size = min(b["min_size"], max_size - 1)
+    side_end = min(b["max_size"] + 1, h - 2 * margin, w - 2 * margin)
+    min_size = min(b["min_size"], side_end - 1)
     if min_size < 1:
         raise ValueError(f"image {h}x{w} is too small for LaMa boxes with margin {margin}")
     for _ in range(int(rng.integers(b["min_times"], b["max_times"] + 1))):
-        bw = int(rng.integers(min_size, max_size))
-        bh = int(rng.integers(min_size, max_size))
+        bw = int(rng.integers(min_size, side_end))
+        bh = int(rng.integers(min_size, side_end))
         x0 = int(rng.integers(margin, w - margin - bw + 1))
         y0 = int(rng.integers(margin, h - margin - bh + 1))
         mask[y0 : y0 + bh, x0 : x0 + bw] = 1.0
     return mask
 
 
-def _lama(variant: str, rng: RngLike, h: int, w: int, max_attempts: int = 100) -> np.ndarray:
+def lama_mask(variant: str, rng: RngLike, h: int, w: int, ref: Optional[int] = None,
+              max_attempts: int = 1000, return_info: bool = False):
+    """One mask of LaMa's evaluation-set generator `random_{variant}_{ref}` at (h, w) (`lama_params`
+    for `ref` and the scaling): float32 [H, W], 1 = hole; with `return_info`, (mask,
+    dict(kind='strokes' or 'box', segments=number of segments drawn, 0 for boxes)).
+
+    As LaMa's `MixedMaskGenerator` with `bin/gen_mask_dataset.py`: strokes (`lama_stroke_params`,
+    drawn by `draw_cv2_lines`) or, for medium and thick, with probability 0.3/1.3 boxes; a mask
+    covering more than `max_tamper_area` = 50% is rejected. LaMa draws 5 masks per image and keeps
+    one of those under 50% at random, which gives the same distribution as redrawing until one is
+    under 50%, as done here. LaMa makes masks on the image resized to a short side of ref and then
+    takes a square crop; for a square image (as here, at (h, w) = (ref, ref)) the crop is the whole
+    mask.
+    """
     rng = as_rng(rng)
     h, w = check_size(h, w)
-    p = lama_params(variant, h, w)
+    p = lama_params(variant, h, w, ref)
     for _ in range(max_attempts):
         if p["boxes"] is not None and rng.random() < p["box_proba"]:
-            mask = _lama_boxes(rng, h, w, p["boxes"])
+            mask, info = _lama_boxes(rng, h, w, p["boxes"]), dict(kind="box", segments=0)
         else:
-            mask = _lama_lines(rng, h, w, p)
-        # LaMa's gen_mask_dataset drops masks covering more than max_tamper_area of the image.
+            segments = [seg for stroke in lama_stroke_params(rng, h, w, p) for seg in stroke]
+            mask, info = draw_cv2_lines(segments, h, w), dict(kind="strokes", segments=len(segments))
         if mask.mean() <= p["max_area"]:
-            return mask
+            return (mask, info) if return_info else mask
     raise RuntimeError(
         f"lama_{variant}: no mask with hole area <= {p['max_area']} in {max_attempts} draws at {h}x{w}"
     )
 
 
 def lama_thin(rng: RngLike, h: int, w: int) -> np.ndarray:
-    """LaMa 'thin' evaluation masks: strokes only (256: 4..50 strokes, width 5..14, length 10..49;
-    512: 4..70, width 5..24, length 10..109); masks over 50% area are redrawn. float32 [H, W], 1 = hole."""
-    return _lama("thin", rng, h, w)
+    """LaMa 'thin' (narrow) masks, config by size (`lama_thin_512` when min(H, W) >= 384, else
+    `lama_thin_256`, lengths scaled): strokes only (256: 4..51 strokes, width 5..14, length 10..49;
+    512: 4..71, width 5..24, length 10..109); area <= 50%. float32 [H, W], 1 = hole."""
+    return lama_mask("thin", rng, h, w)
 
 
 def lama_medium(rng: RngLike, h: int, w: int) -> np.ndarray:
-    """LaMa 'medium': strokes (256: 4..5 strokes, width < 55, length < 110; 512: 4..10, < 105, < 210)
-    or, in 0.3/1.3 of the masks, 1..5 boxes (256: sides 10..49; 512: 30..149); area <= 50%."""
-    return _lama("medium", rng, h, w)
+    """LaMa 'medium', config by size as `lama_thin`: strokes (256: 4..6 strokes, width 5..54,
+    length 10..109; 512: 4..11, 5..104, 10..209) or, in 0.3/1.3 of the masks, 1..5 boxes (256:
+    sides 10..50; 512: 30..150); area <= 50%."""
+    return lama_mask("medium", rng, h, w)
 
 
 def lama_thick(rng: RngLike, h: int, w: int) -> np.ndarray:
-    """LaMa 'thick': 1..5 strokes (256: width < 105, length < 210; 512: < 255, < 460) or, in 0.3/1.3
-    of the masks, boxes with margin 10 (256: 1..3 boxes, sides 30..149; 512: 1..4, 30..299);
-    area <= 50%."""
-    return _lama("thick", rng, h, w)
+    """LaMa 'thick' (wide), config by size as `lama_thin`: 1..6 strokes (256: width 5..104, length
+    10..209; 512: 5..254, 10..459) or, in 0.3/1.3 of the masks, boxes with margin 10 (256: 1..3
+    boxes, sides 30..150; 512: 1..4, 30..300); area <= 50%."""
+    return lama_mask("thick", rng, h, w)
+
+
+def _lama_named(variant: str, ref: int) -> Callable[[RngLike, int, int], np.ndarray]:
+    def generator(rng: RngLike, h: int, w: int) -> np.ndarray:
+        return lama_mask(variant, rng, h, w, ref=ref)
+
+    generator.__name__ = generator.__qualname__ = f"lama_{variant}_{ref}"
+    generator.__doc__ = (
+        f"LaMa's `configs/data_gen/random_{variant}_{ref}.yaml` masks: exact at {ref}x{ref}; at other "
+        f"sizes the lengths scale by min(H, W)/{ref} (`lama_params(..., ref={ref})`). float32 [H, W], 1 = hole.")
+    return generator
+
+
+# ----------------------------------------------------------------------------------------------
+# CoModGAN and MAT (zsyzzsoft/co-mod-gan training/mask_generator.py; fenglinglwb/MAT
+# datasets/mask_generator_{512,512_small,256,256_small}.py): boxes plus free-form brush strokes
+# ----------------------------------------------------------------------------------------------
+
+# name: (reference size, tries of half-size boxes, tries of full-size boxes, brush stroke tries),
+# the counts at hole_range [0, 1] (coefficient 1): each draws randint(tries) = 0..tries-1 items.
+BRUSH_BOX_CONFIGS = {
+    "comodgan_512": (512, 10, 5, 20),    # co-mod-gan training/mask_generator.py RandomMask
+    "mat_large_512": (512, 5, 3, 9),     # MAT datasets/mask_generator_512.py
+    "mat_small_512": (512, 3, 2, 4),     # MAT datasets/mask_generator_512_small.py
+    "mat_large_256": (256, 4, 2, 8),     # MAT datasets/mask_generator_256.py
+    "mat_small_256": (256, 2, 2, 3),     # MAT datasets/mask_generator_256_small.py
+}
+# co-mod-gan metrics/metric_defaults.py: the `-h0`..`-h4` variants of its FID and P-IDS/U-IDS metrics
+COMODGAN_HOLE_RANGES = {
+    "h0": (0.0, 0.2),
+    "h1": (0.2, 0.4),
+    "h2": (0.4, 0.6),
+    "h3": (0.6, 0.8),
+    "h4": (0.8, 1.0),
+}
+
+
+def _union_box(mask: np.ndarray, rng: np.random.Generator, max_h: int, max_w: int) -> None:
+    # `Fill(max_size)`: sides randint(max_size) (0..max-1), the top-left uniform so that up to half
+    # the box may hang over each edge; the part inside the image becomes hole.
+    h, w = mask.shape
+    bw, bh = int(rng.integers(max(max_w, 1))), int(rng.integers(max(max_h, 1)))
+    x = int(rng.integers(-(bw // 2), w - bw + bw // 2))
+    y = int(rng.integers(-(bh // 2), h - bh + bh // 2))
+    mask[max(y, 0): min(y + bh, h), max(x, 0): min(x + bw, w)] = 1.0
+
+
+def brush_box_mask(
+    rng: RngLike,
+    h: int,
+    w: int,
+    *,
+    ref: int,
+    half_box_tries: int,
+    box_tries: int,
+    brush_tries: int,
+    hole_range: Tuple[float, float] = (0.0, 1.0),
+    max_attempts: int = 100_000,
+    return_parts: bool = False,
+):
+    """CoModGAN's `RandomMask` (and MAT's copies with other counts): boxes plus free-form brush
+    strokes, redrawn until the hole ratio is strictly inside `hole_range`. float32 [H, W], 1 = hole
+    (the originals return 1 = known). With `return_parts`: (mask, brush strokes' own hole mask).
+
+    With coef = min(hole_range[0] + hole_range[1], 1), each draw makes:
+    - randint(int(half_box_tries * coef)) boxes with sides randint(S // 2) (0..S/2-1),
+    - randint(int(box_tries * coef)) boxes with sides randint(S),
+      each at a uniform position that lets up to half of it hang over the border (only the part in
+      the image is hole);
+    - randint(int(brush_tries * coef)) brush strokes (`free_form_strokes`: 4..17 segments, width
+      int(U(12, 48)) px at the reference size), drawn with Pillow as a polyline plus a circle of
+      diameter ~width at every vertex, the stroke canvas then flipped upside down with p 1/2 and
+      left-right with p 1/2;
+    and the hole is the union. A tries count of 0 (only at small coef) draws nothing.
+
+    (h, w) = (ref, ref) is the original. At other sizes the box side limits follow each axis (H // 2
+    and H for heights, W for widths), the stroke geometry follows (h, w) as in the original, and the
+    brush width bounds scale by min(h, w) / ref.
+    """
+    rng = as_rng(rng)
+    h, w = check_size(h, w)
+    lo, hi = (float(v) for v in hole_range)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"hole_range must be (lo, hi) with 0 <= lo < hi <= 1, got {hole_range!r}")
+    coef = min(lo + hi, 1.0)
+    scale = min(h, w) / ref
+    n_half, n_full, n_brush = int(half_box_tries * coef), int(box_tries * coef), int(brush_tries * coef)
+    for _ in range(max_attempts):
+        mask = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(n_half)) if n_half > 0 else 0):
+            _union_box(mask, rng, h // 2, w // 2)
+        for _ in range(int(rng.integers(n_full)) if n_full > 0 else 0):
+            _union_box(mask, rng, h, w)
+        n_strokes = int(rng.integers(n_brush)) if n_brush > 0 else 0
+        strokes = free_form_strokes(rng, h, w, n_strokes, min_num_vertex=4, max_num_vertex=18,
+                                    min_width=12 * scale, max_width=48 * scale)
+        brush = draw_strokes(strokes, h, w)
+        if rng.random() > 0.5:
+            brush = brush[::-1]
+        if rng.random() > 0.5:
+            brush = brush[:, ::-1]
+        mask = np.maximum(mask, brush)
+        ratio = float(mask.mean())
+        if lo < ratio < hi:
+            mask = np.ascontiguousarray(mask)
+            return (mask, np.ascontiguousarray(brush)) if return_parts else mask
+    raise RuntimeError(f"no mask with hole ratio in ({lo}, {hi}) in {max_attempts} draws at {h}x{w}")
+
+
+def _brush_box_named(name: str, hole_range: Tuple[float, float] = (0.0, 1.0),
+                     suffix: str = "") -> Callable[[RngLike, int, int], np.ndarray]:
+    ref, n_half, n_full, n_brush = BRUSH_BOX_CONFIGS[name]
+
+    def generator(rng: RngLike, h: int, w: int) -> np.ndarray:
+        return brush_box_mask(rng, h, w, ref=ref, half_box_tries=n_half, box_tries=n_full,
+                              brush_tries=n_brush, hole_range=hole_range)
+
+    generator.__name__ = generator.__qualname__ = name + suffix
+    generator.__doc__ = (
+        f"`brush_box_mask` with {name}'s counts ({n_half}, {n_full}, {n_brush}) at reference size {ref}, "
+        f"hole ratio in ({hole_range[0]}, {hole_range[1]}). float32 [H, W], 1 = hole.")
+    return generator
 
 
 # ----------------------------------------------------------------------------------------------
@@ -597,6 +869,10 @@ MASK_GENERATORS: Dict[str, Callable[[RngLike, int, int], np.ndarray]] = {
     "shiftnet_rect": shiftnet_rect,
     "shiftnet_island": shiftnet_island,
 }
+MASK_GENERATORS.update({f"lama_{v}_{r}": _lama_named(v, r) for r in LAMA_REFERENCE_SIZES for v in LAMA_VARIANTS})
+MASK_GENERATORS.update({name: _brush_box_named(name) for name in BRUSH_BOX_CONFIGS})
+MASK_GENERATORS.update({f"comodgan_512_{k}": _brush_box_named("comodgan_512", rng_, "_" + k)
+                        for k, rng_ in COMODGAN_HOLE_RANGES.items()})
 
 
 def _lookup_one(name: str) -> Callable[[RngLike, int, int], np.ndarray]:
