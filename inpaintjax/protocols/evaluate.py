@@ -321,7 +321,7 @@ def write_inputs(protocol: Union[str, Protocol], images_dir: str, out_dir: str, 
     and out_dir/masked/<rel>.png (the truth with the hole set to 0), plus manifest.json. The same
     arguments give the same files on any machine (the masks are seeded per image)."""
     from inpaintjax.image_io import list_images, read_image, write_image
-    from inpaintjax.masks.generators import make_mask
+    from inpaintjax.masks.generators import make_mask, resolve
 
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if mask_set is None:
@@ -329,6 +329,7 @@ def write_inputs(protocol: Union[str, Protocol], images_dir: str, out_dir: str, 
             raise ValueError(f"protocol {proto.name!r} has no mask set of its own ({proto.masks_note}); "
                              f"name a generator with --mask-set NAME")
         mask_set = proto.mask_sets[0]
+    resolve(mask_set)  # an unknown generator name fails here, before any file is written
     size = proto.preparation.size if proto.preparation else proto.image_size
     if not os.path.isdir(images_dir):
         raise NotADirectoryError(f"--truth {images_dir} is not a directory")
