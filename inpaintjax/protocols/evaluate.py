@@ -103,22 +103,8 @@ def _per_image_fn(metrics, mesh):
     return lambda t, o, m: jf(*(jax.device_put(x, data) for x in (t, o, m)))
 
 
-def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir: str,
-                      mask_dir: Optional[str] = None, *, inception_path: Optional[str] = None,
-                      lpips_backbone: Optional[str] = None, lpips_lin: Optional[str] = None,
-                      batch_size: int = 16, devices: Optional[Sequence] = None, skip: Sequence[str] = (),
-                      allow_other_size: bool = False, fid_method: str = "sqrtm", progress: bool = False) -> dict:
-    """Every metric of `protocol` over the paired folders, per group and in total -> a report dict:
-    {'protocol', 'title', 'sources', 'count', 'groups', 'results': {metric: {group: {'mean', 'std'?}}},
-    'derived', 'published', 'image_size', 'comparable', 'skipped', ...}. Values carry the metric's
-    scale (x100 where the paper prints percents). See the module docstring."""
-    import jax.numpy as jnp
-
-    from inpaintjax.image_io import read_image, read_mask
-    from inpaintjax.perceptual import fid as fid_lib
-    from inpaintjax.perceptual.folders import _Progress, pair_files
-
-    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+def _chosen_metrics(proto: Protocol, skip: Sequence[str], mask_dir, batch_size: int) -> list:
+    """The protocol's metrics less `skip`, after refusing a request that cannot run."""
     names = [m.name for m in proto.metrics]
     bad = [s for s in skip if s not in names]
     if bad:
@@ -131,162 +117,187 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
                          f"--mask DIR")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    _require_weights(metrics, inception_path, lpips_backbone)
-    pairs = pair_files(truth_dir, output_dir, mask_dir)
-    n = len(pairs)
+    return metrics
 
-    mesh = _make_mesh(devices)
-    ndev = mesh.devices.size
-    chunk = -(-min(batch_size, n) // ndev) * ndev
-    per_image = _per_image_fn(metrics, mesh)
-    set_metrics = [m for m in metrics if m.measure in measures.SET_MEASURES]
-    extractor = None
-    if set_metrics:
-        from inpaintjax.perceptual import inception as inc
-        extractor = inc.make_extractor(inc.load_weights(inception_path), proto.inception_resize, mesh=mesh)
-    lpips_fns = {}
-    for m in metrics:
-        if m.measure == "lpips":
-            from inpaintjax.perceptual import lpips as lp
+
+class _Scorer:
+    """The running state of one evaluation: `add(batch)` folds a chunk of image pairs in, `results()`
+    turns the state into {metric: {group: {'mean', 'std'?}}} (see the module docstring)."""
+
+    def __init__(self, metrics, proto: Protocol, mesh, chunk: int, inception_path, lpips_backbone, lpips_lin,
+                 fid_method: str):
+        self.metrics, self.proto, self.chunk, self.fid_method = metrics, proto, chunk, fid_method
+        self.per_image = _per_image_fn(metrics, mesh)
+        self.extractor = None
+        if any(m.measure in measures.SET_MEASURES for m in metrics):
+            from inpaintjax.perceptual import inception as inc
+            self.extractor = inc.make_extractor(inc.load_weights(inception_path), proto.inception_resize, mesh=mesh)
+        self.lpips_fns = {}
+        for m in metrics:
             net = m.options.get("net", "alex")
-            if net not in lpips_fns:
-                lpips_fns[net] = lp.make_distance(lp.load(net, lpips_backbone, lpips_lin), net, mesh=mesh)
-    want_fid = any(m.measure == "fid" for m in metrics)
-    keep_pool3 = any(m.measure in ("pids", "uids") for m in metrics)
-    keep_logits = any(m.measure == "is" for m in metrics)
+            if m.measure == "lpips" and net not in self.lpips_fns:
+                from inpaintjax.perceptual import lpips as lp
+                self.lpips_fns[net] = lp.make_distance(lp.load(net, lpips_backbone, lpips_lin), net, mesh=mesh)
+        self.want_fid = any(m.measure == "fid" for m in metrics)
+        self.keep_features = any(m.measure in ("pids", "uids", "is") for m in metrics)
+        self.counts: Dict[str, int] = {}
+        self.moments: Dict[str, Dict[str, RunningMoments]] = {}
+        self.fid_stats: Dict[str, list] = {}
+        self.members: list = []  # each image's groups, only where P-IDS/U-IDS/IS need every feature anyway
+        self.pool3: tuple = ([], [])
+        self.logits: list = []
 
-    moments: Dict[str, Dict[str, RunningMoments]] = {}
-    fid_stats: Dict[str, list] = {}
-    members: list = []  # the groups of each image, in order (for P-IDS/U-IDS and IS)
-    pool3 = ([], [])
-    logits: list = []
-    sizes = set()
-    bar = _Progress(n) if progress else None
-
-    def run(batch):
-        k = len(batch)
-        truth = np.stack([b[0] for b in batch])
-        out = np.stack([b[1] for b in batch])
+    def add(self, batch) -> None:
+        """batch: [(truth uint8 [H, W, 3], output uint8, mask float32 [H, W], groups)] of one size."""
+        import jax.numpy as jnp
+        from inpaintjax.perceptual.fid import FeatureStats
+        k, chunk = len(batch), self.chunk
+        truth, out = np.stack([b[0] for b in batch]), np.stack([b[1] for b in batch])
         mask = np.stack([b[2] for b in batch])[..., None]
-        pad = chunk - k
-        if pad:
-            z = lambda a: np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+        if chunk > k:  # one program for every chunk; the padded rows are dropped below
+            z = lambda a: np.concatenate([a, np.zeros((chunk - k,) + a.shape[1:], a.dtype)])
             truth, out, mask = z(truth), z(out), z(mask)
         groups = [b[3] for b in batch]
-        members.extend(groups)
+        rows = {g: [i for i, gs in enumerate(groups) if g in gs] for g in set(x for gs in groups for x in gs)}
+        for g, sel in rows.items():
+            self.counts[g] = self.counts.get(g, 0) + len(sel)
+        if self.keep_features:
+            self.members.extend(groups)
         values = {}
-        if per_image is not None:
-            got = per_image(jnp.asarray(truth, jnp.float32) / 255.0, jnp.asarray(out, jnp.float32) / 255.0,
-                            jnp.asarray(mask))
-            values.update({k_: np.asarray(v, np.float64)[:k] for k_, v in got.items()})
-        for m in metrics:
+        if self.per_image is not None:
+            got = self.per_image(jnp.asarray(truth, jnp.float32) / 255.0, jnp.asarray(out, jnp.float32) / 255.0,
+                                 jnp.asarray(mask))
+            values.update({name: np.asarray(v, np.float64)[:k] for name, v in got.items()})
+        for m in self.metrics:
             if m.measure == "lpips":
-                net = m.options.get("net", "alex")
-                d = lpips_fns[net](truth.astype(np.float32) / 255.0, out.astype(np.float32) / 255.0)
+                d = self.lpips_fns[m.options.get("net", "alex")](truth.astype(np.float32) / 255.0,
+                                                                 out.astype(np.float32) / 255.0)
                 values[m.name] = np.asarray(d, np.float64)[:k]
         for name, v in values.items():
-            per = moments.setdefault(name, {})
-            for g in set(x for gs in groups for x in gs):
-                sel = [i for i, gs in enumerate(groups) if g in gs]
-                per.setdefault(g, RunningMoments()).update(v[sel])
-        if extractor is not None:
-            feats = extractor(np.concatenate([truth, out]))
+            for g, sel in rows.items():
+                self.moments.setdefault(name, {}).setdefault(g, RunningMoments()).update(v[sel])
+        if self.extractor is not None:
+            feats = self.extractor(np.concatenate([truth, out]))
             p3 = np.asarray(feats["pool3"], np.float64)
             pt, po = p3[:k], p3[chunk:chunk + k]
-            if want_fid:
-                for g in set(x for gs in groups for x in gs):
-                    sel = [i for i, gs in enumerate(groups) if g in gs]
-                    st = fid_stats.setdefault(g, [fid_lib.FeatureStats(pt.shape[1]), fid_lib.FeatureStats(pt.shape[1])])
+            if self.want_fid:
+                for g, sel in rows.items():
+                    st = self.fid_stats.setdefault(g, [FeatureStats(pt.shape[1]), FeatureStats(pt.shape[1])])
                     st[0].update(pt[sel])
                     st[1].update(po[sel])
-            if keep_pool3:
-                pool3[0].append(pt.astype(np.float32))
-                pool3[1].append(po.astype(np.float32))
-            if keep_logits:
-                logits.append(np.asarray(feats["logits_unbiased"], np.float32)[chunk:chunk + k])
+            if self.keep_features:
+                self.pool3[0].append(pt.astype(np.float32))
+                self.pool3[1].append(po.astype(np.float32))
+                self.logits.append(np.asarray(feats["logits_unbiased"], np.float32)[chunk:chunk + k])
+
+    def _set_value(self, m, g: str) -> dict:
+        from inpaintjax.perceptual import fid as fid_lib
+        nan, count = float("nan"), self.counts[g]
+        sel = [i for i, gs in enumerate(self.members) if g in gs]
+        if m.measure == "fid":
+            if count < 2:
+                return {"mean": nan}
+            st = self.fid_stats[g]
+            cov = (lambda s: s.sigma) if m.options.get("covariance", "unbiased") == "unbiased" \
+                else (lambda s: s.scatter / s.count)
+            return {"mean": fid_lib.frechet_distance(st[0].mu, cov(st[0]), st[1].mu, cov(st[1]), self.fid_method)}
+        if m.measure in ("pids", "uids"):
+            if count < 2:
+                return {"mean": nan}
+            from inpaintjax.perceptual.ids import inception_discriminative_scores
+            pids, uids = inception_discriminative_scores(np.concatenate(self.pool3[0])[sel],
+                                                         np.concatenate(self.pool3[1])[sel])
+            return {"mean": pids if m.measure == "pids" else uids}
+        splits = int(m.options.get("splits", 10))  # "is"
+        if count < splits:
+            return {"mean": nan, "std": nan}
+        mean, std = fid_lib.inception_score(np.concatenate(self.logits)[sel], splits)
+        return {"mean": mean, "std": std}
+
+    def results(self, order: Sequence[str]) -> Dict[str, Dict[str, dict]]:
+        out: Dict[str, Dict[str, dict]] = {}
+        for m in self.metrics:
+            res = out.setdefault(m.name, {})
+            for g in sorted(order, key=lambda x: x != TOTAL):  # the total first: a bin may share its value
+                if m.measure in measures.SET_MEASURES:
+                    # a bin holding every image is the total: share its set-level value, do not refit
+                    if g != TOTAL and self.counts[g] == self.counts[TOTAL] and TOTAL in res:
+                        res[g] = dict(res[TOTAL])
+                        continue
+                    value = self._set_value(m, g)
+                else:
+                    mo = self.moments[m.name][g]
+                    value = {"mean": mo.mean, "std": mo.std}
+                res[g] = {k: v * m.scale for k, v in value.items()}
+            out[m.name] = {g: res[g] for g in order}
+        return out
+
+
+def _read_pair(proto: Protocol, tpath: str, opath: str, mpath: Optional[str], allow_other_size: bool):
+    from inpaintjax.image_io import read_image, read_mask
+    t, o = read_image(tpath, "truth image"), read_image(opath, "output image")
+    if t.shape != o.shape:
+        raise ValueError(f"{opath} is {o.shape[1]}x{o.shape[0]} but its ground truth {tpath} is "
+                         f"{t.shape[1]}x{t.shape[0]}; evaluate outputs at the truth's size")
+    if t.shape[:2] != (proto.image_size, proto.image_size) and not allow_other_size:
+        raise ValueError(f"{tpath} is {t.shape[1]}x{t.shape[0]} but protocol {proto.name!r} evaluates "
+                         f"{proto.image_size}x{proto.image_size} images (make them with --write-inputs, or "
+                         f"pass --any-size to score them anyway: then not comparable with published numbers)")
+    if mpath is None:
+        return t, o, np.zeros(t.shape[:2], np.float32), (TOTAL,)
+    m = read_mask(mpath)
+    if m.shape != t.shape[:2]:
+        raise ValueError(f"mask {mpath} is {m.shape[1]}x{m.shape[0]} but {tpath} is {t.shape[1]}x{t.shape[0]}")
+    return t, o, m, (TOTAL,) + proto.binning.groups_of(m)
+
+
+def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir: str,
+                      mask_dir: Optional[str] = None, *, inception_path: Optional[str] = None,
+                      lpips_backbone: Optional[str] = None, lpips_lin: Optional[str] = None,
+                      batch_size: int = 16, devices: Optional[Sequence] = None, skip: Sequence[str] = (),
+                      allow_other_size: bool = False, fid_method: str = "sqrtm", progress: bool = False) -> dict:
+    """Every metric of `protocol` over the paired folders, per group and in total -> a report dict:
+    {'protocol', 'title', 'sources', 'count', 'groups', 'group_counts', 'results': {metric: {group:
+    {'mean', 'std'?}}}, 'derived', 'published', 'image_size', 'comparable', 'skipped', ...}. Values carry
+    the metric's scale (x100 where the paper prints percents). See the module docstring."""
+    from inpaintjax.perceptual.folders import _Progress, pair_files
+
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    metrics = _chosen_metrics(proto, skip, mask_dir, batch_size)
+    _require_weights(metrics, inception_path, lpips_backbone)
+    pairs = pair_files(truth_dir, output_dir, mask_dir)
+    mesh = _make_mesh(devices)
+    ndev = mesh.devices.size
+    chunk = -(-min(batch_size, len(pairs)) // ndev) * ndev  # a multiple of the device count
+    scorer = _Scorer(metrics, proto, mesh, chunk, inception_path, lpips_backbone, lpips_lin, fid_method)
+    bar = _Progress(len(pairs)) if progress else None
+    sizes, batch = set(), []
+
+    def flush():
+        scorer.add(batch)
         if bar is not None:
-            bar.update(k)
+            bar.update(len(batch))
+        batch.clear()
 
-    batch: list = []
     for tpath, opath, mpath in pairs:
-        t, o = read_image(tpath, "truth image"), read_image(opath, "output image")
-        if t.shape != o.shape:
-            raise ValueError(f"{opath} is {o.shape[1]}x{o.shape[0]} but its ground truth {tpath} is "
-                             f"{t.shape[1]}x{t.shape[0]}; evaluate outputs at the truth's size")
-        if t.shape[:2] != (proto.image_size, proto.image_size) and not allow_other_size:
-            raise ValueError(f"{tpath} is {t.shape[1]}x{t.shape[0]} but protocol {proto.name!r} evaluates "
-                             f"{proto.image_size}x{proto.image_size} images (make them with --write-inputs, or "
-                             f"pass --any-size to score them anyway: then not comparable with published numbers)")
-        if mpath is not None:
-            m = read_mask(mpath)
-            if m.shape != t.shape[:2]:
-                raise ValueError(f"mask {mpath} is {m.shape[1]}x{m.shape[0]} but {tpath} is {t.shape[1]}x{t.shape[0]}")
-        else:
-            m = np.zeros(t.shape[:2], np.float32)
-        sizes.add(t.shape[:2])
-        groups = (TOTAL,) + (proto.binning.groups_of(m) if mpath is not None else ())
-        if batch and batch[0][0].shape != t.shape:
-            run(batch)
-            batch = []
-        batch.append((t, o, m, groups))
+        item = _read_pair(proto, tpath, opath, mpath, allow_other_size)
+        sizes.add(item[0].shape[:2])
+        if batch and batch[0][0].shape != item[0].shape:  # a chunk holds one image size
+            flush()
+        batch.append(item)
         if len(batch) == chunk:
-            run(batch)
-            batch = []
+            flush()
     if batch:
-        run(batch)
+        flush()
 
-    order = [g for g in proto.binning.group_names() if any(g in gs for gs in members)] + [TOTAL]
-    results: Dict[str, Dict[str, dict]] = {}
-    nan = float("nan")
-    index = {g: tuple(i for i, gs in enumerate(members) if g in gs) for g in order}
-    first_with = {}  # a group holding the same images as an earlier one (e.g. every image in one bin)
-    for g in order:  # shares its set-level values instead of fitting them again
-        first_with.setdefault(index[g], g)
-    for m in metrics:
-        res = results.setdefault(m.name, {})
-        for g in order:
-            count = len(index[g])
-            if m.measure in measures.SET_MEASURES and first_with[index[g]] in res:
-                res[g] = dict(res[first_with[index[g]]])
-                continue
-            if m.measure in measures.PER_IMAGE or m.measure == "lpips":
-                mo = moments[m.name][g]
-                res[g] = {"mean": mo.mean * m.scale, "std": mo.std * m.scale}
-            elif m.measure == "fid":
-                if count > 1:
-                    st = fid_stats[g]
-                    cov = (lambda s: s.sigma) if m.options.get("covariance", "unbiased") == "unbiased" \
-                        else (lambda s: s.scatter / s.count)
-                    val = fid_lib.frechet_distance(st[0].mu, cov(st[0]), st[1].mu, cov(st[1]), fid_method)
-                else:
-                    val = nan
-                res[g] = {"mean": val * m.scale}
-            elif m.measure in ("pids", "uids"):
-                val = nan
-                if count > 1:
-                    from inpaintjax.perceptual.ids import inception_discriminative_scores
-                    sel = list(index[g])
-                    pids, uids = inception_discriminative_scores(np.concatenate(pool3[0])[sel],
-                                                                 np.concatenate(pool3[1])[sel])
-                    val = pids if m.measure == "pids" else uids
-                res[g] = {"mean": val * m.scale}
-            elif m.measure == "is":
-                splits = int(m.options.get("splits", 10))
-                if count >= splits:
-                    sel = list(index[g])
-                    mean, std = fid_lib.inception_score(np.concatenate(logits)[sel], splits)
-                else:
-                    mean, std = nan, nan
-                res[g] = {"mean": mean * m.scale, "std": std * m.scale}
-    derived = {}
-    for d in proto.derived:
-        if all(need in results for need in DERIVED_NEEDS[d]):
-            derived[d] = DERIVED[d]({k: v[TOTAL] for k, v in results.items()})
-    counts = {g: len(index[g]) for g in order}
+    order = [g for g in proto.binning.group_names() if g in scorer.counts] + [TOTAL]
+    results = scorer.results(order)
+    derived = {d: DERIVED[d]({k: v[TOTAL] for k, v in results.items()}) for d in proto.derived
+               if all(need in results for need in DERIVED_NEEDS[d])}
     size_ok = sizes == {(proto.image_size, proto.image_size)}
     return {
-        "protocol": proto.name, "title": proto.title, "sources": list(proto.sources), "count": n,
-        "groups": order, "group_counts": counts, "results": results, "derived": derived,
+        "protocol": proto.name, "title": proto.title, "sources": list(proto.sources), "count": len(pairs),
+        "groups": order, "group_counts": {g: scorer.counts[g] for g in order}, "results": results, "derived": derived,
         "metrics": {m.name: {"measure": m.measure, "options": dict(m.options), "colour": m.colour, "scale": m.scale,
                              "higher_is_better": m.higher_is_better, "description": m.description}
                     for m in metrics},
@@ -294,8 +305,9 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
         "image_sizes": sorted(f"{w}x{h}" for h, w in sizes), "comparable": size_ok and not skip,
         "published": [dict(method=p.method, dataset=p.dataset, masks=p.masks, values=dict(p.values), source=p.source,
                            note=p.note) for p in proto.published],
-        "truth": truth_dir, "output": output_dir, "mask": mask_dir, "inception": inception_path if extractor else None,
-        "inception_resize": proto.inception_resize if extractor else None, "devices": int(ndev),
+        "truth": truth_dir, "output": output_dir, "mask": mask_dir,
+        "inception": inception_path if scorer.extractor else None,
+        "inception_resize": proto.inception_resize if scorer.extractor else None, "devices": int(ndev),
     }
 
 
