@@ -246,13 +246,22 @@ def test_mmagic_and_edgeconnect_on_folders(tmp_path):
     assert not ec["comparable"] and "fid" not in ec["results"]
 
 
-def test_lama_protocol_fid_lpips_against_pytorch_fid_and_lpips(tmp_path):
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory):
+    """The FID golden's seeded random Inception weights as a .pth file."""
     import torch
-    from inpaintjax.perceptual import fid, inception, lpips
-    dirs = tec._folders(tmp_path)
-    inc_path = str(tmp_path / inception.WEIGHTS_FILE)
+    from inpaintjax.perceptual import inception
+    path = str(tmp_path_factory.mktemp("inception") / inception.WEIGHTS_FILE)
     torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in
-                inception.random_state_dict(int(tec.FID_GOLDEN["seed"])).items()}, inc_path)
+                inception.random_state_dict(int(tec.FID_GOLDEN["seed"])).items()}, path)
+    return path
+
+
+def test_lama_protocol_fid_lpips_against_pytorch_fid_and_lpips(tmp_path, inception_file):
+    import torch
+    from inpaintjax.perceptual import fid, lpips
+    dirs = tec._folders(tmp_path)
+    inc_path = inception_file
     sd, _ = lpips.random_state_dicts("vgg", int(tec.LPIPS_GOLDEN["seed"]))
     backbone = str(tmp_path / lpips.BACKBONE_FILES["vgg"])
     torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, backbone)
@@ -392,3 +401,21 @@ def test_published_rows_cite_a_file_and_commit():
             shown += 1
     assert shown == 8 + 8  # mmagic's 8 reproductions, MAT's README table (4 rows x 2 mask sets)
     assert not P.get_protocol("lama").published and not P.get_protocol("pconv").published
+
+
+def test_pids_uids_through_the_evaluator(tmp_path, inception_file):
+    """P-IDS/U-IDS of a user protocol (pytorch-fid's resize) against CoModGAN's definition applied to
+    pytorch-fid's features of the same images."""
+    import jax
+    from inpaintjax.perceptual.ids import inception_discriminative_scores
+    dirs = tec._folders(tmp_path)
+    inc_path = inception_file
+    proto = P.Protocol(name="ids_pytorch", title="P-IDS/U-IDS with pytorch-fid's resize", image_size=64,
+                       metrics=(P.Metric("pids", "pids", scale=100.0), P.Metric("uids", "uids", scale=100.0)))
+    report = P.evaluate_protocol(proto, dirs["truth"], dirs["outputs"], inception_path=inc_path,
+                                 devices=jax.devices()[:1])
+    n = len(tec.FID_GOLDEN["truth"])
+    feats = tec.FID_GOLDEN["pool3_299"].astype(np.float64)
+    pids, uids = inception_discriminative_scores(feats[:n], feats[n:])
+    assert report["results"]["pids"]["total"]["mean"] == pytest.approx(100 * pids, abs=1e-9)
+    assert report["results"]["uids"]["total"]["mean"] == pytest.approx(100 * uids, abs=1e-9)
