@@ -164,7 +164,8 @@ def format_text(report: dict) -> str:
     lines += ["  ".join(x.ljust(wd) for x, wd in zip(row, widths)).rstrip() for row in [head] + body]
     for name, v in report.get("derived", {}).items():
         lines.append(f"{name} (total): {_fmt(v)}")
-    lines.append(f"definitions: {'; '.join(f'{n}: ' + report['metrics'][n]['description'] for n in names if report['metrics'][n]['description'])}")
+    described = [f"{n}: {report['metrics'][n]['description']}" for n in names if report["metrics"][n]["description"]]
+    lines.append(f"definitions: {'; '.join(described)}")
     lines.append(f"source: {'; '.join(report['sources'])}")
     pub = published_lines(report)
     if pub:
