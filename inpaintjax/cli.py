@@ -7,6 +7,9 @@
   inpaintjax evaluate --truth DIR --output DIR [--mask DIR] --metrics fid,lpips,... --inception FILE
                       [--resize pytorch|tf1|clean] [--lpips-net alex|vgg|squeeze] [--lpips-backbone FILE]
                       [--lpips-lin FILE] [--report FILE.json]   (FID, KID, IS, LPIPS, P-IDS/U-IDS, L1...)
+  inpaintjax evaluate --protocol lama|comodgan|mat|pconv|edgeconnect|mmagic --truth DIR --output DIR
+                      --mask DIR [--inception FILE] [--lpips-backbone FILE] [--tables DIR]   (a paper's protocol)
+  inpaintjax evaluate --protocol NAME --truth PHOTOS --write-inputs DIR   (its seeded masks and inputs)
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
 settles files that more than one family could read). `--method` picks a classical fill instead of
@@ -227,12 +230,26 @@ def _cmd_serve(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from inpaintjax.perceptual import folders
-    metrics = folders.parse_metrics(args.metrics)
+    if args.protocol_file:
+        from inpaintjax import protocols
+        for p in protocols.load_protocol_file(args.protocol_file, replace=True):
+            print(f"registered protocol {p.name!r} from {args.protocol_file}")
+    if args.write_inputs:
+        return _cmd_write_inputs(args)
+    if args.output is None:
+        raise ValueError("--output DIR is required (the folder of inpainted images to score), unless "
+                         "--write-inputs DIR writes a protocol's inputs")
+    if args.protocol:
+        return _cmd_evaluate_protocol(args)
+    for flag, value in (("--skip", args.skip), ("--tables", args.tables), ("--any-size", args.any_size)):
+        if value:
+            raise ValueError(f"{flag} goes with --protocol NAME")
+    metrics = folders.parse_metrics(args.metrics or "l1,l2,psnr,ssim,fid")
     if args.report:
         _check_writable(args.report, "--report")
     report = folders.evaluate_folders(
         args.truth, args.output, metrics, mask_dir=args.mask, inception_path=args.inception,
-        resize=args.resize, lpips_net=args.lpips_net, lpips_backbone=args.lpips_backbone,
+        resize=args.resize or "pytorch", lpips_net=args.lpips_net or "alex", lpips_backbone=args.lpips_backbone,
         lpips_lin=args.lpips_lin, batch_size=args.batch_size, fid_method=args.fid_method,
         save_stats=args.save_stats, progress=not args.quiet)
     print(folders.format_table(report))
@@ -242,23 +259,86 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_evaluate_protocol(args) -> int:
+    from inpaintjax import protocols
+    proto = protocols.get_protocol(args.protocol)
+    for flag, value, why in (("--metrics", args.metrics, "the protocol fixes its metrics (leave some out with --skip)"),
+                             ("--resize", args.resize, "the protocol fixes the Inception resize"),
+                             ("--lpips-net", args.lpips_net, "the protocol fixes the LPIPS backbone"),
+                             ("--save-stats", args.save_stats, "not written in protocol mode")):
+        if value is not None:
+            raise ValueError(f"{flag} with --protocol: {why}")
+    skip = [s.strip() for s in (args.skip or "").split(",") if s.strip()]
+    if args.report:
+        _check_writable(args.report, "--report")
+    report = protocols.evaluate_protocol(
+        proto, args.truth, args.output, args.mask, inception_path=args.inception,
+        lpips_backbone=args.lpips_backbone, lpips_lin=args.lpips_lin, batch_size=args.batch_size, skip=skip,
+        allow_other_size=args.any_size, fid_method=args.fid_method, progress=not args.quiet)
+    print(protocols.format_text(report))
+    if args.report:
+        from inpaintjax.protocols.tables import _json_safe
+        import json
+        os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+        with open(args.report, "w") as fh:
+            json.dump(_json_safe(report), fh, indent=2)
+            fh.write("\n")
+        print(f"wrote {args.report}")
+    if args.tables:
+        for path in protocols.write_tables(report, args.tables):
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_write_inputs(args) -> int:
+    from inpaintjax import protocols
+    if not args.protocol:
+        raise ValueError("--write-inputs DIR needs --protocol NAME (whose masks and image size to use)")
+    manifest = protocols.write_inputs(args.protocol, args.truth, args.write_inputs, mask_set=args.mask_set,
+                                      seed=args.seed)
+    n = len(manifest["images"])
+    print(f"wrote {n} images of protocol {manifest['protocol']!r} ({manifest['size']}x{manifest['size']}, masks "
+          f"{manifest['mask_set']}, seed {manifest['seed']}) to {args.write_inputs}: truth/, masks/ (white = hole), "
+          f"masked/, manifest.json")
+    return 0
+
+
 def _add_evaluate_parser(sub) -> None:
     from inpaintjax.perceptual import folders
     e = sub.add_parser("evaluate", help="FID, KID, IS, LPIPS, P-IDS/U-IDS, L1/L2/PSNR/SSIM of a folder of "
-                                        "outputs against a folder of ground truth")
-    e.add_argument("--truth", required=True, help="folder of ground-truth images")
-    e.add_argument("--output", required=True,
+                                        "outputs against a folder of ground truth, or a paper's whole protocol")
+    e.add_argument("--truth", required=True, help="folder of ground-truth images (with --write-inputs: the "
+                                                  "photographs to prepare)")
+    e.add_argument("--output", default=None,
                    help="folder of inpainted images, paired with --truth by relative path (extension aside)")
     e.add_argument("--mask", default=None, help="optional folder of masks (non-zero = hole), paired the same "
                                                 "way; adds the hole-only l1/l2/psnr/ssim")
-    e.add_argument("--metrics", default="l1,l2,psnr,ssim,fid",
+    e.add_argument("--metrics", default=None,
                    help=f"comma-separated, from {','.join(folders.ALL_METRICS)} (default l1,l2,psnr,ssim,fid)")
+    e.add_argument("--protocol", default=None,
+                   help="score with a paper's whole protocol (metric definitions, groups, tables, published "
+                        "rows): lama, comodgan, mat, pconv, edgeconnect, mmagic (docs/protocols.md)")
+    e.add_argument("--protocol-file", default=None,
+                   help="a .py (PROTOCOLS = [Protocol(...)]) or .json file defining more protocols")
+    e.add_argument("--skip", default=None,
+                   help="with --protocol: metrics to leave out, comma-separated (the report is then marked "
+                        "not comparable)")
+    e.add_argument("--any-size", action="store_true",
+                   help="with --protocol: score images of another size than the protocol's (not comparable)")
+    e.add_argument("--tables", default=None,
+                   help="with --protocol: folder for <protocol>.json/.csv/.md (and LaMa's .tsv)")
+    e.add_argument("--write-inputs", default=None, metavar="DIR",
+                   help="with --protocol: write the protocol's seeded masks and masked inputs for --truth's "
+                        "images (truth/, masks/, masked/, manifest.json) for another tool to fill")
+    e.add_argument("--mask-set", default=None,
+                   help="with --write-inputs: the mask generator (default: the protocol's first mask set)")
+    e.add_argument("--seed", type=int, default=0, help="with --write-inputs: the masks' seed (default 0)")
     e.add_argument("--inception", default=None,
                    help="FID Inception weights pt_inception-2015-12-05-6726825d.pth (fid, kid, is, pids, uids)")
-    e.add_argument("--resize", default="pytorch", choices=("pytorch", "tf1", "clean"),
+    e.add_argument("--resize", default=None, choices=("pytorch", "tf1", "clean"),
                    help="resize to 299: pytorch (pytorch-fid, LaMa; default), tf1 (TTUR, torch-fidelity, "
                         "StyleGAN2-ADA/MAT), clean (clean-fid)")
-    e.add_argument("--lpips-net", default="alex", choices=("alex", "vgg", "squeeze"),
+    e.add_argument("--lpips-net", default=None, choices=("alex", "vgg", "squeeze"),
                    help="LPIPS backbone (default alex; LaMa reports vgg)")
     e.add_argument("--lpips-backbone", default=None,
                    help="torchvision state dict of the LPIPS backbone (alexnet-owt-7be5be79.pth, "

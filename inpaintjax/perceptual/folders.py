@@ -82,8 +82,9 @@ def _device_count(batch: int) -> int:
 
 
 class _Progress:
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.t0, self.done = total, stream, time.time(), 0
+    def __init__(self, total: int, stream=None):
+        # sys.stderr looked up now, not when the module was imported (it may have been replaced since)
+        self.total, self.stream, self.t0, self.done = total, stream or sys.stderr, time.time(), 0
 
     def update(self, n: int) -> None:
         self.done += n
