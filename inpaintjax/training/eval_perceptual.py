@@ -174,6 +174,8 @@ class _Rows:
     """One method's per-mask features: running statistics per group, and rows where needed."""
 
     def __init__(self, keep_pool3: bool, keep_logits: bool):
+        # one running statistic per bucket, the last for masks outside every bucket; the overall
+        # one is their merge (each mask updates one 2048 x 2048 matrix, not two)
         self.stats = [fid_lib.FeatureStats(inc.POOL3_DIM) for _ in range(len(metrics_lib.BUCKETS) + 1)]
         self.keep_pool3, self.keep_logits = keep_pool3, keep_logits
         self.index: list = []
@@ -181,11 +183,9 @@ class _Rows:
         self.logits: list = []
 
     def add(self, idx, buckets, pool3, logits) -> None:
-        for g in range(len(metrics_lib.BUCKETS)):
-            sel = buckets == g
-            if sel.any():
-                self.stats[g].update(pool3[sel])
-        self.stats[-1].update(pool3)
+        buckets = np.where(buckets < 0, len(metrics_lib.BUCKETS), buckets)
+        for g in np.unique(buckets):
+            self.stats[int(g)].update(pool3[buckets == g])
         self.index.append(np.asarray(idx, np.int64))
         if self.keep_pool3:
             self.pool3.append(np.asarray(pool3, np.float32))
@@ -193,7 +193,8 @@ class _Rows:
             self.logits.append(np.asarray(logits, np.float32))
 
     def gathered(self):
-        """(mask indices, pool3 rows, logit rows) of every process, in mask order; merged stats."""
+        """(mask indices, pool3 rows, logit rows) of every process, in mask order; the merged
+        statistics of each bucket, then of all masks."""
         idx = _gather_rows(np.concatenate(self.index) if self.index else np.zeros(0, np.int64))
         order = np.argsort(idx, kind="stable")
         p3 = lg = None
@@ -202,7 +203,10 @@ class _Rows:
         if self.keep_logits:
             lg = _gather_rows(np.concatenate(self.logits) if self.logits else np.zeros((0, inc.LOGITS_DIM), np.float32))[order]
         stats = [fid_lib.allgather_stats(s) for s in self.stats]
-        return idx[order], p3, lg, stats
+        overall = fid_lib.FeatureStats(inc.POOL3_DIM)
+        for s in stats:
+            overall.merge(s)
+        return idx[order], p3, lg, stats[:-1] + [overall]
 
 
 class PerceptualEval:
