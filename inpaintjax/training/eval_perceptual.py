@@ -283,6 +283,7 @@ class PerceptualEval:
             return values, reasons
         groups = [metrics_lib.bucket_name(g) for g in range(len(metrics_lib.BUCKETS))] + [ALL]
         set_metrics = [m for m in self.metrics if m in INCEPTION_METRICS]
+        real_stats_of: dict = {}  # group -> the truths' statistics (the same masks for every method)
         for method, rows in self.rows.items():
             idx, p3, lg, stats = rows.gathered()
             bucket_of = self.buckets[idx]
@@ -299,7 +300,10 @@ class PerceptualEval:
                     elif n < MIN_IMAGES[m]:
                         why[m] = f"{n} masks; {m} needs at least {MIN_IMAGES[m]}"
                 if "fid" in set_metrics and "fid" not in why:
-                    real_stats = fid_lib.FeatureStats(inc.POOL3_DIM).update(real[sel])
+                    key = (name, idx[sel].tobytes())
+                    if key not in real_stats_of:
+                        real_stats_of[key] = fid_lib.FeatureStats(inc.POOL3_DIM).update(real[sel])
+                    real_stats = real_stats_of[key]
                     try:  # stats[g]: the outputs' running statistics of group g (last: all)
                         vals["fid"] = fid_lib.frechet_distance(real_stats.mu, real_stats.sigma,
                                                                stats[g].mu, stats[g].sigma,

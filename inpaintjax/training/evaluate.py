@@ -9,6 +9,10 @@ installed, PatchMatch), the floor and the yardsticks a learned model is read aga
 Markdown table of every method per bucket. `<out_dir>/samples.png`: labelled columns input (hole
 tinted and outlined) | output | a classical fill | truth for held-out images, enlarged by whole
 pixels to at least SAMPLES_MIN_SIDE pixels a tile.
+
+When config.eval names the weight files, every table also holds LPIPS (per image, so per bucket)
+and FID, KID, IS, P-IDS / U-IDS (per set of masks: overall, and per bucket with enough masks) for the
+model and each classical fill (`inpaintjax.training.eval_perceptual`).
 """
 
 from __future__ import annotations
@@ -271,11 +275,13 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     perceptual = eval_perceptual.from_config(config, mesh if mesh is not None else local_mesh())
     mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
     if jax.process_index() == 0:
-        frozen_masks(config, mask_dir)  # built by one process only
+        masks, buckets = frozen_masks(config, mask_dir)  # built by one process only
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("inpaintjax eval masks")
-    masks, buckets = frozen_masks(config, mask_dir)
+    if jax.process_index() != 0:
+        masks, buckets = frozen_masks(config, mask_dir)
+    progress = progress and jax.process_index() == 0
     images = data_lib.eval_images(config).astype(np.float32) / 255.0
     n_img, n_mask = len(images), len(masks)
     pair = np.arange(n_mask) % n_img
