@@ -165,10 +165,9 @@ def test_one_and_eight_devices_agree(runs):
                     assert eight[g][k] == v, (f, g, k)
 
 
-def test_bucket_with_too_few_masks_is_not_computed(runs):
-    """The per-bucket set metrics need config.eval.perceptual_min_bucket masks (statistics only:
-    the features come from the module's run)."""
-    c, _, _, _ = runs
+def test_bucket_with_too_few_masks_is_not_computed():
+    """The per-bucket set metrics need config.eval.perceptual_min_bucket masks (statistics only,
+    on random features)."""
     settings = eval_perceptual.Settings(("fid", "kid"), "pytorch", 3)
     pe = eval_perceptual.PerceptualEval.__new__(eval_perceptual.PerceptualEval)
     pe.settings, pe.metrics, pe.want_inception = settings, settings.metrics, True
@@ -197,6 +196,10 @@ def test_config_errors_stop_before_any_work(weights, tmp_path, caplog):
     assert len(lines) == 1
     assert "fid,kid,is,pids,uids (set config.eval.inception_weights)" in lines[0]
     assert "lpips (set config.eval.lpips_backbone)" in lines[0]
+    c.eval.perceptual_metrics = ""
+    with caplog.at_level(logging.INFO, logger=eval_perceptual.__name__):
+        assert eval_perceptual.from_config(c, mesh_over(1)) is None
+    assert "fid,kid,is,lpips,pids,uids (set config.eval.perceptual_metrics)" in caplog.records[-1].getMessage()
 
     def fails(match, **keys):
         cc = toy_family.toy_config()

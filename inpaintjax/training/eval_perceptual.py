@@ -128,6 +128,8 @@ def settings_from_config(config) -> Settings:
             enabled.append("lpips")
         else:
             skipped["lpips"] = "config.eval.lpips_backbone"
+    if not names:
+        skipped.update({m: "config.eval.perceptual_metrics" for m in METRICS})
     order = [m for m in METRICS if m in enabled]
     return Settings(tuple(order), resize, min_bucket, fid_method, inception_params, lpips_params, net,
                     skipped)
@@ -140,7 +142,8 @@ def log_skipped(settings: Settings) -> None:
     by_key: dict[str, list] = {}
     for m, key in settings.skipped.items():
         by_key.setdefault(key, []).append(m)
-    log.info("evaluation: not computed (no weight file named): %s; see docs/evaluation-metrics.md",
+    log.info("evaluation: not computed (no weight file named, or none asked for): %s; see "
+             "docs/evaluation-metrics.md",
              "; ".join(f"{','.join(ms)} (set {key})" for key, ms in by_key.items()))
 
 
