@@ -9,9 +9,19 @@ bucket, printed) and <workdir>/samples.png. The frozen masks are built once into
 The model comes from the newest readable checkpoint in --workdir (or --step), or from --weights;
 the evaluation settings (config.eval.*, the held-out data in config.data) from --config, or from the
 config saved in the workdir when --config is not given.
+
+FID, KID, IS, LPIPS and P-IDS / U-IDS join the tables when the config names their weight files:
+
+    python eval.py --config configs/deepfill_v2.py:places2 --workdir runs/x \
+        --config.eval.inception_weights=pt_inception-2015-12-05-6726825d.pth \
+        --config.eval.lpips_backbone=alexnet-owt-7be5be79.pth
+
+(docs/evaluation-metrics.md). With several processes (jax.distributed) each evaluates its share of
+the batches and process 0 writes the combined tables.
 """
 
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -36,9 +46,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     entry_point.start(FLAGS)
     import jax
-    if jax.process_index() != 0:
-        return  # evaluation runs on one host (process 0); the others have nothing to do
     from inpaintjax.training import evaluate as eval_lib
+    from inpaintjax.perceptual.torch_files import WeightFileError
     from inpaintjax.training.checkpoint import load_for_inference
     if FLAGS.weights:
         from inpaintjax.inference import Inpainter
@@ -48,7 +57,14 @@ def main(argv):
     else:
         saved, family, variables = load_for_inference(FLAGS.workdir, FLAGS.step)
         config = FLAGS.config if FLAGS.config is not None else saved
-    summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
+    # every process evaluates its share of the batches; process 0 writes the combined tables
+    try:
+        summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
+    except WeightFileError as e:  # a metric's weight file: the message names the key and the fix
+        print(f"eval.py: {e}", file=sys.stderr)
+        sys.exit(2)
+    if jax.process_index() != 0:
+        return
     with open(os.path.join(FLAGS.workdir, "eval", "comparison.md")) as f:
         print(f.read())
     print(f"eval: wrote {os.path.join(FLAGS.workdir, 'eval')}/metrics.{{json,csv,md,png}}, "

@@ -82,6 +82,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
     c.eval.num_samples = 6       # rows of runs/<x>/samples.png
     c.eval.baselines = "mean,biharmonic,telea,patchmatch"  # classical rows of the tables
+    # the field's learned metrics (docs/evaluation-metrics.md, "In eval.py"): those whose weight
+    # file is named below are computed for the model and every classical row; the others are
+    # skipped with one log line. Nothing downloads.
+    c.eval.perceptual_metrics = "fid,kid,is,lpips,pids,uids"  # '' = none
+    c.eval.inception_weights = ""  # pt_inception-2015-12-05-6726825d.pth (pytorch-fid): fid,kid,is,pids,uids
+    c.eval.inception_resize = "pytorch"  # to 299 px: 'pytorch' | 'tf1' | 'clean'
+    c.eval.lpips_net = "alex"      # 'alex' | 'vgg' | 'squeeze'
+    c.eval.lpips_backbone = ""     # torchvision's alexnet-owt-7be5be79.pth (vgg16-397923af.pth, ...): lpips
+    c.eval.lpips_lin = ""          # LPIPS v0.1 linear layers (alex.pth ...); '' = the installed lpips package's
+    c.eval.fid_method = "sqrtm"    # 'sqrtm' (pytorch-fid's, SciPy on the host) | 'eigh' (JAX, any device)
+    c.eval.perceptual_min_bucket = 50  # FID/KID/IS/IDS of a hole-area bucket need this many masks
 
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()

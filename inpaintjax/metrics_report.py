@@ -2,7 +2,9 @@
 
 Each function takes a summary as `BucketedMetrics.summary()` returns it, {bucket name: {metric:
 mean or None, 'count': n}, ..., 'all': {...}} with the buckets in order, and the metric names to
-write (in order).
+write (in order). A row may also hold 'not_computed': {metric: reason} (the evaluation's set-level
+metrics, FID and the like, in a bucket with too few images): JSON keeps it, the Markdown table lists
+the reasons under the table.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _write(text: str, path: Optional[str]) -> str:
 def write_json(summary: Mapping[str, dict], path: str) -> dict:
     """Write the summary as JSON (non-finite means, e.g. +inf PSNR of a perfect image, become
     null); returns what was written."""
-    clean = {g: {k: (v if v is None or isinstance(v, int) or math.isfinite(v) else None)
+    clean = {g: {k: (v if v is None or isinstance(v, (int, str, dict)) or math.isfinite(v) else None)
                  for k, v in row.items()} for g, row in summary.items()}
     _write(json.dumps(clean, indent=1) + "\n", path)
     return clean
@@ -70,7 +72,30 @@ def markdown_text(summary: Mapping[str, dict], names: Sequence[str], path: Optio
     for g, row in summary.items():
         cells = [_fmt(row[k], digits.get(k, 2 if k.startswith("psnr") else 4)) for k in names]
         lines.append(f"| {g} | {row['count']} | " + " | ".join(cells) + " |")
-    return _write("\n".join(lines) + "\n", path)
+    return _write("\n".join(lines) + "\n" + not_computed_notes({"": summary}), path)
+
+
+def not_computed_notes(summaries: Mapping[str, Mapping[str, dict]]) -> str:
+    """Markdown lines under a table saying why cells are empty: `summaries` maps a method name ('' for
+    a one-method table) to its summary; rows' 'not_computed' entries with one reason are grouped
+    ("fid, kid in 1-10%, 10-20%: 2 masks < ..."). '' when no row has any."""
+    grouped: dict = {}
+    for method, summary in summaries.items():
+        for g, row in summary.items():
+            for metric, why in (row.get("not_computed") or {}).items():
+                where = f"{method} {g}".strip()
+                grouped.setdefault(why, {}).setdefault(metric, []).append(where)
+    if not grouped:
+        return ""
+    lines = ["", "Not computed:"]
+    for why, by_metric in grouped.items():
+        # metrics that share their places print together
+        places: dict = {}
+        for metric, where in by_metric.items():
+            places.setdefault(tuple(where), []).append(metric)
+        for where, metrics in places.items():
+            lines.append(f"- {', '.join(metrics)} in {', '.join(where)}: {why}")
+    return "\n".join(lines) + "\n"
 
 
 def plot_png(summary: Mapping[str, dict], names: Sequence[str], path: str,

@@ -61,7 +61,10 @@ class FeatureStats:
             return self
         n = self.count + other.count
         delta = other.mean - self.mean
-        self.scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.count * other.count / n)
+        scatter = self.scatter + other.scatter  # a new matrix: other's may be shared
+        if self.count:  # fewer 2048 x 2048 temporaries: the rank-1 term is added in place
+            scatter += np.multiply.outer(delta * (self.count * other.count / n), delta)
+        self.scatter = scatter
         self.mean = self.mean + delta * (other.count / n)
         self.count = n
         return self

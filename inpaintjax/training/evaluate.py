@@ -9,6 +9,10 @@ installed, PatchMatch), the floor and the yardsticks a learned model is read aga
 Markdown table of every method per bucket. `<out_dir>/samples.png`: labelled columns input (hole
 tinted and outlined) | output | a classical fill | truth for held-out images, enlarged by whole
 pixels to at least SAMPLES_MIN_SIDE pixels a tile.
+
+When config.eval names the weight files, every table also holds LPIPS (per image, so per bucket)
+and FID, KID, IS, P-IDS / U-IDS (per set of masks: overall, and per bucket with enough masks) for the
+model and each classical fill (`inpaintjax.training.eval_perceptual`).
 """
 
 from __future__ import annotations
@@ -101,61 +105,130 @@ def sample_rows(buckets: np.ndarray, pair: np.ndarray, want: int, num_images: in
     return sorted(rows, key=lambda i: pair[i])
 
 
+MODEL = "model"  # the model's key among the methods fed to the perceptual metrics
+
+
+def _gather(rows: dict) -> dict:
+    """{name: array [n, ...]} of every JAX process, concatenated in process order (the identity in
+    one process); each process may hold a different n."""
+    if jax.process_count() == 1:
+        return rows
+    from inpaintjax.training.eval_perceptual import _gather_rows
+    return {k: _gather_rows(np.asarray(v)) for k, v in rows.items()}
+
+
 def score_batches(config, family, variables, images, masks, buckets, pair, keep=(),
-                  progress: bool = True):
+                  progress: bool = True, perceptual=None):
     """Run the model and the classical fills over every mask of the frozen set, in batches of
     config.eval.batch_size (the last one padded: one compilation). Returns (the model's
     BucketedMetrics, {fill name: BucketedMetrics}, {mask index: output [H,W,3]} for the indices
-    in `keep` only: the outputs of other masks are dropped as soon as they are scored)."""
+    in `keep` only: the outputs of other masks are dropped as soon as they are scored).
+
+    `perceptual` (an `eval_perceptual.PerceptualEval`, started) receives every batch's outputs; its
+    per-image LPIPS joins the other per-image metrics as 'lpips'. With several JAX processes, process
+    p scores batches p, p + P, ... and the per-image values are gathered (every process returns the
+    whole tables)."""
     spec = family.batch_spec()
     n_mask, keep = len(masks), set(int(i) for i in keep)
     score = jax.jit(metrics_lib.compute_metrics)
-    model = metrics_lib.BucketedMetrics()
     names = baselines_lib.selected(config.eval.baselines)
     if "telea" in config.eval.baselines and "telea" not in names:
         log.warning("evaluation: no Telea rows (%s)", baselines_lib.OPENCV_MISSING)
-    classical = {n: metrics_lib.BucketedMetrics() for n in names}
     bs = int(config.eval.batch_size)
-    starts = range(0, n_mask, bs)
+    starts = list(range(0, n_mask, bs))[jax.process_index()::jax.process_count()]
     if progress:
         from tqdm import tqdm
         starts = tqdm(starts, desc=f"eval {n_mask} masks x {len(images)} images", unit="batch",
                       file=sys.stderr, dynamic_ncols=True)
-    kept = {}
+    # per-image values (a few floats a mask), added to the bucket tables in mask order at the end
+    values = {n: [] for n in [MODEL] + names}
+    index, kept = [], {}
     for s in starts:
         idx = np.arange(s, min(s + bs, n_mask))
         full = np.concatenate([idx, np.repeat(idx[-1:], bs - len(idx))])
         image, mask = images[pair[full]], masks[full]
         inputs = family.inference_inputs(data_lib.eval_batch(config, spec, image, mask, first=s))
         pred, m = predict(family, variables, inputs)
-        model.add({k: np.asarray(v)[:len(idx)] for k, v in m.items()}, buckets[idx])
-        for n, acc in classical.items():
-            fm = jax.device_get(score(baselines_lib.fill(n, image, mask), image, mask))
-            acc.add({k: np.asarray(v)[:len(idx)] for k, v in fm.items()}, buckets[idx])
+        per_image = {MODEL: {k: np.asarray(v)[:len(idx)] for k, v in m.items()}}
+        fills = {n: baselines_lib.fill(n, image, mask) for n in names}
+        for n, filled in fills.items():
+            fm = jax.device_get(score(filled, image, mask))
+            per_image[n] = {k: np.asarray(v)[:len(idx)] for k, v in fm.items()}
+        if perceptual is not None:
+            lpips = perceptual.add(idx, image, {MODEL: pred, **fills})
+            for n, d in lpips.items():
+                per_image[n]["lpips"] = d
+        for n, v in per_image.items():
+            values[n].append(v)
+        index.append(idx)
         wanted = [(j, int(i)) for j, i in enumerate(idx) if int(i) in keep]
         if wanted:
             pred = np.asarray(pred)
             kept.update({i: pred[j].copy() for j, i in wanted})
-    return model, classical, kept
+    if not index:
+        raise ValueError(f"process {jax.process_index()} has no evaluation batch: {n_mask} masks in "
+                         f"batches of {bs} for {jax.process_count()} processes; lower config.eval.batch_size")
+    order_rows = _gather({"index": np.concatenate(index) if index else np.zeros(0, np.int64)})["index"]
+    order = np.argsort(order_rows, kind="stable")
+    tables = {}
+    for n, batches in values.items():
+        cols = _gather({k: np.concatenate([b[k] for b in batches]) for k in batches[0]})
+        tables[n] = metrics_lib.BucketedMetrics()
+        tables[n].add({k: v[order] for k, v in cols.items()}, buckets[order_rows[order]])
+    if jax.process_count() > 1:  # the samples' outputs, wherever they were computed
+        ids = np.asarray(sorted(kept), np.int64)
+        got = _gather({"i": ids, "x": np.stack([kept[i] for i in ids]) if len(ids) else
+                       np.zeros((0,) + images.shape[1:], np.float32)})
+        kept = {int(i): x for i, x in zip(got["i"], got["x"])}
+    return tables[MODEL], {n: tables[n] for n in names}, kept
 
 
-def write_tables(ev: str, label: str, title: str, model, classical: dict, sizes: str) -> None:
-    """metrics.* and baseline_<name>.* (JSON, CSV, Markdown, plot) and comparison.md in `ev`."""
+def _with_set_metrics(summary: dict, values: dict, reasons: dict, columns) -> dict:
+    """The summary with the set-level metrics' columns (None where not computed) and each row's
+    reasons under 'not_computed'."""
+    out = {}
+    for g, row in summary.items():
+        row = dict(row)
+        for c in columns:
+            if c not in row:
+                row[c] = values.get(g, {}).get(c)
+        why = reasons.get(g, {})
+        if why:
+            row["not_computed"] = dict(why)
+        out[g] = row
+    return out
+
+
+def write_tables(ev: str, label: str, title: str, model, classical: dict, sizes: str,
+                 perceptual: tuple = ({}, {}, ())) -> None:
+    """metrics.* and baseline_<name>.* (JSON, CSV, Markdown, plot) and comparison.md in `ev`.
+    `perceptual`: (values, reasons, columns) of the set-level metrics from
+    `PerceptualEval.results()` (keyed by method: MODEL or a fill's name) and the perceptual columns
+    of the tables, in order."""
+    from inpaintjax import metrics_report
+    values, reasons, columns = perceptual
     os.makedirs(ev, exist_ok=True)
-    files = [(model, "metrics", title)] + [
-        (acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {sizes}")
+    files = [(MODEL, model, "metrics", title)] + [
+        (n, acc, f"baseline_{n}", f"{baselines_lib.DESCRIPTIONS[n]}: {sizes}")
         for n, acc in classical.items()]
-    for acc, name, caption in files:
-        acc.to_json(os.path.join(ev, f"{name}.json"))
-        acc.to_csv(os.path.join(ev, f"{name}.csv"))
-        acc.to_markdown(os.path.join(ev, f"{name}.md"))
+    summaries = {}
+    for key, acc, name, caption in files:
+        summary = _with_set_metrics(acc.summary(), values.get(key, {}), reasons.get(key, {}), columns)
+        summaries[key] = summary
+        names = list(acc.metric_names or ()) + [c for c in columns if c not in (acc.metric_names or ())]
+        metrics_report.write_json(summary, os.path.join(ev, f"{name}.json"))
+        metrics_report.csv_text(summary, names, os.path.join(ev, f"{name}.csv"))
+        metrics_report.markdown_text(summary, names, os.path.join(ev, f"{name}.md"))
         # a family's own metrics (EdgeConnect mode 1: edge precision / recall) are plotted whole
-        shown = [k for k in ("l1_hole", "psnr_hole", "ssim", "psnr") if k in (acc.metric_names or ())]
-        acc.plot_png(os.path.join(ev, f"{name}.png"), shown or None, caption)
-    table = comparison_markdown({label: model.summary(),
-                                 **{n: acc.summary() for n, acc in classical.items()}})
+        shown = [k for k in ("l1_hole", "psnr_hole", "ssim", "psnr", "lpips") if k in names]
+        metrics_report.plot_png(summary, shown or names, os.path.join(ev, f"{name}.png"), caption)
+    shown = COMPARISON_METRICS + tuple(c for c in columns if not c.endswith("_std"))
+    table = comparison_markdown({label: summaries[MODEL],
+                                 **{n: summaries[n] for n in classical}}, shown)
+    notes = metrics_report.not_computed_notes({label: summaries[MODEL],
+                                               **{n: summaries[n] for n in classical}})
     with open(os.path.join(ev, "comparison.md"), "w") as f:
-        f.write(f"{title}; rows per bucket: the model, then the classical fills\n\n{table}")
+        f.write(f"{title}; rows per bucket: the model, then the classical fills\n\n{table}{notes}")
 
 
 def write_samples(path: str, family_name: str, images, masks, pair, rows, outputs: dict,
@@ -175,26 +248,59 @@ def write_samples(path: str, family_name: str, images, masks, pair, rows, output
     pictures.save_png(grid, path)
 
 
+def local_mesh():
+    """A 1-D mesh ('data') over this process's devices: the Inception and LPIPS batches of the
+    evaluation are split over them."""
+    from jax.sharding import Mesh
+    return Mesh(np.array(jax.local_devices()), ("data",))
+
+
 def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
-             progress: bool = True) -> dict:
+             progress: bool = True, mesh=None) -> dict:
     """Evaluate `family` with `variables` on the held-out images of `config.data` and the frozen
     mask set (`mask_dir`, default `<out_dir>/eval_masks`). Returns the model's summary
-    {bucket: {metric: mean, 'count': n}, ..., 'all': {...}} and writes the files listed above."""
+    {bucket: {metric: mean, 'count': n}, ..., 'all': {...}} and writes the files listed above.
+
+    The perceptual metrics config.eval.perceptual_metrics enables (their weight files named by
+    config.eval.inception_weights / lpips_backbone / lpips_lin; read first, so a wrong file stops
+    the evaluation before any work) add columns: LPIPS per image (bucket means), FID, KID, IS,
+    P-IDS and U-IDS per set of masks (`eval_perceptual`). Their batches are split over the devices
+    of `mesh` (default: this process's devices). In a multi-process run every process calls this
+    function: each scores its share of the batches, the tables are combined, process 0 writes them."""
+    from inpaintjax.training import eval_perceptual
     size = int(config.eval.image_size)
     if size % family.size_multiple:
         raise ValueError(f"config.eval.image_size={size} must be a multiple of {family.size_multiple} "
                          f"for {family.name}")
-    masks, buckets = frozen_masks(config, mask_dir or os.path.join(out_dir, "eval_masks"))
+    perceptual = eval_perceptual.from_config(config, mesh if mesh is not None else local_mesh())
+    mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
+    if jax.process_index() == 0:
+        masks, buckets = frozen_masks(config, mask_dir)  # built by one process only
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("inpaintjax eval masks")
+    if jax.process_index() != 0:
+        masks, buckets = frozen_masks(config, mask_dir)
+    progress = progress and jax.process_index() == 0
     images = data_lib.eval_images(config).astype(np.float32) / 255.0
     n_img, n_mask = len(images), len(masks)
     pair = np.arange(n_mask) % n_img
     rows = sample_rows(buckets, pair, int(config.eval.get("num_samples", 6)), n_img)
+    columns: tuple = ()
+    if perceptual is not None:
+        methods = [MODEL] + baselines_lib.selected(config.eval.baselines)
+        perceptual.start(images, pair, buckets, methods, int(config.eval.batch_size))
+        columns = tuple(perceptual.columns())
     model, classical, outputs = score_batches(config, family, variables, images, masks, buckets,
-                                              pair, rows, progress)
+                                              pair, rows, progress, perceptual)
+    values, reasons = perceptual.results() if perceptual is not None else ({}, {})
+    summary = _with_set_metrics(model.summary(), values.get(MODEL, {}), reasons.get(MODEL, {}), columns)
+    if jax.process_index() != 0:
+        return summary
     label = family.evaluation_label()
     write_tables(os.path.join(out_dir, "eval"), label,
                  f"{label}: {n_mask} masks x {n_img} held-out images, {size}x{size}", model,
-                 classical, f"{n_mask} masks x {n_img} images")
+                 classical, f"{n_mask} masks x {n_img} images", (values, reasons, columns))
     write_samples(os.path.join(out_dir, "samples.png"), config.family, images, masks, pair, rows,
                   outputs, size)
-    return model.summary()
+    return summary
