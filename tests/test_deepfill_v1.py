@@ -254,7 +254,7 @@ def _stacked_batches(fam, config, seed=0):
 
 
 def test_crop_boxes_by_hand():
-    from inpaintjax.families.deepfill_v1 import crop_boxes
+    from inpaintjax.families.common import crop_boxes
     x = jnp.asarray(np.arange(2 * 256 * 256, dtype=np.float32).reshape(2, 256, 256, 1))
     # sample 0: the original's geometry, box (top 40, left 100) with the hole shrunk by 8 / 12
     # px per side -> hole box (48, 112, 112, 104); sample 1: a hole near the corner (clamped)

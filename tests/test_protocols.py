@@ -419,3 +419,15 @@ def test_pids_uids_through_the_evaluator(tmp_path, inception_file):
     pids, uids = inception_discriminative_scores(feats[:n], feats[n:])
     assert report["results"]["pids"]["total"]["mean"] == pytest.approx(100 * pids, abs=1e-9)
     assert report["results"]["uids"]["total"]["mean"] == pytest.approx(100 * uids, abs=1e-9)
+
+
+def test_every_builtin_protocols_mask_sets_are_registered_generators():
+    """The mask sets a protocol names draw masks at their protocol's size (1 = hole)."""
+    from inpaintjax.masks.generators import make_mask
+    from inpaintjax.protocols.definitions import PROTOCOLS
+    named = {name for p in PROTOCOLS.values() for name in p.mask_sets}
+    assert {"lama_thin_256", "lama_thick_512", "comodgan_512", "mat_small_256"} <= named
+    for name in sorted(named):
+        size = 256 if name.endswith("256") else 512
+        m = make_mask(name, np.random.default_rng(0), size, size)
+        assert m.shape[:2] == (size, size) and 0 < m.mean() < 1, name

@@ -108,3 +108,47 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
     if ema is None:
         return None
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def crop_boxes(x, boxes, size: int, key: str = "model.local_size"):
+    """Per-sample size x size crops of x [B, H, W, C] around the centre of each box [B, 4] =
+    (top, left, height, width), clamped inside the image. For the original's masks (a hole
+    shrunk symmetrically inside a size x size box) this is exactly that box. `key` names the
+    setting that chose `size` (for the error when it exceeds the image)."""
+    h, w = x.shape[1], x.shape[2]
+    if size > h or size > w:
+        raise ValueError(f"{key} {size} exceeds the image size {h}x{w}")
+    boxes = boxes.astype(jnp.int32)
+    top = jnp.clip(boxes[:, 0] + boxes[:, 2] // 2 - size // 2, 0, h - size)
+    left = jnp.clip(boxes[:, 1] + boxes[:, 3] // 2 - size // 2, 0, w - size)
+
+    def one(xi, t, lft):
+        return jax.lax.dynamic_slice(xi, (t, lft, 0), (size, size, xi.shape[-1]))
+
+    return jax.vmap(one)(x, top, left)
+
+
+def load_frozen_vgg(family: str, depth: int, src: str, widths, seed: int, purpose: str) -> dict:
+    """{'vgg': VGG-`depth` variables} for a family's loss network, from `src` (the value of
+    config.loss.vgg_weights): a torchvision state dict or Keras notop .h5 file, or 'random' (a
+    seeded random network, for tests and demos, with a warning). `purpose` says what needs it in
+    the error for an empty value (e.g. "the PConv loss")."""
+    import logging
+
+    from inpaintjax.families.base import FrozenWeightsError
+    from inpaintjax.models import vgg
+    log = logging.getLogger(f"inpaintjax.families.{family}")
+    if src == "random":
+        log.warning("%s: config.loss.vgg_weights='random': %s uses a RANDOM VGG-%d (tests/demo only), "
+                    "not ImageNet features", family, purpose, depth)
+        return {"vgg": vgg.random_variables(depth, seed=seed, widths=widths)}
+    if not src:
+        raise FrozenWeightsError(
+            f"config.loss.vgg_weights is empty: {purpose} needs VGG-{depth} ImageNet weights, "
+            f"{vgg.where_to_get(depth)} (--config.loss.vgg_weights=PATH), or 'random' for a smoke test")
+    try:
+        variables = vgg.load_weights(src, depth, widths)
+    except vgg.VGGWeightsError as e:
+        raise FrozenWeightsError(f"config.loss.vgg_weights: {e}") from e
+    log.info("%s: VGG-%d loss network from %s", family, depth, src)
+    return {"vgg": variables}

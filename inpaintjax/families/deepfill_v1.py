@@ -100,23 +100,6 @@ def _load_official(path: str):
     return config_for_weights(weights), weights.generator
 
 
-def crop_boxes(x, boxes, size: int):
-    """Per-sample size x size crops of x [B, H, W, C] around the centre of each box [B, 4] =
-    (top, left, height, width), clamped inside the image. For the original's masks (a hole
-    shrunk symmetrically inside a size x size box) this is exactly that box."""
-    h, w = x.shape[1], x.shape[2]
-    if size > h or size > w:
-        raise ValueError(f"model.local_size {size} exceeds the image size {h}x{w}")
-    boxes = boxes.astype(jnp.int32)
-    top = jnp.clip(boxes[:, 0] + boxes[:, 2] // 2 - size // 2, 0, h - size)
-    left = jnp.clip(boxes[:, 1] + boxes[:, 3] // 2 - size // 2, 0, w - size)
-
-    def one(xi, t, lft):
-        return jax.lax.dynamic_slice(xi, (t, lft, 0), (size, size, xi.shape[-1]))
-
-    return jax.vmap(one)(x, top, left)
-
-
 @register
 class DeepFillV1(Family):
     """The DeepFill v1 family (see the module docstring)."""
@@ -175,7 +158,7 @@ class DeepFillV1(Family):
         return self.local_size or min(x.shape[1], x.shape[2]) // 2
 
     def _local(self, x, boxes):
-        return crop_boxes(x, boxes, self._crop_size(x))
+        return common.crop_boxes(x, boxes, self._crop_size(x))
 
     def _critics(self, d_params, x_global, x_local):
         return (self.global_critic.apply({"params": d_params["global"]}, x_global),

@@ -60,7 +60,7 @@ import optax
 
 from inpaintjax import losses, metrics
 from inpaintjax.families import common
-from inpaintjax.families.base import (Batch, Family, FrozenWeightsError, Metrics, WeightFormat,
+from inpaintjax.families.base import (Batch, Family, Metrics, WeightFormat,
                                       register)
 from inpaintjax.models.edgeconnect import EdgeConnectDiscriminator, EdgeGenerator, InpaintGenerator
 
@@ -227,22 +227,9 @@ class EdgeConnect(Family):
         config.loss.vgg_weights (a file, or 'random': a random VGG-19 for tests and demos)."""
         if not self.uses_vgg:
             return {}
-        from inpaintjax.models import vgg
-        path = self.vgg_weights
-        if path == "random":
-            log.warning("edgeconnect: config.loss.vgg_weights='random': the perceptual and style "
-                        "losses use a RANDOM VGG-19 (tests/demo only), not ImageNet features")
-            return {"vgg": vgg.random_variables(19, seed=self.seed, widths=self.vgg_widths)}
-        if not path or not os.path.isfile(path):
-            raise FrozenWeightsError(
-                f"config.loss.vgg_weights={path!r}: EdgeConnect's perceptual and style losses need "
-                f"VGG-19 weights; get {vgg.where_to_get(19)} (the original uses torchvision's, fed "
-                "[0, 1] images without ImageNet normalisation), or 'random' for a smoke test")
-        try:
-            variables = vgg.load_weights(path, depth=19, widths=self.vgg_widths)
-        except vgg.VGGWeightsError as e:
-            raise FrozenWeightsError(str(e)) from e
-        return {"vgg": variables}
+        # the original feeds its VGG-19 [0, 1] images without ImageNet normalisation
+        return common.load_frozen_vgg("edgeconnect", 19, self.vgg_weights, self.vgg_widths, self.seed,
+                                      "EdgeConnect's perceptual and style loss")
 
     def evaluation_label(self) -> str:
         if self.uses_vgg and self.vgg_weights == "random":

@@ -53,7 +53,6 @@ from inpaintjax.convert import glcic as convert
 from inpaintjax.data import fields
 from inpaintjax.families import common
 from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
-from inpaintjax.families.deepfill_v1 import crop_boxes
 from inpaintjax.models.glcic import CompletionNetwork, GlobalLocalDiscriminator, completion_input
 
 PHASES = ("completion", "discriminator", "joint")
@@ -109,14 +108,14 @@ def _load_official(path: str):
 
 def make_optimizer(optim, num_steps: int) -> optax.GradientTransformation:
     """ADADELTA (optim.lr, rho, eps; the rate in the optimiser state) or Adam (common)."""
-    name = str(optim.get("name", "adadelta"))
+    name = str(optim.name)
     if name == "adam":
         return common.make_optimizer(optim, num_steps)
     if name != "adadelta":
         raise ValueError(f"config.optim.name must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     schedule = common.learning_rate_schedule(optim, num_steps)
     return optax.inject_hyperparams(optax.adadelta)(
-        learning_rate=schedule, rho=float(optim.get("rho", 0.9)), eps=float(optim.get("eps", 1e-6)))
+        learning_rate=schedule, rho=float(optim.rho), eps=float(optim.eps))
 
 
 def _bce_logits(logits, target: float):
@@ -137,26 +136,25 @@ class GLCIC(Family):
     def __init__(self, config):
         super().__init__(config)
         m = config.model
-        self.phase = str(config.get("phase", "joint"))
+        self.phase = str(config.phase)
         if self.phase not in PHASES:
             raise ValueError(f"config.phase must be one of {', '.join(PHASES)}, got {self.phase!r}")
         dtype = common.compute_dtype(config)
-        self.mean = tuple(float(v) for v in m.get("mean", convert.PLACES2_MEAN))
+        self.mean = tuple(float(v) for v in m.mean)
         if len(self.mean) != 3:
             raise ValueError(f"config.model.mean must be 3 floats (RGB), got {self.mean}")
-        self.net = CompletionNetwork(width=int(m.get("width", 64)),
-                                     bn_eps=float(m.get("bn_eps", 1e-5)), dtype=dtype)
-        self.disc = GlobalLocalDiscriminator(width=int(m.get("d_width", 64)), dtype=dtype)
-        self.local_size = int(m.get("local_size", 128))
-        self.alpha = float(config.loss.get("alpha", 0.0004))
+        self.net = CompletionNetwork(width=int(m.width),
+                                     bn_eps=float(m.bn_eps), dtype=dtype)
+        self.disc = GlobalLocalDiscriminator(width=int(m.d_width), dtype=dtype)
+        self.local_size = int(m.local_size)
+        self.alpha = float(config.loss.alpha)
         steps = int(config.num_steps)
         self.g_tx = make_optimizer(config.optim, steps)
         self.d_tx = make_optimizer(config.optim, steps)
         self.ema_decay = common.ema_decay(config)
         common.no_remat(config, "glcic")
-        inf = config.get("inference", None)
-        self.maxdim = int(inf.get("maxdim", 600)) if inf is not None else 600
-        self.postprocess = bool(inf.get("postprocess", False)) if inf is not None else False
+        self.maxdim = int(config.inference.maxdim)
+        self.postprocess = bool(config.inference.postprocess)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
@@ -170,7 +168,7 @@ class GLCIC(Family):
     # -- pieces ---------------------------------------------------------------------------------
     def _crop(self, x, boxes):
         size = self.local_size or min(x.shape[1], x.shape[2]) // 2
-        return crop_boxes(x, boxes, size)
+        return common.crop_boxes(x, boxes, size)
 
     def _complete(self, g_params, g_stats, image, mask, train: bool):
         """(network output [B,H,W,3] in [0,1], updated BatchNorm statistics)."""

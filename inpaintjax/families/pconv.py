@@ -43,7 +43,7 @@ from inpaintjax import losses
 from inpaintjax.config import base_config
 from inpaintjax.convert import pconv as convert
 from inpaintjax.families import common
-from inpaintjax.families.base import Batch, Family, FrozenWeightsError, Metrics, WeightFormat, register
+from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models import vgg
 from inpaintjax.models.pconv import PConvUNet
 
@@ -133,21 +133,8 @@ class PConv(Family):
         if self.freeze_encoder_bn and not self.config.init_from:
             log.warning("pconv: encoder BatchNorm frozen (fine-tuning phase) but config.init_from is "
                         "empty: the frozen statistics are a fresh network's (0 and 1)")
-        if src == "random":
-            log.warning("pconv: config.loss.vgg_weights='random': the perceptual and style losses use "
-                        "a RANDOM VGG-16 (tests/demo only), not ImageNet features")
-            return {"vgg": vgg.random_variables(16, seed=int(self.config.seed), widths=self.vgg_widths)}
-        if not src:
-            raise FrozenWeightsError(
-                "config.loss.vgg_weights is empty: the PConv loss needs VGG-16 ImageNet weights, "
-                f"{vgg.where_to_get(16)} (e.g. --config.loss.vgg_weights=/path/vgg16-397923af.pth), "
-                "or 'random' for a smoke test")
-        try:
-            variables = vgg.load_weights(src, 16, self.vgg_widths)
-        except vgg.VGGWeightsError as e:
-            raise FrozenWeightsError(f"config.loss.vgg_weights: {e}") from e
-        log.info("pconv: VGG-16 loss network from %s", src)
-        return {"vgg": variables}
+        return common.load_frozen_vgg("pconv", 16, src, self.vgg_widths, int(self.config.seed),
+                                      "the PConv loss")
 
     def evaluation_label(self) -> str:
         if self.vgg_weights == "random":

@@ -51,8 +51,7 @@ from inpaintjax.config import base_config
 from inpaintjax.convert import shiftnet as convert
 from inpaintjax.data import fields
 from inpaintjax.families import common
-from inpaintjax.families.base import Batch, Family, FrozenWeightsError, Metrics, WeightFormat, register
-from inpaintjax.families.deepfill_v1 import crop_boxes
+from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models import vgg
 from inpaintjax.models.shiftnet import PatchDiscriminator, ShiftNetGenerator, feature_hole
 
@@ -160,25 +159,25 @@ class ShiftNet(Family):
         m = config.model
         self.num_downs = int(m.num_downs)
         self.size_multiple = 2 ** self.num_downs
-        self.in_channels = int(m.get("in_channels", 4))
+        self.in_channels = int(m.in_channels)
         if self.in_channels not in (3, 4):
             raise ValueError(f"model.in_channels must be 4 (RGB + known-pixel channel) or 3, got {self.in_channels}")
         self.dtype = common.compute_dtype(config)
         self.generator = ShiftNetGenerator(num_downs=self.num_downs, ngf=int(m.ngf), shift=str(m.shift),
-                                           triple_weight=float(m.get("triple_weight", 1.0)), dtype=self.dtype)
-        self.discriminator = PatchDiscriminator(ndf=int(m.get("ndf", 64)), dtype=self.dtype)
+                                           triple_weight=float(m.triple_weight), dtype=self.dtype)
+        self.discriminator = PatchDiscriminator(ndf=int(m.ndf), dtype=self.dtype)
         w = config.loss
-        self.guidance_form = str(w.get("guidance_form", "released"))
+        self.guidance_form = str(w.guidance_form)
         if self.guidance_form not in GUIDANCE_FORMS:
             raise ValueError(f"loss.guidance_form must be one of {GUIDANCE_FORMS}, got {self.guidance_form!r}")
         self.uses_vgg = float(w.style) != 0.0 or float(w.content) != 0.0
-        self.hole_crop = bool(w.get("hole_crop", False))
+        self.hole_crop = bool(w.hole_crop)
         size = int(config.data.image_size)
         self.crop_size = size // 2 - 8   # the original's fineSize / 2 - 2 * overlap (120 at 256)
         if self.hole_crop and self.crop_size < 24:
             raise ValueError(f"loss.hole_crop needs data.image_size >= 64 (the hole crop of "
                              f"{self.crop_size} px is too small for the 70x70 PatchGAN); got {size}")
-        self.vgg_widths = tuple(int(x) for x in w.get("vgg_widths", vgg.WIDTHS))
+        self.vgg_widths = tuple(int(x) for x in w.vgg_widths)
         self.vgg = vgg.VGG(depth=16, outputs=VGG_LAYERS, widths=self.vgg_widths, dtype=self.dtype)
         self.g_tx = common.make_optimizer(config.optim, int(config.num_steps))
         self.d_tx = common.make_optimizer(config.optim, int(config.num_steps))
@@ -201,25 +200,12 @@ class ShiftNet(Family):
         weights are 0 (the `paper` loss)."""
         if not self.uses_vgg:
             return {}
-        src = str(self.config.loss.get("vgg_weights", ""))
-        if src == "random":
-            log.warning("shiftnet: config.loss.vgg_weights='random': the style and content losses use "
-                        "a RANDOM VGG-16 (tests/demo only), not ImageNet features")
-            return {"vgg": vgg.random_variables(16, seed=int(self.config.seed), widths=self.vgg_widths)}
-        if not src:
-            raise FrozenWeightsError(
-                "config.loss.vgg_weights is empty: Shift-Net's style and content losses need VGG-16 "
-                f"ImageNet weights, {vgg.where_to_get(16)} (e.g. --config.loss.vgg_weights="
-                "/path/vgg16-397923af.pth), 'random' for a smoke test, or the 'paper' variant (no VGG)")
-        try:
-            variables = vgg.load_weights(src, 16, self.vgg_widths)
-        except vgg.VGGWeightsError as e:
-            raise FrozenWeightsError(f"config.loss.vgg_weights: {e}") from e
-        log.info("shiftnet: VGG-16 loss network from %s", src)
-        return {"vgg": variables}
+        return common.load_frozen_vgg("shiftnet", 16, str(self.config.loss.vgg_weights), self.vgg_widths,
+                                      int(self.config.seed), "Shift-Net's style and content loss "
+                                      "(or the 'paper' variant, without VGG)")
 
     def evaluation_label(self) -> str:
-        if self.uses_vgg and str(self.config.loss.get("vgg_weights", "")) == "random":
+        if self.uses_vgg and str(self.config.loss.vgg_weights) == "random":
             return f"{self.name} (trained with random VGG-16 loss features)"
         return self.name
 
@@ -232,7 +218,7 @@ class ShiftNet(Family):
         return jnp.concatenate([rgb, 1.0 - hole], axis=-1)
 
     def _crop(self, x, boxes):
-        return crop_boxes(x, boxes, self.crop_size) if self.hole_crop else x
+        return common.crop_boxes(x, boxes, self.crop_size) if self.hole_crop else x
 
     def _discriminate(self, d_vars, x):
         pred, upd = self.discriminator.apply(d_vars, x.astype(self.dtype), train=True, mutable=["batch_stats"])
@@ -264,7 +250,7 @@ class ShiftNet(Family):
         total = w.l1 * terms["l1"] + w.gan * terms["gan"] + w.guidance * terms["guidance"]
         if self.hole_crop:
             discount = jnp.asarray(losses.spatial_discount(self.crop_size, self.crop_size,
-                                                           float(w.get("discount_gamma", 0.9))))
+                                                           float(w.discount_gamma)))
             terms["hole_l1"] = jnp.mean(jnp.abs(discount * (fake_c - real_c)))
             total = total + w.hole_l1 * terms["hole_l1"]
         if self.uses_vgg:
