@@ -26,6 +26,11 @@ SCHEDULE = (f",optim.lr={PEAK},optim.schedule=cosine,optim.warmup_steps={WARMUP}
 ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.critic_steps=1",
         "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random"}
 NAMES = sorted(ARGS)
+# XLA:CPU's backend optimisation level for a family's shared step, where it differs from the
+# suite's level 0 (conftest): DeepFill v1's step (contextual attention, WGAN-GP's gradient of a
+# gradient) runs about 6x faster at level 1 for 1.6x its compile time, and the tests run it ~20
+# times (docs/performance.md, "The test suite").
+STEP_OPTIONS = {"deepfill_v1": {"xla_backend_optimization_level": 1}}
 SIZE = 32
 ROWS = 8
 
@@ -82,10 +87,24 @@ def config_of(name: str, extra: str = ""):
 
 @functools.lru_cache(maxsize=None)
 def family_step(name: str, extra: str = "") -> FamilyStep:
-    """The family's step on one device; `extra` (e.g. ',compute_dtype=bfloat16') modifies the config."""
+    """The family's step on one device. `extra` (e.g. ',compute_dtype=bfloat16') modifies the
+    config of the step, which starts from the unmodified config's initial state: the modified
+    config must give a state of the same structure, shapes and dtypes (checked)."""
     config = config_of(name, extra)
     family = get_family(name)(config)
     one, _ = batch(family, holes("a"))
-    state = jax.jit(family.init_state)(jax.random.key(0), one)
+    if extra:
+        state = family_step(name).state
+        expected = jax.eval_shape(family.init_state, jax.random.key(0), one)
+        assert (jax.tree.structure(expected) == jax.tree.structure(state) and all(
+            (a.shape, a.dtype) == (b.shape, b.dtype)
+            for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(state), strict=True))), extra
+    else:
+        state = jax.jit(family.init_state)(jax.random.key(0), one)
     frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
-    return FamilyStep(config, family, state, jax.jit(family.train_step), frozen)
+    return FamilyStep(config, family, state, jit_step(name, family), frozen)
+
+
+def jit_step(name: str, family, **kwargs):
+    """jax.jit(family.train_step, **kwargs), compiled with the family's STEP_OPTIONS."""
+    return jax.jit(family.train_step, compiler_options=STEP_OPTIONS.get(name), **kwargs)

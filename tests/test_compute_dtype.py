@@ -21,7 +21,7 @@ def test_bfloat16_compute_trains_like_float32(name):
         run = fs.family_step(name, "" if dtype == "float32" else ",compute_dtype=bfloat16")
         assert run.config.compute_dtype == dtype
         _, stacked = fs.batch(run.family, fs.mixed_holes())
-        state = run.state
+        state = run.state  # the same initial state (parameters in float32 for both dtypes)
         start = [np.asarray(x, np.float64) for x in jax.tree.leaves(state)]
         jaxprs[dtype] = str(jax.make_jaxpr(run.family.train_step)(state, stacked, jax.random.key(1),
                                                                  run.frozen))

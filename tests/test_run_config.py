@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,3 +55,23 @@ def test_first_logged_record_has_no_compile_time_rate(tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3]
     assert "steps_per_sec" not in records[0]             # step 1 is the compile
     assert all(r["steps_per_sec"] > 0 for r in records[1:])
+
+
+FAMILY_CONFIGS = ("deepfill_v1", "deepfill_v2", "pconv", "edgeconnect", "glcic", "shiftnet")
+
+
+@pytest.mark.parametrize("name", FAMILY_CONFIGS)
+def test_test_preset_builds_its_evaluation_mask_set(name, tmp_path):
+    """Every family's `test` preset (and so its evaluation) reaches each hole-area bucket with its
+    own mask generators at its own size: the frozen set holds `eval.per_bucket` masks per bucket."""
+    import importlib
+
+    from inpaintjax.masks import buckets
+    from inpaintjax.training.evaluate import frozen_masks
+    config = importlib.import_module(f"configs.{name}").get_config("test")
+    masks, labels = frozen_masks(config, str(tmp_path / "masks"))
+    size = int(config.eval.image_size)
+    assert masks.shape[1:3] == (size, size)
+    counts = np.bincount([buckets.bucket_of(buckets.hole_ratio(m)) for m in masks],
+                         minlength=len(buckets.BUCKETS))
+    assert counts.tolist() == [int(config.eval.per_bucket)] * len(buckets.BUCKETS), counts
