@@ -2,7 +2,7 @@
 
     python tests/run_toy.py WORKDIR OUT.npz [key=value ...] [--config FILE.py:ARG]
         [--dump params|state] [--pause_at K] [--cpu_devices N] [--mesh_devices N]
-        [--coordinator 127.0.0.1:PORT --num_processes P --process_id I]
+        [--coordinator 127.0.0.1:PORT --num_processes P --process_id I] [--evaluate]
 
 Without --config it trains the toy family (tests/toy_family.py); with it, that config (e.g.
 configs/deepfill_v2.py:test). OUT.npz holds this process's copy of every leaf (key = its tree
@@ -14,6 +14,10 @@ WORKDIR/metrics.jsonl (written by process 0).
 to the checkpointer), the process writes WORKDIR/paused.K and blocks for ever instead of starting
 step K+1, so a test can kill it at a known step. Needs config.data.num_workers=0 (batches prepared
 on demand: the loop asks for step K+1's batch only after step K).
+
+--evaluate: then evaluate the trained state (`inpaintjax.training.evaluate`, every process
+scoring its share of the batches) into WORKDIR/eval, and print the overall row as one JSON line
+`eval {...}`.
 
 --mesh_devices N: train on a mesh over the first N devices (the test session's set-up: 8 simulated
 CPU devices, training on one), so that its programs are those of the tests' own train() calls.
@@ -56,6 +60,7 @@ def main():
     p.add_argument("--coordinator", default="")
     p.add_argument("--num_processes", type=int, default=1)
     p.add_argument("--process_id", type=int, default=0)
+    p.add_argument("--evaluate", action="store_true")
     a = p.parse_intermixed_args()
     import jax
     if a.cpu_devices:
@@ -87,6 +92,15 @@ def main():
             for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
     np.savez(a.out, **flat)
     print(f"devices={jax.device_count()} processes={jax.process_count()} step={result['step']}", flush=True)
+    if a.evaluate:
+        import json
+
+        from inpaintjax.families import get as get_family
+        from inpaintjax.training.evaluate import evaluate
+        family = get_family(config.family)(config)
+        summary = evaluate(config, family, family.inference_variables(result["state"]), a.workdir,
+                           progress=False)
+        print("eval " + json.dumps(summary["all"]), flush=True)
 
 
 if __name__ == "__main__":

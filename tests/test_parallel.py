@@ -152,7 +152,8 @@ def test_train_on_eight_devices_like_one(tmp_path, train_devices, capsys):
 # ------------------------------------------------------------------------------------------------
 # Two processes over gloo (the multi-host code path: each process loads its own batch rows)
 
-GLOO_ARGS = ["num_steps=4", "log_every=1", "checkpoint_every=4", "image_every=0", "batch_size=8"]
+GLOO_ARGS = ["num_steps=4", "log_every=1", "checkpoint_every=4", "image_every=0", "batch_size=8",
+             "eval.baselines=mean"]
 
 
 def _free_port():
@@ -167,7 +168,7 @@ def test_two_processes_over_gloo_end_identical(tmp_path, child_env):
     workers = [subprocess.Popen(
         [sys.executable, RUN, str(tmp_path / "multi"), str(tmp_path / f"p{i}.npz")] + GLOO_ARGS
         + ["--cpu_devices", "2", "--coordinator", address, "--num_processes", "2",
-           "--process_id", str(i)], env=child_env(), stdout=subprocess.PIPE,
+           "--process_id", str(i), "--evaluate"], env=child_env(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True) for i in range(2)]
     # the same run in one process, on one device, while the workers start
     from inpaintjax.config import apply_overrides
@@ -187,3 +188,16 @@ def test_two_processes_over_gloo_end_identical(tmp_path, child_env):
         np.testing.assert_allclose(p0[k], ref[k], rtol=0, atol=1e-6, err_msg=k)  # same global batches
     np.testing.assert_allclose([m["loss/l1"] for m in _metrics(str(tmp_path / "multi"))],
                                [m["loss/l1"] for m in _metrics(str(tmp_path / "single"))], rtol=1e-5)
+    # the evaluation: each process scores its share of the batches; both report the whole set's
+    # row, equal to the one-process evaluation of the one-process run; process 0 writes the tables
+    from inpaintjax.training.evaluate import evaluate
+    config = apply_overrides(toy_family.toy_config(), GLOO_ARGS)
+    family = get_family(config.family)(config)
+    want = evaluate(config, family, family.inference_variables(single["state"]),
+                    str(tmp_path / "single"), progress=False)["all"]
+    rows = [json.loads(next(x for x in o.splitlines() if x.startswith("eval "))[5:]) for o in outs]
+    assert rows[0] == rows[1]
+    assert sorted(rows[0]) == sorted(want) and want["count"] > 1
+    for key, value in want.items():
+        assert rows[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert os.path.isfile(tmp_path / "multi" / "eval" / "metrics.md")
