@@ -172,3 +172,33 @@ def test_kid_and_inception_score_match_references():
     # a hand-worked IS: two equally likely, perfectly confident classes -> exp(log 2) = 2
     z = np.array([[50.0, 0.0], [0.0, 50.0]] * 5)
     assert fid.inception_score(z, splits=5)[0] == pytest.approx(2.0, rel=1e-9)
+
+
+@pytest.mark.multiprocess
+def test_statistics_and_rows_are_combined_across_two_processes(tmp_path, child_env):
+    """Two processes over jax.distributed (gloo on 127.0.0.1), each with its own unequal share of
+    the feature rows: the merged FID statistics are NumPy's mean and sample covariance of all the
+    rows, and the gathered rows are every process's rows in process order (what eval.py does with
+    the Inception features of several hosts)."""
+    import socket
+    import subprocess
+    import sys
+
+    import run_gather_stats as worker
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    procs = [subprocess.Popen([sys.executable, worker.__file__, str(tmp_path / f"p{i}.npz"),
+                               "--coordinator", address, "--num_processes", "2", "--process_id", str(i)],
+                              env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+    rows = worker.features()
+    for i in range(2):
+        got = np.load(tmp_path / f"p{i}.npz")
+        assert int(got["count"]) == len(rows)
+        np.testing.assert_allclose(got["mu"], rows.mean(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got["sigma"], np.cov(rows, rowvar=False), rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(got["rows"], np.concatenate([rows[0::2], rows[1::2]]))

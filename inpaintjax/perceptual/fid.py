@@ -90,14 +90,26 @@ class FeatureStats:
         return self.scatter / (self.count - 1)
 
 
+def allgather_exact(x: np.ndarray) -> np.ndarray:
+    """Every JAX process's `x` (same shape and dtype everywhere), stacked along a new first axis,
+    bit for bit: JAX's process_allgather carries 64-bit values as 32-bit ones unless jax_enable_x64
+    is on, so 64-bit arrays travel as pairs of uint32 words and are viewed back."""
+    from jax.experimental import multihost_utils
+    x = np.asarray(x)
+    if x.dtype.itemsize != 8:
+        return np.asarray(multihost_utils.process_allgather(x))
+    words = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
+    every = np.ascontiguousarray(multihost_utils.process_allgather(words))
+    return every.view(x.dtype).reshape((len(every),) + x.shape)
+
+
 def allgather_stats(stats: FeatureStats) -> FeatureStats:
-    """The statistics of every JAX process merged (each host fed its own share of the files);
-    the identity in a single-process run."""
+    """The statistics of every JAX process merged (each host fed its own share of the files), in
+    float64 throughout; the identity in a single-process run."""
     import jax
     if jax.process_count() == 1:
         return stats
-    from jax.experimental import multihost_utils
-    arrays = multihost_utils.process_allgather(stats.to_arrays())
+    arrays = {k: allgather_exact(v) for k, v in stats.to_arrays().items()}
     total = FeatureStats(stats.dim)
     for i in range(jax.process_count()):
         total.merge(FeatureStats.from_arrays(arrays["count"][i], arrays["mean"][i], arrays["scatter"][i]))

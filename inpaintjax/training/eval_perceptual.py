@@ -23,7 +23,7 @@ is a `WeightFileError` naming the key, the path and where to get the right file.
 
 Several JAX processes: each process feeds the masks it evaluated; `results()` merges the running
 statistics of every process (`fid.allgather_stats`) and gathers the kept rows
-(`multihost_utils.process_allgather`), so every process must call it.
+(`fid.allgather_exact`, 64-bit values bit for bit), so every process must call it.
 """
 
 from __future__ import annotations
@@ -166,10 +166,9 @@ def _gather_rows(x: np.ndarray) -> np.ndarray:
     """Rows of every process concatenated in process order (the identity in one process)."""
     if jax.process_count() == 1:
         return x
-    from jax.experimental import multihost_utils
-    counts = multihost_utils.process_allgather(np.asarray(len(x), np.int64))
+    counts = fid_lib.allgather_exact(np.asarray(len(x), np.int64))
     top = int(np.max(counts))
-    every = multihost_utils.process_allgather(_pad_rows(x, top))
+    every = fid_lib.allgather_exact(_pad_rows(x, top))
     return np.concatenate([every[i][:int(c)] for i, c in enumerate(counts)])
 
 
