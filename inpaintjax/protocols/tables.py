@@ -81,12 +81,12 @@ def _arrow(report, name) -> str:
     return " ↑" if info["higher_is_better"] else " ↓"
 
 
-def to_markdown(report: dict) -> str:
-    """Our groups as rows, the metrics as columns (mean ± std), then the published rows with sources."""
+def _group_rows(report: dict):
+    """(header, one row of cells per group): the group, its image count, each metric's mean ± std
+    ('' where the metric has no value for the group)."""
     names = list(report["results"])
     head = ["group", "images"] + [n + _arrow(report, n) for n in names]
-    lines = [f"Protocol `{report['protocol']}`: {report['title']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for g in report["groups"]:
         row = [g, str(report["group_counts"][g])]
         for n in names:
@@ -95,7 +95,16 @@ def to_markdown(report: dict) -> str:
             if cell and "std" in s and _fmt(s.get("std")):
                 cell += f" ± {_fmt(s['std'])}"
             row.append(cell)
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append(row)
+    return head, rows
+
+
+def to_markdown(report: dict) -> str:
+    """Our groups as rows, the metrics as columns (mean ± std), then the published rows with sources."""
+    head, rows = _group_rows(report)
+    lines = [f"Protocol `{report['protocol']}`: {report['title']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     for name, v in report.get("derived", {}).items():
         lines.append(f"\n{name} (total): {_fmt(v)}")
     pub = published_lines(report, markdown=True)
@@ -148,17 +157,8 @@ def published_lines(report: dict, markdown: bool = False) -> list:
 def format_text(report: dict) -> str:
     """The terminal summary: per group and total, the published rows, and the sources."""
     names = list(report["results"])
-    head = ["group", "images"] + [n + _arrow(report, n) for n in names]
-    body = []
-    for g in report["groups"]:
-        row = [g, str(report["group_counts"][g])]
-        for n in names:
-            s = report["results"][n].get(g, {})
-            cell = _fmt(s.get("mean"))
-            if cell and "std" in s and _fmt(s.get("std")):
-                cell += f" ± {_fmt(s['std'])}"
-            row.append(cell or "nan")
-        body.append(row)
+    head, rows = _group_rows(report)
+    body = [row[:2] + [cell or "nan" for cell in row[2:]] for row in rows]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     lines = [f"protocol {report['protocol']}: {report['title']}"]
     lines += ["  ".join(x.ljust(wd) for x, wd in zip(row, widths)).rstrip() for row in [head] + body]
