@@ -18,6 +18,17 @@ FID, KID, IS, LPIPS and P-IDS / U-IDS join the tables when the config names thei
 
 (docs/evaluation-metrics.md). With several processes (jax.distributed) each evaluates its share of
 the batches and process 0 writes the combined tables.
+
+A paper's evaluation protocol instead (docs/protocols.md): the model fills the protocol's inputs, made
+from config.data's held-out images with the protocol's seeded masks (or a mask folder), and the
+outputs are scored as the paper scores them, beside the published rows:
+
+    python eval.py --workdir runs/official --weights states_tf_places2.npz --protocol mmagic \
+        --protocol_mask_set deepfill_v2_strokes --config configs/deepfill_v2.py:places2 \
+        --config.data.source=tfds --config.data.name=places365_small --config.data.eval_split=validation
+
+writes <workdir>/protocol/<name>/ (inputs/, outputs/, <name>.json/.csv/.md); rerun the same command to
+resume an interrupted run.
 """
 
 import os
@@ -37,6 +48,20 @@ flags.DEFINE_string("family", None, "the family of --weights where the files can
 flags.DEFINE_integer("step", None, "checkpoint step (default: the newest readable one)")
 flags.DEFINE_string("mask_dir", None, "frozen eval mask set (built there if missing); default "
                     "<workdir>/eval_masks")
+flags.DEFINE_string("protocol", None, "run a paper's evaluation protocol instead: lama, comodgan, mat, pconv, "
+                    "edgeconnect, mmagic, or one defined in --protocol_file")
+flags.DEFINE_string("protocol_file", None, "a .py or .json file defining more protocols")
+flags.DEFINE_string("protocol_dir", None, "where the protocol's inputs, outputs and tables go; default "
+                    "<workdir>/protocol/<name>")
+flags.DEFINE_string("protocol_mask_set", None, "the mask generator (default: the protocol's first mask set)")
+flags.DEFINE_string("protocol_mask_folder", None, "take the masks from this folder of mask files instead "
+                    "(e.g. NVIDIA's Irregular Mask Dataset with --protocol_mask_polarity=nvidia)")
+flags.DEFINE_string("protocol_mask_polarity", "white_hole", "which pixels of --protocol_mask_folder's files "
+                    "are hole: white_hole, black_hole, or a source name (nvidia, mat, comodgan, ...)")
+flags.DEFINE_integer("protocol_num_images", None, "the first N held-out images only (default: all)")
+flags.DEFINE_integer("protocol_seed", 0, "the masks' seed")
+flags.DEFINE_list("protocol_skip", [], "metrics of the protocol to leave out (the report is then marked "
+                  "not comparable)")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -57,6 +82,8 @@ def main(argv):
     else:
         saved, family, variables = load_for_inference(FLAGS.workdir, FLAGS.step)
         config = FLAGS.config if FLAGS.config is not None else saved
+    if FLAGS.protocol:
+        return _run_protocol(config, family, variables)
     # every process evaluates its share of the batches; process 0 writes the combined tables
     try:
         summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
@@ -70,6 +97,27 @@ def main(argv):
     print(f"eval: wrote {os.path.join(FLAGS.workdir, 'eval')}/metrics.{{json,csv,md,png}}, "
           f"baseline_*.*, comparison.md and {os.path.join(FLAGS.workdir, 'samples.png')}; overall "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["all"].items() if isinstance(v, float)))
+
+
+def _run_protocol(config, family, variables):
+    import jax
+    from inpaintjax import protocols
+    from inpaintjax.training.eval_protocol import run_protocol
+    try:
+        if FLAGS.protocol_file:
+            protocols.load_protocol_file(FLAGS.protocol_file, replace=True)
+        proto = protocols.get_protocol(FLAGS.protocol)
+        out_dir = FLAGS.protocol_dir or os.path.join(FLAGS.workdir, "protocol", proto.name)
+        report = run_protocol(config, family, variables, proto, out_dir, mask_set=FLAGS.protocol_mask_set,
+                              mask_folder=FLAGS.protocol_mask_folder, mask_polarity=FLAGS.protocol_mask_polarity,
+                              num_images=FLAGS.protocol_num_images, seed=FLAGS.protocol_seed,
+                              skip=FLAGS.protocol_skip)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"eval.py: {e}", file=sys.stderr)
+        sys.exit(2)
+    if jax.process_index() == 0:
+        print(protocols.format_text(report))
+        print(f"eval: wrote {out_dir}/{proto.name}.{{json,csv,md,png}} (inputs/, outputs/ beside them)")
 
 
 if __name__ == "__main__":

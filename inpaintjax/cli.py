@@ -239,9 +239,13 @@ def _cmd_evaluate(args) -> int:
     if args.output is None:
         raise ValueError("--output DIR is required (the folder of inpainted images to score), unless "
                          "--write-inputs DIR writes a protocol's inputs")
+    for flag, value in (("--mask-folder", args.mask_folder), ("--num-images", args.num_images)):
+        if value is not None:
+            raise ValueError(f"{flag} goes with --write-inputs DIR (it chooses the inputs to write)")
     if args.protocol:
         return _cmd_evaluate_protocol(args)
-    for flag, value in (("--skip", args.skip), ("--tables", args.tables), ("--any-size", args.any_size)):
+    for flag, value in (("--skip", args.skip), ("--tables", args.tables), ("--any-size", args.any_size),
+                        ("--checkpoint", args.checkpoint)):
         if value:
             raise ValueError(f"{flag} goes with --protocol NAME")
     metrics = folders.parse_metrics(args.metrics or "l1,l2,psnr,ssim,fid")
@@ -271,10 +275,16 @@ def _cmd_evaluate_protocol(args) -> int:
     skip = [s.strip() for s in (args.skip or "").split(",") if s.strip()]
     if args.report:
         _check_writable(args.report, "--report")
+    from inpaintjax import distributed
+    distributed.initialize()  # several processes when JAX_COORDINATOR_ADDRESS etc. say so
+    import jax
     report = protocols.evaluate_protocol(
         proto, args.truth, args.output, args.mask, inception_path=args.inception,
         lpips_backbone=args.lpips_backbone, lpips_lin=args.lpips_lin, batch_size=args.batch_size, skip=skip,
-        allow_other_size=args.any_size, fid_method=args.fid_method, progress=not args.quiet)
+        allow_other_size=args.any_size, fid_method=args.fid_method, progress=not args.quiet,
+        mask_polarity=args.mask_polarity, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+    if jax.process_index() != 0:  # every process holds the whole report; one writes it
+        return 0
     print(protocols.format_text(report))
     if args.report:
         from inpaintjax.protocols.tables import _json_safe
@@ -295,11 +305,13 @@ def _cmd_write_inputs(args) -> int:
     if not args.protocol:
         raise ValueError("--write-inputs DIR needs --protocol NAME (whose masks and image size to use)")
     manifest = protocols.write_inputs(args.protocol, args.truth, args.write_inputs, mask_set=args.mask_set,
-                                      seed=args.seed)
+                                      seed=args.seed, mask_folder=args.mask_folder,
+                                      mask_polarity=args.mask_polarity, num_images=args.num_images)
     n = len(manifest["images"])
-    print(f"wrote {n} images of protocol {manifest['protocol']!r} ({manifest['size']}x{manifest['size']}, masks "
-          f"{manifest['mask_set']}, seed {manifest['seed']}) to {args.write_inputs}: truth/, masks/ (white = hole), "
-          f"masked/, manifest.json")
+    masks = manifest.get("mask_set") or f"from {manifest['mask_folder']} ({manifest['mask_polarity']})"
+    print(f"{args.write_inputs} holds {n} images of protocol {manifest['protocol']!r} ({manifest['size']}x"
+          f"{manifest['size']}, masks {masks}, seed {manifest['seed']}): truth/, masks/ (white = hole), masked/, "
+          f"manifest.json")
     return 0
 
 
@@ -308,7 +320,8 @@ def _add_evaluate_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="FID, KID, IS, LPIPS, P-IDS/U-IDS, L1/L2/PSNR/SSIM of a folder of "
                                         "outputs against a folder of ground truth, or a paper's whole protocol")
     e.add_argument("--truth", required=True, help="folder of ground-truth images (with --write-inputs: the "
-                                                  "photographs to prepare)")
+                                                  "photographs to prepare, or a TFDS split tfds:NAME:SPLIT, "
+                                                  "e.g. tfds:places365_small:validation, read as array_record)")
     e.add_argument("--output", default=None,
                    help="folder of inpainted images, paired with --truth by relative path (extension aside)")
     e.add_argument("--mask", default=None, help="optional folder of masks (non-zero = hole), paired the same "
@@ -326,13 +339,27 @@ def _add_evaluate_parser(sub) -> None:
     e.add_argument("--any-size", action="store_true",
                    help="with --protocol: score images of another size than the protocol's (not comparable)")
     e.add_argument("--tables", default=None,
-                   help="with --protocol: folder for <protocol>.json/.csv/.md (and LaMa's .tsv)")
+                   help="with --protocol: folder for <protocol>.json/.csv/.md/.png (and LaMa's .tsv)")
     e.add_argument("--write-inputs", default=None, metavar="DIR",
                    help="with --protocol: write the protocol's seeded masks and masked inputs for --truth's "
                         "images (truth/, masks/, masked/, manifest.json) for another tool to fill")
     e.add_argument("--mask-set", default=None,
                    help="with --write-inputs: the mask generator (default: the protocol's first mask set)")
+    e.add_argument("--mask-folder", default=None, metavar="DIR",
+                   help="with --write-inputs: take the masks from this folder of mask files (e.g. NVIDIA's "
+                        "Irregular Mask Dataset, with --mask-polarity nvidia), shuffled by --seed")
+    e.add_argument("--mask-polarity", default="white_hole",
+                   help="which pixels of a mask file are hole (--mask, --mask-folder): white_hole (default), "
+                        "black_hole, or a source name: nvidia, edgeconnect, lama, deepfill (white), comodgan, "
+                        "mat (black)")
+    e.add_argument("--num-images", type=int, default=None,
+                   help="with --write-inputs: the first N images only")
     e.add_argument("--seed", type=int, default=0, help="with --write-inputs: the masks' seed (default 0)")
+    e.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="with --protocol: save the running scores here every --checkpoint-every images; "
+                        "rerun the same command to resume an interrupted evaluation (deleted at the end)")
+    e.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="with --checkpoint: images between saves (default 1000)")
     e.add_argument("--inception", default=None,
                    help="FID Inception weights pt_inception-2015-12-05-6726825d.pth (fid, kid, is, pids, uids)")
     e.add_argument("--resize", default=None, choices=("pytorch", "tf1", "clean"),

@@ -31,12 +31,21 @@ def quiet_library_logging(FLAGS) -> None:
 def initialize_from_flags(FLAGS) -> None:
     """Initialise jax.distributed when flags or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
     JAX_PROCESS_ID ask for it; a single process otherwise. Must run before any JAX computation."""
+    initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed,
+               FLAGS.num_cpu_devices)
+
+
+def initialize(address: str | None = None, num: int | None = None, pid: int | None = None,
+               auto: bool = False, num_cpu_devices: int | None = None) -> None:
+    """`initialize_from_flags` without absl: the arguments, else JAX_COORDINATOR_ADDRESS /
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID (the CLI's multi-process evaluation), else `auto` asks
+    jax.distributed.initialize() to find the cluster's settings; a single process otherwise."""
     import jax
-    if FLAGS.num_cpu_devices:
-        jax.config.update("jax_num_cpu_devices", int(FLAGS.num_cpu_devices))
-    address = FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    num = FLAGS.num_processes if FLAGS.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
-    pid = FLAGS.process_id if FLAGS.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+    if num_cpu_devices:
+        jax.config.update("jax_num_cpu_devices", int(num_cpu_devices))
+    address = address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num = num if num is not None else os.environ.get("JAX_NUM_PROCESSES")
+    pid = pid if pid is not None else os.environ.get("JAX_PROCESS_ID")
     if address:
         if num is None or pid is None:
             raise ValueError("multi-host: with a coordinator address also give --num_processes and "
@@ -46,5 +55,5 @@ def initialize_from_flags(FLAGS) -> None:
             kwargs["coordinator_bind_address"] = address  # stay on loopback for local runs
         jax.distributed.initialize(coordinator_address=address, num_processes=int(num),
                                    process_id=int(pid), **kwargs)
-    elif FLAGS.distributed:
+    elif auto:
         jax.distributed.initialize()

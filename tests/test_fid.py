@@ -179,17 +179,36 @@ def test_statistics_and_rows_are_combined_across_two_processes(tmp_path, child_e
     """Two processes over jax.distributed (gloo on 127.0.0.1), each with its own unequal share of
     the feature rows: the merged FID statistics are NumPy's mean and sample covariance of all the
     rows, and the gathered rows are every process's rows in process order (what eval.py does with
-    the Inception features of several hosts)."""
+    the Inception features of several hosts). The same processes score a protocol over folders, each
+    its share: both report the one-process numbers."""
+    import json
     import socket
     import subprocess
     import sys
 
+    from PIL import Image
+
     import run_gather_stats as worker
+    from inpaintjax.protocols import evaluate_protocol
+    # the protocol part: each process scores its share of these folders (with its own checkpoint)
+    # and both must report what one process computes alone
+    folders = tmp_path / "protocol"
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        t = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        o = np.clip(t.astype(int) + rng.integers(-60, 60, t.shape), 0, 255).astype(np.uint8)
+        m = ((rng.random((32, 32)) < (0.1 if i % 2 else 0.6)) * 255).astype(np.uint8)
+        for sub, img in (("truth", t), ("output", o), ("masks", m)):
+            (folders / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folders / sub / f"{i}.png")
+    alone = evaluate_protocol(worker.protocol(), str(folders / "truth"), str(folders / "output"),
+                              str(folders / "masks"), batch_size=2, devices=jax.devices()[:1])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
     procs = [subprocess.Popen([sys.executable, worker.__file__, str(tmp_path / f"p{i}.npz"),
-                               "--coordinator", address, "--num_processes", "2", "--process_id", str(i)],
+                               "--coordinator", address, "--num_processes", "2", "--process_id", str(i),
+                               "--protocol_folders", str(folders)],
                               env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     for p in procs:
@@ -202,3 +221,13 @@ def test_statistics_and_rows_are_combined_across_two_processes(tmp_path, child_e
         np.testing.assert_allclose(got["mu"], rows.mean(0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(got["sigma"], np.cov(rows, rowvar=False), rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(got["rows"], np.concatenate([rows[0::2], rows[1::2]]))
+        with open(tmp_path / f"p{i}.json") as fh:
+            report = json.load(fh)
+        assert report["processes"] == 2 and report["count"] == 5
+        assert report["group_counts"] == alone["group_counts"] and set(alone["group_counts"]) == {
+            "0-20%", "20-100%", "total"}
+        for name, per_group in alone["results"].items():
+            for g, v in per_group.items():
+                np.testing.assert_allclose([report["results"][name][g]["mean"], report["results"][name][g]["std"]],
+                                           [v["mean"], v["std"]], rtol=1e-6)  # float32 per image
+    assert not list(folders.glob("state*"))  # each process's checkpoint, removed at the end

@@ -179,12 +179,14 @@ def eval_images(config, num: int | None = None, source=None) -> np.ndarray:
 
 
 def eval_batch(config, spec: Mapping[str, fields_lib.Field], images: np.ndarray,
-               holes: np.ndarray, first: int = 0) -> dict[str, np.ndarray]:
+               holes: np.ndarray, first: int = 0, indices=None) -> dict[str, np.ndarray]:
     """The spec's fields for held-out images (uint8 or float [B, S, S, 3]) and masks [B, S, S, 1],
-    computed on the ground truth with streams seeded by (config.eval.seed, first + i)."""
+    computed on the ground truth with streams seeded by (config.eval.seed, first + i), or by
+    (config.eval.seed, indices[i]) when the rows' indices are given."""
     imgs = np.asarray(images)
     imgs = imgs.astype(np.float32) / 255.0 if imgs.dtype == np.uint8 else imgs.astype(np.float32)
-    rngs = [np.random.default_rng([int(config.eval.seed), _FIELD, first + i]) for i in range(len(imgs))]
+    ids = range(first, first + len(imgs)) if indices is None else [int(i) for i in indices]
+    rngs = [np.random.default_rng([int(config.eval.seed), _FIELD, i]) for i in ids]
     return fields_lib.compute_batch(spec, imgs, np.asarray(holes, np.float32), rngs)
 
 

@@ -103,6 +103,21 @@ def allgather_exact(x: np.ndarray) -> np.ndarray:
     return every.view(x.dtype).reshape((len(every),) + x.shape)
 
 
+def allgather_rows(x: np.ndarray) -> np.ndarray:
+    """The rows of every JAX process's `x` [n_p, ...] (n_p may differ between processes, the rest of
+    the shape and the dtype may not) concatenated in process order, bit for bit; the identity in a
+    single-process run."""
+    import jax
+    x = np.asarray(x)
+    if jax.process_count() == 1:
+        return x
+    counts = allgather_exact(np.asarray(len(x), np.int64))
+    top = int(np.max(counts))
+    padded = x if len(x) == top else np.concatenate([x, np.zeros((top - len(x),) + x.shape[1:], x.dtype)])
+    every = allgather_exact(padded)
+    return np.concatenate([every[i][:int(c)] for i, c in enumerate(counts)])
+
+
 def allgather_stats(stats: FeatureStats) -> FeatureStats:
     """The statistics of every JAX process merged (each host fed its own share of the files), in
     float64 throughout; the identity in a single-process run."""

@@ -17,10 +17,11 @@ of the device count and the padding dropped, so 1 or 8 devices give the same num
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -52,29 +53,57 @@ class RunningMoments:
             self.m2 = self.m2 + m2b + delta * delta * self.n * nb / n
         self.n = n
 
+    def merge(self, other: "RunningMoments") -> "RunningMoments":
+        """Fold in the moments of another part of the stream (another process's share)."""
+        if other.n == 0:
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        if self.n == 0:
+            self.mean, self.m2 = other.mean, other.m2
+        else:
+            self.mean = self.mean + delta * other.n / n
+            self.m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+        return self
+
+    def to_array(self) -> np.ndarray:
+        return np.asarray([self.n, self.mean, self.m2], np.float64)
+
+    @classmethod
+    def from_array(cls, a) -> "RunningMoments":
+        m = cls()
+        m.n, m.mean, m.m2 = int(a[0]), float(a[1]), float(a[2])
+        return m
+
     @property
     def std(self) -> float:
         return math.sqrt(max(self.m2, 0.0) / self.n) if self.n else float("nan")
 
 
-def _require_weights(metrics, inception_path, lpips_backbone) -> None:
+CLI_OPTIONS = {"inception": "--inception FILE", "lpips": "--lpips-backbone FILE", "skip": "--skip"}
+
+
+def _require_weights(metrics, inception_path, lpips_backbone, options=CLI_OPTIONS) -> None:
+    """Refuse metrics whose weight file is not named; the message names `options` (the caller's way
+    of naming the files: the CLI's options by default)."""
     need_inc = [m.name for m in metrics if m.measure in measures.SET_MEASURES]
     if need_inc and not inception_path:
         from inpaintjax.perceptual import inception as inc
-        raise ValueError(f"{', '.join(need_inc)} need the FID Inception weights: --inception FILE; {inc.WHERE} "
-                         f"(or leave them out with --skip {','.join(need_inc)})")
+        raise ValueError(f"{', '.join(need_inc)} need{'s' if len(need_inc) == 1 else ''} the FID Inception weights: {options['inception']}; {inc.WHERE} "
+                         f"(or leave them out with {options['skip']} {','.join(need_inc)})")
     need_lp = [m for m in metrics if m.measure == "lpips"]
     if need_lp and not lpips_backbone:
         from inpaintjax.perceptual import lpips as lp
         net = need_lp[0].options.get("net", "alex")
-        raise ValueError(f"{need_lp[0].name} (LPIPS-{net}) needs --lpips-backbone FILE; {lp._backbone_where(net)} "
-                         f"(or leave it out with --skip {need_lp[0].name})")
+        raise ValueError(f"{need_lp[0].name} (LPIPS-{net}) needs {options['lpips']}; {lp._backbone_where(net)} "
+                         f"(or leave it out with {options['skip']} {need_lp[0].name})")
 
 
 def _make_mesh(devices):
     import jax
     from jax.sharding import Mesh
-    devs = list(jax.devices() if devices is None else devices)
+    devs = list(jax.local_devices() if devices is None else devices)
     return Mesh(np.array(devs), ("data",))
 
 
@@ -122,11 +151,16 @@ def _chosen_metrics(proto: Protocol, skip: Sequence[str], mask_dir, batch_size: 
 
 class _Scorer:
     """The running state of one evaluation: `add(batch)` folds a chunk of image pairs in, `results()`
-    turns the state into {metric: {group: {'mean', 'std'?}}} (see the module docstring)."""
+    turns the state into {metric: {group: {'mean', 'std'?}}} (see the module docstring).
+
+    The state is a set of arrays (`state()` / `load_state()`), saved as a checkpoint between chunks and
+    merged across processes (`merge()`) in process order, so a split or resumed run adds up to the
+    same state as one pass (up to float64 rounding of the merged moments and scatter matrices)."""
 
     def __init__(self, metrics, proto: Protocol, mesh, chunk: int, inception_path, lpips_backbone, lpips_lin,
                  fid_method: str):
         self.metrics, self.proto, self.chunk, self.fid_method = metrics, proto, chunk, fid_method
+        self.universe = list(proto.binning.group_names()) + [TOTAL]  # every group a mask can fall in
         self.per_image = _per_image_fn(metrics, mesh)
         self.extractor = None
         if any(m.measure in measures.SET_MEASURES for m in metrics):
@@ -138,6 +172,7 @@ class _Scorer:
             if m.measure == "lpips" and net not in self.lpips_fns:
                 from inpaintjax.perceptual import lpips as lp
                 self.lpips_fns[net] = lp.make_distance(lp.load(net, lpips_backbone, lpips_lin), net, mesh=mesh)
+        self.valued = [m.name for m in metrics if m.measure in measures.PER_IMAGE or m.measure == "lpips"]
         self.want_fid = any(m.measure == "fid" for m in metrics)
         self.keep_features = any(m.measure in ("pids", "uids", "is") for m in metrics)
         self.counts: Dict[str, int] = {}
@@ -146,6 +181,7 @@ class _Scorer:
         self.members: list = []  # each image's groups, only where P-IDS/U-IDS/IS need every feature anyway
         self.pool3: tuple = ([], [])
         self.logits: list = []
+        self.sizes: set = set()
 
     def add(self, batch) -> None:
         """batch: [(truth uint8 [H, W, 3], output uint8, mask float32 [H, W], groups)] of one size."""
@@ -154,6 +190,7 @@ class _Scorer:
         k, chunk = len(batch), self.chunk
         truth, out = np.stack([b[0] for b in batch]), np.stack([b[1] for b in batch])
         mask = np.stack([b[2] for b in batch])[..., None]
+        self.sizes.add(truth.shape[1:3])
         if chunk > k:  # one program for every chunk; the padded rows are dropped below
             z = lambda a: np.concatenate([a, np.zeros((chunk - k,) + a.shape[1:], a.dtype)])
             truth, out, mask = z(truth), z(out), z(mask)
@@ -189,6 +226,89 @@ class _Scorer:
                 self.pool3[0].append(pt.astype(np.float32))
                 self.pool3[1].append(po.astype(np.float32))
                 self.logits.append(np.asarray(feats["logits_unbiased"], np.float32)[chunk:chunk + k])
+
+    # -- the state as arrays: checkpoints and the merge across processes ---------------------------
+    def state(self) -> Dict[str, np.ndarray]:
+        """Every running quantity as arrays: `counts` [G] over `universe`, `moments` [metric, G, 3],
+        the FID statistics of each group that has any (`fid/<g>/<side>/{count,mean,scatter}`), the kept
+        feature rows and each row's groups ([N, G] bool), and the image sizes seen."""
+        u = self.universe
+        st = {"counts": np.asarray([self.counts.get(g, 0) for g in u], np.int64),
+              "moments": np.asarray([[self.moments.get(n, {}).get(g, RunningMoments()).to_array() for g in u]
+                                     for n in self.valued], np.float64).reshape(len(self.valued), len(u), 3),
+              "sizes": np.asarray(sorted(self.sizes), np.int64).reshape(-1, 2)}
+        for g, pair in self.fid_stats.items():
+            for side, fs in zip(("truth", "output"), pair):
+                for k, v in fs.to_arrays().items():
+                    st[f"fid/{u.index(g)}/{side}/{k}"] = v
+        if self.keep_features:
+            st["members"] = np.asarray([[g in gs for g in u] for gs in self.members], bool).reshape(-1, len(u))
+            dim = lambda parts, d: np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
+            st["pool3_truth"], st["pool3_output"] = dim(self.pool3[0], 2048), dim(self.pool3[1], 2048)
+            st["logits"] = dim(self.logits, 1008)
+        return st
+
+    def merge(self, st: Mapping[str, np.ndarray]) -> None:
+        """Fold in a state (`state()`'s arrays) of another share of the images, after this one's."""
+        from inpaintjax.perceptual.fid import FeatureStats
+        u = self.universe
+        for g, c in zip(u, st["counts"]):
+            if c:
+                self.counts[g] = self.counts.get(g, 0) + int(c)
+        for name, per_group in zip(self.valued, st["moments"]):
+            for g, a in zip(u, per_group):
+                if a[0] > 0:
+                    self.moments.setdefault(name, {}).setdefault(g, RunningMoments()).merge(RunningMoments.from_array(a))
+        self.sizes.update(tuple(int(x) for x in hw) for hw in st["sizes"])
+        for i, g in enumerate(u):
+            if f"fid/{i}/truth/count" not in st:
+                continue
+            got = [FeatureStats.from_arrays(*(st[f"fid/{i}/{side}/{k}"] for k in ("count", "mean", "scatter")))
+                   for side in ("truth", "output")]
+            if g not in self.fid_stats:
+                self.fid_stats[g] = got
+            else:
+                self.fid_stats[g][0].merge(got[0])
+                self.fid_stats[g][1].merge(got[1])
+        if self.keep_features and len(st["members"]):
+            self.members.extend(tuple(g for g, on in zip(u, row) if on) for row in st["members"])
+            self.pool3[0].append(np.asarray(st["pool3_truth"], np.float32))
+            self.pool3[1].append(np.asarray(st["pool3_output"], np.float32))
+            self.logits.append(np.asarray(st["logits"], np.float32))
+
+    def gather_processes(self) -> None:
+        """Replace this process's state by every process's, merged in process order (a no-op in a
+        single-process run); every process ends with the whole state."""
+        import jax
+        if jax.process_count() == 1:
+            return
+        from inpaintjax.perceptual.fid import allgather_exact, allgather_rows
+        mine = self.state()
+        every = {k: allgather_exact(mine[k]) for k in ("counts", "moments")}
+        sizes = allgather_rows(mine["sizes"])
+        shares = [{"counts": every["counts"][p], "moments": every["moments"][p], "sizes": np.zeros((0, 2), np.int64)}
+                  for p in range(jax.process_count())]
+        shares[0]["sizes"] = sizes
+        for i in range(len(self.universe)):  # FID statistics group by group: 2 x 32 MB each, not all at once
+            key = f"fid/{i}/truth/count"
+            counts = allgather_exact(np.asarray([mine.get(key, 0), mine.get(f"fid/{i}/output/count", 0)], np.int64))
+            if not counts.any():
+                continue
+            for side in ("truth", "output"):
+                zero = {"count": np.asarray(0, np.int64), "mean": np.zeros(2048), "scatter": np.zeros((2048, 2048))}
+                for k in ("count", "mean", "scatter"):
+                    got = allgather_exact(mine.get(f"fid/{i}/{side}/{k}", zero[k]))
+                    for p, share in enumerate(shares):
+                        share[f"fid/{i}/{side}/{k}"] = got[p]
+        if self.keep_features:
+            rows = {k: allgather_rows(mine[k]) for k in ("members", "pool3_truth", "pool3_output", "logits")}
+            shares[0].update(rows)  # rows arrive in process order: one share holds them all
+            for share in shares[1:]:
+                share["members"] = np.zeros((0, len(self.universe)), bool)
+        self.counts, self.moments, self.fid_stats, self.sizes = {}, {}, {}, set()
+        self.members, self.pool3, self.logits = [], ([], []), []
+        for share in shares:
+            self.merge(share)
 
     def _set_value(self, m, g: str) -> dict:
         from inpaintjax.perceptual import fid as fid_lib
@@ -233,8 +353,10 @@ class _Scorer:
         return out
 
 
-def _read_pair(proto: Protocol, tpath: str, opath: str, mpath: Optional[str], allow_other_size: bool):
-    from inpaintjax.image_io import read_image, read_mask
+def _read_pair(proto: Protocol, tpath: str, opath: str, mpath: Optional[str], allow_other_size: bool,
+               mask_polarity: str = "white_hole"):
+    from inpaintjax.image_io import read_image
+    from inpaintjax.masks.folders import read_polarity_mask
     t, o = read_image(tpath, "truth image"), read_image(opath, "output image")
     if t.shape != o.shape:
         raise ValueError(f"{opath} is {o.shape[1]}x{o.shape[0]} but its ground truth {tpath} is "
@@ -245,43 +367,136 @@ def _read_pair(proto: Protocol, tpath: str, opath: str, mpath: Optional[str], al
                          f"pass --any-size to score them anyway: then not comparable with published numbers)")
     if mpath is None:
         return t, o, np.zeros(t.shape[:2], np.float32), (TOTAL,)
-    m = read_mask(mpath)
+    m = read_polarity_mask(mpath, mask_polarity)
     if m.shape != t.shape[:2]:
         raise ValueError(f"mask {mpath} is {m.shape[1]}x{m.shape[0]} but {tpath} is {t.shape[1]}x{t.shape[0]}")
     return t, o, m, (TOTAL,) + proto.binning.groups_of(m)
+
+
+def process_share(n: int, index: Optional[int] = None, count: Optional[int] = None) -> slice:
+    """The contiguous share of n items that process `index` of `count` (default: this JAX process)
+    evaluates: shares differ in length by at most one and, in process order, cover 0..n-1."""
+    import jax
+    index = jax.process_index() if index is None else int(index)
+    count = jax.process_count() if count is None else int(count)
+    return slice(index * n // count, (index + 1) * n // count)
+
+
+def _fingerprint(proto: Protocol, pairs, share: slice, metrics, settings: dict) -> str:
+    """What a checkpoint's state depends on: the protocol, the chosen metrics and settings, the process
+    split, and every file of this process's share (path, size and modification time)."""
+    import hashlib
+    h = hashlib.sha256()
+    h.update(repr(dataclasses.asdict(proto)).encode())
+    h.update(json.dumps({"metrics": [m.name for m in metrics], "share": [share.start, share.stop, len(pairs)],
+                         **settings}, sort_keys=True, default=str).encode())
+    for pair in pairs[share]:
+        for path in pair:
+            if path is not None:
+                st = os.stat(path)
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def checkpoint_path(path: str) -> str:
+    """This process's checkpoint file: `path` itself in a single-process run, `path` with
+    `.process<i>of<n>` before the extension otherwise (each process saves its own share)."""
+    import jax
+    if jax.process_count() == 1:
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.process{jax.process_index()}of{jax.process_count()}{ext or '.npz'}"
+
+
+def _save_checkpoint(path: str, scorer: _Scorer, done: int, fingerprint: str) -> None:
+    """The scorer's state after `done` pairs of this process's share, written to a temporary file and
+    renamed over `path`: a kill during the write leaves the previous checkpoint whole."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, done=np.asarray(done, np.int64), fingerprint=np.asarray(fingerprint), **scorer.state())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: str, scorer: _Scorer, fingerprint: str) -> int:
+    """Restore the state saved in `path` (if any) and return how many pairs it covers (0 without one).
+    A checkpoint of another evaluation (other files, protocol, metrics or settings) is refused."""
+    if not os.path.isfile(path):
+        return 0
+    try:
+        with np.load(path) as f:
+            st = {k: f[k] for k in f.files}
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it to start "
+                         f"the evaluation afresh") from e
+    if str(st.pop("fingerprint")) != fingerprint:
+        raise ValueError(f"checkpoint {path} belongs to another evaluation (other files, protocol, metrics, "
+                         f"weights or process count): delete it, or pass another checkpoint path")
+    done = int(st.pop("done"))
+    scorer.merge(st)
+    return done
 
 
 def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir: str,
                       mask_dir: Optional[str] = None, *, inception_path: Optional[str] = None,
                       lpips_backbone: Optional[str] = None, lpips_lin: Optional[str] = None,
                       batch_size: int = 16, devices: Optional[Sequence] = None, skip: Sequence[str] = (),
-                      allow_other_size: bool = False, fid_method: str = "sqrtm", progress: bool = False) -> dict:
+                      allow_other_size: bool = False, fid_method: str = "sqrtm", progress: bool = False,
+                      mask_polarity: str = "white_hole", checkpoint: Optional[str] = None,
+                      checkpoint_every: int = 1000) -> dict:
     """Every metric of `protocol` over the paired folders, per group and in total -> a report dict:
     {'protocol', 'title', 'sources', 'count', 'groups', 'group_counts', 'results': {metric: {group:
     {'mean', 'std'?}}}, 'derived', 'published', 'image_size', 'comparable', 'skipped', ...}. Values carry
-    the metric's scale (x100 where the paper prints percents). See the module docstring."""
+    the metric's scale (x100 where the paper prints percents). See the module docstring.
+
+    `mask_polarity`: 'white_hole' (default), 'black_hole' or a source name ('nvidia', 'mat', ...:
+    `inpaintjax.masks.MASK_SOURCE_POLARITY`). `checkpoint`: a file where the running state is saved
+    every `checkpoint_every` images; a run given the same file resumes after the last saved chunk and
+    deletes the file when it finishes. With several JAX processes each scores its share
+    (`process_share`) and every process returns the whole report."""
+    from inpaintjax.masks.folders import resolve_polarity
     from inpaintjax.perceptual.folders import _Progress, pair_files
 
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     metrics = _chosen_metrics(proto, skip, mask_dir, batch_size)
+    mask_polarity = resolve_polarity(mask_polarity)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 image, got {checkpoint_every}")
     _require_weights(metrics, inception_path, lpips_backbone)
     pairs = pair_files(truth_dir, output_dir, mask_dir)
+    share = process_share(len(pairs))
+    mine = pairs[share]
     mesh = _make_mesh(devices)
     ndev = mesh.devices.size
-    chunk = -(-min(batch_size, len(pairs)) // ndev) * ndev  # a multiple of the device count
+    chunk = -(-max(1, min(batch_size, len(mine))) // ndev) * ndev  # a multiple of the device count
     scorer = _Scorer(metrics, proto, mesh, chunk, inception_path, lpips_backbone, lpips_lin, fid_method)
-    bar = _Progress(len(pairs)) if progress else None
-    sizes, batch = set(), []
+    done, fingerprint, state_file = 0, "", None
+    if checkpoint:
+        state_file = checkpoint_path(checkpoint)
+        fingerprint = _fingerprint(proto, pairs, share, metrics, dict(
+            skip=sorted(skip), fid_method=fid_method, allow_other_size=allow_other_size, polarity=mask_polarity,
+            inception=inception_path, lpips=[lpips_backbone, lpips_lin]))
+        done = _load_checkpoint(state_file, scorer, fingerprint)
+    bar = _Progress(len(mine)) if progress else None
+    if bar is not None and done:
+        bar.update(done)
+    batch: list = []
+    since_save = 0
 
     def flush():
+        nonlocal done, since_save
         scorer.add(batch)
+        done += len(batch)
+        since_save += len(batch)
         if bar is not None:
             bar.update(len(batch))
         batch.clear()
+        if state_file and since_save >= checkpoint_every and done < len(mine):
+            _save_checkpoint(state_file, scorer, done, fingerprint)
+            since_save = 0
 
-    for tpath, opath, mpath in pairs:
-        item = _read_pair(proto, tpath, opath, mpath, allow_other_size)
-        sizes.add(item[0].shape[:2])
+    for tpath, opath, mpath in mine[done:]:
+        item = _read_pair(proto, tpath, opath, mpath, allow_other_size, mask_polarity)
         if batch and batch[0][0].shape != item[0].shape:  # a chunk holds one image size
             flush()
         batch.append(item)
@@ -289,12 +504,16 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
             flush()
     if batch:
         flush()
+    scorer.gather_processes()
 
     order = [g for g in proto.binning.group_names() if g in scorer.counts] + [TOTAL]
     results = scorer.results(order)
+    if state_file and os.path.isfile(state_file):
+        os.remove(state_file)
     derived = {d: DERIVED[d]({k: v[TOTAL] for k, v in results.items()}) for d in proto.derived
                if all(need in results for need in DERIVED_NEEDS[d])}
-    size_ok = sizes == {(proto.image_size, proto.image_size)}
+    size_ok = scorer.sizes == {(proto.image_size, proto.image_size)}
+    import jax
     return {
         "protocol": proto.name, "title": proto.title, "sources": list(proto.sources), "count": len(pairs),
         "groups": order, "group_counts": {g: scorer.counts[g] for g in order}, "results": results, "derived": derived,
@@ -302,12 +521,13 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
                              "higher_is_better": m.higher_is_better, "description": m.description}
                     for m in metrics},
         "skipped": list(skip), "image_size": proto.image_size, "layout": proto.layout,
-        "image_sizes": sorted(f"{w}x{h}" for h, w in sizes), "comparable": size_ok and not skip,
+        "image_sizes": sorted(f"{w}x{h}" for h, w in scorer.sizes), "comparable": size_ok and not skip,
         "published": [dict(method=p.method, dataset=p.dataset, masks=p.masks, values=dict(p.values), source=p.source,
                            note=p.note) for p in proto.published],
-        "truth": truth_dir, "output": output_dir, "mask": mask_dir,
+        "truth": truth_dir, "output": output_dir, "mask": mask_dir, "mask_polarity": mask_polarity,
         "inception": inception_path if scorer.extractor else None,
         "inception_resize": proto.inception_resize if scorer.extractor else None, "devices": int(ndev),
+        "processes": jax.process_count(),
     }
 
 
@@ -325,42 +545,140 @@ def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def write_inputs(protocol: Union[str, Protocol], images_dir: str, out_dir: str, mask_set: Optional[str] = None,
-                 seed: int = 0) -> dict:
-    """Write a protocol's test inputs for another tool: for every image of `images_dir` (sorted by
-    relative path, index i), out_dir/truth/<rel>.png (prepared to the protocol's size),
-    out_dir/masks/<rel>.png (255 = hole; `make_mask(mask_set, np.random.default_rng([seed, i]), S, S)`)
-    and out_dir/masked/<rel>.png (the truth with the hole set to 0), plus manifest.json. The same
-    arguments give the same files on any machine (the masks are seeded per image)."""
-    from inpaintjax.image_io import list_images, read_image, write_image
-    from inpaintjax.masks.generators import make_mask, resolve
+def _sync(tag: str) -> None:
+    import jax
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(tag)
 
-    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+
+def _mask_source(proto: Protocol, mask_set: Optional[str], mask_folder: Optional[str], polarity: str, seed: int,
+                 size: int):
+    """(description for the manifest, i -> (mask float32 [size, size] 1 = hole, mask file or None))."""
+    from inpaintjax.image_io import list_images
+    from inpaintjax.masks.folders import load_mask, resolve_polarity
+    from inpaintjax.masks.generators import make_mask, resolve
+    if mask_folder is not None:
+        if mask_set is not None:
+            raise ValueError("name a mask generator (--mask-set) or a mask folder (--mask-folder), not both")
+        polarity = resolve_polarity(polarity)
+        if not os.path.isdir(mask_folder):
+            raise NotADirectoryError(f"mask folder {mask_folder} is not a directory")
+        files = sorted(list_images(mask_folder, recursive=True))
+        if not files:
+            raise FileNotFoundError(f"mask folder {mask_folder} holds no images")
+        order = np.random.default_rng([seed]).permutation(len(files))
+
+        def folder_mask(i):
+            rel = files[int(order[i % len(files)])]
+            return load_mask(os.path.join(mask_folder, rel), size, polarity), rel
+        return {"mask_folder": os.path.abspath(mask_folder), "mask_polarity": polarity, "masks": len(files),
+                "order": "numpy.random.default_rng([seed]).permutation(masks), image i takes order[i % masks]"}, \
+            folder_mask
     if mask_set is None:
         if not proto.mask_sets:
             raise ValueError(f"protocol {proto.name!r} has no mask set of its own ({proto.masks_note}); "
-                             f"name a generator with --mask-set NAME")
+                             f"name a generator with --mask-set NAME or a folder of masks with --mask-folder DIR")
         mask_set = proto.mask_sets[0]
     resolve(mask_set)  # an unknown generator name fails here, before any file is written
+    return {"mask_set": mask_set, "rng": "numpy.random.default_rng([seed, index])"}, \
+        lambda i: (make_mask(mask_set, np.random.default_rng([seed, i]), size, size), None)
+
+
+def _image_source(images):
+    """(description, [name], i -> uint8 [H, W, 3]) of a folder of photographs, a TFDS split named
+    'tfds:NAME:SPLIT' (array_record, read without TensorFlow from TFDS_DATA_DIR or ~/tensorflow_datasets),
+    or a data source."""
+    from inpaintjax.image_io import list_images, read_image
+    if isinstance(images, str) and images.startswith("tfds:"):
+        from inpaintjax.data.sources import TfdsSource
+        parts = images.split(":")
+        if len(parts) != 3 or not all(parts[1:]):
+            raise ValueError(f"{images!r}: name a TFDS split as tfds:NAME:SPLIT, e.g. tfds:places365_small:validation")
+        images = TfdsSource(parts[1], parts[2])
+    if isinstance(images, (str, os.PathLike)):
+        folder = os.fspath(images)
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(f"--truth {folder} is not a directory")
+        rels = sorted(list_images(folder, recursive=True))
+        if not rels:
+            raise FileNotFoundError(f"--truth {folder} holds no images")
+        return os.path.abspath(folder), rels, lambda i: read_image(os.path.join(folder, rels[i]), "image")
+    from inpaintjax.data.sources import describe
+    names = [f"{i:06d}" for i in range(len(images))]
+    return describe(images), names, lambda i: images[i][0]
+
+
+def write_inputs(protocol: Union[str, Protocol], images, out_dir: str, mask_set: Optional[str] = None,
+                 seed: int = 0, *, mask_folder: Optional[str] = None, mask_polarity: str = "white_hole",
+                 num_images: Optional[int] = None) -> dict:
+    """Write a protocol's test inputs for another tool (or for `run_protocol`): for image i of `images`
+    (a folder of photographs, sorted by relative path; or a TFDS split 'tfds:NAME:SPLIT' or a data
+    source such as `inpaintjax.data.sources.TfdsSource`, named 000000, 000001, ...; the first
+    `num_images` only),
+    out_dir/truth/<name>.png (prepared to the protocol's size), out_dir/masks/<name>.png (255 = hole)
+    and out_dir/masked/<name>.png (the truth with the hole set to 0), plus manifest.json.
+
+    Masks come from a generator, `make_mask(mask_set, np.random.default_rng([seed, i]), S, S)` (default:
+    the protocol's first mask set), or from a folder of mask files (`mask_folder`, read with
+    `mask_polarity`, e.g. 'nvidia' for NVIDIA's Irregular Mask Dataset: white = hole), shuffled by `seed`
+    and resized to S with nearest neighbour. The same arguments give the same files on any machine. A
+    folder already holding this request's manifest is returned as it is (nothing is written); one
+    holding another request's is refused. With several JAX processes each writes its share."""
+    import jax
+    from inpaintjax.image_io import write_image
+
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     size = proto.preparation.size if proto.preparation else proto.image_size
-    if not os.path.isdir(images_dir):
-        raise NotADirectoryError(f"--truth {images_dir} is not a directory")
-    rels = sorted(list_images(images_dir, recursive=True))
-    if not rels:
-        raise FileNotFoundError(f"--truth {images_dir} holds no images")
+    masks_desc, mask_of = _mask_source(proto, mask_set, mask_folder, mask_polarity, seed, size)
+    source_desc, names, image_of = _image_source(images)
+    if num_images is not None:
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        names = names[:num_images]
+    request = {"protocol": proto.name, **masks_desc, "seed": seed, "size": size, "images_from": source_desc,
+               "count": len(names)}
+    manifest_file = os.path.join(out_dir, "manifest.json")
+    if os.path.isfile(manifest_file):
+        with open(manifest_file) as fh:
+            old = json.load(fh)
+        if {k: old.get(k) for k in request} == request:
+            return old
+        diff = {k: (old.get(k), v) for k, v in request.items() if old.get(k) != v}
+        raise ValueError(f"{out_dir} already holds the inputs of another request ({diff}: saved, asked); "
+                         f"choose another folder (nothing was written)")
+    share = process_share(len(names))
     entries = []
-    for i, rel in enumerate(rels):
-        stem = os.path.splitext(rel)[0]
-        image = prepare_image(read_image(os.path.join(images_dir, rel), "image"), size)
-        mask = make_mask(mask_set, np.random.default_rng([seed, i]), size, size)
+    for i in range(share.start, share.stop):
+        stem = os.path.splitext(names[i])[0]
+        image = prepare_image(image_of(i), size)
+        mask, mask_file = mask_of(i)
         hole = mask > 0.5
         write_image(os.path.join(out_dir, "truth", stem + ".png"), image)
         write_image(os.path.join(out_dir, "masks", stem + ".png"), (hole * 255).astype(np.uint8))
         write_image(os.path.join(out_dir, "masked", stem + ".png"), np.where(hole[..., None], 0, image).astype(np.uint8))
-        entries.append({"file": stem + ".png", "source": rel, "index": i, "hole_ratio": float(hole.mean())})
-    manifest = {"protocol": proto.name, "mask_set": mask_set, "seed": seed, "size": size,
-                "rng": "numpy.random.default_rng([seed, index])", "numpy": np.__version__, "images": entries}
-    with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.write("\n")
-    return manifest
+        entry = {"file": stem + ".png", "source": names[i], "index": i, "hole_ratio": float(hole.mean())}
+        if mask_file is not None:
+            entry["mask_file"] = mask_file
+        entries.append(entry)
+    if jax.process_count() > 1:  # each process's entries, then process 0 writes the one manifest
+        with open(os.path.join(out_dir, f"manifest.process{jax.process_index()}.json"), "w") as fh:
+            json.dump(entries, fh)
+        _sync("inpaintjax write_inputs entries")
+    if jax.process_index() == 0:
+        if jax.process_count() > 1:
+            entries = []
+            for p in range(jax.process_count()):
+                part = os.path.join(out_dir, f"manifest.process{p}.json")
+                with open(part) as fh:
+                    entries += json.load(fh)
+                os.remove(part)
+        manifest = {**request, "numpy": np.__version__, "images": entries}
+        tmp = manifest_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(manifest, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, manifest_file)  # written last: its presence means every file is there
+    _sync("inpaintjax write_inputs manifest")
+    with open(manifest_file) as fh:
+        return json.load(fh)

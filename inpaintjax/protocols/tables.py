@@ -133,7 +133,8 @@ def published_lines(report: dict, markdown: bool = False) -> list:
     names = list(report["results"])
     ours = {n: report["results"][n][TOTAL]["mean"] for n in names}
     head = ["method", "dataset", "masks"] + names
-    body = [["this run", f"{report['count']} images", report.get("mask") or "-"] + [_fmt(ours[n], 3) for n in names]]
+    body = [[report.get("method") or "this run", f"{report['count']} images",
+             report.get("masks_label") or report.get("mask") or "-"] + [_fmt(ours[n], 3) for n in names]]
     sources = []
     for r in rows:
         if r["source"] not in sources:
@@ -185,9 +186,20 @@ def _json_safe(x):
     return x
 
 
+def plot(report: dict, path: str) -> None:
+    """<protocol>.png: one panel per metric, its mean per group (hole-area bins) and the total as a
+    dashed line (the total alone where the protocol has no groups)."""
+    from inpaintjax import metrics_report
+    names = list(report["results"])
+    summary = {g: {n: report["results"][n][g]["mean"] for n in names} for g in report["groups"] if g != TOTAL}
+    summary[metrics_report.ALL] = {n: report["results"][n][TOTAL]["mean"] for n in names}
+    metrics_report.plot_png(summary, names, path, title=f"{report['protocol']}: {report.get('method') or ''} "
+                                                        f"({report['count']} images)".replace(":  (", ": ("))
+
+
 def write_tables(report: dict, out_dir: str) -> list:
-    """Write <protocol>.json, .csv and .md into out_dir, and <protocol>.tsv in LaMa's layout when the
-    protocol's layout is 'lama_tsv'; returns the paths."""
+    """Write <protocol>.json, .csv, .md and .png (the plot) into out_dir, and <protocol>.tsv in LaMa's
+    layout when the protocol's layout is 'lama_tsv'; returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     name = report["protocol"]
     written = []
@@ -198,4 +210,6 @@ def write_tables(report: dict, out_dir: str) -> list:
         with open(path, "w") as fh:
             fh.write(text)
         written.append(path)
+    written.append(os.path.join(out_dir, f"{name}.png"))
+    plot(report, written[-1])
     return written

@@ -162,16 +162,6 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((n - len(x),) + x.shape[1:], x.dtype)])
 
 
-def _gather_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of every process concatenated in process order (the identity in one process)."""
-    if jax.process_count() == 1:
-        return x
-    counts = fid_lib.allgather_exact(np.asarray(len(x), np.int64))
-    top = int(np.max(counts))
-    every = fid_lib.allgather_exact(_pad_rows(x, top))
-    return np.concatenate([every[i][:int(c)] for i, c in enumerate(counts)])
-
-
 class _Rows:
     """One method's per-mask features: running statistics per group, and rows where needed."""
 
@@ -197,13 +187,13 @@ class _Rows:
     def gathered(self):
         """(mask indices, pool3 rows, logit rows) of every process, in mask order; the merged
         statistics of each bucket, then of all masks."""
-        idx = _gather_rows(np.concatenate(self.index) if self.index else np.zeros(0, np.int64))
+        idx = fid_lib.allgather_rows(np.concatenate(self.index) if self.index else np.zeros(0, np.int64))
         order = np.argsort(idx, kind="stable")
         p3 = lg = None
         if self.keep_pool3:
-            p3 = _gather_rows(np.concatenate(self.pool3) if self.pool3 else np.zeros((0, inc.POOL3_DIM), np.float32))[order]
+            p3 = fid_lib.allgather_rows(np.concatenate(self.pool3) if self.pool3 else np.zeros((0, inc.POOL3_DIM), np.float32))[order]
         if self.keep_logits:
-            lg = _gather_rows(np.concatenate(self.logits) if self.logits else np.zeros((0, inc.LOGITS_DIM), np.float32))[order]
+            lg = fid_lib.allgather_rows(np.concatenate(self.logits) if self.logits else np.zeros((0, inc.LOGITS_DIM), np.float32))[order]
         stats = [fid_lib.allgather_stats(s) for s in self.stats]
         overall = fid_lib.FeatureStats(inc.POOL3_DIM)
         for s in stats:

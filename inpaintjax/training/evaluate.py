@@ -113,8 +113,8 @@ def _gather(rows: dict) -> dict:
     one process); each process may hold a different n."""
     if jax.process_count() == 1:
         return rows
-    from inpaintjax.training.eval_perceptual import _gather_rows
-    return {k: _gather_rows(np.asarray(v)) for k, v in rows.items()}
+    from inpaintjax.perceptual.fid import allgather_rows
+    return {k: allgather_rows(np.asarray(v)) for k, v in rows.items()}
 
 
 def score_batches(config, family, variables, images, masks, buckets, pair, keep=(),

@@ -1,0 +1,246 @@
+"""A model through a protocol (`eval.py --protocol`, `training.eval_protocol.run_protocol`), and the
+protocol evaluator's checkpoints and state merge.
+
+Truth used: the scores re-derived in NumPy from the files the run wrote (mmagic's hole MAE x100 and
+PSNR); the masks re-made from their generator and seed, or read from the mask folder and resized with
+PIL's nearest filter; the truth images re-prepared from the sample photographs with PIL's bicubic
+filter. Resuming is checked against an uninterrupted run of the same evaluation (bit for bit: the
+chunks are the same), and the merged state of two shares against one pass over all images."""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_family  # noqa: E402  (registers 'toy')
+
+from inpaintjax import protocols as P  # noqa: E402
+from inpaintjax.data import fields, sources  # noqa: E402
+from inpaintjax.masks.generators import make_mask  # noqa: E402
+from inpaintjax.perceptual import inception  # noqa: E402
+from inpaintjax.protocols import evaluate as protocol_eval  # noqa: E402
+from inpaintjax.protocols.definitions import MMAGIC  # noqa: E402
+from inpaintjax.training import eval_protocol  # noqa: E402
+from inpaintjax.training import evaluate as evaluate_lib  # noqa: E402
+
+SIDE = 32
+TINY = P.Protocol(name="tiny_mmagic", title="mmagic's definitions at 32x32", image_size=SIDE,
+                  metrics=MMAGIC.metrics, mask_sets=("lama_thin",), preparation=P.Preparation(SIDE),
+                  published=MMAGIC.published[:1])
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def model():
+    c = toy_family.toy_config()
+    c.eval.batch_size = 2
+    family = toy_family.ToyFamily(c)
+    batch = fields.example_batch(family.batch_spec(), 1, 16, 16)
+    variables = family.inference_variables(family.init_state(jax.random.key(3), batch))
+    return c, family, variables
+
+
+@pytest.fixture(scope="module")
+def run(model, tmp_path_factory):
+    c, family, variables = model
+    out = str(tmp_path_factory.mktemp("protocol") / "tiny")
+    report = eval_protocol.run_protocol(c, family, variables, TINY, out, num_images=5, seed=4, progress=False)
+    return out, report
+
+
+def test_the_model_fills_the_protocols_inputs_and_is_scored_as_mmagic(run):
+    out, report = run
+    photos = sources.SampleSource("eval")
+    l1, psnr = [], []
+    for i in range(5):
+        name = f"{i:06d}.png"
+        truth = _read(os.path.join(out, "inputs", "truth", name))
+        src = photos[i][0]
+        h, w = src.shape[:2]
+        s = SIDE / min(h, w)
+        nw, nh = max(SIDE, int(round(w * s))), max(SIDE, int(round(h * s)))
+        big = np.asarray(Image.fromarray(src).resize((nw, nh), Image.BICUBIC))
+        top, left = (nh - SIDE) // 2, (nw - SIDE) // 2
+        np.testing.assert_array_equal(truth, big[top:top + SIDE, left:left + SIDE])
+        hole = _read(os.path.join(out, "inputs", "masks", name)) > 127
+        np.testing.assert_array_equal(hole, make_mask("lama_thin", np.random.default_rng([4, i]), SIDE, SIDE) > 0.5)
+        output = _read(os.path.join(out, "outputs", name))
+        np.testing.assert_array_equal(output[~hole], truth[~hole])  # composited with the known pixels
+        assert np.abs(output[hole].astype(int) - truth[hole]).mean() > 1  # the model filled the hole
+        a, b = truth / 255.0, output / 255.0
+        l1.append(100 * np.abs(a - b)[hole].sum() / (hole.sum() * 3))
+        psnr.append(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+    res = report["results"]
+    assert report["count"] == 5 and report["method"] == "toy"
+    np.testing.assert_allclose([res["l1"]["total"]["mean"], res["l1"]["total"]["std"]], [np.mean(l1), np.std(l1)],
+                               rtol=1e-5)
+    np.testing.assert_allclose(res["psnr"]["total"]["mean"], np.mean(psnr), rtol=1e-5)
+    with open(os.path.join(out, "tiny_mmagic.json")) as fh:
+        assert json.load(fh)["results"]["l1"]["total"]["mean"] == pytest.approx(np.mean(l1), rel=1e-5)
+    md = open(os.path.join(out, "tiny_mmagic.md")).read()
+    assert "| toy | 5 images | lama_thin |" in md and "open-mmlab/mmagic" in md
+    assert min(Image.open(os.path.join(out, "tiny_mmagic.png")).size) > 100  # the plot
+    assert not os.path.exists(os.path.join(out, "scoring_state.npz"))  # removed once the scores are in
+
+
+def test_a_rerun_fills_only_the_missing_outputs(run, model, monkeypatch):
+    c, family, variables = model
+    out, report = run
+    outputs = os.path.join(out, "outputs")
+    os.remove(os.path.join(outputs, "000003.png"))
+    before = {f: os.stat(os.path.join(outputs, f)).st_mtime_ns for f in os.listdir(outputs)}
+    calls = []
+    real = evaluate_lib.predict
+    monkeypatch.setattr(evaluate_lib, "predict", lambda *a: calls.append(1) or real(*a))
+    again = eval_protocol.run_protocol(c, family, variables, TINY, out, num_images=5, seed=4, progress=False)
+    assert len(calls) == 1  # one batch: the missing image (padded)
+    assert {f: os.stat(os.path.join(outputs, f)).st_mtime_ns for f in before} == before
+    assert again["results"] == report["results"]
+    with pytest.raises(ValueError, match="another request"):  # the inputs of another draw are not mixed in
+        eval_protocol.run_protocol(c, family, variables, TINY, out, num_images=5, seed=5, progress=False)
+
+
+def test_an_interrupted_scoring_resumes_from_its_checkpoint(run, monkeypatch, tmp_path):
+    out, _ = run
+    folders = (os.path.join(out, "inputs", "truth"), os.path.join(out, "outputs"), os.path.join(out, "inputs", "masks"))
+    kw = dict(batch_size=2, checkpoint_every=2, devices=jax.devices()[:1])
+    whole = P.evaluate_protocol(TINY, *folders, **kw)
+    state = str(tmp_path / "state.npz")
+    real, reads = protocol_eval._read_pair, []
+
+    def dies_at_the_fourth(*a):
+        if len(reads) == 3:
+            raise KeyboardInterrupt("killed")
+        reads.append(a[1])
+        return real(*a)
+
+    monkeypatch.setattr(protocol_eval, "_read_pair", dies_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        P.evaluate_protocol(TINY, *folders, checkpoint=state, **kw)
+    with np.load(state) as f:
+        assert int(f["done"]) == 2  # the first chunk of two was saved; the third image was lost
+    reads.clear()
+    monkeypatch.setattr(protocol_eval, "_read_pair", lambda *a: reads.append(a[1]) or real(*a))
+    resumed = P.evaluate_protocol(TINY, *folders, checkpoint=state, **kw)
+    assert [os.path.basename(p) for p in reads] == ["000002.png", "000003.png", "000004.png"]
+    assert resumed["results"] == whole["results"]  # bit for bit
+    assert not os.path.exists(state)
+    # a checkpoint of other files is refused, naming it
+    with pytest.raises(KeyboardInterrupt):
+        reads.clear()
+        monkeypatch.setattr(protocol_eval, "_read_pair", dies_at_the_fourth)
+        P.evaluate_protocol(TINY, *folders, checkpoint=state, **kw)
+    os.utime(os.path.join(folders[1], "000001.png"))
+    with pytest.raises(ValueError, match="state.npz belongs to another evaluation"):
+        P.evaluate_protocol(TINY, *folders, checkpoint=state, **kw)
+
+
+def test_black_hole_masks_read_with_their_polarity(run, tmp_path):
+    out, report = run
+    masks = tmp_path / "black"
+    masks.mkdir()
+    for f in os.listdir(os.path.join(out, "inputs", "masks")):
+        Image.fromarray(255 - _read(os.path.join(out, "inputs", "masks", f))).save(masks / f)
+    got = P.evaluate_protocol(TINY, os.path.join(out, "inputs", "truth"), os.path.join(out, "outputs"), str(masks),
+                              mask_polarity="mat")
+    assert got["results"] == report["results"] and got["mask_polarity"] == "black_hole"
+
+
+def test_write_inputs_takes_masks_from_a_folder(tmp_path):
+    from skimage import data
+    photos, masks = tmp_path / "photos", tmp_path / "nvidia"
+    photos.mkdir()
+    masks.mkdir()
+    for k, img in enumerate((data.astronaut(), data.coffee(), data.chelsea())):
+        Image.fromarray(img[:90, :70]).save(photos / f"p{k}.png")
+    rng = np.random.default_rng(0)
+    for k in range(2):  # 64x64, white = hole
+        Image.fromarray(((rng.random((64, 64)) < 0.3) * 255).astype(np.uint8)).save(masks / f"m{k}.png")
+    m = P.write_inputs(TINY, str(photos), str(tmp_path / "in"), seed=9, mask_folder=str(masks), mask_polarity="nvidia")
+    order = np.random.default_rng([9]).permutation(2)
+    for i in range(3):
+        want = np.asarray(Image.open(masks / f"m{order[i % 2]}.png").resize((SIDE, SIDE), Image.NEAREST)) > 127
+        got = _read(tmp_path / "in" / "masks" / f"p{i}.png") > 127
+        np.testing.assert_array_equal(got, want)
+        assert m["images"][i]["mask_file"] == f"m{order[i % 2]}.png"
+    assert m["mask_polarity"] == "white_hole" and m["masks"] == 2
+    stamp = os.stat(tmp_path / "in" / "manifest.json").st_mtime_ns
+    assert P.write_inputs(TINY, str(photos), str(tmp_path / "in"), seed=9, mask_folder=str(masks),
+                          mask_polarity="nvidia")["images"] == m["images"]
+    assert os.stat(tmp_path / "in" / "manifest.json").st_mtime_ns == stamp  # reused, not rewritten
+
+
+def test_two_shares_merged_equal_one_pass(tmp_path, monkeypatch):
+    """What several processes do (each scores a share; the states are merged in process order), in
+    one process: counts, moments, FID statistics, the feature rows and each row's groups. The
+    Inception network is replaced by a fixed random projection of the pixels (its features are not
+    what is tested here)."""
+    proj = np.random.default_rng(2).standard_normal((SIDE * SIDE * 3, inception.POOL3_DIM)).astype(np.float32) / 100
+    head = np.random.default_rng(3).standard_normal((inception.POOL3_DIM, 1008)).astype(np.float32) / 50
+
+    def features(x):
+        p3 = np.asarray(x, np.float32).reshape(len(x), -1) / 255.0 @ proj
+        return {"pool3": p3, "logits_unbiased": p3 @ head}
+    monkeypatch.setattr(inception, "load_weights", lambda path: None)
+    monkeypatch.setattr(inception, "make_extractor", lambda *a, **k: features)
+    proto = P.Protocol(name="split", title="two bins", image_size=SIDE,
+                       metrics=(P.Metric("l1", "l1"), P.Metric("fid", "fid"), P.Metric("pids", "pids")),
+                       binning=P.Binning(edges=(0.0, 0.2, 1.0)))
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(7):
+        t = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+        o = np.clip(t.astype(int) + rng.integers(-40, 40, t.shape), 0, 255).astype(np.uint8)
+        m = (rng.random((SIDE, SIDE)) < (0.1 if i % 3 else 0.5)).astype(np.float32)
+        items.append((t, o, m, ("total",) + proto.binning.groups_of(m)))
+    mesh = protocol_eval._make_mesh(jax.devices()[:1])
+
+    def scorer():
+        return protocol_eval._Scorer(list(proto.metrics), proto, mesh, 3, "unused.pth", None, None, "sqrtm")
+    one, first, second = scorer(), scorer(), scorer()
+    for s in (slice(0, 3), slice(3, 6), slice(6, 7)):
+        one.add(items[s])
+    first.add(items[0:3])
+    second.add(items[3:6])
+    second.add(items[6:7])
+    np.savez(tmp_path / "s.npz", **second.state())  # through a file, as a checkpoint travels
+    with np.load(tmp_path / "s.npz") as f:
+        first.merge({k: f[k] for k in f.files})
+    assert first.counts == one.counts and one.counts["total"] == 7 and len(one.counts) == 3
+    for g, mo in one.moments["l1"].items():
+        got = first.moments["l1"][g]
+        assert got.n == mo.n
+        np.testing.assert_allclose([got.mean, got.m2], [mo.mean, mo.m2], rtol=1e-12)
+    assert set(one.fid_stats) == set(first.fid_stats) == set(one.counts)
+    for g, (t, o) in one.fid_stats.items():
+        for a, b in ((first.fid_stats[g][0], t), (first.fid_stats[g][1], o)):
+            assert a.count == b.count == one.counts[g]
+            np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(a.scatter, b.scatter, rtol=1e-9, atol=1e-9 * np.abs(b.scatter).max())
+    assert [set(m) for m in first.members] == [set(m) for m in one.members]
+    for a, b in ((first.pool3[0], one.pool3[0]), (first.pool3[1], one.pool3[1]), (first.logits, one.logits)):
+        np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
+    assert first.sizes == one.sizes == {(SIDE, SIDE)}
+    order = ["0-20%", "20-100%", "total"]
+    proto_pids = P.Protocol(name="pids", title="", image_size=SIDE, metrics=(P.Metric("pids", "pids"),),
+                            binning=proto.binning)
+    first.metrics = one.metrics = list(proto_pids.metrics)
+    merged, single = first.results(order), one.results(order)
+    assert merged["pids"] == single["pids"]  # (FID: the statistics above; its sqrtm is tested elsewhere)
+
+
+def test_a_tfds_split_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="cannot open TFDS dataset 'no_such_set' split 'validation'"):
+        P.write_inputs(TINY, "tfds:no_such_set:validation", str(tmp_path / "in"))
+    with pytest.raises(ValueError, match="tfds:NAME:SPLIT"):
+        P.write_inputs(TINY, "tfds:places365_small", str(tmp_path / "in"))
+    assert not os.path.exists(tmp_path / "in")
