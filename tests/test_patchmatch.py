@@ -43,8 +43,9 @@ def test_patch_distance_is_the_reference_distance(radius):
 
     @jax.jit
     def distances(src_img, known, tgt_img, pairs):
-        fs = pm._pad_features(pm.features(src_img, known), radius)
-        ft = pm._pad_features(pm.features(tgt_img, jnp.ones(known.shape, bool)), radius)
+        fs = pm._pad_features(pm.features(src_img, known, pm.INVALID), radius, pm.INVALID)
+        ft = pm._pad_features(pm.features(tgt_img, jnp.ones(known.shape, bool), -pm.INVALID),
+                              radius, -pm.INVALID)
         ps = pm._patches(fs, pairs[:, :2], radius)
         pt = pm._patches(ft, pairs[:, 2:], radius)
         return pm.patch_distance(ps, pt), pm.patch_distance(pt, ps)
@@ -94,10 +95,14 @@ def test_scaled_field_is_the_references():
     for (oh, ow), (h, w) in [((6, 7), (12, 14)), ((6, 7), (13, 15))]:
         coarse = np.stack([rng.integers(0, oh, (oh, ow)), rng.integers(0, ow, (oh, ow))], -1)
         centres = np.argwhere(np.ones((h, w), bool))
+        other = rng.integers(0, oh, (oh, ow, 2))  # field 1: entries must read their own field
+        which = np.arange(len(centres)) % 2
         got = jax.jit(pm.scale_field, static_argnums=(1, 2))(
-            jnp.asarray(coarse, jnp.int32), h, w, jnp.asarray(centres, jnp.int32))
-        np.testing.assert_array_equal(np.asarray(got).reshape(h, w, 2),
-                                      ref.scaled_field(coarse, h, w))
+            jnp.asarray(np.stack([coarse, other]), jnp.int32), h, w,
+            jnp.asarray(centres, jnp.int32), jnp.asarray(which, jnp.int32))
+        want = np.where(which[:, None] == 0, ref.scaled_field(coarse, h, w).reshape(-1, 2),
+                        ref.scaled_field(other, h, w).reshape(-1, 2))
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 @pytest.mark.parametrize("upscale", [False, True])
@@ -130,21 +135,25 @@ def test_votes_and_maximization_are_the_references(upscale):
     want = ref.Masked(base, np.zeros(fine_shape, bool))
     ref.maximization(want, vote)
 
+    # one entry list for both fields, in the order _level makes it (field 0's, then field 1's)
     centres = np.argwhere(active)
-    K = len(centres) + 5  # padding entries must not vote
-    centres_k = np.concatenate([centres, np.zeros((5, 2), int)])
-    f_k = np.stack([np.concatenate([f[active][:, :2], np.full((5, 2), 3)]) for f in fields])
-    d_k = np.stack([np.concatenate([f[active][:, 2], np.zeros(5, int)]) for f in fields])
+    n = len(centres)
+    K = 2 * n + 5  # padding entries must not vote
+    centres_k = np.concatenate([centres, centres, np.zeros((5, 2), int)])
+    which = np.concatenate([np.zeros(n, int), np.ones(n, int), np.zeros(5, int)])
+    f_k = np.concatenate([fields[0][active][:, :2], fields[1][active][:, :2], np.full((5, 2), 3)])
+    d_k = np.concatenate([fields[0][active][:, 2], fields[1][active][:, 2], np.zeros(5, int)])
 
     @jax.jit
-    def vote_and_maximize(centres, live, f, d, active, image, known, base):
-        v = pm.em_votes(centres, live, f, d, active, image, known, fine_shape, radius, upscale)
+    def vote_and_maximize(centres, which, live, f, d, active, image, known, base):
+        v = pm.em_votes(centres, which, live, f, d, active, image, known, fine_shape, radius,
+                        upscale)
         return v, pm.maximization(v, base)
 
     got, out = vote_and_maximize(
-        jnp.asarray(centres_k, jnp.int32), jnp.arange(K) < len(centres), jnp.asarray(f_k, jnp.int32),
-        jnp.asarray(d_k, jnp.int32), jnp.asarray(active), jnp.asarray(new_image, jnp.int32),
-        jnp.asarray(~new_hole), jnp.asarray(base, jnp.int32))
+        jnp.asarray(centres_k, jnp.int32), jnp.asarray(which, jnp.int32), jnp.arange(K) < 2 * n,
+        jnp.asarray(f_k, jnp.int32), jnp.asarray(d_k, jnp.int32), jnp.asarray(active),
+        jnp.asarray(new_image, jnp.int32), jnp.asarray(~new_hole), jnp.asarray(base, jnp.int32))
     got = np.asarray(got).reshape(fine_shape + (4,))
     np.testing.assert_allclose(got, vote, rtol=2e-6, atol=1e-4)  # float32 sums of doubles
     assert (vote[..., 3] > 0).mean() > 0.5 and (vote[..., 3] == 0).any() == upscale
@@ -164,7 +173,7 @@ def test_levels_too_small_to_vote_are_skipped_with_the_same_result():
     args = [jnp.asarray(a)[None] for a in (image.astype(np.int32), ~hole, target.astype(np.int32))]
     fine_args = [jnp.asarray(fine.astype(np.int32))[None], jnp.asarray(~fine_hole)[None]]
     searched, _ = pm._level_batch(*args, jnp.zeros((1, 2, 4, 4, 2), jnp.int32), *fine_args,
-                                  jax.random.key(0), radius=3, capacity_=72, level=3,
+                                  jax.random.key(0), radius=3, capacity_=144, level=3,
                                   coarsest=False)
     skipped, fields = pm._dead_level_batch(*args, *fine_args, radius=3, level=3)
     np.testing.assert_array_equal(np.asarray(skipped), np.asarray(searched))
