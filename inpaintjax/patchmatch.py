@@ -277,23 +277,45 @@ def votes(source_centres, target_centres, weight, ok, src_image, src_known, out_
     return acc[:-1]
 
 
-def em_votes(centres, which, live, field, dist, active, image, image_known, out_shape,
-             radius: int, upscale: bool):
-    """Votes [H*W, 4] of both fields of one level, as one list of K entries: entry n is pixel
-    centres[n] (int [K,2]) of field which[n] (0: this level's pixels, the hole side, matched into
-    the target; 1: the target's pixels matched into this level), matched to field[n] (int [K,2])
-    at distance dist[n]; entries with live[n] False do not vote. Every hole-touching pixel of
-    field 0 without an entry can only have weight 0 (`max_voting_invalid`); every pixel not
-    `active` has the identity field at distance 0 (weight 1) in both fields. `image` /
-    `image_known` are this level's (or, with `upscale`, the finer level's) pixels."""
-    table = jnp.asarray(similarity_table(), jnp.float32)
-    # hole side -> target: the hole side's pixels vote where they matched; target -> hole side:
-    # the matched pixels vote for the target's own pixels
-    first = (which == 0)[:, None]
-    src_c = jnp.where(first, centres, field)
-    tgt_c = jnp.where(first, field, centres)
-    acc = votes(src_c, tgt_c, table[dist], live, image, image_known, out_shape, radius, upscale)
-    # identity fields copy every known pixel onto itself once per covering patch, per field
+def gathered_votes(receivers, receivers_live, index_map, field, weight, src_image, src_known,
+                   out_shape, radius: int, upscale: bool):
+    """The votes of a field from the target's pixels (`votes` with target centres = the entries'
+    own pixels), gathered per receiving pixel instead of scattered: receiver t (int [R,2], a
+    pixel within the radius of an entry; entries of `receivers_live` False get nothing) sums,
+    over the patch offsets d, the vote of the entry at t - d (index_map int [h,w]: its index
+    into field int [K,2] / weight [K], -1 for none): weight * src_image[field + d] if that pixel
+    is inside and known. Returns (flat output indices int [R*U], sums [R*U, 4]) with U = 1, or
+    U = 4 with `upscale` (receiver t's 2x2 block of the finer output, read from the fine
+    `src_image`)."""
+    h, w = index_map.shape
+    H, W = out_shape
+    d = jnp.arange(-radius, radius + 1)
+    offsets = jnp.stack(jnp.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # [P^2, 2]
+    voter = receivers[:, None, :] - offsets[None]  # [R, P^2, 2]
+    hi = jnp.array([h - 1, w - 1])
+    k = index_map[jnp.clip(voter[..., 0], 0, h - 1), jnp.clip(voter[..., 1], 0, w - 1)]
+    has = jnp.all((voter >= 0) & (voter <= hi), -1) & (k >= 0) & receivers_live[:, None]
+    k = jnp.maximum(k, 0)
+    s = field[k] + offsets[None]
+    has = has & jnp.all((s >= 0) & (s <= hi), -1)
+    wgt = jnp.where(has, weight[k], 0.0)
+    blocks = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]]) if upscale else jnp.zeros((1, 2), int)
+    scale = 2 if upscale else 1
+    sums, index = [], []
+    for u in blocks:  # each of the (1 or 4) output pixels of a receiver
+        sy = jnp.clip(scale * s[..., 0] + u[0], 0, src_image.shape[0] - 1)
+        sx = jnp.clip(scale * s[..., 1] + u[1], 0, src_image.shape[1] - 1)
+        wu = jnp.where(src_known[sy, sx], wgt, 0.0)
+        rgb = jnp.sum(src_image[sy, sx].astype(jnp.float32) * wu[..., None], 1)
+        sums.append(jnp.concatenate([rgb, jnp.sum(wu, 1)[:, None]], -1))
+        ty, tx = scale * receivers[:, 0] + u[0], scale * receivers[:, 1] + u[1]
+        index.append(jnp.where(receivers_live, ty * W + tx, H * W))
+    return jnp.stack(index, 1).reshape(-1), jnp.stack(sums, 1).reshape(-1, 4)
+
+
+def identity_votes(active, image, image_known, out_shape, radius: int, upscale: bool):
+    """Votes [H*W, 4] of the pixels pinned to themselves (not `active`, distance 0, weight 1) in
+    both fields: every known pixel onto itself once per covering pinned patch, per field."""
     h, w = active.shape
     H, W = out_shape
     sv = 2.0 * _box_count((~active).astype(jnp.int32), radius).astype(jnp.float32)
@@ -301,7 +323,32 @@ def em_votes(centres, which, live, field, dist, active, image, image_known, out_
         sv = jnp.pad(jnp.repeat(jnp.repeat(sv, 2, 0), 2, 1), ((0, H - 2 * h), (0, W - 2 * w)))
     sv = sv * image_known
     own = jnp.concatenate([image.astype(jnp.float32) * sv[..., None], sv[..., None]], -1)
-    return acc + own.reshape(H * W, 4)
+    return own.reshape(H * W, 4)
+
+
+def em_votes(centres, live, field, dist, split: int, index_map, receivers, receivers_live,
+             active, image, image_known, out_shape, radius: int, upscale: bool):
+    """Votes [H*W, 4] of both fields of one level. The K entries (pixels centres int [K,2],
+    matched to field int [K,2] at distance dist [K]; entries with live False do not vote) are
+    field 0's (this level's pixels, the hole side, matched into the target) for n < split, and
+    field 1's (the target's pixels matched into this level) after; index_map int [h,w] holds
+    every field-1 entry's index at its pixel (-1 elsewhere), `receivers` int [R,2] every pixel
+    within the radius of one (`receivers_live`). A hole-touching pixel of field 0 without an
+    entry can only have weight 0 (`max_voting_invalid`); every pixel not `active` has the
+    identity field at distance 0 (weight 1) in both fields. `image` / `image_known` are this
+    level's (or, with `upscale`, the finer level's) pixels."""
+    table = jnp.asarray(similarity_table(), jnp.float32)
+    weight = table[dist]
+    H, W = out_shape
+    # hole side -> target (few entries: scattered): the hole side's pixels vote where they matched
+    acc = votes(centres[:split], field[:split], weight[:split], live[:split], image, image_known,
+                out_shape, radius, upscale)
+    # target -> hole side (gathered): the matched pixels vote for the target's own pixels
+    index, sums = gathered_votes(receivers, receivers_live, index_map,
+                                 field, jnp.where(live, weight, 0.0), image, image_known,
+                                 out_shape, radius, upscale)
+    acc = acc + jnp.zeros((H * W + 1, 4), jnp.float32).at[index].add(sums)[:-1]
+    return acc + identity_votes(active, image, image_known, out_shape, radius, upscale)
 
 
 def maximization(vote_sums, base):
@@ -417,6 +464,12 @@ def searched(known, radius: int):
     return jnp.stack([active & can_vote, active])
 
 
+def receiving(known, radius: int):
+    """bool [h,w]: the pixels a field-1 entry (a hole-touching pixel) can vote for: those within
+    the patch radius of one."""
+    return _box_count(hole_touching(known, radius).astype(jnp.int32), radius) > 0
+
+
 def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radius: int,
            capacity_: int, level: int, coarsest: bool, jumps: tuple[int, ...] = PROPAGATION_JUMPS):
     """One pyramid level of one image: initial fields (random, or scaled from `coarse_fields`
@@ -427,16 +480,23 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
     h, w = known.shape
     n_em, passes = em_schedule(level)
     scales = tuple(random_search_scales(h, w))
-    K = capacity_
+    K0, K1, R = capacity_
     active = hole_touching(known, radius)
     listed = searched(known, radius)
-    count = jnp.sum(listed)
-    fz, cy, cx = jnp.nonzero(listed, size=K, fill_value=0)
-    which = fz.astype(jnp.int32)
+    # the entries: field 0's first (K0 long), then field 1's (K1 long), each padded
+    y0, x0 = jnp.nonzero(listed[0], size=K0, fill_value=0)
+    y1, x1 = jnp.nonzero(listed[1], size=K1, fill_value=0)
+    cy, cx = jnp.concatenate([y0, y1]), jnp.concatenate([x0, x1])
+    which = jnp.concatenate([jnp.zeros(K0, jnp.int32), jnp.ones(K1, jnp.int32)])
     centres = jnp.stack([cy, cx], -1).astype(jnp.int32)
-    live_k = jnp.arange(K) < count
+    live_k = jnp.concatenate([jnp.arange(K0) < jnp.sum(listed[0]),
+                              jnp.arange(K1) < jnp.sum(listed[1])])
+    K = K0 + K1
     index_map = jnp.full((2, h, w), -1, jnp.int32).at[
         which, jnp.where(live_k, cy, h), cx].set(jnp.arange(K, dtype=jnp.int32), mode="drop")
+    ry, rx = jnp.nonzero(receiving(known, radius), size=R, fill_value=0)
+    receivers = jnp.stack([ry, rx], -1).astype(jnp.int32)
+    receivers_live = jnp.arange(R) < jnp.sum(receiving(known, radius))
     src_padded = _pad_features(features(src, known, INVALID), radius, INVALID)
     everywhere = jnp.ones((h, w), bool)
 
@@ -456,8 +516,8 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
     field, dist = _initial_field(guess, maps0, queries0, which, live_k, k_init, radius=radius)
 
     def vote(field, dist, image, image_known, out_shape, upscale):
-        return em_votes(centres, which, live_k, field, dist, active, image, image_known,
-                        out_shape, radius, upscale)
+        return em_votes(centres, live_k, field, dist, K0, index_map[1], receivers,
+                        receivers_live, active, image, image_known, out_shape, radius, upscale)
 
     def em(i, carry):
         target, _, field, dist = carry
@@ -500,13 +560,11 @@ def _dead_level(src, known, target, fine_src, fine_known, *, radius: int, level:
     h, w = known.shape
     n_em, _ = em_schedule(level)
     active = hole_touching(known, radius)
-    none = (jnp.zeros((1, 2), jnp.int32), jnp.zeros((1,), jnp.int32), jnp.zeros((1,), bool),
-            jnp.zeros((1, 2), jnp.int32), jnp.zeros((1,), jnp.int32))
-    first = maximization(em_votes(*none, active, src, known, (h, w), radius, False), target)
+    first = maximization(identity_votes(active, src, known, (h, w), radius, False), target)
     last_input = target if n_em == 1 else first
     if level > 0:
         H, W = fine_known.shape
-        first = maximization(em_votes(*none, active, fine_src, fine_known, (H, W), radius, True),
+        first = maximization(identity_votes(active, fine_src, fine_known, (H, W), radius, True),
                              upsample(last_input, H, W))
     full = jnp.broadcast_to(jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"),
                                       -1), (2, h, w, 2))
@@ -544,7 +602,9 @@ def _pyramid(image, known, *, radius, levels):
     for level in range(levels):
         if level:
             img, known = jax.vmap(downsample)(img, known)
-        count = jnp.sum(jax.vmap(lambda k: searched(k, radius))(known), (1, 2, 3))
+        count = jnp.concatenate(
+            [jnp.sum(jax.vmap(lambda k: searched(k, radius))(known), (2, 3)),
+             jnp.sum(jax.vmap(lambda k: receiving(k, radius))(known), (1, 2))[:, None]], -1)
         out.append((img, known, count))
     return out
 
@@ -588,7 +648,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
         sharding = jax.sharding.NamedSharding(auto, jax.sharding.PartitionSpec(mesh.axis_names[0]))
         put = functools.partial(jax.device_put, device=sharding)
     pyr = _pyramid(put(img.astype(np.int32)), put(~hol), radius=radius, levels=len(sizes))
-    counts = [int(np.max(jax.device_get(c))) for _, _, c in pyr]
+    counts = [np.max(jax.device_get(c), 0) for _, _, c in pyr]  # field 0, field 1, receivers
     key = jax.random.key(seed)
     target = fields = None
     for level in range(len(sizes) - 1, -1, -1):
@@ -605,7 +665,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
             continue
         target, fields = _level_batch(
             src, known, target, fields, fine_src, fine_known, jax.random.fold_in(key, level),
-            radius=radius, capacity_=capacity(counts[level], 2 * h * w), level=level,
+            radius=radius, capacity_=tuple(capacity(c, h * w) for c in counts[level]), level=level,
             coarsest=coarsest, jumps=tuple(jumps))
     out = np.asarray(jax.device_get(target))[:B].astype(np.uint8)
     return out

@@ -2,6 +2,7 @@
 reference C++ (tests/patchmatch_reference.py), the whole fill against PyPatchMatch's golden numbers
 (tests/fixtures/make_patchmatch_golden.py), determinism, and 8 devices against 1."""
 
+import functools
 import json
 import os
 
@@ -135,25 +136,35 @@ def test_votes_and_maximization_are_the_references(upscale):
     want = ref.Masked(base, np.zeros(fine_shape, bool))
     ref.maximization(want, vote)
 
-    # one entry list for both fields, in the order _level makes it (field 0's, then field 1's)
+    # one entry list for both fields as _level makes it: field 0's entries (scattered votes),
+    # padding, then field 1's (gathered through the index map onto the receiving pixels), padding
     centres = np.argwhere(active)
     n = len(centres)
-    K = 2 * n + 5  # padding entries must not vote
-    centres_k = np.concatenate([centres, centres, np.zeros((5, 2), int)])
-    which = np.concatenate([np.zeros(n, int), np.ones(n, int), np.zeros(5, int)])
-    f_k = np.concatenate([fields[0][active][:, :2], fields[1][active][:, :2], np.full((5, 2), 3)])
-    d_k = np.concatenate([fields[0][active][:, 2], fields[1][active][:, 2], np.zeros(5, int)])
+    split, K = n + 5, 2 * n + 8  # padding entries must not vote
+    centres_k = np.concatenate([centres, np.zeros((5, 2), int), centres, np.zeros((3, 2), int)])
+    f_k = np.concatenate([fields[0][active][:, :2], np.full((5, 2), 3),
+                          fields[1][active][:, :2], np.full((3, 2), 4)])
+    d_k = np.concatenate([fields[0][active][:, 2], np.zeros(5, int),
+                          fields[1][active][:, 2], np.zeros(3, int)])
+    live = np.concatenate([np.ones(n, bool), np.zeros(5, bool), np.ones(n, bool), np.zeros(3, bool)])
+    index_map = np.full((h, w), -1)
+    index_map[active] = np.arange(split, split + n)
+    receiving = np.asarray(pm.receiving(jnp.asarray(~hole), radius))
+    receivers = np.concatenate([np.argwhere(receiving), np.zeros((4, 2), int)])
+    receivers_live = np.arange(len(receivers)) < receiving.sum()
 
     @jax.jit
-    def vote_and_maximize(centres, which, live, f, d, active, image, known, base):
-        v = pm.em_votes(centres, which, live, f, d, active, image, known, fine_shape, radius,
-                        upscale)
+    def vote_and_maximize(centres, live, f, d, index_map, receivers, receivers_live, active,
+                          image, known, base):
+        v = pm.em_votes(centres, live, f, d, split, index_map, receivers, receivers_live, active,
+                        image, known, fine_shape, radius, upscale)
         return v, pm.maximization(v, base)
 
+    i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
     got, out = vote_and_maximize(
-        jnp.asarray(centres_k, jnp.int32), jnp.asarray(which, jnp.int32), jnp.arange(K) < 2 * n,
-        jnp.asarray(f_k, jnp.int32), jnp.asarray(d_k, jnp.int32), jnp.asarray(active),
-        jnp.asarray(new_image, jnp.int32), jnp.asarray(~new_hole), jnp.asarray(base, jnp.int32))
+        i32(centres_k), jnp.asarray(live), i32(f_k), i32(d_k), i32(index_map), i32(receivers),
+        jnp.asarray(receivers_live), jnp.asarray(active), i32(new_image), jnp.asarray(~new_hole),
+        i32(base))
     got = np.asarray(got).reshape(fine_shape + (4,))
     np.testing.assert_allclose(got, vote, rtol=2e-6, atol=1e-4)  # float32 sums of doubles
     assert (vote[..., 3] > 0).mean() > 0.5 and (vote[..., 3] == 0).any() == upscale
@@ -173,7 +184,7 @@ def test_levels_too_small_to_vote_are_skipped_with_the_same_result():
     args = [jnp.asarray(a)[None] for a in (image.astype(np.int32), ~hole, target.astype(np.int32))]
     fine_args = [jnp.asarray(fine.astype(np.int32))[None], jnp.asarray(~fine_hole)[None]]
     searched, _ = pm._level_batch(*args, jnp.zeros((1, 2, 4, 4, 2), jnp.int32), *fine_args,
-                                  jax.random.key(0), radius=3, capacity_=144, level=3,
+                                  jax.random.key(0), radius=3, capacity_=(72, 72, 72), level=3,
                                   coarsest=False)
     skipped, fields = pm._dead_level_batch(*args, *fine_args, radius=3, level=3)
     np.testing.assert_array_equal(np.asarray(skipped), np.asarray(searched))
