@@ -33,11 +33,16 @@ algorithm with a different schedule of updates, not a bit-exact copy; docs/patch
 against PyPatchMatch.
 
 Shapes are static: one jitted program per pyramid level and patch-radius/capacity combination; the
-work of a level is done on a compact list of the pixels whose patch touches the hole (its length,
-the "capacity", a power of two chosen on the host from the masks before the level runs, so few
-programs are compiled). A batch of images runs at once (vmapped); `mesh` shards the batch over
-devices. Every image's result depends only on that image, its mask, the radius and the seed: the
-same random stream is used for every image of a batch.
+work of a level is done on one compact list of field entries: field 0's for the pixels whose patch
+touches the hole and can still vote (`searched`: a hole-side patch with more invalid pixels than
+`max_voting_invalid` weighs 0 whatever it matches, so it is not searched), then field 1's for
+every pixel whose patch touches the hole. Each segment's length, and that of the list of pixels
+receiving field 1's votes, is chosen on the host from the masks before the level runs (one of 8
+sizes per octave, `capacity`), so masks of about the same size share the compiled program. The
+distance reads int16 channels-first feature maps whose invalid pixels hold +-INVALID, which makes
+a validity channel unnecessary (`patch_distance`). A batch of images runs at once (vmapped); `mesh`
+shards the batch over devices. Every image's result depends only on that image, its mask, the
+radius and the seed: the same random stream is used for every image of a batch.
 """
 
 from __future__ import annotations
@@ -596,7 +601,8 @@ def _level_batch(src, known, target, coarse_fields, fine_src, fine_known, key, *
                    compiler_options=_COMPILER_OPTIONS)
 def _pyramid(image, known, *, radius, levels):
     """Per level (full size first): source image int32 [B,h,w,3] with holes zeroed, known bool
-    [B,h,w], and the number of hole-touching pixels per image int32 [B]."""
+    [B,h,w], and per image the number of field-0 entries, field-1 entries and vote-receiving
+    pixels int32 [B,3] (`searched`, `receiving`)."""
     out = []
     img = jnp.where(known[..., None], image, 0)
     for level in range(levels):

@@ -269,3 +269,19 @@ def test_edge_cases_and_errors():
         pm.inpaint(img, masks, radius=0)
     with pytest.raises(ValueError, match="masks"):
         pm.inpaint(img, masks[..., 0])
+
+
+def test_bench_cases_are_the_issues_sizes():
+    from types import SimpleNamespace
+
+    from inpaintjax import bench
+    common = {"repeats": 3, "reduced": False}
+    full = bench._patchmatch_cases(SimpleNamespace(reduced=False), ["patchmatch"], common)
+    assert [(c["size"], c["hole"], c["batch"], c["radius"]) for c in full] == [
+        (512, 128, 1, 3), (512, 256, 1, 3), (256, 64, 8, 3)]
+    assert bench._patchmatch_cases(SimpleNamespace(reduced=False), ["infer"], common) == []
+    images, holes = bench.patchmatch_inputs(256, 64, 8)
+    assert images.shape == (8, 256, 256, 3) and images.dtype == np.uint8
+    assert holes.sum() == 8 * 64 * 64 and holes[:, 96:160, 96:160].all()
+    assert (images[holes] == 0).all() and images[~holes].std() > 20  # textured, hole zeroed
+    assert len({im.tobytes() for im in images}) == 8  # eight different crops
