@@ -12,6 +12,11 @@ Prints one JSON record per case (and appends them to --out if given):
   memory        the family's jitted `inpaint`, batch 1, at --memory-sizes (default 256, 512, 1024,
                 2048): peak RSS of the child and seconds per megapixel (no FLOP count: a second
                 compile would double the memory peak)
+  patchmatch    (opt in: --cases patchmatch) `inpaintjax.patchmatch` filling scikit-image's
+                astronaut, patch radius 3: 512x512 with a centred 128x128 and 256x256 hole (batch
+                1), and a batch of 8 256x256 crops with a 64x64 hole (throughput); with
+                --pypatchmatch PYTHON, PyPatchMatch (PyPI) on the same images in that Python, in
+                alternating order; wall and CPU seconds of each (see `_patchmatch_cases`)
 Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
 compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
 native convolution: the fast CPU gradient runs in loops whose FLOPs the analysis does not count),
@@ -255,8 +260,158 @@ def _case_train(case: dict) -> tuple[float, list, float, float | None]:
     return warm, times, compile_s, flops
 
 
+# ---------------------------------------------------------------------------------------------
+# PatchMatch (inpaintjax.patchmatch) beside PyPatchMatch
+# ---------------------------------------------------------------------------------------------
+def patchmatch_inputs(size: int, hole: int, batch: int):
+    """uint8 images [batch,size,size,3] and bool holes [batch,size,size] of the PatchMatch cases:
+    scikit-image's astronaut (its top-left 512x512; at size < 512, crops of it at `batch` offsets
+    on a diagonal) with a centred hole x hole square, hole pixels zeroed."""
+    import numpy as np
+    from skimage import data
+    photo = data.astronaut()
+    side = min(512, photo.shape[0], photo.shape[1])
+    offsets = np.linspace(0, side - size, batch).astype(int) if batch > 1 else [0]
+    images = np.stack([photo[o:o + size, o:o + size] for o in offsets]).copy()
+    holes = np.zeros(images.shape[:3], bool)
+    a = (size - hole) // 2
+    holes[:, a:a + hole, a:a + hole] = True
+    images[holes] = 0
+    return images, holes
+
+
+def _process_seconds() -> float:
+    # CPU seconds of this process, all its threads (XLA:CPU runs a fusion on several)
+    return time.process_time()
+
+
+def _case_patchmatch(case: dict) -> tuple[float, list, float, float | None]:
+    """`inpaintjax.patchmatch.inpaint_uint8` on `patchmatch_inputs` (one call fills the batch).
+    The first call compiles one program per searched pyramid level; compile_s is that call's
+    time minus the median warm call's. CPU seconds go into the case (cpu_first_s, cpu_median_s)."""
+    import numpy as np
+    from inpaintjax import patchmatch
+    images, holes = patchmatch_inputs(case["size"], case["hole"], case["batch"])
+    cpu = []
+
+    def run():
+        c = _process_seconds()
+        patchmatch.inpaint_uint8(images, holes, seed=0, radius=case["radius"])
+        cpu.append(_process_seconds() - c)
+
+    warm, times = timed(run, case["repeats"])
+    med = sorted(times)[len(times) // 2] if times else warm
+    case["cpu_first_s"] = round(cpu[0], 4)
+    case["cpu_median_s"] = round(float(np.median(cpu[1:] or cpu)), 4)
+    case["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return warm, times, max(0.0, warm - med), None
+
+
+_CASES_PATCHMATCH = {"patchmatch": _case_patchmatch}
+
+# PyPatchMatch's side, run by the Python named with --pypatchmatch (it needs numpy and
+# PyPatchMatch only, not inpaintjax): reads the inputs from an .npz, prints one JSON line
+_PYPATCHMATCH_SCRIPT = r"""
+import json, os, sys, time
+import numpy as np
+from importlib import metadata
+from patchmatch import patch_match
+if not patch_match.patchmatch_available:
+    raise SystemExit("PyPatchMatch's C++ library did not load")
+data = np.load(sys.argv[1])
+images, holes, radius, repeats = data["images"], data["holes"], int(data["radius"]), int(data["repeats"])
+def run():
+    for image, hole in zip(images, holes):
+        patch_match.inpaint(image, hole.astype(np.uint8), patch_size=radius)
+walls, cpus = [], []
+for _ in range(1 + repeats):
+    w, c = time.perf_counter(), time.process_time()
+    run()
+    walls.append(time.perf_counter() - w)
+    cpus.append(time.process_time() - c)
+timed = walls[1:] or walls
+print(json.dumps({"framework": "PyPatchMatch " + metadata.version("PyPatchMatch"),
+                  "warmup_s": round(walls[0], 4), "median_s": round(float(np.median(timed)), 4),
+                  "min_s": round(min(timed), 4), "max_s": round(max(timed), 4),
+                  "repeats": len(walls) - 1, "cpu_first_s": round(cpus[0], 4),
+                  "cpu_median_s": round(float(np.median(cpus[1:] or cpus)), 4),
+                  "load_avg_1m": round(os.getloadavg()[0], 2)}))
+"""
+
+
+def _patchmatch_cases(args, wanted, common) -> list[dict]:
+    """The PatchMatch cases (--cases patchmatch): (size, hole, batch) = (512, 128, 1), (512, 256,
+    1), (256, 64, 8); reduced: (64, 16, 1), (64, 32, 1), (32, 8, 2). Patch radius 3."""
+    if "patchmatch" not in wanted:
+        return []
+    shapes = ([(64, 16, 1), (64, 32, 1), (32, 8, 2)] if args.reduced else
+              [(512, 128, 1), (512, 256, 1), (256, 64, 8)])
+    return [{"kind": "patchmatch", "size": s, "hole": h, "batch": b, "radius": 3,
+             "repeats": common["repeats"], "reduced": common["reduced"]} for s, h, b in shapes]
+
+
+def _pypatchmatch_child(case: dict, python: str, timeout: float) -> dict:
+    """PyPatchMatch on the case's images in `python` (one image after another)."""
+    import tempfile
+    import numpy as np
+    images, holes = patchmatch_inputs(case["size"], case["hole"], case["batch"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "inputs.npz")
+        np.savez(path, images=images, holes=holes, radius=case["radius"],
+                 repeats=case["repeats"])
+        try:
+            proc = subprocess.run([python, "-c", _PYPATCHMATCH_SCRIPT, path], capture_output=True,
+                                  text=True, timeout=timeout)
+        except OSError as e:
+            return {**case, "framework": "PyPatchMatch", "error": f"{python}: {e}"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {**case, "framework": "PyPatchMatch",
+                "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    return {**case, **json.loads(lines[-1])}
+
+
+def pypatchmatch_missing(python: str) -> str:
+    """'' when `python` can import PyPatchMatch, else one line saying why not."""
+    try:
+        proc = subprocess.run([python, "-c", "from patchmatch import patch_match; "
+                               "assert patch_match.patchmatch_available"],
+                              capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{python}: {e}"
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        return f"{python}: {last}"
+    return ""
+
+
+def _run_patchmatch_case(args, case: dict, index: int, emit) -> bool:
+    """One PatchMatch case: inpaintjax (under the first XLA:CPU set-up) and, with --pypatchmatch,
+    PyPatchMatch, the first in even cases and the second in odd ones, so that a change in the
+    shared machine's load does not always favour the same side."""
+    mode = "tuned" if args.xla_cpu == "both" else args.xla_cpu
+    runs = ["jax"] + (["pypatchmatch"] if args.pypatchmatch else [])
+    if index % 2:
+        runs.reverse()
+    ok = True
+    for side in runs:
+        if side == "jax":
+            rec = _child(case, "auto", args.timeout, mode)
+            rec.setdefault("framework", "inpaintjax")
+        else:
+            rec = _pypatchmatch_child(case, args.pypatchmatch, args.timeout)
+        if "error" not in rec and rec.get("median_s"):
+            rec["images_per_s"] = round(rec["batch"] / rec["median_s"], 4)
+        ok &= "error" not in rec
+        emit(rec)
+    return ok
+
+
 _CASES = {"peak_matmul": _case_peak_matmul, "stack": _case_stack, "memory": _case_memory,
           "infer": _case_infer, "train": _case_train}
+
+
+_CASES.update(_CASES_PATCHMATCH)
 
 
 def _run_case(case: dict) -> dict:
@@ -364,6 +519,7 @@ def _cases(args) -> list[dict]:
             # inpainting takes many minutes on a 2-core CPU)
             out.append({"kind": "memory", "batch": 1, "size": s, **common, **fam,
                         "repeats": common["repeats"] if s <= 512 else 0})
+    out += _patchmatch_cases(args, wanted, common)
     return out
 
 
@@ -458,7 +614,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
     p.add_argument("--cases", default="peak,stack,infer,train",
                    help="comma list of peak, stack, infer, infer512 (batch 1 at 512 only), train, "
-                        "train512, memory")
+                        "train512, memory, patchmatch")
     p.add_argument("--memory-sizes", default="",
                    help="comma list of square sizes for the memory case (default 256,512,1024,2048)")
     p.add_argument("--train-batch", type=int, default=4)
@@ -472,7 +628,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--if-missing", action="store_true",
                    help="with --calibrate: only when this CPU has no measured record yet")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    _add_patchmatch_arguments(p)
     return p
+
+
+def _add_patchmatch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pypatchmatch", default="", metavar="PYTHON",
+                   help="with --cases patchmatch: also time PyPatchMatch (pip install "
+                        "PyPatchMatch) on the same images, run by this Python interpreter "
+                        "(e.g. a venv's bin/python)")
 
 
 def _setups(p: argparse.ArgumentParser, args) -> list[tuple[str, str]]:
@@ -504,7 +668,10 @@ def _run_all(args, setups, emit) -> bool:
             rec["peak_flops_per_s"] = round(peak)
         emit(_finish(rec, peak))
     ok = True
-    for case in _cases(args):
+    for index, case in enumerate(_cases(args)):
+        if case["kind"] == "patchmatch":
+            ok &= _run_patchmatch_case(args, case, index, emit)
+            continue
         jax_recs = []
         for mode, conv in setups:
             known = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
@@ -536,6 +703,12 @@ def main(argv=None) -> int:
     if args.calibrate:
         return calibrate(args.if_missing, args.repeats or 3, args.timeout)
     setups = _setups(p, args)
+    if args.pypatchmatch:
+        why = pypatchmatch_missing(args.pypatchmatch)
+        if why:
+            print(f"inpaintjax.bench: PyPatchMatch not available ({why}); the PatchMatch cases "
+                  f"run inpaintjax alone", file=sys.stderr)
+            args.pypatchmatch = ""
     out = open(args.out, "a") if args.out else None
 
     def emit(rec):

@@ -33,11 +33,16 @@ algorithm with a different schedule of updates, not a bit-exact copy; docs/patch
 against PyPatchMatch.
 
 Shapes are static: one jitted program per pyramid level and patch-radius/capacity combination; the
-work of a level is done on a compact list of the pixels whose patch touches the hole (its length,
-the "capacity", a power of two chosen on the host from the masks before the level runs, so few
-programs are compiled). A batch of images runs at once (vmapped); `mesh` shards the batch over
-devices. Every image's result depends only on that image, its mask, the radius and the seed: the
-same random stream is used for every image of a batch.
+work of a level is done on one compact list of field entries: field 0's for the pixels whose patch
+touches the hole and can still vote (`searched`: a hole-side patch with more invalid pixels than
+`max_voting_invalid` weighs 0 whatever it matches, so it is not searched), then field 1's for
+every pixel whose patch touches the hole. Each segment's length, and that of the list of pixels
+receiving field 1's votes, is chosen on the host from the masks before the level runs (one of 8
+sizes per octave, `capacity`), so masks of about the same size share the compiled program. The
+distance reads int16 channels-first feature maps whose invalid pixels hold +-INVALID, which makes
+a validity channel unnecessary (`patch_distance`). A batch of images runs at once (vmapped); `mesh`
+shards the batch over devices. Every image's result depends only on that image, its mask, the
+radius and the seed: the same random stream is used for every image of a batch.
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ INIT_TRIES = 20  # random initial offsets tried until one scores below DISTANCE_
 # neighbourhood, filled 3-4% worse on the golden cases (docs/patchmatch.md)
 PROPAGATION_JUMPS = (2, 1)
 MAX_RADIUS = 29  # the exact int32 distance arithmetic holds up to 59x59 patches
-_FEATURES = 10  # RGB, x gradient, y gradient, valid
+_FEATURES = 9  # RGB, x gradient, y gradient
+# an invalid pixel's features: far enough from 0..255 that any SSD against it exceeds the penalty,
+# +INVALID on a level's own pixels, -INVALID on the completion (two invalid pixels differ too)
+INVALID = 1024
 _SIMILARITY_BASE = (1.0, 0.99, 0.96, 0.83, 0.38, 0.11, 0.02, 0.005, 0.0006, 0.0001, 0.0)
 
 
@@ -101,10 +109,13 @@ def random_search_scales(height: int, width: int) -> list[int]:
     return out
 
 
-def capacity(count: int, pixels: int) -> int:
-    """Length of the compact pixel list for `count` hole-touching pixels: the next power of two
-    (at least 64), at most `pixels`. Powers of two keep the number of compiled programs small."""
-    return int(min(pixels, max(64, 1 << max(0, int(count) - 1).bit_length())))
+def capacity(count: int, entries: int) -> int:
+    """Length of the compact entry list for `count` searched entries: `count` rounded up to one of
+    8 sizes per octave (at least 64, at most `entries`), so that at most 1/8 of the list is
+    padding while a mask of about the same size reuses the compiled program."""
+    count = max(64, int(count))
+    step = 1 << max(0, count.bit_length() - 4)
+    return int(min(entries, -(-count // step) * step))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,43 +152,68 @@ def upsample(image, height: int, width: int):
     return image[ys][:, xs]
 
 
-def features(image, known):
-    """int32 [h,w,10] of one image: RGB, x gradient, y gradient (I[+1]//2 - I[-1]//2 + 128 inside,
-    0 on the border) and validity (known and not on the border: the distance charges the full
-    penalty for anything else)."""
+def features(image, known, invalid_value: int):
+    """int16 [9,h,w] of one image, channels first: RGB, x gradient, y gradient
+    (I[+1]//2 - I[-1]//2 + 128), with every channel of an invalid pixel (not known, or on the
+    border, where the distance charges the full penalty) set to `invalid_value` (+INVALID for a
+    level's own pixels, -INVALID for the completion it is matched against: `patch_distance`)."""
     h, w = known.shape
     half = image // 2
     gx = jnp.zeros_like(image).at[1:-1, 1:-1].set(half[1:-1, 2:] - half[1:-1, :-2] + 128)
     gy = jnp.zeros_like(image).at[1:-1, 1:-1].set(half[2:, 1:-1] - half[:-2, 1:-1] + 128)
     inside = jnp.zeros((h, w), bool).at[1:-1, 1:-1].set(True)
-    valid = (known & inside).astype(jnp.int32)
-    return jnp.concatenate([image, gx, gy, valid[..., None]], -1)
+    valid = known & inside
+    feat = jnp.concatenate([image, gx, gy], -1)
+    feat = jnp.where(valid[..., None], feat, invalid_value)
+    return jnp.moveaxis(feat, -1, 0).astype(jnp.int16)
 
 
-def _pad_features(feat, radius: int):
-    # zero features outside the image are invalid (validity channel 0): the penalty applies
-    return jnp.pad(feat, ((radius, radius), (radius, radius), (0, 0)))
+def _pad_features(feat, radius: int, invalid_value: int):
+    # pixels outside the image are invalid: the penalty applies
+    return jnp.pad(feat, ((0, 0), (radius, radius), (radius, radius)),
+                   constant_values=invalid_value)
 
 
 def _patches(padded, centres, radius: int):
-    """[N, 2r+1, 2r+1, 10] patches of a padded feature map at in-image centres int [N, 2]."""
+    """[N, 9, 2r+1, 2r+1] patches of a padded feature map [9, h+2r, w+2r] at in-image centres
+    int [N, 2]."""
     size = 2 * radius + 1
     return jax.vmap(lambda c: jax.lax.dynamic_slice(
-        padded, (c[0], c[1], 0), (size, size, _FEATURES)))(centres)
+        padded, (0, c[0], c[1]), (_FEATURES, size, size)))(centres)
 
 
-def patch_distance(source_patches, target_patches):
-    """Distance 0..65535 (int32) between patches [..., P, P, 10]: SSD of the 9 feature channels
-    over pixels valid in both, plus PIXEL_PENALTY for every other pixel, as
-    floor(65535 * (sum / PIXEL_PENALTY) / P^2), computed exactly in int32."""
-    n = source_patches.shape[-3] * source_patches.shape[-2]
-    both = source_patches[..., 9] * target_patches[..., 9]
-    diff = source_patches[..., :9] - target_patches[..., :9]
-    ssd = jnp.sum(both * jnp.sum(diff * diff, -1), (-2, -1))
-    total = ssd + PIXEL_PENALTY * (n - jnp.sum(both, (-2, -1)))
+def _patches_of(maps, which, centres, radius: int):
+    """[N, 9, 2r+1, 2r+1] patches of stacked padded maps [M, 9, h+2r, w+2r]: entry n from map
+    which[n] at centre centres[n]."""
+    size = 2 * radius + 1
+    return jax.vmap(lambda m, c: jax.lax.dynamic_slice(
+        maps, (m, 0, c[0], c[1]), (1, _FEATURES, size, size))[0])(which, centres)
+
+
+def patch_distance(a, b):
+    """Distance 0..65535 (int32) between patches [..., 9, P, P], one from a map whose invalid
+    pixels are +INVALID, the other from one where they are -INVALID: the SSD of the 9 feature
+    channels over pixels valid in both, plus PIXEL_PENALTY for every other pixel, as
+    floor(65535 * (sum / PIXEL_PENALTY) / P^2), computed exactly in int32. A pixel valid in both
+    has an SSD of at most 9 * 255^2 = PIXEL_PENALTY; one invalid on either side differs by at
+    least INVALID - 255 in every channel, so min(SSD, PIXEL_PENALTY) is the penalty there: no
+    validity channel is needed."""
+    n = a.shape[-2] * a.shape[-1]
+    diff = a.astype(jnp.int32) - b.astype(jnp.int32)
+    per_pixel = jnp.minimum(jnp.sum(diff * diff, -3), PIXEL_PENALTY)
+    total = jnp.sum(per_pixel, (-2, -1))
     # 65535 / (9 * 255^2) = 257 / 2295: floor(257 * total / (2295 n)) without int32 overflow
     den = 2295 * n
     return 257 * (total // den) + (257 * (total % den)) // den
+
+
+def max_voting_invalid(radius: int) -> int:
+    """The most invalid (hole or border) pixels a patch can hold and still get a vote weight above
+    0 in the best case (all its valid pixels matching exactly): a hole-side patch with more can
+    never vote, so it is not searched (see `_entries`)."""
+    n = (2 * radius + 1) ** 2
+    table = similarity_table()
+    return max(m for m in range(n + 1) if table[DISTANCE_SCALE * m // n] > 0.0)
 
 
 def hole_touching(known, radius: int):
@@ -195,14 +231,15 @@ def _box_count(a, radius: int):
                                  [(radius, radius), (radius, radius)])
 
 
-def scale_field(coarse, height: int, width: int, centres):
-    """Initial offsets at a finer level from the coarser level's full field int [oh,ow,2]: pixel
-    (i, j) takes the coarse entry at (min(i*oh//h, oh-1), min(j*ow//w, ow-1)) times h/oh, w/ow
-    (floored), the reference's scaling for sizes h = 2*oh or 2*oh+1."""
-    oh, ow = coarse.shape[:2]
+def scale_field(coarse, height: int, width: int, centres, which):
+    """Initial offsets at a finer level from the coarser level's full fields int [2,oh,ow,2]:
+    entry n (field which[n], pixel (i, j) = centres[n]) takes the coarse entry at
+    (min(i*oh//h, oh-1), min(j*ow//w, ow-1)) times h/oh, w/ow (floored), the reference's scaling
+    for sizes h = 2*oh or 2*oh+1."""
+    oh, ow = coarse.shape[1:3]
     i = jnp.minimum(centres[:, 0] * oh // height, oh - 1)
     j = jnp.minimum(centres[:, 1] * ow // width, ow - 1)
-    v = coarse[i, j]
+    v = coarse[which, i, j]
     return jnp.stack([v[:, 0] * height // oh, v[:, 1] * width // ow], -1)
 
 
@@ -245,21 +282,45 @@ def votes(source_centres, target_centres, weight, ok, src_image, src_known, out_
     return acc[:-1]
 
 
-def em_votes(centres, live_k, fields, dists, active, image, image_known, out_shape,
-             radius: int, upscale: bool):
-    """Votes [H*W, 4] of both fields of one level: `fields` int [2, K, 2] / `dists` int [2, K]
-    for the hole-touching pixels `centres` int [K, 2] (entries beyond `live_k` unused); field 0
-    maps this level's pixels (hole side) into the target, field 1 the target's pixels into this
-    level. Every other pixel (`active` False) has the identity field at distance 0 (weight 1).
-    `image` / `image_known` are this level's (or, with `upscale`, the finer level's) pixels."""
-    table = jnp.asarray(similarity_table(), jnp.float32)
-    # hole side -> target: the hole side's pixels vote where they matched; target -> hole side:
-    # the matched pixels vote for the target's own pixels
-    src_c = jnp.concatenate([centres, fields[1]])
-    tgt_c = jnp.concatenate([fields[0], centres])
-    acc = votes(src_c, tgt_c, table[dists.reshape(-1)], jnp.concatenate([live_k, live_k]),
-                image, image_known, out_shape, radius, upscale)
-    # identity fields copy every known pixel onto itself once per covering patch, per field
+def gathered_votes(receivers, receivers_live, index_map, field, weight, src_image, src_known,
+                   out_shape, radius: int, upscale: bool):
+    """The votes of a field from the target's pixels (`votes` with target centres = the entries'
+    own pixels), gathered per receiving pixel instead of scattered: receiver t (int [R,2], a
+    pixel within the radius of an entry; entries of `receivers_live` False get nothing) sums,
+    over the patch offsets d, the vote of the entry at t - d (index_map int [h,w]: its index
+    into field int [K,2] / weight [K], -1 for none): weight * src_image[field + d] if that pixel
+    is inside and known. Returns (flat output indices int [R*U], sums [R*U, 4]) with U = 1, or
+    U = 4 with `upscale` (receiver t's 2x2 block of the finer output, read from the fine
+    `src_image`)."""
+    h, w = index_map.shape
+    H, W = out_shape
+    d = jnp.arange(-radius, radius + 1)
+    offsets = jnp.stack(jnp.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # [P^2, 2]
+    voter = receivers[:, None, :] - offsets[None]  # [R, P^2, 2]
+    hi = jnp.array([h - 1, w - 1])
+    k = index_map[jnp.clip(voter[..., 0], 0, h - 1), jnp.clip(voter[..., 1], 0, w - 1)]
+    has = jnp.all((voter >= 0) & (voter <= hi), -1) & (k >= 0) & receivers_live[:, None]
+    k = jnp.maximum(k, 0)
+    s = field[k] + offsets[None]
+    has = has & jnp.all((s >= 0) & (s <= hi), -1)
+    wgt = jnp.where(has, weight[k], 0.0)
+    blocks = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]]) if upscale else jnp.zeros((1, 2), int)
+    scale = 2 if upscale else 1
+    sums, index = [], []
+    for u in blocks:  # each of the (1 or 4) output pixels of a receiver
+        sy = jnp.clip(scale * s[..., 0] + u[0], 0, src_image.shape[0] - 1)
+        sx = jnp.clip(scale * s[..., 1] + u[1], 0, src_image.shape[1] - 1)
+        wu = jnp.where(src_known[sy, sx], wgt, 0.0)
+        rgb = jnp.sum(src_image[sy, sx].astype(jnp.float32) * wu[..., None], 1)
+        sums.append(jnp.concatenate([rgb, jnp.sum(wu, 1)[:, None]], -1))
+        ty, tx = scale * receivers[:, 0] + u[0], scale * receivers[:, 1] + u[1]
+        index.append(jnp.where(receivers_live, ty * W + tx, H * W))
+    return jnp.stack(index, 1).reshape(-1), jnp.stack(sums, 1).reshape(-1, 4)
+
+
+def identity_votes(active, image, image_known, out_shape, radius: int, upscale: bool):
+    """Votes [H*W, 4] of the pixels pinned to themselves (not `active`, distance 0, weight 1) in
+    both fields: every known pixel onto itself once per covering pinned patch, per field."""
     h, w = active.shape
     H, W = out_shape
     sv = 2.0 * _box_count((~active).astype(jnp.int32), radius).astype(jnp.float32)
@@ -267,7 +328,32 @@ def em_votes(centres, live_k, fields, dists, active, image, image_known, out_sha
         sv = jnp.pad(jnp.repeat(jnp.repeat(sv, 2, 0), 2, 1), ((0, H - 2 * h), (0, W - 2 * w)))
     sv = sv * image_known
     own = jnp.concatenate([image.astype(jnp.float32) * sv[..., None], sv[..., None]], -1)
-    return acc + own.reshape(H * W, 4)
+    return own.reshape(H * W, 4)
+
+
+def em_votes(centres, live, field, dist, split: int, index_map, receivers, receivers_live,
+             active, image, image_known, out_shape, radius: int, upscale: bool):
+    """Votes [H*W, 4] of both fields of one level. The K entries (pixels centres int [K,2],
+    matched to field int [K,2] at distance dist [K]; entries with live False do not vote) are
+    field 0's (this level's pixels, the hole side, matched into the target) for n < split, and
+    field 1's (the target's pixels matched into this level) after; index_map int [h,w] holds
+    every field-1 entry's index at its pixel (-1 elsewhere), `receivers` int [R,2] every pixel
+    within the radius of one (`receivers_live`). A hole-touching pixel of field 0 without an
+    entry can only have weight 0 (`max_voting_invalid`); every pixel not `active` has the
+    identity field at distance 0 (weight 1) in both fields. `image` / `image_known` are this
+    level's (or, with `upscale`, the finer level's) pixels."""
+    table = jnp.asarray(similarity_table(), jnp.float32)
+    weight = table[dist]
+    H, W = out_shape
+    # hole side -> target (few entries: scattered): the hole side's pixels vote where they matched
+    acc = votes(centres[:split], field[:split], weight[:split], live[:split], image, image_known,
+                out_shape, radius, upscale)
+    # target -> hole side (gathered): the matched pixels vote for the target's own pixels
+    index, sums = gathered_votes(receivers, receivers_live, index_map,
+                                 field, jnp.where(live, weight, 0.0), image, image_known,
+                                 out_shape, radius, upscale)
+    acc = acc + jnp.zeros((H * W + 1, 4), jnp.float32).at[index].add(sums)[:-1]
+    return acc + identity_votes(active, image, image_known, out_shape, radius, upscale)
 
 
 def maximization(vote_sums, base):
@@ -283,53 +369,58 @@ def maximization(vote_sums, base):
 # ---------------------------------------------------------------------------------------------
 # one pyramid level of one image
 
-def _minimize(src_patch, tgt_padded, field, dist, centres, live_k, index_map, key, *,
+def _cost(maps, which, queries, cands, radius: int):
+    """Distances int32 [K] of the query patches [K,9,P,P] to the patches at cands int [K,2] of
+    the map the entry searches (field 0 searches the target, map 1; field 1 this level, map 0)."""
+    return patch_distance(queries, _patches_of(maps, 1 - which, cands, radius))
+
+
+def _minimize(maps, queries, field, dist, centres, which, live_k, index_map, key, *,
               radius: int, passes: int, scales: tuple[int, ...], jumps: tuple[int, ...]):
-    """`passes` passes over one field (int [K,2] target centres, distances int [K]): each a
-    forward and a backward half-pass of parallel propagation then random search."""
-    h = tgt_padded.shape[0] - 2 * radius
-    w = tgt_padded.shape[1] - 2 * radius
+    """`passes` passes over the fields of the K entries (target centres int [K,2], distances int
+    [K]): each a forward and a backward half-pass of parallel propagation then random search.
+    A half-pass is one loop over candidate slots: the propagation slots (one per neighbour, from
+    the field as the half-pass began, accepted in the sequential scan's order), then one slot
+    per random-search radius; each slot scores one candidate per entry."""
+    h = maps.shape[2] - 2 * radius
+    w = maps.shape[3] - 2 * radius
     hi = jnp.array([h - 1, w - 1])
+    n_prop = 2 * len(jumps)
     scales_arr = jnp.array(scales if scales else (0,), jnp.int32)
     # forward half-pass: the upper then the left neighbour at each jump length; backward: mirrored
     steps = jnp.array([s for j in jumps for s in ((j, 0), (0, j))], jnp.int32)
-
-    def cost(cands):
-        return patch_distance(src_patch, _patches(tgt_padded, cands, radius))
-
-    def neighbour(field, step):
-        # the field of the pixel at centre - step (identity where that pixel has no field)
-        n = centres - step
-        inb = jnp.all((n >= 0) & (n <= hi), -1)
-        nc = jnp.clip(n, 0, hi)
-        k = index_map[nc[:, 0], nc[:, 1]]
-        return jnp.where((k >= 0)[:, None], field[jnp.maximum(k, 0)], nc), inb
 
     def half(i, carry):
         field, dist = carry
         direction = 1 - 2 * (i % 2)
         live = live_k & (dist > 0)
-        # Jacobi: every candidate comes from the field as the half-pass began, all scored at once
-        nf, inb = jax.vmap(lambda s: neighbour(field, direction * s))(steps)
-        cands = jnp.clip(nf + direction * steps[:, None, :], 0, hi)
-        dc = jax.vmap(cost)(cands)
-        for c in range(steps.shape[0]):  # accepted in order, as the sequential scan does
-            take = live & inb[c] & (dc[c] < dist)
-            field = jnp.where(take[:, None], cands[c], field)
-            dist = jnp.where(take, dc[c], dist)
-        # all random offsets of the half-pass at once: (bits mod (2s+1)) - s, as rand() % n
-        bits = jax.random.bits(jax.random.fold_in(key, i), (max(1, len(scales)),) + field.shape)
+        start = field  # Jacobi: propagation reads the field as the half-pass began
+        # all random offsets of the half-pass at once, one 32-bit draw per entry and radius, its
+        # two 16-bit halves the y and x offsets: (bits mod (2s+1)) - s, as rand() % n
+        bits = jax.random.bits(jax.random.fold_in(key, i), (max(1, len(scales)), field.shape[0]))
+        halves = jnp.stack([bits >> 16, bits & 0xFFFF], -1)
 
-        def search(j, carry):
+        def slot(j, carry):
             field, dist = carry
-            s = scales_arr[j]
-            off = (bits[j] % (2 * s + 1).astype(jnp.uint32)).astype(jnp.int32) - s
-            cand = jnp.clip(field + off, 0, hi)
-            dc = cost(cand)
-            take = live & (dc < dist)
+            # propagation: the neighbour at centre - step, its offset shifted by step (the
+            # identity where that pixel has no entry)
+            step = direction * steps[jnp.minimum(j, n_prop - 1)]
+            n = centres - step
+            inb = jnp.all((n >= 0) & (n <= hi), -1)
+            nc = jnp.clip(n, 0, hi)
+            k = index_map[which, nc[:, 0], nc[:, 1]]
+            prop = jnp.where((k >= 0)[:, None], start[jnp.maximum(k, 0)], nc) + step
+            # random search around the current best
+            js = jnp.maximum(j - n_prop, 0)
+            s = scales_arr[js]
+            off = (halves[js] % (2 * s + 1).astype(jnp.uint32)).astype(jnp.int32) - s
+            is_prop = j < n_prop
+            cand = jnp.clip(jnp.where(is_prop, prop, field + off), 0, hi)
+            dc = _cost(maps, which, queries, cand, radius)
+            take = live & (inb | ~is_prop) & (dc < dist)
             return jnp.where(take[:, None], cand, field), jnp.where(take, dc, dist)
 
-        return jax.lax.fori_loop(0, len(scales), search, (field, dist))
+        return jax.lax.fori_loop(0, n_prop + len(scales), slot, (field, dist))
 
     return jax.lax.fori_loop(0, 2 * passes, half, (field, dist))
 
@@ -340,11 +431,11 @@ def _random_centres(key, n: int, h: int, w: int):
     return (bits % jnp.array([h, w], jnp.uint32)).astype(jnp.int32)
 
 
-def _initial_field(first_guess, src_patch, tgt_padded, live_k, key, *, radius: int):
-    """Distances of `first_guess`, then up to INIT_TRIES - 1 random centres for every entry still
-    at DISTANCE_SCALE (the reference's retries)."""
-    h = tgt_padded.shape[0] - 2 * radius
-    w = tgt_padded.shape[1] - 2 * radius
+def _initial_field(first_guess, maps, queries, which, live_k, key, *, radius: int):
+    """Distances of `first_guess` int [K,2], then up to INIT_TRIES - 1 random centres for every
+    entry still at DISTANCE_SCALE (the reference's retries)."""
+    h = maps.shape[2] - 2 * radius
+    w = maps.shape[3] - 2 * radius
     K = first_guess.shape[0]
 
     def need(state):
@@ -356,7 +447,7 @@ def _initial_field(first_guess, src_patch, tgt_padded, live_k, key, *, radius: i
         c = _random_centres(jax.random.fold_in(key, t), K, h, w)
         c = jnp.where(t == 0, first_guess, c)
         redo = d >= DISTANCE_SCALE
-        dc = patch_distance(src_patch, _patches(tgt_padded, c, radius))
+        dc = _cost(maps, which, queries, c, radius)
         return (jnp.where(redo[:, None], c, f), jnp.where(redo, dc, d), t + 1)
 
     f, d, _ = jax.lax.while_loop(
@@ -364,69 +455,93 @@ def _initial_field(first_guess, src_patch, tgt_padded, live_k, key, *, radius: i
     return f, d
 
 
+def searched(known, radius: int):
+    """bool [2,h,w]: the pixels that get a searched field entry, per field. Field 1 (target ->
+    this level): every pixel whose patch touches the hole (all others are pinned to themselves).
+    Field 0 (this level -> target): those whose patch also has at most `max_voting_invalid`
+    invalid pixels; any other's distance is past the similarity table's cut-off whatever it is
+    matched to, so its vote weighs 0 (a patch of hole pixels only is always at the maximum)."""
+    h, w = known.shape
+    active = hole_touching(known, radius)
+    inside = jnp.zeros((h, w), bool).at[1:-1, 1:-1].set(True)
+    valid = _box_count((known & inside).astype(jnp.int32), radius)
+    can_vote = (2 * radius + 1) ** 2 - valid <= max_voting_invalid(radius)
+    return jnp.stack([active & can_vote, active])
+
+
+def receiving(known, radius: int):
+    """bool [h,w]: the pixels a field-1 entry (a hole-touching pixel) can vote for: those within
+    the patch radius of one."""
+    return _box_count(hole_touching(known, radius).astype(jnp.int32), radius) > 0
+
+
 def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radius: int,
            capacity_: int, level: int, coarsest: bool, jumps: tuple[int, ...] = PROPAGATION_JUMPS):
     """One pyramid level of one image: initial fields (random, or scaled from `coarse_fields`
     int [2, oh, ow, 2]), the EM iterations, and the last vote at the next finer level's size
     (`fine_src` / `fine_known`; at level 0 they are unused). Returns (new target int [H,W,3] at
-    the finer size, or this size at level 0; full fields int [2, h, w, 2] for the next level)."""
+    the finer size, or this size at level 0; full fields int [2, h, w, 2] for the next level:
+    the identity where a pixel has no entry)."""
     h, w = known.shape
     n_em, passes = em_schedule(level)
     scales = tuple(random_search_scales(h, w))
-    K = capacity_
+    K0, K1, R = capacity_
     active = hole_touching(known, radius)
-    count = jnp.sum(active)
-    cy, cx = jnp.nonzero(active, size=K, fill_value=0)
+    listed = searched(known, radius)
+    # the entries: field 0's first (K0 long), then field 1's (K1 long), each padded
+    y0, x0 = jnp.nonzero(listed[0], size=K0, fill_value=0)
+    y1, x1 = jnp.nonzero(listed[1], size=K1, fill_value=0)
+    cy, cx = jnp.concatenate([y0, y1]), jnp.concatenate([x0, x1])
+    which = jnp.concatenate([jnp.zeros(K0, jnp.int32), jnp.ones(K1, jnp.int32)])
     centres = jnp.stack([cy, cx], -1).astype(jnp.int32)
-    live_k = jnp.arange(K) < count
-    index_map = jnp.full((h, w), -1, jnp.int32).at[
-        jnp.where(live_k, cy, h), cx].set(jnp.arange(K, dtype=jnp.int32), mode="drop")
-    src_padded = _pad_features(features(src, known), radius)
-    src_patch = _patches(src_padded, centres, radius)
+    live_k = jnp.concatenate([jnp.arange(K0) < jnp.sum(listed[0]),
+                              jnp.arange(K1) < jnp.sum(listed[1])])
+    K = K0 + K1
+    index_map = jnp.full((2, h, w), -1, jnp.int32).at[
+        which, jnp.where(live_k, cy, h), cx].set(jnp.arange(K, dtype=jnp.int32), mode="drop")
+    ry, rx = jnp.nonzero(receiving(known, radius), size=R, fill_value=0)
+    receivers = jnp.stack([ry, rx], -1).astype(jnp.int32)
+    receivers_live = jnp.arange(R) < jnp.sum(receiving(known, radius))
+    src_padded = _pad_features(features(src, known, INVALID), radius, INVALID)
     everywhere = jnp.ones((h, w), bool)
 
-    def padded_pair(target):
-        tgt_padded = _pad_features(features(target, everywhere), radius)
-        # direction 0: hole side -> target (source patches fixed); 1: target -> source
-        return (jnp.stack([src_patch, _patches(tgt_padded, centres, radius)]),
-                jnp.stack([tgt_padded, src_padded]))
+    def maps_and_queries(target):
+        # map 0: this level (holes invalid); map 1: the completion. Field 0's queries are this
+        # level's patches, field 1's the completion's
+        tgt_padded = _pad_features(features(target, everywhere, -INVALID), radius, -INVALID)
+        maps = jnp.stack([src_padded, tgt_padded])
+        return maps, _patches_of(maps, which, centres, radius)
 
-    patches0, padded0 = padded_pair(target)
+    maps0, queries0 = maps_and_queries(target)
     k_init = jax.random.fold_in(key, 1_000_000)
     if coarsest:
-        guess = jnp.stack([_random_centres(jax.random.fold_in(k_init, 10 + a), K, h, w)
-                           for a in range(2)])
+        guess = _random_centres(jax.random.fold_in(k_init, 10), K, h, w)
     else:
-        guess = jax.vmap(lambda c: scale_field(c, h, w, centres))(coarse_fields)
-    fields, dists = jax.vmap(functools.partial(_initial_field, radius=radius), (0, 0, 0, None, 0))(
-        guess, patches0, padded0, live_k,
-        jnp.stack([jax.random.fold_in(k_init, a) for a in range(2)]))
+        guess = scale_field(coarse_fields, h, w, centres, which)
+    field, dist = _initial_field(guess, maps0, queries0, which, live_k, k_init, radius=radius)
 
-    def vote_both(fields, dists, image, image_known, out_shape, upscale):
-        return em_votes(centres, live_k, fields, dists, active, image, image_known, out_shape,
-                        radius, upscale)
+    def vote(field, dist, image, image_known, out_shape, upscale):
+        return em_votes(centres, live_k, field, dist, K0, index_map[1], receivers,
+                        receivers_live, active, image, image_known, out_shape, radius, upscale)
 
     def em(i, carry):
-        target, _, fields, dists = carry
-        patches, padded = padded_pair(target)
-        ki = jax.random.fold_in(key, i)
-        fields, dists = jax.vmap(functools.partial(
-            _minimize, radius=radius, passes=passes, scales=scales, jumps=jumps),
-            (0, 0, 0, 0, None, None, None, 0))(
-            patches, padded, fields, dists, centres, live_k, index_map,
-            jnp.stack([jax.random.fold_in(ki, a) for a in range(2)]))
-        new = maximization(vote_both(fields, dists, src, known, (h, w), False), target)
-        return new, target, fields, dists
+        target, _, field, dist = carry
+        maps, queries = maps_and_queries(target)
+        field, dist = _minimize(maps, queries, field, dist, centres, which, live_k, index_map,
+                                jax.random.fold_in(key, i), radius=radius, passes=passes,
+                                scales=scales, jumps=jumps)
+        new = maximization(vote(field, dist, src, known, (h, w), False), target)
+        return new, target, field, dist
 
-    target, last_input, fields, dists = jax.lax.fori_loop(
-        0, n_em, em, (target, target, fields, dists))
+    target, last_input, field, dist = jax.lax.fori_loop(
+        0, n_em, em, (target, target, field, dist))
     if level > 0:
         H, W = fine_known.shape
-        target = maximization(vote_both(fields, dists, fine_src, fine_known, (H, W), True),
+        target = maximization(vote(field, dist, fine_src, fine_known, (H, W), True),
                               upsample(last_input, H, W))
     full = jnp.broadcast_to(jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"),
                                       -1), (2, h, w, 2))
-    full = full.at[:, jnp.where(live_k, cy, h), cx].set(fields, mode="drop")
+    full = full.at[which, jnp.where(live_k, cy, h), cx].set(field, mode="drop")
     return target, full
 
 
@@ -450,13 +565,11 @@ def _dead_level(src, known, target, fine_src, fine_known, *, radius: int, level:
     h, w = known.shape
     n_em, _ = em_schedule(level)
     active = hole_touching(known, radius)
-    none = (jnp.zeros((1, 2), jnp.int32), jnp.zeros((1,), bool), jnp.zeros((2, 1, 2), jnp.int32),
-            jnp.zeros((2, 1), jnp.int32))
-    first = maximization(em_votes(*none, active, src, known, (h, w), radius, False), target)
+    first = maximization(identity_votes(active, src, known, (h, w), radius, False), target)
     last_input = target if n_em == 1 else first
     if level > 0:
         H, W = fine_known.shape
-        first = maximization(em_votes(*none, active, fine_src, fine_known, (H, W), radius, True),
+        first = maximization(identity_votes(active, fine_src, fine_known, (H, W), radius, True),
                              upsample(last_input, H, W))
     full = jnp.broadcast_to(jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"),
                                       -1), (2, h, w, 2))
@@ -488,13 +601,16 @@ def _level_batch(src, known, target, coarse_fields, fine_src, fine_known, key, *
                    compiler_options=_COMPILER_OPTIONS)
 def _pyramid(image, known, *, radius, levels):
     """Per level (full size first): source image int32 [B,h,w,3] with holes zeroed, known bool
-    [B,h,w], and the number of hole-touching pixels per image int32 [B]."""
+    [B,h,w], and per image the number of field-0 entries, field-1 entries and vote-receiving
+    pixels int32 [B,3] (`searched`, `receiving`)."""
     out = []
     img = jnp.where(known[..., None], image, 0)
     for level in range(levels):
         if level:
             img, known = jax.vmap(downsample)(img, known)
-        count = jnp.sum(jax.vmap(lambda k: hole_touching(k, radius))(known), (1, 2))
+        count = jnp.concatenate(
+            [jnp.sum(jax.vmap(lambda k: searched(k, radius))(known), (2, 3)),
+             jnp.sum(jax.vmap(lambda k: receiving(k, radius))(known), (1, 2))[:, None]], -1)
         out.append((img, known, count))
     return out
 
@@ -538,7 +654,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
         sharding = jax.sharding.NamedSharding(auto, jax.sharding.PartitionSpec(mesh.axis_names[0]))
         put = functools.partial(jax.device_put, device=sharding)
     pyr = _pyramid(put(img.astype(np.int32)), put(~hol), radius=radius, levels=len(sizes))
-    counts = [int(np.max(jax.device_get(c))) for _, _, c in pyr]
+    counts = [np.max(jax.device_get(c), 0) for _, _, c in pyr]  # field 0, field 1, receivers
     key = jax.random.key(seed)
     target = fields = None
     for level in range(len(sizes) - 1, -1, -1):
@@ -555,7 +671,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
             continue
         target, fields = _level_batch(
             src, known, target, fields, fine_src, fine_known, jax.random.fold_in(key, level),
-            radius=radius, capacity_=capacity(counts[level], h * w), level=level,
+            radius=radius, capacity_=tuple(capacity(c, h * w) for c in counts[level]), level=level,
             coarsest=coarsest, jumps=tuple(jumps))
     out = np.asarray(jax.device_get(target))[:B].astype(np.uint8)
     return out

@@ -1,7 +1,9 @@
 """`inpaintjax serve --weights W`: a local sketch-and-fill page for any trained model.
 
 Open an image, paint the hole with a brush of chosen size, draw sketch strokes inside it (guided
-models), press Fill, see the result beside the input, undo strokes, download the PNG.
+models), choose what fills it (the loaded model, or a classical method for comparison: PatchMatch,
+Telea, biharmonic, the mean colour; `inpaintjax.baselines`), press Fill, see the result beside the
+input, undo strokes, download the PNG.
 
 The page is one HTML document with a few hundred lines of plain JavaScript (canvas painting),
 served by the standard library's `http.server`: no extra dependency, no asset or analytics
@@ -14,11 +16,16 @@ beyond `KEEP_FILES`.
 
 HTTP interface (used by the page):
   GET  /                  the page
-  GET  /api/info          {"family", "guided", "max_bytes", "max_pixels"}
+  GET  /api/info          {"family", "guided", "max_bytes", "max_pixels",
+                           "methods": [{"name", "label"}, ...] ("model" first, then the
+                           classical fills that can run here)}
   POST /api/upload        body = the image file -> {"id", "width", "height"} | {"error"}
   GET  /api/image/<id>    the uploaded image as RGB PNG
-  POST /api/fill          {"id", "mask": PNG data URL, "sketch": PNG data URL | null}
-                          (any pixel with alpha > 0 is a hole / a stroke) -> {"result": URL}
+  POST /api/fill          {"id", "mask": PNG data URL, "sketch": PNG data URL | null,
+                           "method": "model" (default) | "patchmatch" | "telea" | "biharmonic" |
+                           "mean", "seed": int (PatchMatch's random stream, default 0)}
+                          (any pixel with alpha > 0 is a hole / a stroke; sketches only steer a
+                          guided model) -> {"result": URL, "method"}
   GET  /api/result/<id>   the inpainted PNG
 """
 
@@ -120,6 +127,21 @@ def decode_drawing(data_url: Optional[str], hw: tuple[int, int], what: str) -> O
     return np.asarray(im.convert("RGBA"))[..., 3] > 0
 
 
+MODEL_METHOD = "model"  # the fill request's method for the loaded model
+CLASSICAL_METHODS = ("patchmatch", "telea", "biharmonic", "mean")  # as offered, in this order
+
+
+def classical_fill(method: str, image: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """uint8 [H,W,3] image, bool [H,W] hole -> uint8 [H,W,3]: the hole filled by the classical
+    method (`inpaintjax.baselines.fill`), the known pixels exactly the input's."""
+    from inpaintjax import baselines
+    images = image[None].astype(np.float32) / 255.0
+    masks = mask[None, ..., None].astype(np.float32)
+    out = baselines.fill(method, images, masks, seed=seed)[0]
+    filled = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.where(mask[..., None], filled, image)
+
+
 class App:
     """The server's state: the model, the limits and the temporary folder. Thread-safe (one
     inference at a time)."""
@@ -138,9 +160,20 @@ class App:
     def guided(self) -> bool:
         return bool(getattr(self.inpainter, "guided", False))
 
+    def methods(self) -> list[dict]:
+        """What can fill the hole: the loaded model, then the classical fills available here
+        (Telea only with OpenCV installed)."""
+        from inpaintjax import baselines
+        out = [{"name": MODEL_METHOD, "label": f"model: {self.inpainter.family.name}"}]
+        for name in CLASSICAL_METHODS:
+            if name in baselines.available():
+                out.append({"name": name, "label": baselines.DESCRIPTIONS[name]})
+        return out
+
     def info(self) -> dict:
         return {"family": self.inpainter.family.name, "guided": self.guided,
-                "max_bytes": self.max_bytes, "max_pixels": self.max_pixels}
+                "max_bytes": self.max_bytes, "max_pixels": self.max_pixels,
+                "methods": self.methods()}
 
     def _store(self, image: np.ndarray) -> str:
         from PIL import Image
@@ -175,13 +208,24 @@ class App:
         mask = decode_drawing(request.get("mask"), hw, "mask")
         if mask is None or not mask.any():
             raise UploadError("paint the hole first: the mask is empty")
+        method = request.get("method", MODEL_METHOD)
+        names = [m["name"] for m in self.methods()]
+        if method not in names:
+            raise UploadError(f"fill: method {method!r} is not offered here; choose one of "
+                              f"{', '.join(names)}")
+        seed = request.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 31:
+            raise UploadError(f"fill: seed {seed!r} must be an integer in 0..2^31-1")
         sketch = decode_drawing(request.get("sketch"), hw, "sketch")
-        if sketch is not None and (not self.guided or not sketch.any()):
-            sketch = None  # strokes mean nothing to an unguided model
+        if sketch is not None and (method != MODEL_METHOD or not self.guided or not sketch.any()):
+            sketch = None  # strokes mean nothing to an unguided model or a classical fill
         with self._model_lock:
-            out = self.inpainter.inpaint(image, mask, sketch)
+            if method == MODEL_METHOD:
+                out = self.inpainter.inpaint(image, mask, sketch)
+            else:
+                out = classical_fill(method, image, mask, seed)
         key = self._store(np.asarray(out, np.uint8))
-        return {"result": f"/api/result/{key}"}
+        return {"result": f"/api/result/{key}", "method": method}
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

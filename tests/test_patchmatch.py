@@ -2,6 +2,7 @@
 reference C++ (tests/patchmatch_reference.py), the whole fill against PyPatchMatch's golden numbers
 (tests/fixtures/make_patchmatch_golden.py), determinism, and 8 devices against 1."""
 
+import functools
 import json
 import os
 
@@ -43,8 +44,9 @@ def test_patch_distance_is_the_reference_distance(radius):
 
     @jax.jit
     def distances(src_img, known, tgt_img, pairs):
-        fs = pm._pad_features(pm.features(src_img, known), radius)
-        ft = pm._pad_features(pm.features(tgt_img, jnp.ones(known.shape, bool)), radius)
+        fs = pm._pad_features(pm.features(src_img, known, pm.INVALID), radius, pm.INVALID)
+        ft = pm._pad_features(pm.features(tgt_img, jnp.ones(known.shape, bool), -pm.INVALID),
+                              radius, -pm.INVALID)
         ps = pm._patches(fs, pairs[:, :2], radius)
         pt = pm._patches(ft, pairs[:, 2:], radius)
         return pm.patch_distance(ps, pt), pm.patch_distance(pt, ps)
@@ -94,10 +96,14 @@ def test_scaled_field_is_the_references():
     for (oh, ow), (h, w) in [((6, 7), (12, 14)), ((6, 7), (13, 15))]:
         coarse = np.stack([rng.integers(0, oh, (oh, ow)), rng.integers(0, ow, (oh, ow))], -1)
         centres = np.argwhere(np.ones((h, w), bool))
+        other = rng.integers(0, oh, (oh, ow, 2))  # field 1: entries must read their own field
+        which = np.arange(len(centres)) % 2
         got = jax.jit(pm.scale_field, static_argnums=(1, 2))(
-            jnp.asarray(coarse, jnp.int32), h, w, jnp.asarray(centres, jnp.int32))
-        np.testing.assert_array_equal(np.asarray(got).reshape(h, w, 2),
-                                      ref.scaled_field(coarse, h, w))
+            jnp.asarray(np.stack([coarse, other]), jnp.int32), h, w,
+            jnp.asarray(centres, jnp.int32), jnp.asarray(which, jnp.int32))
+        want = np.where(which[:, None] == 0, ref.scaled_field(coarse, h, w).reshape(-1, 2),
+                        ref.scaled_field(other, h, w).reshape(-1, 2))
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 @pytest.mark.parametrize("upscale", [False, True])
@@ -130,21 +136,35 @@ def test_votes_and_maximization_are_the_references(upscale):
     want = ref.Masked(base, np.zeros(fine_shape, bool))
     ref.maximization(want, vote)
 
+    # one entry list for both fields as _level makes it: field 0's entries (scattered votes),
+    # padding, then field 1's (gathered through the index map onto the receiving pixels), padding
     centres = np.argwhere(active)
-    K = len(centres) + 5  # padding entries must not vote
-    centres_k = np.concatenate([centres, np.zeros((5, 2), int)])
-    f_k = np.stack([np.concatenate([f[active][:, :2], np.full((5, 2), 3)]) for f in fields])
-    d_k = np.stack([np.concatenate([f[active][:, 2], np.zeros(5, int)]) for f in fields])
+    n = len(centres)
+    split, K = n + 5, 2 * n + 8  # padding entries must not vote
+    centres_k = np.concatenate([centres, np.zeros((5, 2), int), centres, np.zeros((3, 2), int)])
+    f_k = np.concatenate([fields[0][active][:, :2], np.full((5, 2), 3),
+                          fields[1][active][:, :2], np.full((3, 2), 4)])
+    d_k = np.concatenate([fields[0][active][:, 2], np.zeros(5, int),
+                          fields[1][active][:, 2], np.zeros(3, int)])
+    live = np.concatenate([np.ones(n, bool), np.zeros(5, bool), np.ones(n, bool), np.zeros(3, bool)])
+    index_map = np.full((h, w), -1)
+    index_map[active] = np.arange(split, split + n)
+    receiving = np.asarray(pm.receiving(jnp.asarray(~hole), radius))
+    receivers = np.concatenate([np.argwhere(receiving), np.zeros((4, 2), int)])
+    receivers_live = np.arange(len(receivers)) < receiving.sum()
 
     @jax.jit
-    def vote_and_maximize(centres, live, f, d, active, image, known, base):
-        v = pm.em_votes(centres, live, f, d, active, image, known, fine_shape, radius, upscale)
+    def vote_and_maximize(centres, live, f, d, index_map, receivers, receivers_live, active,
+                          image, known, base):
+        v = pm.em_votes(centres, live, f, d, split, index_map, receivers, receivers_live, active,
+                        image, known, fine_shape, radius, upscale)
         return v, pm.maximization(v, base)
 
+    i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
     got, out = vote_and_maximize(
-        jnp.asarray(centres_k, jnp.int32), jnp.arange(K) < len(centres), jnp.asarray(f_k, jnp.int32),
-        jnp.asarray(d_k, jnp.int32), jnp.asarray(active), jnp.asarray(new_image, jnp.int32),
-        jnp.asarray(~new_hole), jnp.asarray(base, jnp.int32))
+        i32(centres_k), jnp.asarray(live), i32(f_k), i32(d_k), i32(index_map), i32(receivers),
+        jnp.asarray(receivers_live), jnp.asarray(active), i32(new_image), jnp.asarray(~new_hole),
+        i32(base))
     got = np.asarray(got).reshape(fine_shape + (4,))
     np.testing.assert_allclose(got, vote, rtol=2e-6, atol=1e-4)  # float32 sums of doubles
     assert (vote[..., 3] > 0).mean() > 0.5 and (vote[..., 3] == 0).any() == upscale
@@ -164,7 +184,7 @@ def test_levels_too_small_to_vote_are_skipped_with_the_same_result():
     args = [jnp.asarray(a)[None] for a in (image.astype(np.int32), ~hole, target.astype(np.int32))]
     fine_args = [jnp.asarray(fine.astype(np.int32))[None], jnp.asarray(~fine_hole)[None]]
     searched, _ = pm._level_batch(*args, jnp.zeros((1, 2, 4, 4, 2), jnp.int32), *fine_args,
-                                  jax.random.key(0), radius=3, capacity_=72, level=3,
+                                  jax.random.key(0), radius=3, capacity_=(72, 72, 72), level=3,
                                   coarsest=False)
     skipped, fields = pm._dead_level_batch(*args, *fine_args, radius=3, level=3)
     np.testing.assert_array_equal(np.asarray(skipped), np.asarray(searched))
@@ -249,3 +269,19 @@ def test_edge_cases_and_errors():
         pm.inpaint(img, masks, radius=0)
     with pytest.raises(ValueError, match="masks"):
         pm.inpaint(img, masks[..., 0])
+
+
+def test_bench_cases_are_the_issues_sizes():
+    from types import SimpleNamespace
+
+    from inpaintjax import bench
+    common = {"repeats": 3, "reduced": False}
+    full = bench._patchmatch_cases(SimpleNamespace(reduced=False), ["patchmatch"], common)
+    assert [(c["size"], c["hole"], c["batch"], c["radius"]) for c in full] == [
+        (512, 128, 1, 3), (512, 256, 1, 3), (256, 64, 8, 3)]
+    assert bench._patchmatch_cases(SimpleNamespace(reduced=False), ["infer"], common) == []
+    images, holes = bench.patchmatch_inputs(256, 64, 8)
+    assert images.shape == (8, 256, 256, 3) and images.dtype == np.uint8
+    assert holes.sum() == 8 * 64 * 64 and holes[:, 96:160, 96:160].all()
+    assert (images[holes] == 0).all() and images[~holes].std() > 20  # textured, hole zeroed
+    assert len({im.tobytes() for im in images}) == 8  # eight different crops
