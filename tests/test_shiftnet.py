@@ -248,8 +248,8 @@ def _is_bias_before_norm(name, leaf, n):
 def test_variant_golden_matches_original(vgolden, v):
     """patch_soft_shift (fuse 0 and 1) and the face model's flipped matching against the released
     code: both rows in one batch (different holes), the output, the shift's input halves, the
-    flipped pass's encoder half, the shifted part, the guidance loss and parameter gradients of
-    sum(output * R) + guidance (the shift's backward and InnerCos' injected gradient)."""
+    flipped pass's encoder half, the shifted part, the guidance loss and (soft, flip) parameter
+    gradients of sum(output * R) + guidance (the shift's backward and InnerCos' injected gradient)."""
     from inpaintjax.families.shiftnet import guidance_loss
     from inpaintjax.models.shiftnet import flip_shift, soft_shift
     net, variables, _, image, hole, R = _variant_case(vgolden, v)
@@ -259,16 +259,18 @@ def test_variant_golden_matches_original(vgolden, v):
     small = hole[:, ::8, ::8]
     assert small[0].sum() != small[1].sum()
 
+    def f(p, target):
+        out, feats = net.apply({"params": p}, x, hole)
+        g = jnp.stack([guidance_loss(feats["decoder"][b:b + 1], target[b:b + 1], small[b:b + 1])
+                       for b in range(2)])
+        return jnp.sum(out * R) + jnp.sum(g), (out, feats, g)
+
     @jax.jit
     def run(params):
         target = jax.lax.stop_gradient(net.apply({"params": params}, gt, hole, target_only=True))
-
-        def f(p):
-            out, feats = net.apply({"params": p}, x, hole)
-            g = jnp.stack([guidance_loss(feats["decoder"][b:b + 1], target[b:b + 1], small[b:b + 1])
-                           for b in range(2)])
-            return jnp.sum(out * R) + jnp.sum(g), (out, feats, g)
-        return jax.grad(f, has_aux=True)(params)
+        if v == "soft_fuse":   # fuse only changes the scores: forward here, gradients for 'soft'
+            return None, f(params, target)[1]
+        return jax.grad(f, has_aux=True)(params, target)
 
     grads, (out, feats, g) = run(variables["params"])
     ref = nhwc(vgolden[f"{v}/out"])
@@ -293,6 +295,8 @@ def test_variant_golden_matches_original(vgolden, v):
         other = "soft" if v == "soft_fuse" else "soft_fuse"
         assert np.abs(want - nhwc(vgolden[f"{other}/shifted"])).max() > 0.1   # fuse matters
     assert np.abs(want).max() > 0.1
+    if grads is None:
+        return
     # parameter gradients, summed over the two rows (each ran as its own batch there)
     names = {prefix: name for name, prefix, _ in convert._layers(n, net.shift)}
     kinds = {prefix: kind for _, prefix, kind in convert._layers(n, net.shift)}
@@ -380,6 +384,32 @@ def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
     # clear errors
     with pytest.raises(convert.ShiftNetCheckpointError, match=r"missing\.pth.*not found"):
         convert.from_torch(str(tmp_path / "missing.pth"))
+    # the face model (face_flip_random.pth's layout): legacy file, detected, loaded, round trip
+    face_sd = face_recipe.state_dict(4, 5)
+    face = str(tmp_path / "face_flip_random.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in face_sd.items()}, face, _use_new_zipfile_serialization=False)
+    assert convert.detect(face)
+    got, info = convert.from_torch(face)
+    assert info == {"num_downs": 8, "ngf": 4, "in_channels": 4, "out_channels": 3, "shift": "flip"}
+    assert got["params"]["down_3"]["kernel"].shape == (6, 6, 8, 16)
+    np.testing.assert_array_equal(got["params"]["up_3"]["kernel"], face_sd["d6_dc.weight"].transpose(2, 3, 0, 1))
+    back = convert.to_state_dict(got, 8, "flip")
+    assert list(back) == list(face_sd)
+    for k in face_sd:
+        np.testing.assert_array_equal(back[k], face_sd[k], err_msg=k)
+    config, _ = base.detect_weights(face)[0][1].load(face)
+    assert (config.model.shift, config.model.num_downs, config.model.ngf) == ("flip", 8, 4)
+    # patch_soft files carry the 'hard' keys: named, not detected; mismatched requests fail clearly
+    assert convert.from_state_dict(sd, shift="soft")[1]["shift"] == "soft"
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"keys are those of shift='res'.*shift='soft'"):
+        convert.describe(res_sd, shift="soft")
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"face model.*not shift='hard'"):
+        convert.describe(face_sd, shift="hard")
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"shift='hard'.*cannot be loaded as shift='flip'"):
+        convert.describe(sd, shift="flip")
+    bad_face = dict(face_sd, **{"e3_c.weight": np.zeros((16, 8, 4, 4), np.float32)})
+    with pytest.raises(convert.ShiftNetCheckpointError, match="e3_c.weight must be 6x6"):
+        convert.describe(bad_face)
     plain = {k: v for k, v in sd.items() if ".model.3.model.7." not in k}
     with pytest.raises(convert.ShiftNetCheckpointError, match="plain pix2pix"):
         convert.from_state_dict(plain)
@@ -424,6 +454,19 @@ def test_config_variants_and_frozen_vgg(tmp_path):
     assert c.mask.generator == "shiftnet_center" and c.loss.hole_crop and c.data.resize_shorter == 350
     assert r.mask.generator == "shiftnet_island" and not r.loss.hole_crop
     assert (p.loss.hole_l1, p.loss.style, p.loss.content, p.loss.guidance_form) == (0, 0, 0, "paper")
+    soft, face = _config("soft"), _config("face")
+    assert (soft.model.shift, soft.model.fuse, soft.loss.hole_crop) == ("soft", False, True)
+    assert _config("soft,model.fuse=True").model.fuse
+    assert (face.model.shift, face.data.resize_shorter, face.loss.hole_crop, face.mask.generator) == (
+        "flip", 256, False, "shiftnet_island")
+    wrong = _config("test")
+    wrong.model.fuse = True
+    with pytest.raises(ValueError, match="model.fuse applies to model.shift='soft' only"):
+        _family(wrong)
+    wrong = _config("test,model.shift=soft")
+    wrong.model.shift = "sotf"
+    with pytest.raises(ValueError, match="model.shift must be one of"):
+        _family(wrong)
     fam = _family(c)
     assert fam.size_multiple == 256 and fam.crop_size == 120 and "hole_box" in fam.batch_spec()
     assert "hole_box" not in _family(r).batch_spec()
@@ -510,3 +553,28 @@ def test_eight_devices_equal_one_device(trained):
     np.testing.assert_allclose(seen, trained["losses"][:2], rtol=1e-5)
     one = [float(trained["metrics"][1][k]) for k in ("d/loss", "g/guidance", "g/grad_norm")]
     np.testing.assert_allclose([float(m[k]) for k in ("d/loss", "g/guidance", "g/grad_norm")], one, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["model.shift=soft,model.fuse=True", "model.shift=flip"])
+def test_variant_trains_and_lowers_its_loss(variant):
+    """patch_soft_shift (with fuse) and the face model's flipped matching through the family's
+    training step: 32x32, a 5-level U-Net of 8-64 channels, whole-image losses without VGG, one
+    batch holding two different holes; three steps lower the generator loss and inpaint keeps the
+    known pixels."""
+    c = _config(f"test,{variant},model.num_downs=5,loss.style=0.0,loss.content=0.0,loss.hole_crop=False")
+    c.data.image_size = c.eval.image_size = 32
+    family = _family(c)
+    host = _batch(family, b=2, size=32, generator="shiftnet_island")
+    assert host["mask"][0].sum() != host["mask"][1].sum()
+    batch = {k: jnp.asarray(v) for k, v in host.items()}
+    step = jax.jit(family.train_step)
+    state = family.init_state(jax.random.key(0), batch)
+    seen = []
+    for i in range(3):
+        state, m = step(state, batch, jax.random.key(i), {})
+        seen.append(float(m["g/loss"]))
+    assert all(np.isfinite(float(v)) for v in jax.tree.leaves(m))
+    assert all(np.diff(seen) < 0) and seen[-1] < 0.97 * seen[0] and float(m["g/guidance"]) > 0, seen
+    out = np.asarray(family.inpaint(family.inference_variables(state), family.inference_inputs(host))["output"])
+    known = np.broadcast_to(host["mask"], out.shape) == 0
+    np.testing.assert_array_equal(out[known], np.asarray(host["image"])[known])
