@@ -34,10 +34,18 @@ hole. A row with no known position at this scale gets zeros (the original fails 
 conv3x3(8*ngf -> 4*ngf), IN (no affine), ReLU, conv3x3, IN (no affine); the output is [F, E] and
 the level-3 up-convolution takes 8*ngf channels.
 
+`shift='soft'` is the released `patch_soft_unet_shift_triple` (`soft_shift`: 3x3 patches, a
+softmax x10 over the known patches, optional `fuse`, pasted over the whole map; no parameters),
+`shift='flip'` the face model `face_unet_shift_triple` (a 6x6 stride-2 padding-2 level-3 down
+convolution; levels 1..3 also run, without gradient, on the left-right mirrored input, and
+`flip_shift` matches against both, as the released code computes it). The `feats` dict then also
+holds 'flip_encoder', the mirrored pass's encoder half.
+
 Parameter names (`converter`: inpaintjax.convert.shiftnet): `down_k` / `up_k` (k = 1 outermost ..
 n innermost) with `kernel` [4, 4, in, out] and `bias`, `down_norm_k` (k = 2..n-1), `up_norm_k`
 (k = 2..n) with `scale`, `bias`; `res_conv_1`, `res_conv_2` for shift='res'.
-Counts (ngf 64, 8 levels, 4 input channels): 54,944,771 (`hard`), 56,190,467 (`res`).
+Counts (ngf 64, 8 levels, 4 input channels): 54,944,771 (`hard`, `soft`), 56,190,467 (`res`),
+55,600,131 (`flip`).
 
 `PatchDiscriminator` is pix2pix's `NLayerDiscriminator` with n_layers=3 (70x70 PatchGAN) as the
 released training uses it: spectral-normalised 4x4 convolutions with bias, 64 (stride 2) ->
@@ -241,7 +249,7 @@ class ShiftNetGenerator(nn.Module):
     """The `unet_shift_triple` generator (module docstring). Call:
     `out, feats = g(x, hole)`: x [B, H, W, C_in], hole [B, H, W, 1] (1 = hole) -> out [B, H, W, 3]
     in [-1, 1] and feats {'decoder', 'encoder': [B, H/8, W/8, 4*ngf]}, the two halves of the shift's
-    input (after its ReLU; the guidance loss compares them).
+    input (after its ReLU; the guidance loss compares them; shift='flip' adds 'flip_encoder').
     `g(x, hole, target_only=True)` runs only levels 1..3 and returns the encoder half the shift
     would see, ReLU(level-3 encoder feature) [B, H/8, W/8, 4*ngf]: the guidance loss's target
     from the ground truth's own pass (the original runs the whole network to get it)."""
