@@ -33,7 +33,8 @@ def _load(name, path):
 
 recipe = _load("shiftnet_weights", os.path.join(HERE, "fixtures", "shiftnet_weights.py"))
 face_recipe = _load("shiftnet_face_weights", os.path.join(HERE, "fixtures", "shiftnet_face_weights.py"))
-variants_inputs = _load("shiftnet_variants_make_golden", os.path.join(HERE, "fixtures", "shiftnet_variants_make_golden.py"))
+variants_inputs = _load("shiftnet_variants_make_golden",
+                        os.path.join(HERE, "fixtures", "shiftnet_variants_make_golden.py"))
 
 
 def n_params(tree):
