@@ -14,13 +14,21 @@ Variants:
           irregular mask set (20-30% holes) loaded offline instead, a set not shipped here.
   paper   the paper's (and the Lua code's) loss set on centre holes: L1 x100, GAN x0.2, guidance x1
           in the paper's masked form; no VGG, no discounted L1.
+  soft    `center` with the released `patch_soft_unet_shift_triple` (`--model patch_soft_shiftnet
+          --shift_sz 3 --mask_thred 4`): 3x3 patches, softmax attention x10; add `model.fuse=True`
+          for the released `--fuse 1`.
+  face    the released face model (`face_unet_shift_triple`, `--model face_shiftnet`, the network of
+          face_flip_random.pth): flipped-image matching, a 6x6 third convolution; images resized so
+          the shorter side is 256 px (CelebA-HQ 256: no crop), random (island) holes without a hole
+          box, batch 1, 30 epochs of the 28,000 CelebA-HQ training images (~840k steps).
   demo    small and fast on the built-in sample photos: 64x64, a 6-level U-Net (ngf 32), batch 4,
           centre holes, a random VGG. A smoke run, not a model.
   test    tiny (64x64, 6 levels of 8-64 channels, ndf 8, a tiny random VGG, batch 2, 4 steps).
 Evaluation uses the base config's bucketed stroke and box masks (a centre hole fills one
 hole-ratio bucket only).
 Modifiers: `key=value` for any dotted key, e.g. `center,model.shift=res` for
-`res_unet_shift_triple`, `center,loss.guidance_form=paper`.
+`res_unet_shift_triple`, `soft,model.fuse=True`, `center,loss.guidance_form=paper`,
+`test,model.shift=flip`.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from inpaintjax.config import apply_modifiers, parse_variant, sample_photo_run
 from inpaintjax.families.shiftnet import default_config
 
 FILE = "configs/shiftnet.py"
-VARIANTS = ("center", "random", "paper", "demo", "test")
+VARIANTS = ("center", "random", "paper", "soft", "face", "demo", "test")
 
 
 def _released(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -50,11 +58,17 @@ def _released(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def get_config(arg: str = "center") -> ml_collections.ConfigDict:
     variant, mods = parse_variant(arg, VARIANTS, "center", FILE)
     c = default_config()
-    if variant in ("center", "random", "paper"):
+    if variant in ("center", "random", "paper", "soft", "face"):
         _released(c)
-        if variant == "random":
+        if variant in ("random", "face"):
             c.mask.generator = "shiftnet_island"
             c.loss.hole_crop = False
+        if variant == "soft":
+            c.model.shift = "soft"
+        elif variant == "face":
+            c.model.shift = "flip"
+            c.data.resize_shorter = 256     # the README: --loadSize=256 for faces
+            c.num_steps = 840_000           # 30 epochs x 28,000 CelebA-HQ images (2,000 held out)
         elif variant == "paper":
             c.loss.hole_l1 = 0.0
             c.loss.style = 0.0

@@ -1,9 +1,10 @@
 """Shift-Net: the generator, the shift, the guidance loss, the converter and the family.
 
 Truth: the parameter counts computed from the released architecture (54,944,771 / 56,190,467 /
-2,766,529), golden outputs and gradients of the original generators (Zhaoyi-Yan/Shift-Net_pytorch
-at a353431, produced by tests/fixtures/shiftnet_make_golden.py), and NumPy re-derivations of the
-shift and the loss terms.
+55,600,131 / 2,766,529), golden outputs and gradients of the original generators
+(Zhaoyi-Yan/Shift-Net_pytorch at a353431, produced by tests/fixtures/shiftnet_make_golden.py and,
+for patch_soft_shift and the face model, tests/fixtures/shiftnet_variants_make_golden.py), and
+NumPy re-derivations of the shift and the loss terms.
 """
 
 import importlib.util
@@ -20,6 +21,7 @@ from inpaintjax.models.shiftnet import PatchDiscriminator, ShiftNetGenerator, ha
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GOLDEN = os.path.join(HERE, "fixtures", "shiftnet_golden.npz")
+VARIANTS_GOLDEN = os.path.join(HERE, "fixtures", "shiftnet_variants_golden.npz")
 
 
 def _load(name, path):
@@ -30,6 +32,9 @@ def _load(name, path):
 
 
 recipe = _load("shiftnet_weights", os.path.join(HERE, "fixtures", "shiftnet_weights.py"))
+face_recipe = _load("shiftnet_face_weights", os.path.join(HERE, "fixtures", "shiftnet_face_weights.py"))
+variants_inputs = _load("shiftnet_variants_make_golden",
+                        os.path.join(HERE, "fixtures", "shiftnet_variants_make_golden.py"))
 
 
 def n_params(tree):
@@ -40,7 +45,8 @@ def nhwc(a):
     return np.ascontiguousarray(np.asarray(a).transpose(0, 2, 3, 1))
 
 
-@pytest.mark.parametrize("shift,count", [("hard", 54_944_771), ("res", 56_190_467)])
+@pytest.mark.parametrize("shift,count", [("hard", 54_944_771), ("res", 56_190_467), ("soft", 54_944_771),
+                                         ("flip", 55_600_131)])
 def test_parameter_counts(shift, count):
     v = jax.eval_shape(lambda: ShiftNetGenerator(shift=shift).init(
         jax.random.key(0), jnp.zeros((1, 256, 256, 4)), jnp.zeros((1, 256, 256, 1))))
@@ -48,7 +54,10 @@ def test_parameter_counts(shift, count):
     p = v["params"]
     # no norm on the outermost and innermost down layers or the outermost up layer
     assert "down_norm_1" not in p and "down_norm_8" not in p and "up_norm_1" not in p
-    assert p["up_3"]["kernel"].shape == ((4, 4, 768, 128) if shift == "hard" else (4, 4, 512, 128))
+    assert p["up_3"]["kernel"].shape == ((4, 4, 512, 128) if shift == "res" else (4, 4, 768, 128))
+    assert p["down_3"]["kernel"].shape == ((6, 6, 128, 256) if shift == "flip" else (4, 4, 128, 256))
+    if shift != "hard":
+        return
     d = jax.eval_shape(lambda: PatchDiscriminator().init(jax.random.key(0), jnp.zeros((1, 120, 120, 3))))
     assert n_params(d["params"]) == 2_766_529
 
@@ -198,6 +207,150 @@ def test_hard_shift_matches_numpy_and_scatters_gradients():
     assert np.abs(np.asarray(s_all)).max() == 0
 
 
+# ----------------------------------------------------------------------------- variants: soft, flip
+
+@pytest.fixture(scope="module")
+def vgolden():
+    return dict(np.load(VARIANTS_GOLDEN))
+
+
+def _variant_case(vg, v):
+    """(net, variables, state dict, image, hole, R) of golden variant v (soft | soft_fuse | flip),
+    NHWC, rebuilt from the recipes the original ran with (checked by checksums)."""
+    seed = int(vg["seed"])
+    if v == "flip":
+        ngf = int(vg["flip/ngf"])
+        sd = face_recipe.state_dict(ngf, seed)
+        image, hole = variants_inputs.images(256, seed + 3), variants_inputs.flip_masks()
+        R = np.random.default_rng(seed + 4).standard_normal((2, 3, 256, 256)).astype(np.float32)
+        for name, a in (("image", image), ("mask", hole), ("R", R)):
+            np.testing.assert_allclose(np.sum(a, dtype=np.float64), vg[f"flip/{name}_sum"], rtol=1e-12)
+        net = ShiftNetGenerator(num_downs=8, ngf=ngf, shift="flip")
+        variables, info = convert.from_state_dict(sd)      # the face layout, detected
+    else:
+        n, ngf = int(vg["soft/num_downs"]), int(vg["soft/ngf"])
+        sd = recipe.state_dict(n, ngf, seed)
+        image, hole, R = vg[f"{v}/image"], vg[f"{v}/mask"], vg[f"{v}/R"]
+        net = ShiftNetGenerator(num_downs=n, ngf=ngf, shift="soft", fuse=v == "soft_fuse")
+        variables, info = convert.from_state_dict(sd, shift="soft")   # same keys as 'hard'
+    assert info["shift"] == net.shift and info["num_downs"] == net.num_downs
+    sums = recipe.checksums(sd)
+    assert list(sums) == list(vg[f"{v}/checksum_names"])
+    np.testing.assert_allclose(np.array(list(sums.values())), vg[f"{v}/checksums"], rtol=1e-12)
+    return net, variables, sd, nhwc(image), nhwc(hole), nhwc(R)
+
+
+def _is_bias_before_norm(name, leaf, n):
+    layer, k = name.rsplit("_", 1)
+    return leaf == "bias" and layer in ("down", "up") and (2 <= int(k) < n or (layer == "up" and int(k) >= 2))
+
+
+@pytest.mark.parametrize("v", ["soft", "soft_fuse", "flip"])
+def test_variant_golden_matches_original(vgolden, v):
+    """patch_soft_shift (fuse 0 and 1) and the face model's flipped matching against the released
+    code: both rows in one batch (different holes), the output, the shift's input halves, the
+    flipped pass's encoder half, the shifted part, the guidance loss and (soft, flip) parameter
+    gradients of sum(output * R) + guidance (the shift's backward and InnerCos' injected gradient)."""
+    from inpaintjax.families.shiftnet import guidance_loss
+    from inpaintjax.models.shiftnet import flip_shift, soft_shift
+    net, variables, _, image, hole, R = _variant_case(vgolden, v)
+    n = net.num_downs
+    x = np.concatenate([image * (1 - hole), 1 - hole], -1)
+    gt = np.concatenate([image, 1 - hole], -1)
+    small = hole[:, ::8, ::8]
+    assert small[0].sum() != small[1].sum()
+
+    def f(p, target):
+        out, feats = net.apply({"params": p}, x, hole)
+        g = jnp.stack([guidance_loss(feats["decoder"][b:b + 1], target[b:b + 1], small[b:b + 1])
+                       for b in range(2)])
+        return jnp.sum(out * R) + jnp.sum(g), (out, feats, g)
+
+    @jax.jit
+    def run(params):
+        target = jax.lax.stop_gradient(net.apply({"params": params}, gt, hole, target_only=True))
+        if v == "soft_fuse":   # fuse only changes the scores: forward here, gradients for 'soft'
+            return None, f(params, target)[1]
+        return jax.grad(f, has_aux=True)(params, target)
+
+    grads, (out, feats, g) = run(variables["params"])
+    ref = nhwc(vgolden[f"{v}/out"])
+    got = np.asarray(out)[:, ::4, ::4] if v == "flip" else np.asarray(out)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+    assert np.abs(ref[0] - ref[1]).max() > 0.3 and ref.std() > 0.1   # another image moves the output
+    halves = {"decoder": "former", "encoder": "latter", **({"flip_encoder": "flip_feat"} if v == "flip" else {})}
+    for ours, theirs in halves.items():
+        np.testing.assert_allclose(np.asarray(feats[ours]), nhwc(vgolden[f"{v}/{theirs}"]), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(g), vgolden[f"{v}/guidance"], rtol=1e-4)
+    # the shift alone on the golden halves
+    former, latter = nhwc(vgolden[f"{v}/former"]), nhwc(vgolden[f"{v}/latter"])
+    want = nhwc(vgolden[f"{v}/shifted"])
+    if v == "flip":
+        shifted = flip_shift(former, latter, nhwc(vgolden["flip/flip_feat"]), small)
+        hard, _ = hard_shift(former, latter, small)
+        assert np.abs(np.asarray(hard) - want).max() > 1.0          # the flipped matching matters
+        np.testing.assert_allclose(np.asarray(shifted), want, atol=1e-4, rtol=1e-5)
+    else:
+        shifted = soft_shift(former, latter, small, fuse=v == "soft_fuse")
+        np.testing.assert_allclose(np.asarray(shifted), want, atol=1e-5, rtol=1e-4)
+        other = "soft" if v == "soft_fuse" else "soft_fuse"
+        assert np.abs(want - nhwc(vgolden[f"{other}/shifted"])).max() > 0.1   # fuse matters
+    assert np.abs(want).max() > 0.1
+    if grads is None:
+        return
+    # parameter gradients, summed over the two rows (each ran as its own batch there)
+    names = {prefix: name for name, prefix, _ in convert._layers(n, net.shift)}
+    kinds = {prefix: kind for _, prefix, kind in convert._layers(n, net.shift)}
+    checked = 0
+    for key in vgolden:
+        if not key.startswith(f"{v}/grad/"):
+            continue
+        prefix, leaf = key[len(f"{v}/grad/"):].rsplit(".", 1)
+        p = grads[names[prefix]]
+        ours = np.asarray(p["bias"] if leaf == "bias" else (p["kernel"] if "kernel" in p else p["scale"]))
+        ref = vgolden[key].sum(0)
+        if _is_bias_before_norm(names[prefix], leaf, n):
+            assert np.abs(ours).max() < 1e-3 and np.abs(ref).max() < 1e-3, key   # exactly 0 but rounding
+            continue
+        scale = max(1.0, float(np.abs(ref).max()))
+        if ours.ndim == 4:   # [kh, kw, in, out] -> conv [out, in, kh, kw] / transposed conv [in, out, kh, kw]
+            ours = ours.transpose((3, 2, 0, 1) if kinds[prefix] == "conv" else (2, 3, 0, 1))
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * scale, err_msg=key)
+        assert np.abs(ref).max() > 1e-2, key
+        checked += 1
+    assert checked == 6
+
+
+def test_flip_shift_dense_rows_and_edge_cases():
+    """flip_shift on a NumPy re-derivation of the released forward (rank-matched mirrored rows, the
+    broadcast sums, position 0 dropped), one batch holding holes of different sizes."""
+    from inpaintjax.models.shiftnet import flip_shift
+    rng = np.random.default_rng(3)
+    b, h, w, c = 2, 4, 5, 3
+    F = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    E = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    Ef = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    hole = np.zeros((b, h, w, 1), np.float32)
+    hole[0, 0:2, 0:2] = 1                       # includes flat position 0
+    hole[1, 1:4, 3] = 1
+    got = np.asarray(flip_shift(F, E, Ef, hole))
+    want = np.zeros((b, h * w, c), np.float32)
+    for i in range(b):
+        m = hole[i, ..., 0].reshape(-1) > 0
+        mf = hole[i, :, ::-1, 0].reshape(-1) > 0
+        f, e, ef = F[i].reshape(-1, c), E[i].reshape(-1, c), Ef[i].reshape(-1, c)
+        cos = lambda u, v: u @ v / np.sqrt((u @ u) * (v @ v))
+        P, Q, K, Kf = np.flatnonzero(m), np.flatnonzero(mf), np.flatnonzero(~m), np.flatnonzero(~mf)
+        a = [K[int(np.argmax([cos(f[p], e[j]) for j in K]))] for p in P]
+        bb = [Kf[int(np.argmax([cos(f[q], ef[j]) for j in Kf]))] for q in Q]
+        ori = [max(cos(f[p], e[j]) for j in K) >= max(cos(f[q], ef[j]) for j in Kf) for p, q in zip(P, Q)]
+        for p, o in zip(P, ori):
+            if p != 0:
+                want[i, p] = e[sorted(set(a))].sum(0) if o else ef[sorted(set(bb))].sum(0)
+    np.testing.assert_allclose(got.reshape(b, -1, c), want, rtol=1e-5, atol=1e-6)
+    assert np.abs(got[0, 0, 0]).max() == 0 and np.abs(got[0, 0, 1]).max() > 0
+
+
 # ----------------------------------------------------------------------------- converter
 
 def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
@@ -232,12 +385,32 @@ def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
     # clear errors
     with pytest.raises(convert.ShiftNetCheckpointError, match=r"missing\.pth.*not found"):
         convert.from_torch(str(tmp_path / "missing.pth"))
+    # the face model (face_flip_random.pth's layout): legacy file, detected, loaded, round trip
+    face_sd = face_recipe.state_dict(4, 5)
     face = str(tmp_path / "face_flip_random.pth")
-    torch.save({"e1_c.weight": torch.zeros(64, 4, 4, 4), "e3_c.weight": torch.zeros(256, 128, 6, 6),
-                "d8_dc.weight": torch.zeros(128, 3, 4, 4)}, face)
+    torch.save({k: torch.from_numpy(v) for k, v in face_sd.items()}, face, _use_new_zipfile_serialization=False)
     assert convert.detect(face)
-    with pytest.raises(convert.ShiftNetCheckpointError, match="face model"):
-        convert.from_torch(face)
+    got, info = convert.from_torch(face)
+    assert info == {"num_downs": 8, "ngf": 4, "in_channels": 4, "out_channels": 3, "shift": "flip"}
+    assert got["params"]["down_3"]["kernel"].shape == (6, 6, 8, 16)
+    np.testing.assert_array_equal(got["params"]["up_3"]["kernel"], face_sd["d6_dc.weight"].transpose(2, 3, 0, 1))
+    back = convert.to_state_dict(got, 8, "flip")
+    assert list(back) == list(face_sd)
+    for k in face_sd:
+        np.testing.assert_array_equal(back[k], face_sd[k], err_msg=k)
+    config, _ = base.detect_weights(face)[0][1].load(face)
+    assert (config.model.shift, config.model.num_downs, config.model.ngf) == ("flip", 8, 4)
+    # patch_soft files carry the 'hard' keys: named, not detected; mismatched requests fail clearly
+    assert convert.from_state_dict(sd, shift="soft")[1]["shift"] == "soft"
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"keys are those of shift='res'.*shift='soft'"):
+        convert.describe(res_sd, shift="soft")
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"face model.*not shift='hard'"):
+        convert.describe(face_sd, shift="hard")
+    with pytest.raises(convert.ShiftNetCheckpointError, match=r"shift='hard'.*cannot be loaded as shift='flip'"):
+        convert.describe(sd, shift="flip")
+    bad_face = dict(face_sd, **{"e3_c.weight": np.zeros((16, 8, 4, 4), np.float32)})
+    with pytest.raises(convert.ShiftNetCheckpointError, match="e3_c.weight must be 6x6"):
+        convert.describe(bad_face)
     plain = {k: v for k, v in sd.items() if ".model.3.model.7." not in k}
     with pytest.raises(convert.ShiftNetCheckpointError, match="plain pix2pix"):
         convert.from_state_dict(plain)
@@ -282,6 +455,19 @@ def test_config_variants_and_frozen_vgg(tmp_path):
     assert c.mask.generator == "shiftnet_center" and c.loss.hole_crop and c.data.resize_shorter == 350
     assert r.mask.generator == "shiftnet_island" and not r.loss.hole_crop
     assert (p.loss.hole_l1, p.loss.style, p.loss.content, p.loss.guidance_form) == (0, 0, 0, "paper")
+    soft, face = _config("soft"), _config("face")
+    assert (soft.model.shift, soft.model.fuse, soft.loss.hole_crop) == ("soft", False, True)
+    assert _config("soft,model.fuse=True").model.fuse
+    assert (face.model.shift, face.data.resize_shorter, face.loss.hole_crop, face.mask.generator) == (
+        "flip", 256, False, "shiftnet_island")
+    wrong = _config("test")
+    wrong.model.fuse = True
+    with pytest.raises(ValueError, match="model.fuse applies to model.shift='soft' only"):
+        _family(wrong)
+    wrong = _config("test,model.shift=soft")
+    wrong.model.shift = "sotf"
+    with pytest.raises(ValueError, match="model.shift must be one of"):
+        _family(wrong)
     fam = _family(c)
     assert fam.size_multiple == 256 and fam.crop_size == 120 and "hole_box" in fam.batch_spec()
     assert "hole_box" not in _family(r).batch_spec()
@@ -368,3 +554,28 @@ def test_eight_devices_equal_one_device(trained):
     np.testing.assert_allclose(seen, trained["losses"][:2], rtol=1e-5)
     one = [float(trained["metrics"][1][k]) for k in ("d/loss", "g/guidance", "g/grad_norm")]
     np.testing.assert_allclose([float(m[k]) for k in ("d/loss", "g/guidance", "g/grad_norm")], one, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["model.shift=soft,model.fuse=True", "model.shift=flip"])
+def test_variant_trains_and_lowers_its_loss(variant):
+    """patch_soft_shift (with fuse) and the face model's flipped matching through the family's
+    training step: 32x32, a 5-level U-Net of 8-64 channels, whole-image losses without VGG, one
+    batch holding two different holes; three steps lower the generator loss and inpaint keeps the
+    known pixels."""
+    c = _config(f"test,{variant},model.num_downs=5,loss.style=0.0,loss.content=0.0,loss.hole_crop=False")
+    c.data.image_size = c.eval.image_size = 32
+    family = _family(c)
+    host = _batch(family, b=2, size=32, generator="shiftnet_island")
+    assert host["mask"][0].sum() != host["mask"][1].sum()
+    batch = {k: jnp.asarray(v) for k, v in host.items()}
+    step = jax.jit(family.train_step)
+    state = family.init_state(jax.random.key(0), batch)
+    seen = []
+    for i in range(3):
+        state, m = step(state, batch, jax.random.key(i), {})
+        seen.append(float(m["g/loss"]))
+    assert all(np.isfinite(float(v)) for v in jax.tree.leaves(m))
+    assert all(np.diff(seen) < 0) and seen[-1] < 0.97 * seen[0] and float(m["g/guidance"]) > 0, seen
+    out = np.asarray(family.inpaint(family.inference_variables(state), family.inference_inputs(host))["output"])
+    known = np.broadcast_to(host["mask"], out.shape) == 0
+    np.testing.assert_array_equal(out[known], np.asarray(host["image"])[known])

@@ -17,8 +17,13 @@ hold `{1 conv, 2 InstanceNorm, 5 transposed conv, 6 IN}`, the shift block (k = 3
 [in, out, kh, kw] (-> [kh, kw, in, out], the scatter form `SpectralConv` uses); InstanceNorm
 `weight`/`bias` -> `scale`/`bias`. Depth, width, input channels and variant come from the keys.
 
-`face_unet_shift_triple` files (flat keys `e1_c`, ..., `d8_dc`; the face model with flipped
-matching) are recognised and refused with a message: that generator is not implemented here.
+`face_unet_shift_triple` files (`face_flip_random.pth`: the face model with flipped-image
+matching, `shift='flip'`) hold the same 8-level network written out flat: `e{k}_c` -> `down_k`
+(`e3_c` is 6x6), `e{k}_norm` -> `down_norm_k`, `d{j}_dc` -> `up_{9-j}`, `d{j}_norm` -> `up_norm_{9-j}`.
+
+`patch_soft_unet_shift_triple` files have exactly the keys of `unet_shift_triple` (the soft shift
+has no parameters), so the keys cannot tell them apart: pass `shift='soft'` (and the model's
+`fuse`, which the file does not record either) to `from_torch` / `from_state_dict`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from __future__ import annotations
 import os
 import zipfile
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
+SHIFTS = ("hard", "res", "soft", "flip")   # as inpaintjax.models.shiftnet.SHIFTS; detect() imports no JAX
 _MARKER = b"model.model.1.model.3.model."
 _FACE_MARKER = b"e3_c.weight"
 
@@ -52,8 +58,27 @@ def _np(v) -> np.ndarray:
     return np.asarray(v)
 
 
+FACE_LEVELS = 8   # FaceUnetGenerator is written out for 8 levels (256x256 inputs)
+
+
+def _face_layers():
+    """[(our module name, state-dict prefix, kind)] of the flat face generator."""
+    out = []
+    for k in range(1, FACE_LEVELS + 1):
+        out.append((f"down_{k}", f"e{k}_c", "conv"))
+        if 2 <= k < FACE_LEVELS:
+            out.append((f"down_norm_{k}", f"e{k}_norm", "norm"))
+    for j in range(1, FACE_LEVELS + 1):
+        out.append((f"up_{FACE_LEVELS + 1 - j}", f"d{j}_dc", "convT"))
+        if j < FACE_LEVELS:
+            out.append((f"up_norm_{FACE_LEVELS + 1 - j}", f"d{j}_norm", "norm"))
+    return out
+
+
 def _layers(num_downs: int, shift: str):
     """[(our module name, state-dict prefix, kind)] kind in conv | convT | norm."""
+    if shift == "flip":
+        return _face_layers()
     out = [("down_1", block_prefix(1) + "0", "conv"), ("up_1", block_prefix(1) + "3", "convT")]
     for k in range(2, num_downs + 1):
         p = block_prefix(k)
@@ -71,14 +96,28 @@ def _layers(num_downs: int, shift: str):
     return out
 
 
-def describe(sd: Mapping[str, Any], where: str = "state dict") -> dict:
-    """{'num_downs', 'ngf', 'in_channels', 'out_channels', 'shift'} of a generator state dict."""
+def _is_face(keys) -> bool:
+    return any(k.startswith("e1_c.") for k in keys) and any(k.startswith("d8_dc.") for k in keys)
+
+
+def describe(sd: Mapping[str, Any], where: str = "state dict", shift: Optional[str] = None) -> dict:
+    """{'num_downs', 'ngf', 'in_channels', 'out_channels', 'shift'} of a generator state dict.
+    `shift` None detects the variant from the keys ('hard', 'res' or 'flip'); 'soft' (whose files
+    have the 'hard' keys) must be named."""
     keys = set(sd)
-    if any(k.startswith("e1_c.") for k in keys) and any(k.startswith("d8_dc.") for k in keys):
-        raise ShiftNetCheckpointError(
-            f"{where}: this is the face model (`face_unet_shift_triple`, e.g. face_flip_random.pth, keys "
-            f"e1_c ... d8_dc), which inpaintjax does not implement; use face_center_mask.pth or "
-            f"paris_random_mask_20_30.pth (`unet_shift_triple`)")
+    if shift is not None and shift not in SHIFTS:
+        raise ShiftNetCheckpointError(f"{where}: shift must be one of {SHIFTS} or None (detect), got {shift!r}")
+    if _is_face(keys):
+        if shift not in (None, "flip"):
+            raise ShiftNetCheckpointError(
+                f"{where}: keys e1_c ... d8_dc are the face model (`face_unet_shift_triple`, "
+                f"shift='flip'), not shift={shift!r}")
+        w0 = _np(sd["e1_c.weight"])
+        if "e3_c.weight" not in keys or _np(sd["e3_c.weight"]).shape[-1] != 6:
+            raise ShiftNetCheckpointError(f"{where}: a face generator's e3_c.weight must be 6x6, got "
+                                          f"{None if 'e3_c.weight' not in keys else _np(sd['e3_c.weight']).shape}")
+        return {"num_downs": FACE_LEVELS, "ngf": int(w0.shape[0]), "in_channels": int(w0.shape[1]),
+                "out_channels": int(_np(sd["d8_dc.weight"]).shape[1]), "shift": "flip"}
     first = block_prefix(1) + "0.weight"
     if first not in keys:
         raise ShiftNetCheckpointError(
@@ -94,7 +133,14 @@ def describe(sd: Mapping[str, Any], where: str = "state dict") -> dict:
             f"like a plain pix2pix `unet_256`, not Shift-Net's `unet_shift_triple`")
     w0 = _np(sd[first])
     out_channels = int(_np(sd[block_prefix(1) + "3.weight"]).shape[1])
-    shift = "res" if p3 + "6.res_net.0.weight" in keys else "hard"
+    found = "res" if p3 + "6.res_net.0.weight" in keys else "hard"
+    if shift is None:
+        shift = found
+    elif (shift == "res") != (found == "res") or shift == "flip":
+        raise ShiftNetCheckpointError(
+            f"{where}: its keys are those of shift={found!r} "
+            f"({'with' if found == 'res' else 'without'} {p3}6.res_net.*), which cannot be loaded as "
+            f"shift={shift!r}" + ("; 'soft' files have the 'hard' keys" if shift == "soft" else ""))
     return {"num_downs": n, "ngf": int(w0.shape[0]), "in_channels": int(w0.shape[1]),
             "out_channels": out_channels, "shift": shift}
 
@@ -106,10 +152,11 @@ def _strip(sd: Mapping[str, Any]) -> dict:
     return dict(sd)
 
 
-def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> tuple[dict, dict]:
-    """A generator state dict (tensors or numpy) -> ({'params': numpy tree}, describe(sd))."""
+def from_state_dict(sd: Mapping[str, Any], where: str = "state dict",
+                    shift: Optional[str] = None) -> tuple[dict, dict]:
+    """A generator state dict (tensors or numpy) -> ({'params': numpy tree}, describe(sd, shift=shift))."""
     sd = _strip(sd)
-    info = describe(sd, where)
+    info = describe(sd, where, shift)
     from inpaintjax.models.shiftnet import level_channels
     ch = level_channels(info["num_downs"], info["ngf"])
     params, used = {}, set()
@@ -177,9 +224,10 @@ def read_state_dict(path: str) -> dict:
     return dict(obj)
 
 
-def from_torch(path: str) -> tuple[dict, dict]:
-    """A released generator file -> ({'params'}, {'num_downs', 'ngf', 'in_channels', 'out_channels', 'shift'})."""
-    return from_state_dict(read_state_dict(path), where=path)
+def from_torch(path: str, shift: Optional[str] = None) -> tuple[dict, dict]:
+    """A released generator file -> ({'params'}, {'num_downs', 'ngf', 'in_channels', 'out_channels',
+    'shift'}); `shift` as in `describe` ('soft' for a patch_soft_unet_shift_triple file)."""
+    return from_state_dict(read_state_dict(path), where=path, shift=shift)
 
 
 def _pickle_head(path: str) -> bytes:

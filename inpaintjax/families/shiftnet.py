@@ -3,7 +3,9 @@ ECCV 2018), trained as the authors' released PyTorch code (Zhaoyi-Yan/Shift-Net_
 `models/shift_net/shiftnet_model.py`, `options/*.py`).
 
 Networks: `inpaintjax.models.shiftnet.ShiftNetGenerator` (`unet_shift_triple`; `model.shift='res'`
-for `res_unet_shift_triple`) and `PatchDiscriminator` (70x70 PatchGAN, spectral norm, sigmoid).
+for `res_unet_shift_triple`, 'soft' for `patch_soft_unet_shift_triple` with `model.fuse`, 'flip'
+for the face model `face_unet_shift_triple`, which also matches against the features of the
+horizontally flipped input) and `PatchDiscriminator` (70x70 PatchGAN, spectral norm, sigmoid).
 The generator works in [-1, 1]: its input is [RGB * (1 - hole), 1 - hole] (model.in_channels 4,
 the released models; 3 drops the known-pixel channel), its output raw; `inpaint` composites.
 
@@ -30,7 +32,7 @@ The discriminator runs once per step on [fake; real] (one spectral-norm power it
 in the generator step; the original calls it three times (fake, real, then fake again), each a
 power iteration. The power iteration converges to the same sigma; the sequence differs slightly.
 
-Config keys read (configs/shiftnet.py): model.{num_downs, ngf, ndf, shift, triple_weight,
+Config keys read (configs/shiftnet.py): model.{num_downs, ngf, ndf, shift, fuse, triple_weight,
 in_channels}, loss.{l1, hole_l1, gan, style, content, guidance, guidance_form, hole_crop,
 discount_gamma, vgg_weights, vgg_widths}, optim.*, compute_dtype, ema_decay, data.image_size.
 """
@@ -53,7 +55,7 @@ from inpaintjax.data import fields
 from inpaintjax.families import common
 from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models import vgg
-from inpaintjax.models.shiftnet import PatchDiscriminator, ShiftNetGenerator, feature_hole
+from inpaintjax.models.shiftnet import SHIFTS, PatchDiscriminator, ShiftNetGenerator, feature_hole
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.num_downs = 8
     c.model.ngf = 64
     c.model.ndf = 64
-    c.model.shift = "hard"          # 'hard' (unet_shift_triple) | 'res' (res_unet_shift_triple)
+    c.model.shift = "hard"          # 'hard' (unet_shift_triple) | 'res' (res_unet_shift_triple) |
+                                    # 'soft' (patch_soft_unet_shift_triple) | 'flip' (face_unet_shift_triple)
+    c.model.fuse = False            # shift='soft' only: the released `--fuse` (diagonal score fusion)
     c.model.triple_weight = 1.0     # gradient weight of the shifted features back to the encoder
     c.model.in_channels = 4         # 4: RGB + known-pixel channel (released models); 3: RGB only
     c.loss.l1 = 100.0               # lambda_A
@@ -163,8 +167,14 @@ class ShiftNet(Family):
         if self.in_channels not in (3, 4):
             raise ValueError(f"model.in_channels must be 4 (RGB + known-pixel channel) or 3, got {self.in_channels}")
         self.dtype = common.compute_dtype(config)
-        self.generator = ShiftNetGenerator(num_downs=self.num_downs, ngf=int(m.ngf), shift=str(m.shift),
-                                           triple_weight=float(m.triple_weight), dtype=self.dtype)
+        shift = str(m.shift)
+        if shift not in SHIFTS:
+            raise ValueError(f"model.shift must be one of {SHIFTS}, got {shift!r}")
+        if bool(m.fuse) and shift != "soft":
+            raise ValueError(f"model.fuse applies to model.shift='soft' only (got shift={shift!r})")
+        self.generator = ShiftNetGenerator(num_downs=self.num_downs, ngf=int(m.ngf), shift=shift,
+                                           triple_weight=float(m.triple_weight), fuse=bool(m.fuse),
+                                           dtype=self.dtype)
         self.discriminator = PatchDiscriminator(ndf=int(m.ndf), dtype=self.dtype)
         w = config.loss
         self.guidance_form = str(w.guidance_form)
@@ -294,7 +304,8 @@ class ShiftNet(Family):
 
         (g_loss, (d_vars, terms)), (g_fake, g_decoder) = jax.value_and_grad(
             g_loss_fn, argnums=(0, 1), has_aux=True)(fake, feats["decoder"])
-        (g_grads,) = g_vjp((g_fake, {"decoder": g_decoder, "encoder": jnp.zeros_like(feats["encoder"])}))
+        feats_cot = {k: (g_decoder if k == "decoder" else jnp.zeros_like(v)) for k, v in feats.items()}
+        (g_grads,) = g_vjp((g_fake, feats_cot))
         g_params, g_opt = common.apply_gradients(self.g_tx, g_grads, state.g_opt, state.g_params)
         new_state = state.replace(step=state.step + 1, g_params=g_params, d_vars=d_vars, g_opt=g_opt,
                                   d_opt=d_opt, ema=common.ema_update(state.ema, g_params, self.ema_decay))
