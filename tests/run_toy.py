@@ -2,7 +2,7 @@
 
     python tests/run_toy.py WORKDIR OUT.npz [key=value ...] [--config FILE.py:ARG]
         [--dump params|state] [--pause_at K] [--cpu_devices N] [--mesh_devices N]
-        [--coordinator 127.0.0.1:PORT --num_processes P --process_id I] [--evaluate]
+        [--coordinator 127.0.0.1:PORT --num_processes P --process_id I] [--sigterm_at K] [--evaluate]
 
 Without --config it trains the toy family (tests/toy_family.py); with it, that config (e.g.
 configs/deepfill_v2.py:test). OUT.npz holds this process's copy of every leaf (key = its tree
@@ -14,6 +14,9 @@ WORKDIR/metrics.jsonl (written by process 0).
 to the checkpointer), the process writes WORKDIR/paused.K and blocks for ever instead of starting
 step K+1, so a test can kill it at a known step. Needs config.data.num_workers=0 (batches prepared
 on demand: the loop asks for step K+1's batch only after step K).
+
+--sigterm_at K: when the loop asks for the batch of step K+1, the process sends itself SIGTERM (a
+preemption notice) and goes on: the loop must stop at a step every process agrees on.
 
 --evaluate: then evaluate the trained state (`inpaintjax.training.evaluate`, every process
 scoring its share of the batches) into WORKDIR/eval, and print the overall row as one JSON line
@@ -47,6 +50,19 @@ def _pause_at(step: int, workdir: str) -> None:
     pipeline.TrainBatches.step_batch = step_batch
 
 
+def _sigterm_at(step: int) -> None:
+    import signal
+    from inpaintjax.data import pipeline
+    original = pipeline.TrainBatches.step_batch
+
+    def step_batch(self, k):
+        if k == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, k)
+
+    pipeline.TrainBatches.step_batch = step_batch
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("workdir")
@@ -61,6 +77,7 @@ def main():
     p.add_argument("--num_processes", type=int, default=1)
     p.add_argument("--process_id", type=int, default=0)
     p.add_argument("--evaluate", action="store_true")
+    p.add_argument("--sigterm_at", type=int, default=-1)
     a = p.parse_intermixed_args()
     import jax
     if a.cpu_devices:
@@ -85,6 +102,8 @@ def main():
             raise SystemExit("--pause_at needs data.num_workers=0")
         os.makedirs(a.workdir, exist_ok=True)
         _pause_at(a.pause_at, a.workdir)
+    if a.sigterm_at >= 0:
+        _sigterm_at(a.sigterm_at)
     result = train(config, a.workdir)
     tree = result["state"].params if a.dump == "params" else result["state"]
     tree = sharding.fetch(tree)
