@@ -432,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from inpaintjax import xla_cpu
+    from inpaintjax import compile_cache, xla_cpu
     xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
+    compile_cache.enable()  # programs compiled by an earlier command are loaded, not compiled again
     # orbax warns through absl that a workdir opened for reading is read-only: expected here
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:

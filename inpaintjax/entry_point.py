@@ -11,13 +11,14 @@ from typing import Callable
 from absl import app
 
 from inpaintjax import config as config_lib
-from inpaintjax import xla_cpu
+from inpaintjax import compile_cache, xla_cpu
 from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
 
 
 def start(flag_values) -> None:
     """The first lines of a `main`: XLA:CPU set-up (before JAX starts), logging, multi-host."""
     xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
+    compile_cache.enable()  # programs compiled by an earlier run are loaded, not compiled again
     quiet_library_logging(flag_values)
     initialize_from_flags(flag_values)
 
