@@ -142,7 +142,7 @@ def test_torch_networks_compute_what_the_jax_networks_compute():
     mask[0, 16:40, 8:30] = 1
     mask[1, 30:60, 20:44] = 1
     x = completion_input(image, mask, torch_glcic.MEAN)
-    x_torch = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)
+    x_torch = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
     net = _signal(torch_glcic.CompletionNetwork(8), 1, calibrate=x_torch)
     weights = glcic_convert.from_state_dict({k[len("net."):]: v for k, v in net.state_dict().items()})
     want = CompletionNetwork(width=8).apply(weights.variables, x)
