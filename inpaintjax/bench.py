@@ -52,7 +52,10 @@ from inpaintjax.timing import summary, timed
 _TORCH_REDUCED = {"torch_deepfill": ["--cnum", "8", "--d-cnum", "8"],
                   "torch_deepfill_v1": ["--cnum", "8", "--d-cnum", "8"],
                   "torch_pconv": ["--levels", "6", "--width", "8"],
-                  "torch_edgeconnect": ["--residual-blocks", "1"]}
+                  "torch_edgeconnect": ["--residual-blocks", "1"],
+                  "torch_glcic": ["--width", "8", "--d-width", "8", "--local-size", "32"],
+                  "torch_shiftnet": ["--num-downs", "6", "--ngf", "8", "--ndf", "8",
+                                     "--vgg-widths", "4,8,8"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,6 +499,10 @@ def _cases(args) -> list[dict]:
     out = []
     if args.family == "edgeconnect":
         return _edgeconnect_cases(args, wanted, common, fam)
+    if args.family == "glcic":
+        return _glcic_cases(args, wanted, common, fam)
+    if args.family == "shiftnet":
+        return _shiftnet_cases(args, wanted, common, fam)
     if "stack" in wanted:
         b, s = sizes["stack"]
         out.append({"kind": "stack", "batch": b, "size": s, **common})
@@ -539,6 +546,41 @@ def _edgeconnect_cases(args, wanted, common, fam) -> list[dict]:
         b, s = (1, 64) if small else (1, 512)
         out.append({"kind": "infer", "batch": b, "size": s, **common, **fam,
                     "overrides": ["model.mode=3"], "torch_case": "infer"})
+    return out
+
+
+def _glcic_cases(args, wanted, common, fam) -> list[dict]:
+    """The joint phase's training step (one discriminator and one completion update, both
+    discriminators) at 256 and the completion network's inference at 512; reduced: width 8,
+    a 32 x 32 local crop at 64 x 64 (torch_glcic.py's flags in _TORCH_REDUCED)."""
+    small = args.reduced
+    shrink = ["model.width=8", "model.d_width=8", "model.local_size=32"] if small else []
+    out = []
+    if "train" in wanted:
+        b, s = (2, 64) if small else (args.train_batch, 256)
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
+                    "overrides": ["phase=joint", *shrink]})
+    if "infer" in wanted:
+        b, s = (1, 64) if small else (1, 512)
+        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam, "overrides": shrink})
+    return out
+
+
+def _shiftnet_cases(args, wanted, common, fam) -> list[dict]:
+    """The released defaults' training step (D update, then G with L1, discounted hole L1, GAN,
+    VGG-16 style and content, guidance; a random VGG-16 of the same shape) at 256 and the
+    generator's inference at 512; reduced: a 6-level U-Net of width 8 and a tiny VGG at 64 x 64
+    (torch_shiftnet.py's flags in _TORCH_REDUCED)."""
+    small = args.reduced
+    shrink = ["model.num_downs=6", "model.ngf=8", "model.ndf=8", "data.image_size=64",
+              "loss.vgg_widths=(4,8,8,8,8)"] if small else []
+    out = []
+    if "train" in wanted:
+        b, s = (2, 64) if small else (args.train_batch, 256)
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam, "overrides": shrink})
+    if "infer" in wanted:
+        b, s = (1, 64) if small else (1, 512)
+        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam, "overrides": shrink})
     return out
 
 

@@ -4,5 +4,6 @@ torch (`pip install 'inpaintjax[bench]'`) and import no JAX."""
 
 #: the module timing each family's train / infer cases (the conv stack: torch_deepfill)
 MODULES = {"deepfill_v2": "torch_deepfill", "deepfill_v1": "torch_deepfill_v1",
-           "pconv": "torch_pconv", "edgeconnect": "torch_edgeconnect"}
+           "pconv": "torch_pconv", "edgeconnect": "torch_edgeconnect", "glcic": "torch_glcic",
+           "shiftnet": "torch_shiftnet"}
 STACK_MODULE = "torch_deepfill"

@@ -24,11 +24,17 @@ def time_step(fn: Callable[[], object], repeats: int) -> dict:
     return timing.summary(*timing.timed(fn, repeats))
 
 
+def parameter_count(*modules) -> int:
+    """Trainable parameters of the modules (a builder's record: the same network as the JAX side's)."""
+    return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
+
+
 def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace], Callable]],
             add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None,
             repeats: int = 3, record_args: tuple[str, ...] = (), argv=None) -> dict:
     """Parse the flags, build `cases[--case](args)`, time it, print and return the JSON record
-    (framework, versions, threads, case, batch, size, `record_args`, timings, peak RSS)."""
+    (framework, versions, threads, case, batch, size, `record_args`, the step function's own
+    `record` attribute when it has one, timings, peak RSS)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--case", choices=sorted(cases), required=True)
     p.add_argument("--batch", type=int, default=4)
@@ -41,7 +47,9 @@ def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace],
               "threads": torch.get_num_threads(), "case": args.case, "batch": args.batch,
               "size": args.size}
     record.update({k: getattr(args, k) for k in record_args})
-    record.update(time_step(cases[args.case](args), args.repeats))
+    step = cases[args.case](args)
+    record.update(getattr(step, "record", {}))   # what the builder reports (e.g. parameter counts)
+    record.update(time_step(step, args.repeats))
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(record))
     return record
