@@ -391,3 +391,29 @@ def kernel_grad(spec: _Spec, lhs, g, kernel_shape):
         starts = np.stack([b_idx * bc, r_idx * rows, r_idx * rows * s0], axis=1).astype(np.int32)
         acc, _ = lax.scan(body, jnp.zeros((K, Co), jnp.float32), jnp.asarray(starts))
     return acc.reshape(kh, kw, Ci, Co).astype(lhs.dtype)
+
+
+def transpose_conv_4x4_s2_p1(x, kernel):
+    """PyTorch ConvTranspose2d(k=4, stride=2, padding=1) of x [B, H, W, I] -> [B, 2H, 2W, O].
+
+    kernel [4, 4, I, O] in scatter form (PyTorch weight[i, o, t_h, t_w] at [t_h, t_w, i, o]).
+    Output row 2m takes input rows m-1, m with taps 3, 1; row 2m+1 rows m, m+1 with taps 2, 0
+    (from o = 2 i - 1 + t). Each of the four output phases is a 2x2 stride-1 convolution of the
+    zero-padded input, so no multiply touches the zeros a stride-dilated formulation inserts, and
+    the kernel gradient avoids XLA:CPU's slow path for input-dilated convolutions (EdgeConnect's
+    and GLCIC's upsampling layers).
+    """
+    b, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = ((3, 1), (2, 0))
+    rows = []
+    for a in (0, 1):
+        cols = []
+        for c in (0, 1):
+            k = kernel[jnp.array(taps[a])][:, jnp.array(taps[c])]
+            window = xp[:, a:a + h + 1, c:c + w + 1, :]
+            cols.append(conv_general_dilated(window, k, (1, 1), ((0, 0), (0, 0)),
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(c), O]
+    y = jnp.stack(rows, axis=2)  # [B, H, 2(a), W, 2(c), O]
+    return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])

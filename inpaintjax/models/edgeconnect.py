@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.conv import conv_general_dilated, transpose_conv_4x4_s2_p1
 from inpaintjax.layers.ops import InstanceNorm, leaky_relu, reflect_pad, torch_pad
 
 # PyTorch's `BaseNetwork.init_weights('normal', 0.02)`: weights N(0, 0.02), biases 0.
@@ -59,30 +59,6 @@ def weight_matrix(kernel: jnp.ndarray) -> jnp.ndarray:
     """
     out = kernel.shape[-1]
     return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(out, -1)
-
-
-def _transpose_conv_4x4_s2_p1(x, kernel):
-    """PyTorch ConvTranspose2d(k=4, stride=2, padding=1) of x [B, H, W, I] -> [B, 2H, 2W, O].
-
-    kernel [4, 4, I, O] in scatter form (PyTorch weight[i, o, t_h, t_w] at [t_h, t_w, i, o]).
-    Output row 2m takes input rows m-1, m with taps 3, 1; row 2m+1 rows m, m+1 with taps 2, 0
-    (from o = 2 i - 1 + t). Each of the four output phases is a 2x2 stride-1 convolution of the
-    zero-padded input, so no multiply touches the zeros a stride-dilated formulation inserts.
-    """
-    b, h, w, _ = x.shape
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    taps = ((3, 1), (2, 0))
-    rows = []
-    for a in (0, 1):
-        cols = []
-        for c in (0, 1):
-            k = kernel[jnp.array(taps[a])][:, jnp.array(taps[c])]
-            window = xp[:, a:a + h + 1, c:c + w + 1, :]
-            cols.append(conv_general_dilated(window, k, (1, 1), ((0, 0), (0, 0)),
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC")))
-        rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(c), O]
-    y = jnp.stack(rows, axis=2)  # [B, H, 2(a), W, 2(c), O]
-    return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
 class SpectralConv(nn.Module):
@@ -131,7 +107,7 @@ class SpectralConv(nn.Module):
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         if self.transpose:
-            y = _transpose_conv_4x4_s2_p1(x, kernel)
+            y = transpose_conv_4x4_s2_p1(x, kernel)
         else:
             y = conv_general_dilated(x, kernel, (self.strides, self.strides), torch_pad(self.padding),
                                      rhs_dilation=(self.dilation, self.dilation),

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.conv import conv_general_dilated, transpose_conv_4x4_s2_p1
 
 #: (kind, kernel, stride, dilation, width multiple of c) of conv1..conv17 ('t' = transposed);
 #: the last layer's width is the 3 RGB channels.
@@ -54,29 +54,24 @@ def _torch_uniform(fan_in: int):
 
 
 class TorchFullConv(nn.Module):
-    """Torch7's SpatialFullConvolution (PyTorch's ConvTranspose2d) with kernel k, stride s and
-    padding p: output side (H - 1) s - 2p + k. `kernel` is [k, k, in, out] in Torch's orientation
-    (Torch weight (in, out, kH, kW) transposed to (kH, kW, in, out), not flipped); the forward pass
-    is the input-dilated convolution with the spatially flipped kernel."""
+    """Torch7's SpatialFullConvolution (PyTorch's ConvTranspose2d) with the released layers' kernel
+    4, stride 2 and padding 1: output side 2H. `kernel` is [4, 4, in, out] in Torch's orientation
+    (Torch weight (in, out, kH, kW) transposed to (kH, kW, in, out), not flipped). It runs as four
+    2x2 phase convolutions (`transpose_conv_4x4_s2_p1`), not as the input-dilated convolution with
+    the flipped kernel: the same numbers, but the dilated form's kernel gradient takes XLA:CPU's slow
+    path (about 6x the whole training step's time, measured)."""
 
     features: int
-    kernel_size: int = 4
-    stride: int = 2
-    padding: int = 1
     dtype: Optional[Any] = None
 
     @nn.compact
     def __call__(self, x):
-        k, cin = self.kernel_size, x.shape[-1]
+        k, cin = 4, x.shape[-1]
         fan_in = self.features * k * k  # Torch's reset() uses nOutputPlane * kH * kW
         kernel = self.param("kernel", _torch_uniform(fan_in), (k, k, cin, self.features))
         bias = self.param("bias", _torch_uniform(fan_in), (self.features,))
         dtype = self.dtype or x.dtype
-        pad = k - 1 - self.padding
-        y = conv_general_dilated(x.astype(dtype), kernel[::-1, ::-1].astype(dtype), (1, 1),
-                                 [(pad, pad), (pad, pad)], lhs_dilation=(self.stride, self.stride),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias.astype(dtype)
+        return transpose_conv_4x4_s2_p1(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
 
 
 class CompletionNetwork(nn.Module):
@@ -101,8 +96,8 @@ class CompletionNetwork(nn.Module):
         x = x.astype(self.dtype or jnp.float32)
         for i, (kind, k, s, d, mult) in enumerate(LAYERS, start=1):
             features = 3 if i == len(LAYERS) else int(self.width * mult)
-            if kind == "t":
-                x = TorchFullConv(features, k, s, 1, dtype=self.dtype, name=f"conv{i}")(x)
+            if kind == "t":  # every released transposed layer: kernel 4, stride 2, padding 1
+                x = TorchFullConv(features, dtype=self.dtype, name=f"conv{i}")(x)
             else:
                 pad = d * (k - 1) // 2
                 fan_in = x.shape[-1] * k * k
