@@ -84,6 +84,20 @@ def _flops_native(fn, *args, case: dict | None = None, compiled=None) -> float |
     return float(flops) if flops else None
 
 
+#: what every case of a family sets: a frozen loss network's values do not change the time
+BENCH_OVERRIDES = {name: ["loss.vgg_weights=random"] for name in ("pconv", "edgeconnect", "shiftnet")}
+#: what --reduced shrinks, per family (the PyTorch side's sizes: _TORCH_REDUCED)
+REDUCED_OVERRIDES = {
+    "deepfill_v2": ["model.cnum=8", "model.d_cnum=8"],
+    "deepfill_v1": ["model.cnum=8", "model.d_cnum=8"],
+    "pconv": ["model.levels=6", "model.width=8"],
+    "edgeconnect": ["model.residual_blocks=1"],
+    "glcic": ["model.width=8", "model.d_width=8", "model.local_size=32"],
+    "shiftnet": ["model.num_downs=6", "model.ngf=8", "model.ndf=8", "data.image_size=64",
+                 "loss.vgg_widths=(4,8,8,8,8)"],
+}
+
+
 def _family(name: str, dtype: str, remat: bool, reduced: bool, overrides=()):
     from inpaintjax.config import apply_overrides
     from inpaintjax.families import base
@@ -92,15 +106,11 @@ def _family(name: str, dtype: str, remat: bool, reduced: bool, overrides=()):
     config = cls.default_config()
     config.compute_dtype = dtype
     config.remat = remat
-    if config.loss.get("vgg_weights", None) == "":
-        config.loss.vgg_weights = "random"  # a frozen loss network's values do not change the time
-    apply_overrides(config, list(overrides))
-    if reduced:
-        if "levels" in config.model:  # U-Nets: 64x64 inputs, narrow layers
-            config.model.levels, config.model.width = 6, 8
-        for key, value in (("cnum", 8), ("d_cnum", 8), ("residual_blocks", 1)):
-            if key in config.model:
-                config.model[key] = value
+    if reduced and name not in REDUCED_OVERRIDES:
+        raise ValueError(f"--reduced: no reduced sizes for family {name!r} (bench.REDUCED_OVERRIDES has "
+                         f"{', '.join(REDUCED_OVERRIDES)})")
+    apply_overrides(config, BENCH_OVERRIDES.get(name, []) + (REDUCED_OVERRIDES[name] if reduced else [])
+                    + list(overrides))
     return cls(config), config
 
 
@@ -552,17 +562,15 @@ def _edgeconnect_cases(args, wanted, common, fam) -> list[dict]:
 def _glcic_cases(args, wanted, common, fam) -> list[dict]:
     """The joint phase's training step (one discriminator and one completion update, both
     discriminators) at 256 and the completion network's inference at 512; reduced: width 8,
-    a 32 x 32 local crop at 64 x 64 (torch_glcic.py's flags in _TORCH_REDUCED)."""
+    a 32 x 32 local crop at 64 x 64 (REDUCED_OVERRIDES; torch_glcic.py's flags in _TORCH_REDUCED)."""
     small = args.reduced
-    shrink = ["model.width=8", "model.d_width=8", "model.local_size=32"] if small else []
     out = []
     if "train" in wanted:
         b, s = (2, 64) if small else (args.train_batch, 256)
-        out.append({"kind": "train", "batch": b, "size": s, **common, **fam,
-                    "overrides": ["phase=joint", *shrink]})
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam, "overrides": ["phase=joint"]})
     if "infer" in wanted:
         b, s = (1, 64) if small else (1, 512)
-        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam, "overrides": shrink})
+        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam})
     return out
 
 
@@ -570,17 +578,15 @@ def _shiftnet_cases(args, wanted, common, fam) -> list[dict]:
     """The released defaults' training step (D update, then G with L1, discounted hole L1, GAN,
     VGG-16 style and content, guidance; a random VGG-16 of the same shape) at 256 and the
     generator's inference at 512; reduced: a 6-level U-Net of width 8 and a tiny VGG at 64 x 64
-    (torch_shiftnet.py's flags in _TORCH_REDUCED)."""
+    (REDUCED_OVERRIDES; torch_shiftnet.py's flags in _TORCH_REDUCED)."""
     small = args.reduced
-    shrink = ["model.num_downs=6", "model.ngf=8", "model.ndf=8", "data.image_size=64",
-              "loss.vgg_widths=(4,8,8,8,8)"] if small else []
     out = []
     if "train" in wanted:
         b, s = (2, 64) if small else (args.train_batch, 256)
-        out.append({"kind": "train", "batch": b, "size": s, **common, **fam, "overrides": shrink})
+        out.append({"kind": "train", "batch": b, "size": s, **common, **fam})
     if "infer" in wanted:
         b, s = (1, 64) if small else (1, 512)
-        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam, "overrides": shrink})
+        out.append({"kind": "infer", "batch": b, "size": s, **common, **fam})
     return out
 
 
