@@ -236,7 +236,8 @@ def _check_tables(folder, buckets):
 def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, child_env):
     """The one run of the command-line programs (the loop itself is generic and tested in this
     process on every family): train.py trains, logs and checkpoints; eval.py without --config
-    evaluates with the config the run saved; eval.py --weights evaluates official weights."""
+    evaluates with the config the run saved; eval.py --weights evaluates official weights, and runs
+    them through a paper's protocol (--protocol)."""
     workdir = str(tmp_path / "run")
     cfg = os.path.join(ROOT, "configs", "deepfill_v2.py") + ":test"
     r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
@@ -296,6 +297,16 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, ch
     data = _check_tables(tmp_path / "official" / "eval", buckets)
     assert data["all"]["count"] == 6
     assert os.path.isfile(os.path.join(official, "samples.png"))
+    # the same weights through a paper's protocol (the path is tested in test_protocol_runs.py)
+    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
+                        "--weights", os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_tf"),
+                        "--protocol", "mmagic", "--protocol_mask_set", "lama_thin", "--protocol_num_images", "2"],
+                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.load(open(os.path.join(official, "protocol", "mmagic", "mmagic.json")))
+    assert report["count"] == 2 and report["method"] == "deepfill_v2" and report["inputs"]["mask_set"] == "lama_thin"
+    assert len(os.listdir(os.path.join(official, "protocol", "mmagic", "outputs"))) == 2
+    assert "Published (verified in the source named)" in r.stdout
 
 
 # ---------------------------------------------------------------------------------------------
