@@ -24,8 +24,14 @@ SCHEDULE = (f",optim.lr={PEAK},optim.schedule=cosine,optim.warmup_steps={WARMUP}
 # each family's `test` variant, made cheaper where the step allows it. EdgeConnect in mode 4
 # trains all four of its networks (G1, D1, G2, D2) and uses the VGG-19 losses.
 ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.critic_steps=1",
-        "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random"}
-NAMES = sorted(ARGS)
+        "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random",
+        # GLCIC's joint phase (completion network and both discriminators); Shift-Net's U-Net one
+        # level shallower than its 64x64 `test` preset, for 32x32, its discriminator on the whole
+        # image (the hole crop needs 64x64)
+        "glcic": "test,phase=joint",
+        "shiftnet": "test,model.num_downs=5,data.image_size=32,eval.image_size=32,loss.hole_crop=False"}
+# the families of the lr-log, bfloat16, per-row-mask and 8-device tests (test_ema takes all of ARGS)
+NAMES = ["deepfill_v1", "deepfill_v2", "edgeconnect", "pconv"]
 # XLA:CPU's backend optimisation level for a family's shared float32 step, where it differs from
 # the suite's level 0 (conftest): DeepFill v1's step (contextual attention, WGAN-GP's gradient of a
 # gradient) runs about 6x faster at level 1 for 1.6x its compile time, and the tests run it ~15
