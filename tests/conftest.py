@@ -22,6 +22,9 @@
   then run a few steps.
 - The XLA:CPU set-up record (`INPAINTJAX_CALIBRATION`) of the child processes lives in the session
   folder, never in the user's ~/.cache.
+- `--dist loadgroup` keeps each `xdist_group` on one worker (`pytest_collection_modifyitems`
+  below restores the group suffix of the node ids, which pytest-xdist 3.8 cannot set under
+  pytest 9.2).
 - `child_env`: the environment of a child process (train.py, eval.py, a worker script): this
   checkout first on PYTHONPATH, the session's cache, and exactly the XLA_FLAGS the child asks for
   (one CPU device unless told otherwise) plus the optimisation level.
@@ -73,6 +76,27 @@ def pytest_configure(config):
     os.environ.setdefault("INPAINTJAX_CALIBRATION", os.path.join(session_dir, "xla_cpu.json"))
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # a user's own cache is left alone
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session_dir, "jax-cache")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """`--dist loadgroup` in an xdist worker: give each test with an `xdist_group` mark its
+    '@group' node-id suffix, by which the controller's scheduler keeps a group on one worker.
+    pytest-xdist 3.8 writes the suffix to `item._nodeid`, which pytest 9.2's structured node ids
+    no longer read: without this every group was split across the workers, and each worker
+    compiled the shared programs again (pytest-xdist issue 1386)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # a pytest before structured node ids: xdist's own suffix works
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
 
 
 def pytest_unconfigure(config):
