@@ -11,10 +11,9 @@
   the workers start; the workers and the child processes inherit it through
   `JAX_COMPILATION_CACHE_DIR` (`child_env`), and it is removed when the session ends. It is fresh
   per session, so no result depends on an earlier run's programs; a user's own
-  `JAX_COMPILATION_CACHE_DIR` is left alone. The test processes keep JAX's 1 s compile-time
-  threshold (writing their thousands of small programs cost more than it saved: 65 s of CPU for
-  test_attention.py + test_layers.py against 59 s); the child processes, which compile the same
-  programs as one another (train.py then eval.py, the gloo workers), cache every program.
+  `JAX_COMPILATION_CACHE_DIR` is left alone. Every program is cached, not only those over JAX's
+  1 s compile-time threshold: the many small ones add up (a program one worker compiled, the other
+  loads; with the threshold, test_attention.py took 46 s of CPU in make test against 32 s).
 - The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
   session stops at once, naming them, instead of skipping the tests that need them.
 - XLA:CPU's backend optimisation level 0 (`FAST_COMPILE_FLAG`) in this process and every child
@@ -76,6 +75,7 @@ def pytest_configure(config):
     os.environ.setdefault("INPAINTJAX_CALIBRATION", os.path.join(session_dir, "xla_cpu.json"))
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # a user's own cache is left alone
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session_dir, "jax-cache")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 @pytest.hookimpl(trylast=True)
@@ -109,14 +109,11 @@ def pytest_unconfigure(config):
 
 def make_child_env(xla_flags: str = "") -> dict:
     """The environment of a child Python process: this checkout importable first, the session's
-    compilation cache (inherited; every program written to it), the user's own XLA_FLAGS plus
+    compilation cache (inherited), the user's own XLA_FLAGS plus
     `xla_flags` (so one CPU device unless `xla_flags` forces more)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    session = os.environ.get(_OWNED)
-    if session and env.get("JAX_COMPILATION_CACHE_DIR", "").startswith(session):
-        env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the session's cache
     flags = (os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags).strip()
     if "xla_backend_optimization_level" not in flags:
         flags = (flags + " " + FAST_COMPILE_FLAG).strip()
