@@ -12,7 +12,8 @@
   `JAX_COMPILATION_CACHE_DIR` (`child_env`), and it is removed when the session ends. It is fresh
   per session, so no result depends on an earlier run's programs; a user's own
   `JAX_COMPILATION_CACHE_DIR` is left alone. Every program is cached, not only those over JAX's
-  1 s compile-time threshold: the many small ones add up.
+  1 s compile-time threshold: the many small ones add up (a program one worker compiled, the other
+  loads; with the threshold, test_attention.py took 46 s of CPU in make test against 32 s).
 - The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
   session stops at once, naming them, instead of skipping the tests that need them.
 - XLA:CPU's backend optimisation level 0 (`FAST_COMPILE_FLAG`) in this process and every child
@@ -20,6 +21,9 @@
   then run a few steps.
 - The XLA:CPU set-up record (`INPAINTJAX_CALIBRATION`) of the child processes lives in the session
   folder, never in the user's ~/.cache.
+- `--dist loadgroup` keeps each `xdist_group` on one worker (`pytest_collection_modifyitems`
+  below restores the group suffix of the node ids, which pytest-xdist 3.8 cannot set under
+  pytest 9.2).
 - `child_env`: the environment of a child process (train.py, eval.py, a worker script): this
   checkout first on PYTHONPATH, the session's cache, and exactly the XLA_FLAGS the child asks for
   (one CPU device unless told otherwise) plus the optimisation level.
@@ -74,6 +78,27 @@ def pytest_configure(config):
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """`--dist loadgroup` in an xdist worker: give each test with an `xdist_group` mark its
+    '@group' node-id suffix, by which the controller's scheduler keeps a group on one worker.
+    pytest-xdist 3.8 writes the suffix to `item._nodeid`, which pytest 9.2's structured node ids
+    no longer read: without this every group was split across the workers, and each worker
+    compiled the shared programs again (pytest-xdist issue 1386)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # a pytest before structured node ids: xdist's own suffix works
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 def pytest_unconfigure(config):
     if hasattr(config, "workerinput"):
         return
@@ -84,8 +109,8 @@ def pytest_unconfigure(config):
 
 def make_child_env(xla_flags: str = "") -> dict:
     """The environment of a child Python process: this checkout importable first, the session's
-    compilation cache (inherited), the user's own XLA_FLAGS plus `xla_flags` (so one CPU device
-    unless `xla_flags` forces more)."""
+    compilation cache (inherited), the user's own XLA_FLAGS plus
+    `xla_flags` (so one CPU device unless `xla_flags` forces more)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

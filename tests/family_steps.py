@@ -24,20 +24,34 @@ SCHEDULE = (f",optim.lr={PEAK},optim.schedule=cosine,optim.warmup_steps={WARMUP}
 # each family's `test` variant, made cheaper where the step allows it. EdgeConnect in mode 4
 # trains all four of its networks (G1, D1, G2, D2) and uses the VGG-19 losses.
 ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.critic_steps=1",
-        "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random"}
-NAMES = sorted(ARGS)
-# XLA:CPU's backend optimisation level for a family's shared step, where it differs from the
-# suite's level 0 (conftest): DeepFill v1's step (contextual attention, WGAN-GP's gradient of a
-# gradient) runs about 6x faster at level 1 for 1.6x its compile time, and the tests run it ~20
-# times (docs/performance.md, "The test suite").
+        "pconv": "test", "edgeconnect": "test,model.mode=4,loss.vgg_weights=random",
+        # GLCIC's joint phase (completion network and both discriminators); Shift-Net's U-Net one
+        # level shallower than its 64x64 `test` preset, for 32x32, its discriminator on the whole
+        # image (the hole crop needs 64x64)
+        "glcic": "test,phase=joint",
+        "shiftnet": "test,model.num_downs=5,data.image_size=32,eval.image_size=32,loss.hole_crop=False"}
+# the families of the lr-log, bfloat16, per-row-mask and 8-device tests (test_ema takes all of ARGS)
+NAMES = ["deepfill_v1", "deepfill_v2", "edgeconnect", "pconv"]
+# XLA:CPU's backend optimisation level for a family's shared float32 step, where it differs from
+# the suite's level 0 (conftest): DeepFill v1's step (contextual attention, WGAN-GP's gradient of a
+# gradient) runs about 6x faster at level 1 for 1.6x its compile time, and the tests run it ~15
+# times. The programs run two or three times (the bfloat16 step, the 8-device step) stay at level
+# 0: DeepFill v1's bfloat16 step compiles in 14 s of CPU there against 26 s at level 1 and runs in
+# 2 s a step (docs/performance.md, "The test suite").
 STEP_OPTIONS = {"deepfill_v1": {"xla_backend_optimization_level": 1}}
 SIZE = 32
 ROWS = 8
 
 
+def group(name: str):
+    """The xdist group of a family's shared step: a test that calls family_step(name) carries it,
+    so that the worker that compiled the step runs it."""
+    return pytest.mark.xdist_group(f"family-{name}")
+
+
 def per_family(names=NAMES):
     """pytest parameters, one per family, each in the xdist group of its family."""
-    return [pytest.param(name, marks=pytest.mark.xdist_group(f"family-{name}")) for name in names]
+    return [pytest.param(name, marks=group(name)) for name in names]
 
 
 class FamilyStep(NamedTuple):
@@ -102,9 +116,5 @@ def family_step(name: str, extra: str = "") -> FamilyStep:
     else:
         state = jax.jit(family.init_state)(jax.random.key(0), one)
     frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
-    return FamilyStep(config, family, state, jit_step(name, family), frozen)
-
-
-def jit_step(name: str, family, **kwargs):
-    """jax.jit(family.train_step, **kwargs), compiled with the family's STEP_OPTIONS."""
-    return jax.jit(family.train_step, compiler_options=STEP_OPTIONS.get(name), **kwargs)
+    step = jax.jit(family.train_step, compiler_options=None if extra else STEP_OPTIONS.get(name))
+    return FamilyStep(config, family, state, step, frozen)

@@ -20,6 +20,8 @@ from inpaintjax.families import get as get_family
 from inpaintjax.models.deepfill import DeepFillV2Generator
 from inpaintjax.models.discriminators import SNPatchGAN
 
+import family_steps as fs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -265,16 +267,39 @@ def _batch(size, n, guided=False, seed=0):
     return b
 
 
-def test_family_train_steps_lower_l1_and_report_every_term():
+# The loop's guarded step (training.loop.make_train_step, state and carry donated, as train()
+# builds it) on the `test` config: compiled once, shared by the training test and the guard test
+# (one xdist group, so one worker compiles it).
+GUARDED_STEP = pytest.mark.xdist_group("deepfill_v2-guarded-step")
+
+
+@functools.lru_cache(maxsize=1)
+def _guarded_step():
+    """(family, batch, initial state on the host, jitted guarded step, metric names); the step's
+    key is fold_in(key(1), state.step)."""
+    from inpaintjax.training.loop import make_train_step
     config = CONFIGS.get_config("test")
     fam = get_family("deepfill_v2")(config)
     batch = _batch(config.data.image_size, config.batch_size)
     state = jax.jit(fam.init_state)(jax.random.key(0), batch)
-    step = jax.jit(fam.train_step)
+    root = jax.random.key(1)
+    _, shapes = jax.eval_shape(fam.train_step, state, batch, root, {})
+    names = sorted(shapes)
+    step = jax.jit(make_train_step(fam, root, names), donate_argnums=(0, 1))
+    return fam, batch, jax.device_get(state), step, names
+
+
+@GUARDED_STEP
+def test_family_train_steps_lower_l1_and_report_every_term():
+    from inpaintjax.training.loop import metric_means, zero_carry
+    fam, batch, host_state, step, names = _guarded_step()
+    state = jax.device_put(host_state)
     history = []
-    for i in range(8):
-        state, metrics = step(state, batch, jax.random.fold_in(jax.random.key(0), i), {})
-        history.append({k: float(v) for k, v in metrics.items()})
+    for _ in range(8):  # a fresh carry per step: its means are that step's metrics
+        state, carry = step(state, zero_carry(names), batch, {})
+        carry = jax.device_get(carry)
+        assert int(carry["bad_step"]) == -1           # every step applied
+        history.append(metric_means(carry))
     assert set(history[0]) >= {"g/l1_stage1", "g/l1_stage2", "g/gan", "g/loss", "d/hinge",
                                "g/grad_norm", "d/grad_norm"}
     assert all(np.isfinite(v) for h in history for v in h.values())
@@ -288,32 +313,52 @@ def test_family_train_steps_lower_l1_and_report_every_term():
     assert int(state.step) == 8
     # the discriminator's SN power-iteration state moves with training
     assert "conv1" in state.d_batch_stats
+    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
+                         jax.device_get(state.d_batch_stats), host_state.d_batch_stats)
+    assert max(jax.tree.leaves(moved)) > 0
 
 
+@fs.group("deepfill_v2")
 def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminator():
+    """The shared family step (tests/family_steps.py: `test,loss.gan_alpha=0`, 8 rows, each with
+    its own hole, a warm-up schedule whose first rate is 0) against Adam by hand-fed optax: two
+    updates at the rates the schedule gives (0, then PEAK / WARMUP) on mean|x-s1| + mean|x-s2|."""
     import optax
-    config = CONFIGS.get_config("test,loss.gan_alpha=0.0")
-    fam = get_family("deepfill_v2")(config)
-    batch = _batch(config.data.image_size, config.batch_size)
-    state = jax.jit(fam.init_state)(jax.random.key(0), batch)
-    new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(1), {})
+    run = fs.family_step("deepfill_v2")
+    assert float(run.config.loss.gan_alpha) == 0.0
+    one, stacked = fs.batch(run.family, fs.mixed_holes())
+    state = run.state
+    new, metrics = run.step(state, stacked, jax.random.key(1), run.frozen)
+    assert not any(k.startswith("d/") for k in metrics) and "g/gan" not in metrics
+    # the first rate is 0: the parameters stay (bit for bit), Adam's moments take the gradient
+    for a, b in zip(jax.tree.leaves(state.g_params), jax.tree.leaves(new.g_params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    new, metrics = run.step(new, stacked, jax.random.key(2), run.frozen)
     assert not any(k.startswith("d/") for k in metrics) and "g/gan" not in metrics
     for a, b in zip(jax.tree.leaves((state.d_params, state.d_batch_stats, state.d_opt_state)),
                     jax.tree.leaves((new.d_params, new.d_batch_stats, new.d_opt_state)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # the reference: Adam (lr 1e-3, betas 0.5/0.999, the test config's) on mean|x-s1| + mean|x-s2|
-    x = batch["image"] * 2 - 1
-    mask = batch["mask"]  # each row's own mask (sharing one is the pipeline's choice)
+    # the reference: Adam (betas 0.5/0.999, the test config's) twice on the same gradient (the
+    # parameters did not move), at the rates 0 and PEAK / WARMUP
+    x = jnp.asarray(one["image"]) * 2 - 1
+    mask = jnp.asarray(one["mask"])  # each row's own mask (sharing one is the pipeline's choice)
+    assert float(jnp.abs(mask[0] - mask[-1]).max()) == 1.0
 
     def l1(p):
-        s1, s2 = fam.generator.apply({"params": p}, x, mask, None)
+        s1, s2 = run.family.generator.apply({"params": p}, x, mask, None)
         return jnp.mean(jnp.abs(x - s1)) + jnp.mean(jnp.abs(x - s2))
     loss, grads = jax.jit(jax.value_and_grad(l1))(state.g_params)
-    tx = optax.adam(1e-3, b1=0.5, b2=0.999)
-    updates, _ = tx.update(grads, tx.init(state.g_params), state.g_params)
-    want = optax.apply_updates(state.g_params, updates)
+    rates = [0.0, fs.PEAK / fs.WARMUP]
+    tx = optax.adam(lambda count: jnp.asarray(rates)[count], b1=0.5, b2=0.999)
+    params, opt = state.g_params, tx.init(state.g_params)
+    for _ in rates:
+        updates, opt = tx.update(grads, opt, params)
+        params = optax.apply_updates(params, updates)
     assert float(metrics["g/loss"]) == pytest.approx(float(loss), rel=1e-6)
-    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(new.g_params), strict=True):
+    moved = max(float(jnp.abs(a - b).max()) for a, b in
+                zip(jax.tree.leaves(params), jax.tree.leaves(state.g_params), strict=True))
+    assert moved > 1e-4
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(new.g_params), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
@@ -378,18 +423,11 @@ def _assert_bitwise_equal(a, b):
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
 
 
+@GUARDED_STEP
 def test_guard_keeps_the_state_bit_for_bit_after_non_finite_steps():
-    from inpaintjax.training.loop import make_train_step, zero_carry
-    config = CONFIGS.get_config("test")
-    fam = get_family("deepfill_v2")(config)
-    batch = _batch(config.data.image_size, config.batch_size)
-    state = jax.jit(fam.init_state)(jax.random.key(0), batch)
-    root = jax.random.key(1)
-    _, shapes = jax.eval_shape(fam.train_step, state, batch, root, {})
-    names = sorted(shapes)
-    # the loop's step as the loop builds it (state and carry donated)
-    step = jax.jit(make_train_step(fam, root, names), donate_argnums=(0, 1))
-    before = jax.device_get(state)
+    from inpaintjax.training.loop import zero_carry
+    fam, batch, before, step, names = _guarded_step()
+    state = jax.device_put(before)
 
     # 1. only the gradient is non-finite: a huge value in a hole pixel (the generator never sees
     # hole pixels; every loss stays finite) makes D's gradient overflow (unguarded, Adam's second

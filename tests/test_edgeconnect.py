@@ -23,6 +23,12 @@ NETS = {  # fixture name -> (from_torch key, official file, file entry, model)
 }
 
 
+# tests sharing a module-scoped fixture or the module's cache of training runs carry one xdist
+# group, so that make test (--dist loadgroup) builds each once, in one worker
+GOLDEN_GROUP = pytest.mark.xdist_group("edgeconnect-golden")   # `official_folder` (4 networks)
+MODES_GROUP = pytest.mark.xdist_group("edgeconnect-modes-1-4")  # _train(1) and _train(4)
+
+
 def _param_count(net, channels):
     v = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, channels))))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v["params"]))
@@ -85,6 +91,7 @@ def _close(actual, expected, what):
     assert err < 1e-4 and err < 1e-4 * max(float(expected.std()), 1e-3) * 10, (what, err, expected.std())
 
 
+@GOLDEN_GROUP
 @pytest.mark.parametrize("name", list(NETS))
 def test_golden_eval(golden, official_folder, name):
     from inpaintjax.convert.edgeconnect import from_torch
@@ -98,6 +105,7 @@ def test_golden_eval(golden, official_folder, name):
     _close(y, golden[f"{name}/y_eval"], f"{name} eval")
 
 
+@GOLDEN_GROUP
 @pytest.mark.parametrize("name", ["G1", "D1"])
 def test_golden_train_forward_updates_spectral_vectors(golden, official_folder, name):
     from inpaintjax.convert.edgeconnect import from_torch
@@ -125,6 +133,7 @@ def test_golden_train_forward_updates_spectral_vectors(golden, official_folder, 
     assert moved > 0, "the fixture's training forward did not move any vector"
 
 
+@GOLDEN_GROUP
 @pytest.mark.parametrize("name", ["G1", "D1"])
 def test_golden_baked(golden, official_folder, name):
     from inpaintjax.convert.edgeconnect import from_torch
@@ -347,7 +356,8 @@ def _train(mode, vgg_path, steps):
     return _RUNS[mode]
 
 
-@pytest.mark.parametrize("mode", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", [pytest.param(1, marks=MODES_GROUP), 2, 3,
+                                  pytest.param(4, marks=MODES_GROUP)])
 def test_mode_trains_and_lowers_its_loss(mode, tiny_vgg19):
     fam, batch, states, history = _train(mode, tiny_vgg19, 8)
     assert int(states[-1].step) == 8
@@ -495,6 +505,7 @@ def test_missing_vgg_weights_error(tmp_path):
         EdgeConnect(get_config("test,model.mode=5"))
 
 
+@MODES_GROUP
 def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
     """Step 1 of mode 1 re-derived by hand: G1 (training forward), D1 on real then on fake (two
     power iterations), then the generator's adversarial term through D1's *initial* parameters
@@ -553,6 +564,7 @@ def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
         assert "edge_recall" in f.read()
 
 
+@MODES_GROUP
 def test_mode4_inpainting_loss_reaches_the_edge_generator(tiny_vgg19):
     """From the same initial state and batch, step 1 of mode 4 updates D1 exactly as mode 1 does
     (same edge-model losses) but G1 differently: G2's loss flows back through the edge map."""

@@ -24,6 +24,8 @@ FAMILIES = {
     "edgeconnect": ("ema", lambda s: (s.edge["generator"]["params"], s.inpaint["generator"]["params"]),
                     lambda s: (s.ema["edge"], s.ema["inpaint"]),
                     lambda v: (v["edge"]["params"], v["inpaint"]["params"])),
+    "glcic": ("g_ema", lambda s: s.g_params, lambda s: s.g_ema, lambda v: v["params"]),
+    "shiftnet": ("ema", lambda s: s.g_params, lambda s: s.ema, lambda v: v["params"]),
 }
 
 

@@ -32,6 +32,10 @@ from inpaintjax.perceptual.torch_files import WeightFileError  # noqa: E402
 from inpaintjax.training import eval_perceptual  # noqa: E402
 from inpaintjax.training import evaluate as evaluate_lib  # noqa: E402
 
+# the tests that share the module's `runs` (two evaluations with Inception) run in one xdist worker
+# (make test's --dist loadgroup), which builds them once
+pytestmark = pytest.mark.xdist_group("eval_perceptual")
+
 SIZE = 75  # Inception input side in these tests
 PROBE = np.random.default_rng(5).standard_normal(inception.POOL3_DIM)
 
