@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from inpaintjax.benchmarks_torch.torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_timing import gram, run_cli
 
 CL = torch.channels_last
 
@@ -109,12 +109,6 @@ class VGG(nn.Module):
                 x = F.relu(x)
                 out[next(names)] = x
         return out
-
-
-def gram(f):
-    b, c, h, w = f.shape
-    f = f.reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
 
 
 def make_batch(batch, size):

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from inpaintjax.benchmarks_torch.torch_timing import run_cli
+from inpaintjax.benchmarks_torch.torch_timing import gram, run_cli
 
 CL = torch.channels_last
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -135,12 +135,6 @@ class VGG16Pools(nn.Module):
             else:
                 pools.append(x)
         return pools
-
-
-def gram(f):
-    b, c, h, w = f.shape
-    f = f.reshape(b, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
 def make_batch(batch, size):

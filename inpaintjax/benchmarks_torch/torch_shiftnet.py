@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from inpaintjax.benchmarks_torch.torch_timing import parameter_count, run_cli
+from inpaintjax.benchmarks_torch.torch_timing import gram, parameter_count, run_cli
 
 CL = torch.channels_last
 SHIFT_LEVEL = 3
@@ -149,12 +149,6 @@ class VGG(nn.Module):
             if isinstance(layer, nn.MaxPool2d):
                 out.append(x)
         return out
-
-
-def gram(f):
-    b, c, h, w = f.shape
-    f = f.reshape(b, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
 def discount_map(n, gamma=0.9):

@@ -24,6 +24,13 @@ def time_step(fn: Callable[[], object], repeats: int) -> dict:
     return timing.summary(*timing.timed(fn, repeats))
 
 
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Gram matrices of NCHW features, normalised by C x H x W (the style losses')."""
+    b, c, h, w = f.shape
+    f = f.reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
 def parameter_count(*modules) -> int:
     """Trainable parameters of the modules (a builder's record: the same network as the JAX side's)."""
     return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
