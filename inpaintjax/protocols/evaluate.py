@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from inpaintjax.perceptual.inception import LOGITS_DIM, POOL3_DIM
 from inpaintjax.protocols import measures
 from inpaintjax.protocols.definitions import DERIVED, DERIVED_NEEDS, Protocol, get_protocol
 
@@ -244,8 +245,8 @@ class _Scorer:
         if self.keep_features:
             st["members"] = np.asarray([[g in gs for g in u] for gs in self.members], bool).reshape(-1, len(u))
             dim = lambda parts, d: np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
-            st["pool3_truth"], st["pool3_output"] = dim(self.pool3[0], 2048), dim(self.pool3[1], 2048)
-            st["logits"] = dim(self.logits, 1008)
+            st["pool3_truth"], st["pool3_output"] = dim(self.pool3[0], POOL3_DIM), dim(self.pool3[1], POOL3_DIM)
+            st["logits"] = dim(self.logits, LOGITS_DIM)
         return st
 
     def merge(self, st: Mapping[str, np.ndarray]) -> None:
@@ -295,7 +296,8 @@ class _Scorer:
             if not counts.any():
                 continue
             for side in ("truth", "output"):
-                zero = {"count": np.asarray(0, np.int64), "mean": np.zeros(2048), "scatter": np.zeros((2048, 2048))}
+                zero = {"count": np.asarray(0, np.int64), "mean": np.zeros(POOL3_DIM),
+                        "scatter": np.zeros((POOL3_DIM, POOL3_DIM))}
                 for k in ("count", "mean", "scatter"):
                     got = allgather_exact(mine.get(f"fid/{i}/{side}/{k}", zero[k]))
                     for p, share in enumerate(shares):
@@ -454,6 +456,7 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
     every `checkpoint_every` images; a run given the same file resumes after the last saved chunk and
     deletes the file when it finishes. With several JAX processes each scores its share
     (`process_share`) and every process returns the whole report."""
+    import jax
     from inpaintjax.masks.folders import resolve_polarity
     from inpaintjax.perceptual.folders import _Progress, pair_files
 
@@ -513,7 +516,6 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
     derived = {d: DERIVED[d]({k: v[TOTAL] for k, v in results.items()}) for d in proto.derived
                if all(need in results for need in DERIVED_NEEDS[d])}
     size_ok = scorer.sizes == {(proto.image_size, proto.image_size)}
-    import jax
     return {
         "protocol": proto.name, "title": proto.title, "sources": list(proto.sources), "count": len(pairs),
         "groups": order, "group_counts": {g: scorer.counts[g] for g in order}, "results": results, "derived": derived,
