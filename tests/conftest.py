@@ -16,9 +16,9 @@
   loads; with the threshold, test_attention.py took 46 s of CPU in make test against 32 s).
 - The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
   session stops at once, naming them, instead of skipping the tests that need them.
-- XLA:CPU's backend optimisation level 0 (`FAST_COMPILE_FLAG`) in this process and every child
-  unless XLA_FLAGS already chooses a level: most of the suite's time is compilation of programs that
-  then run a few steps.
+- XLA:CPU's backend optimisation level 0 and its older (non-MLIR) fusion emitters
+  (`FAST_COMPILE_FLAGS`) in this process and every child, each unless XLA_FLAGS already sets it:
+  most of the suite's time is compilation of programs that then run a few steps.
 - The XLA:CPU set-up record (`INPAINTJAX_CALIBRATION`) of the child processes lives in the session
   folder, never in the user's ~/.cache.
 - `--dist loadgroup` keeps each `xdist_group` on one worker (`pytest_collection_modifyitems`
@@ -26,7 +26,7 @@
   pytest 9.2).
 - `child_env`: the environment of a child process (train.py, eval.py, a worker script): this
   checkout first on PYTHONPATH, the session's cache, and exactly the XLA_FLAGS the child asks for
-  (one CPU device unless told otherwise) plus the optimisation level.
+  (one CPU device unless told otherwise) plus the fast-compile flags.
 """
 import os
 import shutil
@@ -39,8 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = 8
 DEVICE_FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
 # The tests compile many small programs and run each a few times: XLA:CPU's backend optimisations
-# cost more compile time than they save run time (docs/performance.md, "The test suite").
-FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+# and its MLIR fusion emitters cost more compile time than they save run time (docs/performance.md,
+# "The test suite"). Each is added unless XLA_FLAGS already sets it.
+FAST_COMPILE_FLAGS = {"xla_backend_optimization_level": "0", "xla_cpu_use_fusion_emitters": "false"}
 _OWNED = "INPAINTJAX_TEST_SESSION_DIR"
 _USER_XLA_FLAGS = "INPAINTJAX_TEST_USER_XLA_FLAGS"
 
@@ -49,8 +50,15 @@ if "jax" in sys.modules:  # too late for XLA_FLAGS: say so instead of failing ob
 os.environ.setdefault(_USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + DEVICE_FLAG).strip()
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " " + FAST_COMPILE_FLAG
+
+
+def with_fast_compile(flags: str) -> str:
+    """`flags` plus each of FAST_COMPILE_FLAGS that it does not set."""
+    return " ".join([flags.strip()] + [f"--{k}={v}" for k, v in FAST_COMPILE_FLAGS.items()
+                                       if k not in flags]).strip()
+
+
+os.environ["XLA_FLAGS"] = with_fast_compile(os.environ["XLA_FLAGS"])
 
 
 # what the `test` extra installs (setup.cfg): its absence fails the session instead of skipping
@@ -114,10 +122,7 @@ def make_child_env(xla_flags: str = "") -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "tests") + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    flags = (os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags).strip()
-    if "xla_backend_optimization_level" not in flags:
-        flags = (flags + " " + FAST_COMPILE_FLAG).strip()
-    env["XLA_FLAGS"] = flags
+    env["XLA_FLAGS"] = with_fast_compile(os.environ.get(_USER_XLA_FLAGS, "") + " " + xla_flags)
     return env
 
 
