@@ -409,6 +409,30 @@ def test_batch_norm_train_output_and_unbiased_running_variance():
     assert float(leaky_relu(jnp.asarray(-1.0))) == pytest.approx(-0.2)
 
 
+def test_batch_norm_training_gradients_are_pytorchs():
+    import torch
+    x = (RNG.normal(size=(2, 5, 3, 4)) * 3 + 2).astype(np.float32)
+    weights = RNG.normal(size=x.shape).astype(np.float32)
+    scale = np.array([1.5, -0.5, 2.0, 0.25], np.float32)
+    bias = np.array([0.1, 0.2, -0.3, 1.0], np.float32)
+
+    def loss(x, params):
+        y, _ = BatchNorm(use_running_average=False).apply(
+            {"params": params, "batch_stats": {"mean": jnp.zeros(4), "var": jnp.ones(4)}}, x,
+            mutable=["batch_stats"])
+        return jnp.sum(y * weights)
+    gx, gp = jax.grad(loss, argnums=(0, 1))(x, {"scale": scale, "bias": bias})
+    bn = torch.nn.BatchNorm2d(4).double().train()
+    with torch.no_grad():
+        bn.weight.copy_(torch.from_numpy(scale.astype(np.float64)))
+        bn.bias.copy_(torch.from_numpy(bias.astype(np.float64)))
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float64)).requires_grad_()
+    (bn(xt) * torch.from_numpy(weights.transpose(0, 3, 1, 2).astype(np.float64))).sum().backward()
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(gp["scale"]), bn.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(gp["bias"]), bn.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("k,s,p", [(4, 2, 1), (3, 2, 1)])
 def test_torch_conv_transpose_padding(k, s, p):
     cin, cout, h, w = 3, 2, 4, 5

@@ -137,10 +137,19 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
         axes = tuple(range(x.ndim - 1))
+        xf = x.astype(jnp.float32)
+        scale = (self.param("scale", self.scale_init, (c,), self.param_dtype).astype(jnp.float32)
+                 if self.use_scale else None)
+        bias = (self.param("bias", self.bias_init, (c,), self.param_dtype).astype(jnp.float32)
+                if self.use_bias else None)
         if use_running_average:
-            mean, var = ra_mean.value, ra_var.value
+            # one multiply-add per element: y = x * a + b, a = scale / sqrt(var + eps),
+            # b = bias - mean * a
+            a = jax.lax.rsqrt(ra_var.value + self.epsilon)
+            a = a * scale if scale is not None else a
+            b = -ra_mean.value * a
+            y = xf * a + (b + bias if bias is not None else b)
         else:
-            xf = x.astype(jnp.float32)
             n = int(np.prod([x.shape[a] for a in axes]))
             mean = jnp.mean(xf, axis=axes)
             if self.axis_name is not None:
@@ -151,18 +160,20 @@ class BatchNorm(nn.Module):
                     f"BatchNorm: training mode needs more than one value per channel, got input "
                     f"shape {x.shape} (PyTorch refuses this too); use a larger batch or image")
             # Two-pass variance: the one-pass E[x^2] - E[x]^2 loses digits on large activations.
-            var = jnp.mean(jnp.square(xf - mean), axis=axes)
+            centred = xf - mean
+            var = jnp.mean(jnp.square(centred), axis=axes)
             if self.axis_name is not None:
                 var = jax.lax.pmean(var, self.axis_name)
             if not self.is_initializing():
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
                 ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / (n - 1))
-        y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon)
-        if self.use_scale:
-            y = y * self.param("scale", self.scale_init, (c,), self.param_dtype)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (c,), self.param_dtype)
+            # the per-channel factor applied once (scale / sqrt(var + eps)): its gradient is one
+            # reduction over the batch where (centred / sqrt(var + eps)) * scale needs two
+            # (docs/performance.md, "Other families": PConv's training step)
+            a = jax.lax.rsqrt(var + self.epsilon)
+            y = centred * (a * scale if scale is not None else a)
+            y = y + bias if bias is not None else y
         dtype = self.dtype if self.dtype is not None else x.dtype
         return y.astype(dtype)
 

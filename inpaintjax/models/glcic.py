@@ -20,6 +20,10 @@ the end. Layer i (1..17) is `conv{i}` (and `bn{i}`); in the .t7's flat `nn.Seque
 with c = 64 in the release (6,072,131 parameters with a 4-channel input). Every convolution has a
 bias; padding keeps the size ('same' for odd kernels; the transposed ones double it, as Torch's
 SpatialFullConvolution(k=4, d=2, pad=1)).
+
+Every BatchNorm is Torch's (`inpaintjax.layers.BatchNorm`): in training the running variance is
+updated with the unbiased batch variance, as Torch7's SpatialBatchNormalization and PyTorch's
+BatchNorm2d do (flax's own BatchNorm keeps the biased one).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inpaintjax.layers import BatchNorm
 from inpaintjax.layers.conv import conv_general_dilated, transpose_conv_4x4_s2_p1
 
 #: (kind, kernel, stride, dilation, width multiple of c) of conv1..conv17 ('t' = transposed);
@@ -107,8 +112,8 @@ class CompletionNetwork(nn.Module):
                             conv_general_dilated=conv_general_dilated, name=f"conv{i}")(x)
             if i == len(LAYERS):
                 return jax.nn.sigmoid(x.astype(jnp.float32))
-            x = nn.BatchNorm(use_running_average=not train, momentum=1.0 - self.bn_momentum,
-                             epsilon=self.bn_eps, dtype=self.dtype, name=f"bn{i}")(x)
+            x = BatchNorm(use_running_average=not train, momentum=1.0 - self.bn_momentum,
+                          epsilon=self.bn_eps, dtype=self.dtype, name=f"bn{i}")(x)
             x = nn.relu(x)
 
 
@@ -127,8 +132,8 @@ class _DiscriminatorBranch(nn.Module):
         for i, w in enumerate(self.widths, start=1):
             x = nn.Conv(w, (5, 5), strides=(2, 2), padding=[(2, 2), (2, 2)], dtype=self.dtype,
                         conv_general_dilated=conv_general_dilated, name=f"conv{i}")(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             dtype=self.dtype, name=f"bn{i}")(x)
+            x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                          dtype=self.dtype, name=f"bn{i}")(x)
             x = nn.relu(x)
         x = jnp.reshape(x, (x.shape[0], -1))
         return nn.relu(nn.Dense(self.features, dtype=self.dtype, name="fc")(x))
