@@ -95,6 +95,10 @@ def pytest_collection_modifyitems(config, items):
     compiled the shared programs again (pytest-xdist issue 1386)."""
     if not getattr(config.option, "loadgroup", False):
         return
+    for item in items:
+        if not any(item.iter_markers("xdist_group")):
+            for name in shared_module_fixtures(item):
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
     try:
         from _pytest.nodeid import NodeId
     except ImportError:  # a pytest before structured node ids: xdist's own suffix works
@@ -105,6 +109,19 @@ def pytest_collection_modifyitems(config, items):
         suffix = "@" + "_".join(names)
         if names and not item.nodeid.endswith(suffix):
             item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def shared_module_fixtures(item) -> list[str]:
+    """The module-scoped fixtures, defined in the test's own module, that `item` uses: each is
+    built once per process that runs one of its tests (a trained model, a filled batch, a
+    converted checkpoint), so its tests share an xdist group unless they carry one already."""
+    names = []
+    for name in item.fixturenames:
+        defs = item._fixtureinfo.name2fixturedefs.get(name)
+        if defs and defs[-1].scope == "module" and getattr(
+                defs[-1].func, "__module__", None) == item.module.__name__:
+            names.append(name)
+    return sorted(names)
 
 
 def pytest_unconfigure(config):
