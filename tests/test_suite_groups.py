@@ -27,4 +27,4 @@ def test_tests_sharing_a_module_fixture_share_a_group(request):
         assert any(item.iter_markers("xdist_group")) or not loadgroup, item.nodeid
     trained = {item.nodeid.split("@")[-1] for item in users if "trained" in item.fixturenames
                and item.module.__name__ == "test_shiftnet"}
-    assert len(trained) == 1 or not users
+    assert len(trained) == 1 or not trained or not loadgroup
