@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import sys
+import types
 
 import pytest
 
@@ -42,6 +43,20 @@ def _config(num_steps):
     c = toy_family.toy_config()
     c.num_steps, c.log_every, c.checkpoint_every, c.image_every = num_steps, 1, 3, 2
     return c
+
+
+def test_a_resume_within_the_same_second_keeps_the_first_runs_events(tmp_path, monkeypatch):
+    """tensorboardX names an event file by the second it is opened and the host; a resumed run
+    opening its writer in the same second (a fast crash and restart) must not truncate the file of
+    the run before it. The clock of tensorboardX's event writer (its module's `time`, nobody else's)
+    is frozen, so both runs open their files in one second."""
+    from tensorboardX import event_file_writer
+    monkeypatch.setattr(event_file_writer, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
+    workdir = str(tmp_path / "run")
+    train(_config(3), workdir)
+    train(_config(5), workdir)                   # resumes from checkpoint 3
+    assert len(os.listdir(os.path.join(workdir, "tb"))) == 2
+    assert _event_steps(os.path.join(workdir, "tb"))["loss/l1"] == [1, 2, 3, 4, 5]
 
 
 def test_resumed_run_logs_each_step_once_and_records_its_config_changes(tmp_path, capsys):

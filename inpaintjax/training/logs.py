@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from typing import Mapping
 
 import numpy as np
@@ -70,7 +71,11 @@ class RunLogger:
         if enabled:
             SummaryWriter = _summary_writer_class()
             os.makedirs(workdir, exist_ok=True)
-            self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+            # tensorboardX names the file by the second it was opened and the host: a run resumed
+            # within that second would reopen (truncate) the previous run's file, so each writer's
+            # name carries this process and a random tag as well
+            self.tb = SummaryWriter(os.path.join(workdir, "tb"),
+                                    filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
     def scalars(self, step: int, metrics: Mapping[str, float], steps_per_sec: float | None) -> None:
