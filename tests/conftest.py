@@ -11,9 +11,9 @@
   the workers start; the workers and the child processes inherit it through
   `JAX_COMPILATION_CACHE_DIR` (`child_env`), and it is removed when the session ends. It is fresh
   per session, so no result depends on an earlier run's programs; a user's own
-  `JAX_COMPILATION_CACHE_DIR` is left alone. Every program is cached, not only those over JAX's
-  1 s compile-time threshold: the many small ones add up (a program one worker compiled, the other
-  loads; with the threshold, test_attention.py took 46 s of CPU in make test against 32 s).
+  `JAX_COMPILATION_CACHE_DIR` is left alone. JAX's own threshold applies: programs that took 1 s or
+  more to compile are written (writing one costs about 0.25 s; caching every program, 4,400 writes
+  per run, cost more than the reads saved: docs/performance.md, "The test suite").
 - The `test` extra's packages (torch, OpenCV, h5py, selenium, nbclient) must be installed: the
   session stops at once, naming them, instead of skipping the tests that need them.
 - XLA:CPU's backend optimisation level 0 and its older (non-MLIR) fusion emitters
@@ -21,6 +21,8 @@
   most of the suite's time is compilation of programs that then run a few steps.
 - The XLA:CPU set-up record (`INPAINTJAX_CALIBRATION`) of the child processes lives in the session
   folder, never in the user's ~/.cache.
+- Tests marked `long` are collected first, so that no worker starts one while the other runs
+  out of work.
 - `--dist loadgroup` keeps each `xdist_group` on one worker (`pytest_collection_modifyitems`
   below restores the group suffix of the node ids, which pytest-xdist 3.8 cannot set under
   pytest 9.2).
@@ -83,7 +85,6 @@ def pytest_configure(config):
     os.environ.setdefault("INPAINTJAX_CALIBRATION", os.path.join(session_dir, "xla_cpu.json"))
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # a user's own cache is left alone
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(session_dir, "jax-cache")
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 @pytest.hookimpl(trylast=True)
@@ -99,6 +100,10 @@ def pytest_collection_modifyitems(config, items):
         if not any(item.iter_markers("xdist_group")):
             for name in shared_module_fixtures(item):
                 item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
+    # the long tests first (a stable sort): pytest-xdist hands out the scopes in this order (after
+    # those of several tests, which it orders by size), so the last ones handed out are short
+    # and the two workers finish within seconds of each other
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
     try:
         from _pytest.nodeid import NodeId
     except ImportError:  # a pytest before structured node ids: xdist's own suffix works

@@ -266,6 +266,7 @@ def test_crop_boxes_by_hand():
         crop_boxes(x, boxes, 300)
 
 
+@pytest.mark.long
 def test_family_train_steps_lower_the_l1_terms():
     from inpaintjax.families import get as get_family
     config = _configs().get_config("test")

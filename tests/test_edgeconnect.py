@@ -196,6 +196,7 @@ def test_bad_input_sizes():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_full_size_forward_256():
     """Both generators at the released 256x256, once, with their initial weights: the published
     parameter counts, the edge map a probability map that reads its input, the inpainting
@@ -533,6 +534,7 @@ def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
     """train.py's loop: a 2-step mode-1 run, then a 2-step mode-3 run with init_from whose frozen
     edge model is the mode-1 result (init_from_paths 'edge,edge.generator.params=ema.edge': the

@@ -35,6 +35,7 @@ def _folders(tmp_path):
     return {k: str(v) for k, v in dirs.items()}
 
 
+@pytest.mark.long
 def test_evaluate_two_folders(tmp_path, capsys):
     import torch
     import sklearn  # noqa: F401

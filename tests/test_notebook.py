@@ -4,6 +4,7 @@ in the repository without outputs."""
 import os
 
 import nbformat
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
@@ -15,6 +16,7 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+@pytest.mark.long
 def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch, child_env):
     import nbclient
     env = child_env()          # the kernel: this checkout, the session's cache, one CPU device

@@ -164,6 +164,7 @@ def _free_port():
 
 
 @pytest.mark.multiprocess
+@pytest.mark.long
 def test_two_processes_over_gloo_end_identical(tmp_path, child_env):
     address = f"127.0.0.1:{_free_port()}"
     workers = [subprocess.Popen(

@@ -233,6 +233,7 @@ def _check_tables(folder, buckets):
     return data
 
 
+@pytest.mark.long
 def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, child_env):
     """The one run of the command-line programs (the loop itself is generic and tested in this
     process on every family): train.py trains, logs and checkpoints; eval.py without --config
