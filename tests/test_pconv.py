@@ -324,7 +324,7 @@ def test_training_steps_lower_the_loss():
     family = _family(_config("test"))
     frozen = jax.tree.map(jnp.asarray, family.load_frozen())
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
-    state = family.init_state(jax.random.key(0), batch)
+    state = jax.jit(family.init_state)(jax.random.key(0), batch)
     step = _step_fn(family)
     losses_seen = []
     for i in range(8):
@@ -346,7 +346,8 @@ def test_phase2_keeps_encoder_batchnorm_statistics():
     family = _family(_config("test", **{"model.freeze_encoder_bn": True}))
     frozen = jax.tree.map(jnp.asarray, family.load_frozen())
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
-    state = family.init_state(jax.random.key(0), batch)
+    init = jax.jit(family.init_state)
+    state = init(jax.random.key(0), batch)
     # Statistics as a phase-1 run would leave them (not the 0/1 of a fresh network).
     rng = np.random.default_rng(0)
     stats0 = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape), jnp.float32), state.batch_stats)
@@ -361,7 +362,7 @@ def test_phase2_keeps_encoder_batchnorm_statistics():
                 np.testing.assert_array_equal(after, before, err_msg=f"{name} {k}")
             else:
                 assert np.abs(after - before).max() > 1e-4, f"{name} {k} should keep updating"
-    p0 = family.init_state(jax.random.key(0), batch).params
+    p0 = init(jax.random.key(0), batch).params
     assert np.abs(np.asarray(state.params["enc_2"]["bn"]["scale"]) - np.asarray(p0["enc_2"]["bn"]["scale"])).max() > 0
 
 

@@ -49,7 +49,7 @@ def test_remat_gives_the_same_loss_and_gradients(net):
     x = x.at[..., 3:4].set((x[..., 3:4] > 0.7).astype(jnp.float32))  # a hole mask channel
     args = inputs_of(x)
     plain, remat = build(False), build(True)
-    variables = plain.init(jax.random.key(1), *args)
+    variables = jax.jit(plain.init)(jax.random.key(1), *args)
     # the same variable tree (names and shapes): checkpoints move between the two
     assert jax.tree.structure(variables) == jax.tree.structure(
         jax.eval_shape(remat.init, jax.random.key(1), *args))
@@ -61,9 +61,8 @@ def test_remat_gives_the_same_loss_and_gradients(net):
             y = out[0] if isinstance(out, tuple) else out
             weights = jnp.sin(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
             return jnp.sum(y * weights)  # every output element weighted differently
-        fn = jax.value_and_grad(loss)
-        program = str(jax.make_jaxpr(fn)(variables["params"]))
-        return jax.jit(fn)(variables["params"]), _has_remat(program)
+        traced = jax.jit(jax.value_and_grad(loss)).trace(variables["params"])  # traced once
+        return traced.lower().compile()(variables["params"]), _has_remat(str(traced.jaxpr))
 
     (value, grads), plain_has_remat = loss_and_grads(plain)
     (value_r, grads_r), remat_has_remat = loss_and_grads(remat)

@@ -513,7 +513,7 @@ def trained():
     one = jax.devices()[0]
     batch = {k: jax.device_put(jnp.asarray(v), one) for k, v in host_batch.items()}
     step = jax.jit(family.train_step)
-    state = state0 = family.init_state(jax.random.key(0), batch)
+    state = state0 = jax.jit(family.init_state)(jax.random.key(0), batch)
     seen, metrics = [], []
     for i in range(6):
         state, m = step(state, batch, jax.random.key(i), frozen)
@@ -569,7 +569,7 @@ def test_variant_trains_and_lowers_its_loss(variant):
     assert host["mask"][0].sum() != host["mask"][1].sum()
     batch = {k: jnp.asarray(v) for k, v in host.items()}
     step = jax.jit(family.train_step)
-    state = family.init_state(jax.random.key(0), batch)
+    state = jax.jit(family.init_state)(jax.random.key(0), batch)
     seen = []
     for i in range(3):
         state, m = step(state, batch, jax.random.key(i), {})
