@@ -149,6 +149,28 @@ def test_fid_formula_streaming_stats_and_routes(tmp_path):
         fid.load_stats(str(tmp_path / "bad.npz"))
 
 
+def test_held_rows_fold_exactly_and_are_copied(monkeypatch):
+    """Rows are held back and folded in FLUSH_ROWS at a time (here 16, so the batches below cross
+    it several times, once exactly): the statistics equal NumPy's mean and covariance of all rows
+    however they were cut, and a caller reusing its batch buffer changes nothing."""
+    monkeypatch.setattr(fid.FeatureStats, "FLUSH_ROWS", 16)
+    rows = np.random.default_rng(3).normal(2.0, 1.5, (100, 5))
+    s = fid.FeatureStats(5)
+    buffer = np.empty((40, 5))
+    for lo, hi in ((0, 3), (3, 16), (16, 32), (32, 33), (33, 73), (73, 100)):
+        buffer[:hi - lo] = rows[lo:hi]
+        s.update(buffer[:hi - lo])
+        buffer[:] = np.nan          # reused by the caller
+        assert s.count == hi
+    np.testing.assert_allclose(s.mu, rows.mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.sigma, np.cov(rows, rowvar=False), rtol=1e-12, atol=1e-12)
+    other = fid.FeatureStats(5).update(rows[:5])   # held only, merged into one with held rows
+    both = fid.FeatureStats(5).update(rows[5:9]).merge(other)
+    np.testing.assert_allclose(both.sigma, np.cov(np.concatenate([rows[5:9], rows[:5]]), rowvar=False),
+                               rtol=1e-12, atol=1e-12)
+    assert both.count == 9 and fid.FeatureStats(5).merge(fid.FeatureStats(5)).count == 0
+
+
 def test_frechet_distance_by_hand():
     # N(0, I) vs N(1, 4I) in 2-d: |mu|^2 = 2, tr = 2 + 8, tr sqrt(4I) = 4 -> 2 + 10 - 8 = 4
     for method in ("sqrtm", "eigh"):
