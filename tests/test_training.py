@@ -111,6 +111,7 @@ def test_eval_writes_model_and_classical_rows_and_a_labelled_picture(tmp_path):
     from inpaintjax.training.logs import HOLE_EDGE, HOLE_TINT
     c = toy_family.toy_config()
     c.num_steps = 2
+    c.eval.baselines = "mean,biharmonic,telea,patchmatch"
     train(c, str(tmp_path))
     config, family, variables = load_for_inference(str(tmp_path))
     summary = evaluate(config, family, variables, str(tmp_path), progress=False)
