@@ -53,14 +53,17 @@ from __future__ import annotations
 import math
 import os
 from functools import partial
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 from inpaintjax import xla_cpu
+from inpaintjax.layers.reductions import broadcast_leading
 
 NHWC_DIMENSIONS = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _IMPLS = ("auto", "native")
@@ -417,3 +420,59 @@ def transpose_conv_4x4_s2_p1(x, kernel):
         rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(c), O]
     y = jnp.stack(rows, axis=2)  # [B, H, 2(a), W, 2(c), O]
     return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+
+
+class Conv(nn.Module):
+    """A 2-D NHWC convolution with `flax.linen.Conv`'s arguments and parameters ('kernel' HWIO
+    [kh, kw, C / feature_group_count, features], 'bias' [features]; the same initialisers by
+    default), that every model's layer uses in place of `nn.Conv`. Two differences: the convolution
+    is `conv_general_dilated` above (its fast CPU backward pass) unless another function is given,
+    and the bias is added with `inpaintjax.layers.reductions.broadcast_leading`, so that its
+    gradient (a sum over every position of the batch) is a matrix-vector product on CPU where
+    autodiff of flax's broadcasting add gave XLA:CPU's slow reduction (docs/performance.md,
+    "Reductions"). Padding: 'SAME', 'VALID', an int, or per-axis ints or (low, high) pairs, as
+    flax; flax's 'CIRCULAR', 'REFLECT' and 'CAUSAL' are not taken (pad the input instead)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: str | int | Sequence = "SAME"
+    kernel_dilation: int | Sequence[int] = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    dtype: Optional[jnp.dtype] = None
+    param_dtype: jnp.dtype = jnp.float32
+    precision: object = None
+    kernel_init: Callable = nn.linear.default_kernel_init
+    bias_init: Callable = nn.initializers.zeros_init()
+    conv_general_dilated: Callable = conv_general_dilated
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 4:
+            raise ValueError(f"Conv: expected an NHWC input of rank 4, got shape {x.shape}")
+        ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+
+        def pair(v):
+            return (v, v) if isinstance(v, int) else tuple(v)
+
+        padding = nn.linear.canonicalize_padding(self.padding, 2)
+        if isinstance(padding, str) and padding not in ("SAME", "VALID"):
+            raise ValueError(f"Conv: padding {self.padding!r} is not taken here; use 'SAME', "
+                             "'VALID', ints or (low, high) pairs (pad the input for other modes)")
+        c = x.shape[-1]
+        if c % self.feature_group_count:
+            raise ValueError(f"Conv: {c} input channels are not divisible by "
+                             f"feature_group_count={self.feature_group_count}")
+        kernel = self.param("kernel", self.kernel_init,
+                            ks + (c // self.feature_group_count, self.features), self.param_dtype)
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = self.conv_general_dilated(
+            x, kernel, pair(self.strides), padding, rhs_dilation=pair(self.kernel_dilation),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=self.feature_group_count, precision=self.precision)
+        if bias is not None:
+            y = y + broadcast_leading(bias, y.shape)
+        return y

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inpaintjax.layers.conv import NHWC_DIMENSIONS, conv_general_dilated
+from inpaintjax.layers.conv import NHWC_DIMENSIONS, Conv, conv_general_dilated
 
 
 def _tf_conv(features: int, kernel_size: int, strides: int, dilation: int, dtype,
-             upsample_input: bool) -> nn.Conv:
+             upsample_input: bool) -> Conv:
     """TF1's `tf.layers.conv2d` ('SAME' padding, its default initialisers) as the sub-module
     'conv' of the calling layer; `upsample_input`: it reads the nearest-x2 up-sampled input
     (DeepFill's gen_deconv), computed without materialising the up-sampled image."""
@@ -30,7 +30,7 @@ def _tf_conv(features: int, kernel_size: int, strides: int, dilation: int, dtype
         raise ValueError("an up-sampling convolution (upsample_input=True) needs an odd kernel, "
                          f"stride 1 and dilation 1 (got kernel_size={kernel_size}, "
                          f"strides={strides}, dilation={dilation})")
-    return nn.Conv(
+    return Conv(
         features,
         (kernel_size, kernel_size),
         strides=(strides, strides),
@@ -201,7 +201,7 @@ def upsample2x_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
     pass and in both gradients), and the 4x larger up-sampled activation is never written, read
     back or transposed. Same result as the plain formulation to float rounding (the taps are
     added before multiplying); tested against it. The signature is `lax.conv_general_dilated`'s,
-    for `flax.linen.Conv(conv_general_dilated=...)`.
+    for `Conv(conv_general_dilated=...)`.
     """
     k = rhs.shape[0]
     p = (k - 1) // 2

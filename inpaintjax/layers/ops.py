@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaintjax.layers.reductions import broadcast_leading, leading_mean
+
 Padding2D = Tuple[Tuple[int, int], Tuple[int, int]]
 
 
@@ -90,17 +92,41 @@ def reflect_pad(x: jnp.ndarray, p: Union[int, Sequence[int]]) -> jnp.ndarray:
     return jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode="reflect")
 
 
-class InstanceNorm(nn.InstanceNorm):
-    """PyTorch `InstanceNorm2d` defaults (EdgeConnect): eps 1e-5, no affine, two-pass variance.
+class InstanceNorm(nn.Module):
+    """PyTorch `InstanceNorm2d` (EdgeConnect without affine parameters, Shift-Net with them):
+    eps 1e-5, the biased variance, two passes (mean, then the mean square of x - mean).
 
-    Normalises each sample and channel over H, W with the biased variance:
-    y = (x - mean) / sqrt(var + 1e-5). No parameters; same in training and inference.
+    Normalises each sample and channel over every axis between the first and the last (H, W):
+    y = (x - mean) / sqrt(var + eps) [* scale + bias]; the same in training and inference.
+    Parameters as flax's InstanceNorm: `scale` (init 1) and `bias` (init 0) [C], with `use_scale`
+    / `use_bias`. Statistics in float32; the sums and the gradients of the per-image and
+    per-channel broadcasts go through `inpaintjax.layers.reductions` (matrix-vector products on
+    CPU, where XLA:CPU's reductions over the spatial axes are slow).
     """
 
     epsilon: float = 1e-5
     use_scale: bool = False
     use_bias: bool = False
-    use_fast_variance: bool = False
+    dtype: Optional[jnp.dtype] = None
+    param_dtype: jnp.dtype = jnp.float32
+    scale_init: Callable = nn.initializers.ones
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        if x.ndim < 3:
+            raise ValueError(f"InstanceNorm: expected [N, ..., C] with spatial axes, got shape {x.shape}")
+        c = x.shape[-1]
+        xf = x.astype(jnp.float32)
+        centred = xf - broadcast_leading(leading_mean(xf, keep=1), xf.shape, keep=1)
+        a = jax.lax.rsqrt(leading_mean(jnp.square(centred), keep=1) + self.epsilon)  # [N, C]
+        if self.use_scale:
+            a = a * self.param("scale", self.scale_init, (c,), self.param_dtype).astype(jnp.float32)
+        y = centred * broadcast_leading(a, xf.shape, keep=1)
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (c,), self.param_dtype).astype(jnp.float32)
+            y = y + broadcast_leading(bias, xf.shape)
+        return y.astype(self.dtype if self.dtype is not None else x.dtype)
 
 
 class BatchNorm(nn.Module):
@@ -148,10 +174,11 @@ class BatchNorm(nn.Module):
             a = jax.lax.rsqrt(ra_var.value + self.epsilon)
             a = a * scale if scale is not None else a
             b = -ra_mean.value * a
-            y = xf * a + (b + bias if bias is not None else b)
+            b = b + bias if bias is not None else b
+            y = xf * broadcast_leading(a, xf.shape) + broadcast_leading(b, xf.shape)
         else:
             n = int(np.prod([x.shape[a] for a in axes]))
-            mean = jnp.mean(xf, axis=axes)
+            mean = leading_mean(xf)
             if self.axis_name is not None:
                 mean = jax.lax.pmean(mean, self.axis_name)
                 n = n * jax.lax.psum(1, self.axis_name)
@@ -160,8 +187,8 @@ class BatchNorm(nn.Module):
                     f"BatchNorm: training mode needs more than one value per channel, got input "
                     f"shape {x.shape} (PyTorch refuses this too); use a larger batch or image")
             # Two-pass variance: the one-pass E[x^2] - E[x]^2 loses digits on large activations.
-            centred = xf - mean
-            var = jnp.mean(jnp.square(centred), axis=axes)
+            centred = xf - broadcast_leading(mean, xf.shape)
+            var = leading_mean(jnp.square(centred))
             if self.axis_name is not None:
                 var = jax.lax.pmean(var, self.axis_name)
             if not self.is_initializing():
@@ -172,8 +199,8 @@ class BatchNorm(nn.Module):
             # reduction over the batch where (centred / sqrt(var + eps)) * scale needs two
             # (docs/performance.md, "Other families": PConv's training step)
             a = jax.lax.rsqrt(var + self.epsilon)
-            y = centred * (a * scale if scale is not None else a)
-            y = y + bias if bias is not None else y
+            y = centred * broadcast_leading(a * scale if scale is not None else a, xf.shape)
+            y = y + broadcast_leading(bias, xf.shape) if bias is not None else y
         dtype = self.dtype if self.dtype is not None else x.dtype
         return y.astype(dtype)
 

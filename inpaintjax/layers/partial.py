@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.conv import Conv, conv_general_dilated
 from inpaintjax.layers.ops import torch_pad
 
 IntOrPair = Union[int, Sequence[int]]
@@ -114,11 +114,10 @@ class PartialConv(nn.Module):
         ratio = jax.lax.stop_gradient(ratio)
         new_valid = jax.lax.stop_gradient(new_valid)
 
-        conv = nn.Conv(
+        conv = Conv(
             self.features, kernel_size, strides=strides, padding=padding,
             kernel_dilation=dilation, use_bias=self.use_bias, dtype=self.dtype,
-            kernel_init=self.kernel_init, bias_init=self.bias_init,
-            conv_general_dilated=conv_general_dilated, name="conv")
+            kernel_init=self.kernel_init, bias_init=self.bias_init, name="conv")
         raw = conv(x * valid.astype(x.dtype))
         ratio = ratio.astype(raw.dtype)
         if self.use_bias:

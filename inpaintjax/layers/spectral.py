@@ -30,12 +30,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.conv import Conv
 from inpaintjax.layers.ops import torch_pad
 
 
 class SNConv(nn.Module):
-    """A 2-D convolution with spectral normalisation: `nn.SpectralNorm(nn.Conv(...))`.
+    """A 2-D convolution with spectral normalisation: `nn.SpectralNorm(Conv(...))`.
 
     Call: `y = SNConv(...)(x, update_stats=train)` with x [B, H, W, C] -> [B, H', W', features].
     Training: `apply(..., update_stats=True, mutable=['batch_stats'])`.
@@ -73,12 +73,12 @@ class SNConv(nn.Module):
             padding = self.padding.upper()
         else:
             padding = torch_pad(self.padding)
-        conv = nn.Conv(
+        conv = Conv(
             self.features, (self.kernel_size, self.kernel_size),
             strides=(self.strides, self.strides),
             kernel_dilation=(self.dilation, self.dilation), padding=padding,
             use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
-            bias_init=self.bias_init, conv_general_dilated=conv_general_dilated, name="conv")
+            bias_init=self.bias_init, name="conv")
         if not self.spectral_norm:
             return conv(x)
         return nn.SpectralNorm(conv, n_steps=self.n_steps, epsilon=self.epsilon, name="sn")(

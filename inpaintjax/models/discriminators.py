@@ -14,7 +14,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from inpaintjax.layers.conv import conv_general_dilated
+from inpaintjax.layers.conv import Conv
 from inpaintjax.layers.ops import leaky_relu
 from inpaintjax.layers.spectral import SNConv
 
@@ -63,9 +63,8 @@ class _WGANCritic(nn.Module):
     @nn.compact
     def __call__(self, x):
         for i, m in enumerate(self.multipliers):
-            x = nn.Conv(m * self.cnum, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                        kernel_init=nn.initializers.glorot_uniform(),
-                        conv_general_dilated=conv_general_dilated, name=f"conv{i + 1}")(x)
+            x = Conv(m * self.cnum, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype,
+                     kernel_init=nn.initializers.glorot_uniform(), name=f"conv{i + 1}")(x)
             x = leaky_relu(x)
         x = jnp.reshape(x, (x.shape[0], -1))
         return nn.Dense(1, dtype=self.dtype, kernel_init=nn.initializers.glorot_uniform(),

@@ -39,6 +39,7 @@ from jax import lax
 
 from inpaintjax.layers.conv import conv_general_dilated, transpose_conv_4x4_s2_p1
 from inpaintjax.layers.ops import InstanceNorm, leaky_relu, reflect_pad, torch_pad
+from inpaintjax.layers.reductions import broadcast_leading
 
 # PyTorch's `BaseNetwork.init_weights('normal', 0.02)`: weights N(0, 0.02), biases 0.
 _KERNEL_INIT = nn.initializers.normal(0.02)
@@ -114,7 +115,7 @@ class SpectralConv(nn.Module):
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-            y = y + bias.astype(dtype)
+            y = y + broadcast_leading(bias.astype(dtype), y.shape)
         return y
 
 

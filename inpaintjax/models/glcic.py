@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 
 from inpaintjax.layers import BatchNorm
-from inpaintjax.layers.conv import conv_general_dilated, transpose_conv_4x4_s2_p1
+from inpaintjax.layers.conv import Conv, transpose_conv_4x4_s2_p1
+from inpaintjax.layers.reductions import broadcast_leading
 
 #: (kind, kernel, stride, dilation, width multiple of c) of conv1..conv17 ('t' = transposed);
 #: the last layer's width is the 3 RGB channels.
@@ -76,7 +77,8 @@ class TorchFullConv(nn.Module):
         kernel = self.param("kernel", _torch_uniform(fan_in), (k, k, cin, self.features))
         bias = self.param("bias", _torch_uniform(fan_in), (self.features,))
         dtype = self.dtype or x.dtype
-        return transpose_conv_4x4_s2_p1(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
+        y = transpose_conv_4x4_s2_p1(x.astype(dtype), kernel.astype(dtype))
+        return y + broadcast_leading(bias.astype(dtype), y.shape)
 
 
 class CompletionNetwork(nn.Module):
@@ -106,10 +108,10 @@ class CompletionNetwork(nn.Module):
             else:
                 pad = d * (k - 1) // 2
                 fan_in = x.shape[-1] * k * k
-                x = nn.Conv(features, (k, k), strides=(s, s), padding=[(pad, pad), (pad, pad)],
-                            kernel_dilation=(d, d), dtype=self.dtype,
-                            kernel_init=_torch_uniform(fan_in), bias_init=_torch_uniform(fan_in),
-                            conv_general_dilated=conv_general_dilated, name=f"conv{i}")(x)
+                x = Conv(features, (k, k), strides=(s, s), padding=[(pad, pad), (pad, pad)],
+                         kernel_dilation=(d, d), dtype=self.dtype,
+                         kernel_init=_torch_uniform(fan_in), bias_init=_torch_uniform(fan_in),
+                         name=f"conv{i}")(x)
             if i == len(LAYERS):
                 return jax.nn.sigmoid(x.astype(jnp.float32))
             x = BatchNorm(use_running_average=not train, momentum=1.0 - self.bn_momentum,
@@ -130,8 +132,8 @@ class _DiscriminatorBranch(nn.Module):
     def __call__(self, x, train: bool):
         x = x.astype(self.dtype or jnp.float32)
         for i, w in enumerate(self.widths, start=1):
-            x = nn.Conv(w, (5, 5), strides=(2, 2), padding=[(2, 2), (2, 2)], dtype=self.dtype,
-                        conv_general_dilated=conv_general_dilated, name=f"conv{i}")(x)
+            x = Conv(w, (5, 5), strides=(2, 2), padding=[(2, 2), (2, 2)], dtype=self.dtype,
+                     name=f"conv{i}")(x)
             x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                           dtype=self.dtype, name=f"bn{i}")(x)
             x = nn.relu(x)

@@ -237,7 +237,7 @@ def flip_shift(former: jax.Array, latter: jax.Array, flip_latter: jax.Array, hol
 
 def _affine_norm(name: str, dtype) -> nn.Module:
     # PyTorch InstanceNorm2d(affine=True, track_running_stats=False): eps 1e-5, biased variance.
-    return nn.InstanceNorm(epsilon=1e-5, use_fast_variance=False, dtype=dtype, name=name)
+    return InstanceNorm(use_scale=True, use_bias=True, dtype=dtype, name=name)
 
 
 def level_channels(num_downs: int, ngf: int) -> list[int]:
