@@ -191,3 +191,18 @@ def test_max_pool_2x2_values_and_gradient():
         a, b = np.unravel_index(np.argmax(win), (2, 2))
         expected[n, 2 * i + a, 2 * j + b, c] = w[n, i, j, c]
     np.testing.assert_array_equal(g, expected)
+
+
+def test_accelerators_lower_to_plain_reductions():
+    """Lowered for GPU or TPU (no device needed), the sums are reductions; for CPU, dot_generals
+    and no reduction (the loss itself is two dots, so any reduce would be a sum's; the gradient is
+    broadcasts, the value keeps the sums)."""
+    from jax import export
+    x = jnp.ones((2, 8, 8, 4))
+    step = jax.jit(jax.value_and_grad(lambda x: leading_sum(x) @ jnp.arange(4.0)
+                            + leading_sum(x, 1).ravel() @ jnp.arange(8.0)))
+    for platform in ("cuda", "rocm", "tpu"):
+        text = export.export(step, platforms=[platform])(x).mlir_module()
+        assert "stablehlo.reduce" in text, platform
+    text = export.export(step, platforms=["cpu"])(x).mlir_module()
+    assert text.count("stablehlo.dot_general") > 2 and "stablehlo.reduce" not in text
