@@ -206,3 +206,23 @@ def test_accelerators_lower_to_plain_reductions():
         assert "stablehlo.reduce" in text, platform
     text = export.export(step, platforms=["cpu"])(x).mlir_module()
     assert text.count("stablehlo.dot_general") > 2 and "stablehlo.reduce" not in text
+
+
+def test_native_mode_allows_forward_mode_differentiation():
+    """set_conv_impl('native'): plain sums and broadcasts, so jax.jvp goes through the block; its
+    directional derivative is the default (custom_vjp) gradient's inner product with the tangent."""
+    from inpaintjax.layers.conv import set_conv_impl
+    x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    variables = _block(None, x)
+    tangent = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), variables)
+    grads = jax.grad(_block)(variables, x)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda v: _block(v, x), (variables,), (tangent,))
+    set_conv_impl("native")
+    try:
+        _, directional = jax.jvp(lambda v: _block(v, x), (variables,), (tangent,))
+    finally:
+        set_conv_impl(None)
+    expected = sum(float(jnp.vdot(g, t)) for g, t in
+                   zip(jax.tree.leaves(grads), jax.tree.leaves(tangent), strict=True))
+    assert float(directional) == pytest.approx(expected, rel=1e-4)

@@ -17,7 +17,10 @@ the sums are `jnp.sum`: GPU and TPU reductions are already fast.
 `leading_sum` and `broadcast_leading` are each other's transpose, and each is a `jax.custom_vjp`
 whose backward pass is the other: a model that writes its per-channel broadcasts with
 `broadcast_leading` gets matrix-vector products for their gradients too, where autodiff of an
-implicit broadcast would emit XLA's reduction.
+implicit broadcast would emit XLA's reduction. Like the convolutions' custom gradients they
+support reverse mode to any order but not forward mode (`jax.jvp`, `jax.hessian`):
+`inpaintjax.layers.conv.set_conv_impl('native')` (or INPAINTJAX_CONV=native) turns both off for
+functions traced afterwards.
 """
 
 from __future__ import annotations
@@ -113,11 +116,20 @@ def _broadcast_leading_bwd(shape, keep, _, ct):
 _broadcast_leading.defvjp(_broadcast_leading_fwd, _broadcast_leading_bwd)
 
 
+def _native() -> bool:
+    """`set_conv_impl('native')` / INPAINTJAX_CONV=native: plain jnp.sum and broadcasting with
+    autodiff's gradients, for forward-mode differentiation (no `custom_vjp` in the way)."""
+    from inpaintjax.layers.conv import conv_impl  # conv imports this module
+    return conv_impl() == "native"
+
+
 def leading_sum(x: jax.Array, keep: int = 0) -> jax.Array:
     """x [..., C] summed over every axis but the first `keep` and the last: keep=0 gives the [C]
     per-channel sums over a whole batch (BatchNorm), keep=1 the [N, C] sums over each image's
     positions (InstanceNorm). Accumulated in float32, returned in x's dtype."""
     _check(x.shape, keep)
+    if _native():
+        return _plain_sum(keep, x)
     return _leading_sum(tuple(x.shape), keep, x)
 
 
@@ -129,7 +141,7 @@ def broadcast_leading(v: jax.Array, shape, keep: int = 0) -> jax.Array:
     if tuple(v.shape) != shape[:keep] + shape[-1:]:
         raise ValueError(f"broadcast_leading: v of shape {tuple(v.shape)} does not match "
                          f"{shape[:keep] + shape[-1:]} (the first {keep} and the last axes of {shape})")
-    return _broadcast_leading(shape, keep, v)
+    return _expand(v, shape, keep) if _native() else _broadcast_leading(shape, keep, v)
 
 
 def leading_mean(x: jax.Array, keep: int = 0) -> jax.Array:
