@@ -93,8 +93,9 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 stride-2 max-pooling without padding (an odd last row or column is dropped), as the
     maximum over a reshape: the same values as `nn.max_pool(x, (2, 2), (2, 2), 'VALID')`, but its
     gradient is elementwise (to the maximum of each window) where autodiff of the windowed max
-    gives XLA:CPU a select-and-scatter it expands into index arrays, gathers and scatters (about
-    0.2 s of Shift-Net's 2.8 s training step, measured with `jax.profiler`). On a tie the window's
+    gives XLA:CPU a select-and-scatter it expands into index arrays and scatters (its four
+    4x120x120x64 index arrays alone took 74 ms of thread time in Shift-Net's training step,
+    measured with `jax.profiler`; the step's wall time moved within its noise). On a tie the window's
     gradient is shared equally between the tied values (select-and-scatter gives it to one); after
     a ReLU the only ties with a gradient to share are exact equal positive values."""
     n, h, w, c = x.shape
