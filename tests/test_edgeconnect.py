@@ -195,27 +195,30 @@ def test_bad_input_sizes():
         EdgeGenerator().init(jax.random.PRNGKey(0), jnp.zeros((1, 30, 32, 3)))
 
 
+@GOLDEN_GROUP
 @pytest.mark.slow
 @pytest.mark.long
-def test_full_size_forward_256():
-    """Both generators at the released 256x256, once, with their initial weights: the published
-    parameter counts, the edge map a probability map that reads its input, the inpainting
-    output an image in [0, 1] whose hole reads the known pixels and the edges; the
+def test_full_size_forward_256(official_folder):
+    """Both generators at the released 256x256, once, with the fixture's weights in the official
+    layout (they carry signal; no initialisation program to compile): the published parameter
+    counts of the converted files, the edge map a probability map that reads its input, the
+    inpainting output an image in [0, 1] whose hole reads the known pixels and the edges; the
     discriminator's feature maps by shape."""
+    from inpaintjax.convert.edgeconnect import from_torch
     size = 256
     rng = np.random.RandomState(0)
     g1, g2 = EdgeGenerator(), InpaintGenerator()
+    official = from_torch(official_folder)
+    v1, v2 = official["edge_generator"], official["inpaint_generator"]
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v1["params"])) == 10_761_089
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v2["params"])) == 10_774_595
     x1 = rng.rand(2, size, size, 3).astype(np.float32)
     x1[1, :, :, 1] = (rng.rand(size, size) > 0.9)   # other edges
-    v1 = jax.jit(g1.init)(jax.random.PRNGKey(0), x1[:1, :64, :64])   # the weights fit any size
-    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v1["params"])) == 10_761_089
     e = np.asarray(jax.jit(g1.apply)(v1, x1))
     assert e.shape == (2, size, size, 1) and 0 <= e.min() and e.max() <= 1
     assert np.abs(e[1] - e[0]).mean() > 1e-4
     x2 = np.concatenate([_scene(size, size, 0)[None].repeat(2, 0), e[:1].repeat(2, 0)], -1)
     x2[1, :, :, 3] = 1.0 - x2[1, :, :, 3]           # another edge map
-    v2 = jax.jit(g2.init)(jax.random.PRNGKey(1), x2[:1, :64, :64])
-    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v2["params"])) == 10_774_595
     y = np.asarray(jax.jit(g2.apply)(v2, x2))
     assert y.shape == (2, size, size, 3) and 0 <= y.min() and y.max() <= 1 and y[0].std() > 1e-3
     assert np.abs(y[1] - y[0]).mean() > 1e-4
