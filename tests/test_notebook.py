@@ -16,7 +16,8 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-@pytest.mark.long
+# not marked `long`: it runs after the end-to-end test's train.py has written the compilation cache,
+# whose training programs (same config preset, same XLA:CPU set-up) it then loads instead of compiling
 def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch, child_env):
     import nbclient
     env = child_env()          # the kernel: this checkout, the session's cache, one CPU device
@@ -36,6 +37,8 @@ def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch, child_env
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs if o.get("output_type") == "stream")
     assert "training test first" in text and "trained to step 4" in text
+    # the XLA:CPU set-up train.py uses, applied before JAX started (not 'too_late')
+    assert any(f"XLA:CPU set-up: {state} |" in text for state in ("tuned", "off")), text[:500]
     # the classical rows are those the `test` preset asks for (all four have their own test)
     from configs.deepfill_v2 import get_config
     methods = ["deepfill_v2"] + get_config("test").eval.baselines.split(",")
