@@ -93,6 +93,14 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+class _ReadOnlyNotice(logging.Filter):
+    """Drops orbax's warning "Given directory is read only=..." that every read-only manager logs:
+    opening a run to read it is no problem to warn about (it read as a permission error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+
 class Checkpointer:
     """The run's checkpoint manager. `save` returns at once (the write continues in the background)."""
 
@@ -107,7 +115,12 @@ class Checkpointer:
         else:
             options = ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1),
                                                    enable_async_checkpointing=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        notice = _ReadOnlyNotice()
+        logging.getLogger("absl").addFilter(notice)
+        try:
+            self.manager = ocp.CheckpointManager(self.directory, options=options)
+        finally:
+            logging.getLogger("absl").removeFilter(notice)
 
     def steps(self) -> list[int]:
         """Complete (finalised) checkpoint steps on disk, oldest first."""

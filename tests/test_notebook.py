@@ -37,6 +37,8 @@ def test_quickstart_notebook_runs_top_to_bottom(tmp_path, monkeypatch, child_env
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs if o.get("output_type") == "stream")
     assert "training test first" in text and "trained to step 4" in text
+    assert "last logged (step 4): {'" in text      # the log's last record, not an empty dict
+    assert "read only" not in text                 # no orbax notice when a run is opened to read
     # the XLA:CPU set-up train.py uses, applied before JAX started (not 'too_late')
     assert any(f"XLA:CPU set-up: {state} |" in text for state in ("tuned", "off")), text[:500]
     # the classical rows are those the `test` preset asks for (all four have their own test)
