@@ -538,7 +538,7 @@ def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
+def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19, capsys):
     """train.py's loop: a 2-step mode-1 run, then a 2-step mode-3 run with init_from whose frozen
     edge model is the mode-1 result (init_from_paths 'edge,edge.generator.params=ema.edge': the
     generator's weights renamed from the EMA); mode-1 evaluation writes edge precision / recall
@@ -549,6 +549,10 @@ def test_mode3_run_starts_from_a_mode1_run_and_evaluates(tmp_path, tiny_vgg19):
     from inpaintjax.training.evaluate import evaluate
     c1 = get_config("test,model.mode=1,num_steps=2,image_every=0,ema_decay=0.5")
     first = train(c1, str(tmp_path / "ec1"))["state"]
+    # an EMA of decay 0.5 keeps 0.5 ** 2 = 25% of the initial weights after 2 steps: the run says so
+    # and names the largest decay that leaves at most 5% (0.05 ** (1 / 2) = 0.2236 -> 0.223)
+    assert ("warning: ema_decay 0.5 over 2 steps" in (out := capsys.readouterr().out)
+            and "hold 25% of the initial weights" in out and "ema_decay to 0.223 or less" in out), out
     c3 = get_config(f"test,model.mode=3,num_steps=2,image_every=0,loss.vgg_weights={tiny_vgg19}")
     c3.init_from = str(tmp_path / "ec1")
     # the documented recipe: the edge model, with the generator's weights from its EMA

@@ -85,3 +85,17 @@ def test_a_decay_outside_0_1_stops_train_before_the_workdir_is_written(tmp_path,
     with pytest.raises(ValueError, match=r"config.ema_decay must be 0 \(off\) or in \(0, 1\)"):
         train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_run_too_short_for_its_ema_is_warned_about():
+    """The EMA keeps decay ** steps of the initial weights (hand-worked: 0.997 ** 300 = 0.4065,
+    0.99 ** 300 = 0.0490, 0.991 ** 300 = 0.0669, 0.98 ** 300 = 0.0023); above 5% the run warns
+    and names the largest decay, to 3 decimals, that leaves at most 5%."""
+    from inpaintjax.families.common import ema_horizon_warning
+    message = ema_horizon_warning(0.997, 300)
+    assert message.startswith("warning: ema_decay 0.997 over 300 steps")
+    assert "hold 41% of the initial weights" in message and "ema_decay to 0.99 or less" in message
+    assert ema_horizon_warning(0.99, 300) is None and ema_horizon_warning(0.98, 300) is None
+    assert "0.99 or less" in ema_horizon_warning(0.991, 300)
+    assert ema_horizon_warning(0.997, 4000) is None   # the demo preset's own length: 0.997 ** 4000 ~ 6e-6
+    assert ema_horizon_warning(0.0, 10) is None       # EMA off

@@ -39,7 +39,7 @@ from inpaintjax import config as config_lib
 from inpaintjax import data as data_lib
 from inpaintjax import masks as masks_lib
 from inpaintjax.data import fields as fields_lib
-from inpaintjax.families import Metric
+from inpaintjax.families import Metric, common
 from inpaintjax.families import get as get_family
 from inpaintjax.training import checkpoint as ckpt_lib
 from inpaintjax.training import logs as logs_lib
@@ -340,7 +340,8 @@ def open_run(config, plan: RunPlan, workdir: str, num_steps: int) -> Run:
             _mark_configuration_error(e)
             raise
         program, *record = _record(config, plan, workdir, run.start, is_main)
-        messages = record + messages
+        short_ema = common.ema_horizon_warning(getattr(plan.family, "ema_decay", 0.0), num_steps)
+        messages = record + messages + ([short_ema] if short_ema else [])
         run.logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
         run.logger.text(
             f"inpaintjax: family {config.family}; {jax.device_count()} device(s) on "
