@@ -83,6 +83,9 @@ class Family(abc.ABC):
     #: whether `inference_inputs` reads a user's guide drawing (batch[GUIDE_KEY], 1 = stroke, used
     #: inside the hole only); a family sets it per model (DeepFill v2: its sketch-guided models)
     guided: bool = False
+    #: the decay of the EMA of the generator the family keeps (`common.ema_decay(config)`), 0 for
+    #: none; the training loop warns when a run is too short for it
+    ema_decay: float = 0.0
 
     def __init__(self, config):
         self.config = config

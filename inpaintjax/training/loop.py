@@ -340,7 +340,7 @@ def open_run(config, plan: RunPlan, workdir: str, num_steps: int) -> Run:
             _mark_configuration_error(e)
             raise
         program, *record = _record(config, plan, workdir, run.start, is_main)
-        short_ema = common.ema_horizon_warning(getattr(plan.family, "ema_decay", 0.0), num_steps)
+        short_ema = common.ema_horizon_warning(plan.family.ema_decay, num_steps)
         messages = record + messages + ([short_ema] if short_ema else [])
         run.logger = logs_lib.RunLogger(workdir, num_steps, enabled=is_main)
         run.logger.text(
