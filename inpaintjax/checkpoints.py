@@ -226,7 +226,12 @@ def abstract_state(family, config, sharding=None) -> Any:
     from inpaintjax.data import fields
     size = int(config.data.image_size)
     batch = fields.abstract_batch(family.batch_spec(), 1, size, size)
-    shapes = jax.eval_shape(family.init_state, jax.random.key(0), batch)
+    return with_sharding(jax.eval_shape(family.init_state, jax.random.key(0), batch), sharding)
+
+
+def with_sharding(shapes: Any, sharding=None) -> Any:
+    """`shapes` (a tree of shaped values) as `jax.ShapeDtypeStruct`s placed by `sharding` (default:
+    the first local device), the form a restore takes."""
     if sharding is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)

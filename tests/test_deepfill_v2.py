@@ -283,9 +283,8 @@ def _guarded_step():
     batch = _batch(config.data.image_size, config.batch_size)
     state = jax.jit(fam.init_state)(jax.random.key(0), batch)
     root = jax.random.key(1)
-    _, shapes = jax.eval_shape(fam.train_step, state, batch, root, {})
-    names = sorted(shapes)
-    step = jax.jit(make_train_step(fam, root, names), donate_argnums=(0, 1))
+    step_fn, names = make_train_step(fam, root, state, batch, {})
+    step = jax.jit(step_fn, donate_argnums=(0, 1))
     return fam, batch, jax.device_get(state), step, names
 
 

@@ -319,6 +319,30 @@ def _metrics(workdir):
     return [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
+def test_a_run_traces_the_family_step_and_initialisation_once(tmp_path, monkeypatch, train_devices):
+    """Tracing a family's step is seconds of Python for a real network, and train() needs its
+    metric names (a shape query) before compiling the guarded step around it; the query's trace is
+    the one the step reuses. Likewise the initialisation: traced for the shapes a resume restores,
+    and called on a fresh start. Counted on 2 devices (batches sharded over the mesh), fresh and
+    resumed."""
+    calls = {"train_step": 0, "init_state": 0}
+    for name in calls:
+        method = getattr(toy_family.ToyFamily, name)
+
+        def counted(self, *args, _method=method, _name=name):
+            calls[_name] += 1
+            return _method(self, *args)
+        monkeypatch.setattr(toy_family.ToyFamily, name, counted)
+    train_devices(2)
+    c = toy_family.toy_config()
+    c.num_steps, c.log_every, c.checkpoint_every, c.image_every = 2, 1, 2, 0
+    train(c, str(tmp_path))
+    assert calls == {"train_step": 1, "init_state": 1}
+    c.num_steps = 3
+    train(c, str(tmp_path))  # resumed from step 2: the initialisation is traced for its shapes only
+    assert calls == {"train_step": 2, "init_state": 2}
+
+
 def test_k_batches_per_step_and_metrics_averaged_over_the_steps_that_computed_them(tmp_path):
     c = toy_family.toy_config()
     c.model.substeps = 3
@@ -377,10 +401,11 @@ def test_frozen_network_is_an_argument_not_a_constant_nor_in_the_checkpoint(tmp_
     # not a constant of the compiled step: its shape is a parameter of the program, and no
     # constant of that shape (or holding its values) appears
     family = get_family("toy")(c)
-    names = ["grad_norm", "loss/l1", "lr"]
-    step = jax.jit(loop.make_train_step(family, jax.random.key(1), names))
     state = jax.jit(family.init_state)(jax.random.key(0), fields.example_batch(family.batch_spec(), 1, 16, 16))
     batch = fields.example_batch(family.batch_spec(), 8, 16, 16)
+    step_fn, names = loop.make_train_step(family, jax.random.key(1), state, batch, family.load_frozen())
+    assert names == ["grad_norm", "loss/l1", "lr"]
+    step = jax.jit(step_fn)
     text = step.lower(state, loop.zero_carry(names), batch, family.load_frozen()).as_text()
     assert "tensor<1x1x3x5xf32>" in text                          # the frozen argument
     assert "constant dense" not in "".join(l for l in text.splitlines() if "1x1x3x5" in l)

@@ -18,7 +18,7 @@ import time
 from inpaintjax.checkpoints import (CONFIG_FILE, DIGESTS_KEY, Checkpointer,  # noqa: F401
                                     CheckpointSaveError, CorruptCheckpointError, abstract_state,
                                     array_digests, check_digests, checkpoint_dir,
-                                    load_for_inference)
+                                    load_for_inference, with_sharding)
 
 LOCK_FILE = "lock"
 

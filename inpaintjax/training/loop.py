@@ -94,12 +94,22 @@ def zero_carry(names: list[str]) -> dict:
             "bad_values": zeros(jnp.float32)}
 
 
-def make_train_step(family, step_root: jax.Array, names: list[str]):
-    """(state, carry, batch, frozen) -> (state, carry): one guarded update and its metrics."""
+def make_train_step(family, step_root: jax.Array, state, batch, frozen):
+    """(step_fn, metric names): step_fn (state, carry, batch, frozen) -> (state, carry) is one
+    guarded update and its metrics. `state`, `batch` and `frozen` (arrays or
+    `jax.ShapeDtypeStruct`s) are what step_fn will be called with: the family's step is traced
+    once for them, to learn its metric names, and step_fn reuses that trace (a call of the same
+    jitted function on the same shapes), so it is not traced again when step_fn is."""
+    family_step = jax.jit(family.train_step)
+
+    def update(state, batch, frozen):  # the same call, with the same argument types, both times
+        return family_step(state, batch, jax.random.fold_in(step_root, state.step), frozen)
+
+    names = sorted(jax.eval_shape(update, state, batch, frozen)[1])
 
     def step_fn(state, carry, batch, frozen):
         step = state.step
-        new_state, raw = family.train_step(state, batch, jax.random.fold_in(step_root, step), frozen)
+        new_state, raw = update(state, batch, frozen)
         metrics = {k: as_metric(raw[k]) for k in names}
         finite = {k: jnp.logical_or(m.count <= 0, jnp.all(jnp.isfinite(m.total)))
                   for k, m in metrics.items()}
@@ -119,7 +129,7 @@ def make_train_step(family, step_root: jax.Array, names: list[str]):
         }
         return state, carry
 
-    return step_fn
+    return step_fn, names
 
 
 def metric_means(carry_host: dict) -> dict[str, float]:
@@ -256,17 +266,19 @@ def _has_checkpoints(workdir: str) -> bool:
 def initial_state(family, config, ckpt, repl, init_key) -> tuple[Any, int, list[str]]:
     """(state, first step, messages for the log): resumed from the workdir, warm-started from
     another run (warm_start.py), or fresh."""
-    abstract = ckpt_lib.abstract_state(family, config, repl)
-    found = ckpt.restore(abstract)
+    size = int(config.data.image_size)
+    example = fields_lib.example_batch(family.batch_spec(), 1, size, size)
+    # one jitted initialisation, traced once: for the shapes a restore needs, then (on a fresh
+    # start) called on the same example
+    init = jax.jit(family.init_state, out_shardings=repl)
+    found = ckpt.restore(ckpt_lib.with_sharding(jax.eval_shape(init, init_key, example), repl))
     if found is not None:
         start, state, meta = found
         if int(meta.get("seed", config.seed)) != int(config.seed):
             raise ValueError(f"checkpoint {start} in {ckpt.directory} was trained with seed "
                              f"{meta['seed']}, the config says {config.seed}: use another workdir")
         return state, int(start), [f"resumed from checkpoint {start} in {ckpt.directory}"]
-    size = int(config.data.image_size)
-    example = fields_lib.example_batch(family.batch_spec(), 1, size, size)
-    state = jax.jit(family.init_state, out_shardings=repl)(init_key, example)
+    state = init(init_key, example)
     if config.get("init_from", ""):
         state, message = warm_start_lib.apply_init_from(state, family, config, repl)
         return state, 0, [message]
@@ -413,11 +425,13 @@ def run_steps(config, plan: RunPlan, run: Run, num_steps: int) -> dict:
     family, logger, ckpt, workdir = plan.family, run.logger, run.ckpt, run.workdir
     size = int(config.data.image_size)
     leading = (plan.per_step,) if plan.per_step > 1 else ()
-    batch_shapes = fields_lib.abstract_batch(plan.spec, plan.global_size, size, size, leading)
-    _, metric_shapes = jax.eval_shape(family.train_step, run.state, batch_shapes, run.step_root,
-                                      run.frozen)
-    names = sorted(metric_shapes)
-    train_step = jax.jit(make_train_step(family, run.step_root, names), donate_argnums=(0, 1),
+    # placed as shard_lib.global_batch places the batches (the step's trace is keyed by it)
+    batch_shapes = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=shard_lib.batch_sharding(plan.mesh, len(leading))),
+        fields_lib.abstract_batch(plan.spec, plan.global_size, size, size, leading))
+    step_fn, names = make_train_step(family, run.step_root, run.state, batch_shapes, run.frozen)
+    train_step = jax.jit(step_fn, donate_argnums=(0, 1),
                          out_shardings=(run.repl, run.repl))
     new_carry = jax.jit(lambda: zero_carry(names), out_shardings=run.repl)
     carry = new_carry()
