@@ -238,8 +238,8 @@ def _check_tables(folder, buckets):
 def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, child_env):
     """The one run of the command-line programs (the loop itself is generic and tested in this
     process on every family): train.py trains, logs and checkpoints; eval.py without --config
-    evaluates with the config the run saved; eval.py --weights evaluates official weights, and runs
-    them through a paper's protocol (--protocol)."""
+    evaluates with the config the run saved, its frozen masks in --mask_dir; eval.py --weights runs
+    official weights through a paper's protocol (--protocol)."""
     workdir = str(tmp_path / "run")
     cfg = os.path.join(ROOT, "configs", "deepfill_v2.py") + ":test"
     r = subprocess.run([sys.executable, "train.py", "--config", cfg, "--workdir", workdir,
@@ -274,14 +274,17 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, ch
     hole = masks_lib.make_mask("deepfill_v2_training", 0, *image.shape[1:3])
     mask = np.broadcast_to(hole[None, :, :, None], image.shape[:3] + (1,)).astype(np.float32)
 
-    def fixed_batch_l1(step):
-        _, family, variables = load_for_inference(workdir, step=step)
-        _, stage2 = family.generator.apply(variables, image * 2 - 1, mask)
-        return float(np.mean(np.abs(np.asarray(stage2) - (image * 2 - 1))))
+    _, family, first = load_for_inference(workdir, step=1)
+    stage2 = jax.jit(lambda variables: family.generator.apply(variables, image * 2 - 1, mask)[1])
 
-    assert fixed_batch_l1(6) < fixed_batch_l1(1)
-    # eval.py without --config: the evaluation settings come from the run's saved config
-    r = subprocess.run([sys.executable, "eval.py", "--workdir", workdir],
+    def fixed_batch_l1(variables):
+        return float(np.mean(np.abs(np.asarray(stage2(variables)) - (image * 2 - 1))))
+
+    assert fixed_batch_l1(load_for_inference(workdir, step=6)[2]) < fixed_batch_l1(first)
+    # eval.py without --config: the evaluation settings come from the run's saved config; the
+    # frozen masks built once into --mask_dir (default: the workdir's eval_masks)
+    masks = str(tmp_path / "masks")
+    r = subprocess.run([sys.executable, "eval.py", "--workdir", workdir, "--mask_dir", masks],
                        capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     buckets = ["1-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "all"]
@@ -289,17 +292,10 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, ch
     assert [data[b]["count"] for b in buckets] == [1] * 6 + [6]      # eval.per_bucket=1, saved
     assert "| all | deepfill_v2 |" in r.stdout
     assert _read_png(tmp_path / "run" / "samples.png").shape[1] > 256
-    # official weights (a TF-written DeepFill v2 checkpoint, cnum 4) on the same frozen masks
+    assert len(os.listdir(masks)) >= 6 and not os.path.exists(os.path.join(workdir, "eval_masks"))
+    # official weights (a TF-written DeepFill v2 checkpoint, cnum 4, read by --weights) through a
+    # paper's protocol (the protocol path itself is tested in test_protocol_runs.py)
     official = str(tmp_path / "official")
-    r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
-                        "--weights", os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_tf"),
-                        "--mask_dir", os.path.join(workdir, "eval_masks")],
-                       capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    data = _check_tables(tmp_path / "official" / "eval", buckets)
-    assert data["all"]["count"] == 6
-    assert os.path.isfile(os.path.join(official, "samples.png"))
-    # the same weights through a paper's protocol (the path is tested in test_protocol_runs.py)
     r = subprocess.run([sys.executable, "eval.py", "--config", cfg, "--workdir", official,
                         "--weights", os.path.join(ROOT, "tests", "fixtures", "deepfill_v2_tf"),
                         "--protocol", "mmagic", "--protocol_mask_set", "lama_thin", "--protocol_num_images", "2"],
