@@ -19,6 +19,14 @@ from inpaintjax.models.vgg import max_pool_2x2
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _matrix_vector_path_at_every_size(monkeypatch):
+    """These tests check the matrix-vector sums on small arrays: no size threshold here
+    (test_small_arrays_keep_xlas_reduction checks the threshold itself)."""
+    from inpaintjax.layers import reductions
+    monkeypatch.setattr(reductions, "MIN_ELEMENTS", 0)
+
+
 @pytest.mark.parametrize("shape,keep", [
     ((4, 64, 64, 32), 0), ((3, 10, 7, 5), 0), ((3, 10, 7, 5), 1),
     ((2, 13, 1, 3), 0),     # 26 rows: one group of 2, then 13 (odd: its largest divisor)
@@ -206,6 +214,25 @@ def test_accelerators_lower_to_plain_reductions():
         assert "stablehlo.reduce" in text, platform
     text = export.export(step, platforms=["cpu"])(x).mlir_module()
     assert text.count("stablehlo.dot_general") > 2 and "stablehlo.reduce" not in text
+
+
+def test_small_arrays_keep_xlas_reduction(monkeypatch):
+    """Under MIN_ELEMENTS elements the CPU program sums with XLA's reduction (and autodiff's
+    gradients), at and above it with dot_generals; both are the float64 sum to rounding."""
+    from jax import export
+
+    from inpaintjax.layers import reductions
+    monkeypatch.setattr(reductions, "MIN_ELEMENTS", 1 << 16)
+    for shape, dots in (((4, 4, 4, 1023), False), ((4, 4, 4, 1024), True)):
+        x = (RNG.normal(size=shape) * 3 + 2).astype(np.float32)
+        f = jax.jit(jax.value_and_grad(lambda x: leading_sum(x) @ jnp.arange(shape[-1], dtype=jnp.float32)))
+        text = export.export(f, platforms=["cpu"])(x).mlir_module()
+        over_positions = re.findall(r"stablehlo.reduce.*across dimensions = \[0, 1, 2\]", text)
+        assert bool(over_positions) != dots, shape
+        value, grad = f(x)
+        exact = x.astype(np.float64).sum(axis=(0, 1, 2)) @ np.arange(shape[-1])
+        assert float(value) == pytest.approx(exact, rel=1e-6)
+        np.testing.assert_array_equal(np.asarray(grad), np.broadcast_to(np.arange(shape[-1], dtype=np.float32), shape))
 
 
 def test_native_mode_allows_forward_mode_differentiation():

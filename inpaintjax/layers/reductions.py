@@ -12,7 +12,9 @@ the same way, so each float32 addition chain stays short: the sums are as exact 
 reduction (within 1e-6 of float64 on every shape measured).
 
 Off the CPU (`jax.lax.platform_dependent`, resolved when the program is lowered for its device)
-the sums are `jnp.sum`: GPU and TPU reductions are already fast.
+the sums are `jnp.sum`: GPU and TPU reductions are already fast. Arrays under `MIN_ELEMENTS`
+elements keep `jnp.sum` and autodiff's gradients everywhere: the matrix-vector form saves little
+there and costs tracing and compile time per sum (docs/performance.md, "Reductions").
 
 `leading_sum` and `broadcast_leading` are each other's transpose, and each is a `jax.custom_vjp`
 whose backward pass is the other: a model that writes its per-channel broadcasts with
@@ -34,6 +36,9 @@ from jax import lax
 
 #: rows summed in one float32 chain by one matrix-vector product
 GROUP_ROWS = 128
+#: arrays with fewer elements keep XLA's own reduction (and autodiff's gradients): at most tens of
+#: microseconds slower per sum, and quicker to trace and compile
+MIN_ELEMENTS = 1 << 16
 
 
 def _check(shape: tuple, keep: int) -> None:
@@ -123,12 +128,17 @@ def _native() -> bool:
     return conv_impl() == "native"
 
 
+def _plain(shape) -> bool:
+    """XLA's reduction and autodiff's gradients: under INPAINTJAX_CONV=native, and for small arrays."""
+    return _native() or math.prod(shape) < MIN_ELEMENTS
+
+
 def leading_sum(x: jax.Array, keep: int = 0) -> jax.Array:
     """x [..., C] summed over every axis but the first `keep` and the last: keep=0 gives the [C]
     per-channel sums over a whole batch (BatchNorm), keep=1 the [N, C] sums over each image's
     positions (InstanceNorm). Accumulated in float32, returned in x's dtype."""
     _check(x.shape, keep)
-    if _native():
+    if _plain(x.shape):
         return _plain_sum(keep, x)
     return _leading_sum(tuple(x.shape), keep, x)
 
@@ -141,7 +151,7 @@ def broadcast_leading(v: jax.Array, shape, keep: int = 0) -> jax.Array:
     if tuple(v.shape) != shape[:keep] + shape[-1:]:
         raise ValueError(f"broadcast_leading: v of shape {tuple(v.shape)} does not match "
                          f"{shape[:keep] + shape[-1:]} (the first {keep} and the last axes of {shape})")
-    return _expand(v, shape, keep) if _native() else _broadcast_leading(shape, keep, v)
+    return _expand(v, shape, keep) if _plain(shape) else _broadcast_leading(shape, keep, v)
 
 
 def leading_mean(x: jax.Array, keep: int = 0) -> jax.Array:
