@@ -426,10 +426,9 @@ def run_steps(config, plan: RunPlan, run: Run, num_steps: int) -> dict:
     size = int(config.data.image_size)
     leading = (plan.per_step,) if plan.per_step > 1 else ()
     # placed as shard_lib.global_batch places the batches (the step's trace is keyed by it)
-    batch_shapes = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                       sharding=shard_lib.batch_sharding(plan.mesh, len(leading))),
-        fields_lib.abstract_batch(plan.spec, plan.global_size, size, size, leading))
+    placed = shard_lib.batch_sharding(plan.mesh, len(leading))
+    batch_shapes = {k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placed) for k, x in
+                    fields_lib.abstract_batch(plan.spec, plan.global_size, size, size, leading).items()}
     step_fn, names = make_train_step(family, run.step_root, run.state, batch_shapes, run.frozen)
     train_step = jax.jit(step_fn, donate_argnums=(0, 1),
                          out_shardings=(run.repl, run.repl))
