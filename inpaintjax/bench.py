@@ -17,6 +17,11 @@ Prints one JSON record per case (and appends them to --out if given):
                 1), and a batch of 8 256x256 crops with a 64x64 hole (throughput); with
                 --pypatchmatch PYTHON, PyPatchMatch (PyPI) on the same images in that Python, in
                 alternating order; wall and CPU seconds of each (see `_patchmatch_cases`)
+Side by side (--torch), each case runs `--rounds` times on each side, alternating which framework
+goes first, with `--pause` seconds of sleep before every timed step (a step right after another,
+or right after the other framework's process, can run slower); a `speedup` record
+per set-up then gives PyTorch's median over JAX's, per round and over the rounds. `--xla-cpu auto`
+times what the entry points choose on this machine.
 Each record: median / min / max seconds of `--repeats` timed runs after one warm-up run,
 compile_s (lower + compile), flops (XLA's cost analysis of the same computation lowered with the
 native convolution: the fast CPU gradient runs in loops whose FLOPs the analysis does not count),
@@ -138,6 +143,11 @@ def _batch(family, batch: int, size: int, stacked: int = 0):
     return {k: jnp.asarray(np.stack([p[k] for p in parts])) for k in spec}
 
 
+def _timed(fn, case: dict) -> tuple[float, list[float]]:
+    """`inpaintjax.timing.timed` with the case's repeats and pause (`--pause`)."""
+    return timed(fn, case["repeats"], case.get("pause", 0.0))
+
+
 def _compile(fn, *args):
     """(the compiled program of jax.jit(fn) for args, seconds spent lowering and compiling)."""
     import jax
@@ -153,7 +163,7 @@ def _case_peak_matmul(case: dict) -> tuple[float, list, float, float | None]:
     n = case["size"]
     x = jnp.asarray(jax.random.normal(jax.random.key(0), (n, n), jnp.float32))
     compiled, compile_s = _compile(lambda x: x @ x, x)
-    warm, times = timed(lambda: compiled(x).block_until_ready(), case["repeats"])
+    warm, times = _timed(lambda: compiled(x).block_until_ready(), case)
     return warm, times, compile_s, 2.0 * n ** 3
 
 
@@ -183,7 +193,7 @@ def _case_stack(case: dict) -> tuple[float, list, float, float | None]:
 
     fn = jax.grad(loss)
     compiled, compile_s = _compile(fn, ws, x)
-    warm, times = timed(lambda: jax.block_until_ready(compiled(ws, x)), case["repeats"])
+    warm, times = _timed(lambda: jax.block_until_ready(compiled(ws, x)), case)
     return warm, times, compile_s, _flops_native(fn, ws, x, case=case, compiled=compiled)
 
 
@@ -216,7 +226,7 @@ def _case_memory(case: dict) -> tuple[float, list, float, float | None]:
     def run():
         last[:] = [compiled(variables, inputs).block_until_ready()]
 
-    warm, times = timed(run, case["repeats"])
+    warm, times = _timed(run, case)
     if not np.all(np.isfinite(np.asarray(last[0]))):
         raise SystemExit("inpaintjax.bench: non-finite inpainting output")
     return warm, times, compile_s, None
@@ -236,7 +246,7 @@ def _case_infer(case: dict) -> tuple[float, list, float, float | None]:
         return family.inpaint(v, inputs)["output"]
 
     compiled, compile_s = _compile(fn, *args)
-    warm, times = timed(lambda: compiled(*args).block_until_ready(), case["repeats"])
+    warm, times = _timed(lambda: compiled(*args).block_until_ready(), case)
     return warm, times, compile_s, _flops_native(fn, *args, case=case, compiled=compiled)
 
 
@@ -269,7 +279,7 @@ def _case_train(case: dict) -> tuple[float, list, float, float | None]:
         if bad:
             raise SystemExit(f"inpaintjax.bench: non-finite metrics {bad}")
 
-    warm, times = timed(run, case["repeats"])
+    warm, times = _timed(run, case)
     return warm, times, compile_s, flops
 
 
@@ -312,7 +322,7 @@ def _case_patchmatch(case: dict) -> tuple[float, list, float, float | None]:
         patchmatch.inpaint_uint8(images, holes, seed=0, radius=case["radius"])
         cpu.append(_process_seconds() - c)
 
-    warm, times = timed(run, case["repeats"])
+    warm, times = _timed(run, case)
     med = sorted(times)[len(times) // 2] if times else warm
     case["cpu_first_s"] = round(cpu[0], 4)
     case["cpu_median_s"] = round(float(np.median(cpu[1:] or cpu)), 4)
@@ -466,6 +476,9 @@ def _child(case: dict, conv: str, timeout: float, xla_cpu_mode: str = "tuned") -
     rec = json.loads(lines[-1])
     rec["conv"] = conv
     rec["xla_cpu"] = xla_cpu_mode
+    if xla_cpu_mode == "auto":  # what the child's configure() chose
+        rec["xla_cpu"] = "tuned" if rec.get("ynn_convolutions_off") else "default"
+        rec["xla_cpu_choice"] = "auto"
     return rec
 
 
@@ -480,7 +493,8 @@ def _torch_child(case: dict, timeout: float) -> dict:
     module = _torch_module(case)
     cmd = [sys.executable, "-m", f"inpaintjax.benchmarks_torch.{module}",
            "--case", case.get("torch_case", case["kind"]), "--batch", str(case["batch"]),
-           "--size", str(case["size"]), "--repeats", str(case["repeats"])]
+           "--size", str(case["size"]), "--repeats", str(case["repeats"]),
+           "--pause", str(case.get("pause", 0.0))]
     if case.get("reduced"):
         cmd += _TORCH_REDUCED[module]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -654,9 +668,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conv", choices=["auto", "native", "both"], default=None,
                    help="which convolution gradients to time: inpaintjax's CPU ones (auto), "
                         "XLA's own (native); 'both' runs every JAX case twice")
-    p.add_argument("--xla-cpu", choices=["tuned", "default", "both"], default="tuned",
+    p.add_argument("--xla-cpu", choices=["tuned", "default", "both", "auto"], default="tuned",
                    help="XLA:CPU set-up (INPAINTJAX_XLA_CPU): YNNPACK fusions off (tuned) or "
-                        "jaxlib's defaults; 'both' runs each")
+                        "jaxlib's defaults; 'both' runs each; 'auto' what train.py chooses on "
+                        "this machine (its calibration record, or the rule)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype (parameters stay float32)")
     p.add_argument("--remat", action="store_true", help="rematerialise generator blocks")
@@ -667,6 +682,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma list of square sizes for the memory case (default 256,512,1024,2048)")
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run each case this many times on each side, alternating which side "
+                        "goes first (with --torch: a speedup record per set-up after the rounds)")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds of sleep (not timed) before each timed step, both sides")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
     p.add_argument("--out", default="", help="also append the JSON records to this file")
     p.add_argument("--calibrate", action="store_true",
@@ -691,6 +711,10 @@ def _setups(p: argparse.ArgumentParser, args) -> list[tuple[str, str]]:
     """The (XLA:CPU set-up, convolution) pairs each JAX case runs under; checks --torch."""
     if args.native_conv and args.conv not in (None, "native"):
         p.error("--native-conv contradicts --conv " + args.conv)
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: give 1 or more")
+    if args.pause < 0:
+        p.error(f"--pause {args.pause}: give 0 or more seconds")
     conv = "native" if args.native_conv else (args.conv or "auto")
     convs = ["native", "auto"] if conv == "both" else [conv]
     modes = ["default", "tuned"] if args.xla_cpu == "both" else [args.xla_cpu]
@@ -719,25 +743,59 @@ def _run_all(args, setups, emit) -> bool:
     for index, case in enumerate(_cases(args)):
         if case["kind"] == "patchmatch":
             ok &= _run_patchmatch_case(args, case, index, emit)
-            continue
-        jax_recs = []
-        for mode, conv in setups:
-            known = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
-            rec = _finish(_child({**case, "known_flops": known} if known else case, conv,
-                                 args.timeout, mode), peak)
-            ok &= "error" not in rec
-            jax_recs.append(rec)
-            emit(rec)
-        if args.torch:
-            rec = _torch_child(case, args.timeout)
-            # same computation: the JAX record's XLA FLOP count is the PyTorch step's too
-            flops = next((r.get("flops") for r in jax_recs if r.get("flops")), None)
-            if flops:
-                rec["flops"] = flops
+        else:
+            ok &= _run_rounds(args, case, setups, peak, emit)
+    return ok
+
+
+def _run_rounds(args, case: dict, setups, peak: float | None, emit) -> bool:
+    """`args.rounds` rounds of one case: each JAX set-up in its own child, then PyTorch (with
+    --torch); odd rounds run the same list in reverse, so each side goes first as often as last
+    (a step that follows the other framework's process can run slower than one that follows its
+    own). A round's records are emitted when the round ends, in the order they ran, each with
+    its `round` and `position`; with --torch, one `speedup` record per JAX set-up follows the
+    rounds. True when every run succeeded."""
+    if args.pause:
+        case = {**case, "pause": args.pause}
+    runs = [("jax", mode, conv) for mode, conv in setups] + ([("torch", "", "")] if args.torch else [])
+    ok, flops, medians = True, None, {}
+    for rnd in range(args.rounds):
+        recs = []
+        for position, (side, mode, conv) in enumerate(runs if rnd % 2 == 0 else runs[::-1]):
+            if side == "jax":
+                rec = _child({**case, "known_flops": flops} if flops else case, conv,
+                             args.timeout, mode)
+                flops = flops or rec.get("flops")
+            else:
+                rec = _torch_child(case, args.timeout)
+            rec.update({"round": rnd, "position": position})
+            recs.append((side, mode, conv, rec))
+        for side, mode, conv, rec in recs:
+            if side == "torch" and flops:
+                rec["flops"] = flops  # same computation: the JAX record's XLA count is PyTorch's too
             rec = _finish(rec, peak)
             ok &= "error" not in rec
+            if "error" not in rec:
+                medians.setdefault((side, mode, conv), []).append(rec["median_s"])
             emit(rec)
+    for mode, conv in setups if args.torch else []:
+        mine, theirs = medians.get(("jax", mode, conv)), medians.get(("torch", "", ""))
+        if mine and theirs and len(mine) == len(theirs):
+            emit(_speedup(case, mode, conv, mine, theirs))
     return ok
+
+
+def _speedup(case: dict, mode: str, conv: str, jax_s: list, torch_s: list) -> dict:
+    """PyTorch's seconds over JAX's for one case and set-up: per round (each side's median step)
+    and over the rounds (the medians of the per-round medians); above 1, JAX is faster."""
+    import statistics
+    jax_m, torch_m = statistics.median(jax_s), statistics.median(torch_s)
+    return {"kind": "speedup", "case": case["kind"],
+            **{k: case[k] for k in ("family", "batch", "size", "dtype", "reduced") if k in case},
+            "xla_cpu": mode, "conv": conv, "rounds": len(jax_s), "pause_s": case.get("pause", 0.0),
+            "jax_median_s": round(jax_m, 4), "torch_median_s": round(torch_m, 4),
+            "speedup": round(torch_m / jax_m, 3),
+            "per_round": [round(t / j, 3) for j, t in zip(jax_s, torch_s, strict=True)]}
 
 
 def main(argv=None) -> int:

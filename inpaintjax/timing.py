@@ -7,18 +7,28 @@ import statistics
 import time
 from typing import Callable
 
+# the clock and the sleep `timed` uses (module attributes, so a test can fake them)
+clock = time.perf_counter
+sleep = time.sleep
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+
+def timed(fn: Callable[[], object], repeats: int,
+          pause: float = 0.0) -> tuple[float, list[float]]:
     """(warm-up seconds, [seconds of each of `repeats` timed calls]) of `fn()`, which must block
-    until its result is ready."""
-    t0 = time.perf_counter()
+    until its result is ready. `pause` seconds of sleep (not timed) precede each timed call: a
+    step right after another one, or right after another framework's process, can run slower
+    (on a 2-core Xeon, a JAX step right after a PyTorch process ran 10-20% slower than one
+    right after a JAX process)."""
+    t0 = clock()
     fn()
-    warm = time.perf_counter() - t0
+    warm = clock() - t0
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        if pause > 0:
+            sleep(pause)
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return warm, times
 
 

@@ -1,7 +1,7 @@
 """The command line and the timing every PyTorch benchmark script shares.
 
 Each inpaintjax/benchmarks_torch/torch_<family>.py builds a zero-argument step function per case; `run_cli` parses
-the common flags (--case, --batch, --size, --repeats, plus the script's own), runs the step once to
+the common flags (--case, --batch, --size, --repeats, --pause, plus the script's own), runs the step once to
 warm up (oneDNN's primitive cache), times `repeats` more runs, and prints one JSON record that
 `python -m inpaintjax.bench --torch` reads.
 """
@@ -18,10 +18,10 @@ import torch
 from inpaintjax import timing
 
 
-def time_step(fn: Callable[[], object], repeats: int) -> dict:
-    """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds (the JAX
-    side's timer, `inpaintjax.timing`)."""
-    return timing.summary(*timing.timed(fn, repeats))
+def time_step(fn: Callable[[], object], repeats: int, pause: float = 0.0) -> dict:
+    """Warm-up time and median/min/max of `repeats` timed calls of `fn`, in seconds, `pause`
+    seconds of sleep before each (the JAX side's timer, `inpaintjax.timing`)."""
+    return timing.summary(*timing.timed(fn, repeats, pause))
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -47,6 +47,8 @@ def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace],
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds of sleep (not timed) before each timed step")
     add_arguments(p)
     args = p.parse_args(argv)
     torch.manual_seed(0)
@@ -56,7 +58,9 @@ def run_cli(description: str, cases: Mapping[str, Callable[[argparse.Namespace],
     record.update({k: getattr(args, k) for k in record_args})
     step = cases[args.case](args)
     record.update(getattr(step, "record", {}))   # what the builder reports (e.g. parameter counts)
-    record.update(time_step(step, args.repeats))
+    record.update(time_step(step, args.repeats, args.pause))
+    if args.pause:
+        record["pause_s"] = args.pause
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(record))
     return record
