@@ -3,8 +3,9 @@
 jaxlib 0.10's CPU compiler hands convolutions (and dots and reductions) to YNNPACK by default.
 Whether that is fast depends on the CPU. On a 2-core AVX-512 Xeon, YNNPACK's convolutions were
 slower than XLA's own Eigen ones (forward 10-25%, a kernel gradient up to 6x) and turning its
-fusions off made the DeepFill v2 training step 1.24-1.45x faster; on a 2-core AMD EPYC without
-AVX-512, jaxlib's defaults were 0-12% faster (docs/performance.md has both sets of figures).
+fusions off made the DeepFill v2 training step 1.24-1.45x faster; on a 2-core Zen 3 AMD EPYC
+(AVX2, no AVX-512), 1.02-1.12x faster (docs/performance.md has both sets of figures, and an
+older EPYC measurement that had favoured jaxlib's defaults).
 
 So the choice is made per machine, and only by the programs inpaintjax ships: `import inpaintjax`
 changes nothing (a library must not rewrite a notebook's JAX set-up behind its back). `train.py`,
@@ -12,9 +13,10 @@ changes nothing (a library must not rewrite a notebook's JAX set-up behind its b
 `configure()` before JAX starts. With INPAINTJAX_XLA_CPU unset or `auto`, it applies the set-up
 recorded for this CPU (`calibration_path()`: $INPAINTJAX_CALIBRATION, default
 ~/.cache/inpaintjax/xla_cpu.json, keyed by `cpu_key()`). A CPU without a record gets
-`rule_mode()`'s choice, at no cost: YNNPACK fusions off on CPUs with AVX-512, jaxlib's defaults
-otherwise (the two measured kinds above); the choice is recorded, so later runs reuse it, and one
-line on stderr says what was chosen and why.
+`rule_mode()`'s choice, at no cost: YNNPACK fusions off on x86 CPUs with AVX2 or AVX-512 (the two
+measured kinds above), jaxlib's defaults on any other CPU; the choice is recorded, so later runs
+reuse it, and one line on stderr says what was chosen and why (a rule's record written by an
+older rule is replaced, and said).
 
     python -m inpaintjax.bench --calibrate      # times both set-ups, records the faster one
 
@@ -71,15 +73,19 @@ def cpu_key() -> str:
 def rule_mode(flags=None) -> tuple[str, str]:
     """('tuned' | 'default', why) for a CPU without a calibration record, from its instruction-set
     flags (default: this CPU's). The rule is the committed measurements (docs/performance.md):
-    the two CPU kinds measured differ in AVX-512, the instruction set YNNPACK's kernels are
-    chosen by. A CPU of neither kind gets the rule of the kind it shares AVX-512 support with;
-    `python -m inpaintjax.bench --calibrate` measures it instead."""
+    on both x86 kinds measured, a 2-core AVX-512 Xeon and a 2-core Zen 3 EPYC with AVX2 only,
+    the full-size DeepFill v2 training step ran faster with YNNPACK fusions off. A CPU without
+    AVX2 (an older x86, an Arm CPU) is of neither kind and keeps jaxlib's defaults;
+    `python -m inpaintjax.bench --calibrate` measures any CPU instead."""
     flags = cpu_info()[1] if flags is None else frozenset(flags)
     if "avx512f" in flags:
         return "tuned", ("AVX-512 CPU: on the AVX-512 Xeon measured, the DeepFill v2 training step "
                          "was 1.24-1.45x faster with YNNPACK fusions off")
-    return "default", ("no AVX-512: on the AMD EPYC without AVX-512 measured, jaxlib's defaults "
-                       "were as fast as or up to 12% faster than YNNPACK fusions off")
+    if "avx2" in flags:
+        return "tuned", ("AVX2 CPU: on the Zen 3 EPYC (AVX2, no AVX-512) measured, the DeepFill v2 "
+                         "training step was 1.02-1.12x faster with YNNPACK fusions off")
+    return "default", ("a CPU of neither measured kind (no AVX2): jaxlib's defaults, unmeasured "
+                       "here")
 
 
 def calibration_path() -> str:
@@ -153,11 +159,24 @@ def calibrated_mode() -> str | None:
     return winner if winner in ("tuned", "default") else None
 
 
-def choose_and_record() -> str:
-    """The set-up for a CPU without a record: `rule_mode()`'s, recorded for the next run and
-    announced in one line on stderr. A record that cannot be written is said in the same line
-    (the choice still applies to this process)."""
+def recorded_or_rule_mode() -> str:
+    """The set-up `configure()` applies in 'auto' mode: a measured record's winner; else the
+    rule's choice, recorded for the next run and announced in one line on stderr unless the
+    record already holds it. A rule's record is not a measurement: when the rule has changed
+    since it was written (a newer inpaintjax, new measurements), the new rule replaces it."""
+    rec = read_calibration().get(cpu_key())
+    if is_measured(rec) and rec.get("winner") in ("tuned", "default"):
+        return rec["winner"]
     winner, why = rule_mode()
+    if isinstance(rec, dict) and rec.get("winner") == winner:
+        return winner
+    return choose_and_record(winner, why, replaced=rec.get("winner") if isinstance(rec, dict) else None)
+
+
+def choose_and_record(winner: str, why: str, replaced: str | None = None) -> str:
+    """Record the rule's choice for this CPU and announce it in one line on stderr (naming the
+    rule record it replaces, if any). A record that cannot be written is said in the same line
+    (the choice still applies to this process)."""
     path = calibration_path()
     try:
         record_rule(winner, why, path)
@@ -165,9 +184,10 @@ def choose_and_record() -> str:
     except OSError as e:
         where = f"not recorded ({e})"
     name = "YNNPACK fusions off (tuned)" if winner == "tuned" else "jaxlib's defaults"
-    print(f"inpaintjax: XLA:CPU set-up {name} for this CPU ({cpu_key()}), chosen by rule: {why}; "
-          f"{where}; to measure this machine instead: python -m inpaintjax.bench --calibrate",
-          file=sys.stderr, flush=True)
+    was = f" (replacing the earlier rule's {replaced!r})" if replaced else ""
+    print(f"inpaintjax: XLA:CPU set-up {name} for this CPU ({cpu_key()}), chosen by rule{was}: "
+          f"{why}; {where}; to measure this machine instead: python -m inpaintjax.bench "
+          "--calibrate", file=sys.stderr, flush=True)
     return winner
 
 
@@ -218,7 +238,7 @@ def configure() -> str:
         state = "user"
         return state
     if mode == "auto":
-        mode = calibrated_mode() or choose_and_record()
+        mode = recorded_or_rule_mode()
     if mode == "default":
         state = "off"
     elif _backends_running():

@@ -88,6 +88,29 @@ def test_rounds_alternate_which_side_goes_first_and_the_speedup_is_the_median_ra
     # medians over the rounds: torch 7, default 5, tuned 2.5
     assert speedups["default"]["speedup"] == 1.4 and speedups["tuned"]["speedup"] == 2.8
     assert speedups["tuned"]["rounds"] == 3 and speedups["tuned"]["pause_s"] == 0.5
+    assert "xla_cpu_applied" not in speedups["tuned"]
+    # --xla-cpu auto: the record names the set-up the children applied
+    auto = bench._speedup({"kind": "train"}, "auto", "auto", [2.0, 4.0], [3.0, 5.0], "tuned")
+    assert (auto["xla_cpu"], auto["xla_cpu_applied"], auto["speedup"]) == ("auto", "tuned", 1.333)
+
+
+def test_the_peak_is_the_faster_matmul_of_the_two_setups(monkeypatch, capsys):
+    """The matmul runs under both XLA:CPU set-ups (their matmul libraries differ); the peak every
+    fraction is taken against is the faster one's FLOP/s (children faked)."""
+    seconds = {"default": 1.25, "tuned": 2.0}
+
+    def fake_child(case, conv, timeout, mode="tuned"):
+        if case["kind"] == "peak_matmul":
+            return {**case, "conv": conv, "xla_cpu": mode, "flops": 100.0, "median_s": seconds[mode]}
+        return {**case, "conv": conv, "xla_cpu": mode, "flops": 40.0, "median_s": 1.0}
+    monkeypatch.setattr(bench, "_child", fake_child)
+    assert bench.main(["--cases", "peak,train"]) == 0
+    recs = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    peaks = [r for r in recs if r["kind"] == "peak_matmul"]
+    assert [r["xla_cpu"] for r in peaks] == ["default", "tuned"]
+    assert all(r["peak_flops_per_s"] == 80 for r in peaks)       # 100 FLOP / 1.25 s
+    train = next(r for r in recs if r["kind"] == "train")
+    assert train["fraction_of_peak"] == 0.5                         # 40 FLOP/s of 80
 
 
 @pytest.mark.parametrize("flag", [["--rounds", "0"], ["--pause", "-1"]])

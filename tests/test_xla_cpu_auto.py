@@ -1,7 +1,7 @@
 """inpaintjax.xla_cpu without a calibration record: `configure()` picks the set-up by the rule for
-the CPU's kind (AVX-512: YNNPACK fusions off; otherwise jaxlib's defaults), records it, says so in
-one line, and reuses the record; a measured record, a forced mode or the user's own XLA_FLAGS
-setting bypass the rule. All in-process, on injected CPU descriptions (no child process)."""
+the CPU's kind (x86 with AVX2 or AVX-512: YNNPACK fusions off; otherwise jaxlib's defaults),
+records it, says so in one line, and reuses the record; a rule's record that an older rule wrote is
+replaced; a measured record, a forced mode or the user's own XLA_FLAGS setting bypass the rule. All in-process, on injected CPU descriptions (no child process)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from inpaintjax import xla_cpu
 BASE_FLAGS = "--xla_force_host_platform_device_count=8"
 AVX512_XEON = ("Test Xeon", frozenset({"sse4_2", "avx2", "fma", "avx512f", "avx512bw"}))
 EPYC = ("Test EPYC", frozenset({"sse4_2", "avx2", "fma"}))
+ARM = ("Test Arm", frozenset({"fp", "asimd", "sve"}))
 
 
 @pytest.fixture
@@ -43,16 +44,18 @@ def _rule_must_not_run(monkeypatch):
 
 def test_the_rule_follows_the_measured_cpu_kinds():
     assert xla_cpu.rule_mode(AVX512_XEON[1])[0] == "tuned"
-    assert xla_cpu.rule_mode(EPYC[1])[0] == "default"
-    assert xla_cpu.rule_mode(frozenset({"fp", "asimd"}))[0] == "default"  # e.g. an Arm CPU
-    assert xla_cpu.rule_mode(frozenset())[0] == "default"                # no /proc/cpuinfo
+    assert xla_cpu.rule_mode(EPYC[1])[0] == "tuned"
+    assert xla_cpu.rule_mode(ARM[1])[0] == "default"
+    assert xla_cpu.rule_mode(frozenset({"sse4_2", "avx"}))[0] == "default"  # an x86 before AVX2
+    assert xla_cpu.rule_mode(frozenset())[0] == "default"                  # no /proc/cpuinfo
 
 
-@pytest.mark.parametrize("cpu, state, flags", [
-    (AVX512_XEON, "tuned", BASE_FLAGS + " --xla_cpu_experimental_ynn_fusion_type="),
-    (EPYC, "off", BASE_FLAGS)])
+@pytest.mark.parametrize("cpu, state, flags, why", [
+    (AVX512_XEON, "tuned", BASE_FLAGS + " --xla_cpu_experimental_ynn_fusion_type=", "AVX-512 CPU"),
+    (EPYC, "tuned", BASE_FLAGS + " --xla_cpu_experimental_ynn_fusion_type=", "AVX2 CPU"),
+    (ARM, "off", BASE_FLAGS, "neither measured kind")])
 def test_without_a_record_the_rule_chooses_records_and_says_so_once(fresh, monkeypatch, capsys,
-                                                                     cpu, state, flags):
+                                                                     cpu, state, flags, why):
     key = _cpu(monkeypatch, cpu)
     assert xla_cpu.configure() == state
     assert os.environ["XLA_FLAGS"] == flags
@@ -64,17 +67,36 @@ def test_without_a_record_the_rule_chooses_records_and_says_so_once(fresh, monke
     assert len(lines) == 1
     chosen = "YNNPACK fusions off (tuned)" if state == "tuned" else "jaxlib's defaults"
     assert f"XLA:CPU set-up {chosen} for this CPU ({key}), chosen by rule" in lines[0]
-    assert ("AVX-512 CPU" if state == "tuned" else "no AVX-512") in lines[0]
+    assert why in lines[0] and "replacing" not in lines[0]
     assert f"recorded in {fresh}" in lines[0] and "--calibrate" in lines[0]
 
     # the next run (a fresh process: state reset, flags as at start) reuses the record silently
     monkeypatch.setattr(xla_cpu, "state", "unconfigured")
     monkeypatch.setenv("XLA_FLAGS", BASE_FLAGS)
-    _rule_must_not_run(monkeypatch)
+    written = open(fresh).read()
     assert xla_cpu.configure() == state
+    assert open(fresh).read() == written
     assert os.environ["XLA_FLAGS"] == flags
     assert capsys.readouterr().err == ""
     assert xla_cpu.configure() == state  # idempotent within a process
+
+
+def test_an_older_rules_record_is_replaced_by_the_rule_and_said(fresh, monkeypatch, capsys):
+    """A Zen 3 EPYC that ran inpaintjax when the rule gave AVX2-only CPUs jaxlib's defaults holds
+    a rule's record 'default'; the rule now says 'tuned': it is applied, recorded and said once.
+    A measured 'default' for the same CPU is kept."""
+    key = _cpu(monkeypatch, EPYC)
+    xla_cpu.record_rule("default", "no AVX-512 (an older rule)", path=fresh)
+    assert xla_cpu.configure() == "tuned"
+    rec = json.load(open(fresh))[key]
+    assert rec["winner"] == "tuned" and rec["source"] == "rule" and "AVX2 CPU" in rec["why"]
+    line = capsys.readouterr().err.strip()
+    assert "chosen by rule (replacing the earlier rule's 'default')" in line and "\n" not in line
+    monkeypatch.setattr(xla_cpu, "state", "unconfigured")
+    monkeypatch.setenv("XLA_FLAGS", BASE_FLAGS)
+    xla_cpu.record_calibration({"tuned": [2.0], "default": [1.0]}, path=fresh)
+    _rule_must_not_run(monkeypatch)
+    assert xla_cpu.configure() == "off" and capsys.readouterr().err == ""
 
 
 def test_a_measured_record_beats_the_rule(fresh, monkeypatch, capsys):
@@ -88,7 +110,7 @@ def test_a_measured_record_beats_the_rule(fresh, monkeypatch, capsys):
 @pytest.mark.parametrize("forced, state", [("tuned", "tuned"), ("default", "off")])
 def test_a_forced_mode_bypasses_the_rule_and_records_nothing(fresh, monkeypatch, capsys, forced,
                                                              state):
-    _cpu(monkeypatch, EPYC if forced == "tuned" else AVX512_XEON)  # the rule would say otherwise
+    _cpu(monkeypatch, ARM if forced == "tuned" else AVX512_XEON)  # the rule would say otherwise
     _rule_must_not_run(monkeypatch)
     monkeypatch.setenv("INPAINTJAX_XLA_CPU", forced)
     assert xla_cpu.configure() == state
