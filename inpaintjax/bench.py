@@ -146,7 +146,7 @@ def _batch(family, batch: int, size: int, stacked: int = 0):
 
 def _timed(fn, case: dict) -> tuple[float, list[float]]:
     """`inpaintjax.timing.timed` with the case's repeats and pause (`--pause`)."""
-    return timed(fn, case["repeats"], case.get("pause", 0.0))
+    return timed(fn, case["repeats"], case.get("pause_s", 0.0))
 
 
 def _compile(fn, *args):
@@ -495,7 +495,7 @@ def _torch_child(case: dict, timeout: float) -> dict:
     cmd = [sys.executable, "-m", f"inpaintjax.benchmarks_torch.{module}",
            "--case", case.get("torch_case", case["kind"]), "--batch", str(case["batch"]),
            "--size", str(case["size"]), "--repeats", str(case["repeats"]),
-           "--pause", str(case.get("pause", 0.0))]
+           "--pause", str(case.get("pause_s", 0.0))]
     if case.get("reduced"):
         cmd += _TORCH_REDUCED[module]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -735,7 +735,7 @@ def _run_all(args, setups, emit) -> bool:
     peak = None
     if "peak" in args.cases.split(","):
         # under both XLA:CPU set-ups: their matmul libraries differ (YNNPACK's or Eigen's), and
-        # which is faster depends on the CPU (on a Zen 3 EPYC, 112 against 69 GFLOP/s)
+        # which is faster depends on the CPU (on a Zen 3 EPYC, 106 against 67 GFLOP/s)
         recs = [_child({"kind": "peak_matmul", "size": 512 if args.reduced else 4096,
                         "repeats": args.repeats or 3}, "auto", args.timeout, mode)
                 for mode in ("default", "tuned")]
@@ -762,7 +762,7 @@ def _run_rounds(args, case: dict, setups, peak: float | None, emit) -> bool:
     its `round` and `position`; with --torch, one `speedup` record per JAX set-up follows the
     rounds. True when every run succeeded."""
     if args.pause:
-        case = {**case, "pause": args.pause}
+        case = {**case, "pause_s": args.pause}
     runs = [("jax", mode, conv) for mode, conv in setups] + ([("torch", "", "")] if args.torch else [])
     ok, flops, medians, applied = True, None, {}, {}
     for rnd in range(args.rounds):
@@ -803,7 +803,7 @@ def _speedup(case: dict, mode: str, conv: str, jax_s: list, torch_s: list,
     return {"kind": "speedup", "case": case["kind"],
             **{k: case[k] for k in ("family", "batch", "size", "dtype", "reduced") if k in case},
             "xla_cpu": mode, **chosen, "conv": conv, "rounds": len(jax_s),
-            "pause_s": case.get("pause", 0.0),
+            "pause_s": case.get("pause_s", 0.0),
             "jax_median_s": round(jax_m, 4), "torch_median_s": round(torch_m, 4),
             "speedup": round(torch_m / jax_m, 3),
             "per_round": [round(t / j, 3) for j, t in zip(jax_s, torch_s, strict=True)]}

@@ -61,12 +61,12 @@ def test_rounds_alternate_which_side_goes_first_and_the_speedup_is_the_median_ra
                ("torch", 0): 6.0, ("torch", 1): 9.0, ("torch", 2): 7.0}
 
     def fake_child(case, conv, timeout, mode):
-        ran.append((mode, case["pause"]))
+        ran.append((mode, case["pause_s"]))
         return {**case, "conv": conv, "xla_cpu": mode, "flops": 1e9,
                 "median_s": seconds[mode, sum(m == mode for m, _ in ran) - 1]}
 
     def fake_torch(case, timeout):
-        ran.append(("torch", case["pause"]))
+        ran.append(("torch", case["pause_s"]))
         return {"framework": "torch", "kind": case["kind"], "batch": case["batch"],
                 "median_s": seconds["torch", sum(m == "torch" for m, _ in ran) - 1]}
     monkeypatch.setattr(bench, "_child", fake_child)
