@@ -6,6 +6,10 @@ import json
 import sys
 
 
+FAMILIES = {"deepfill_v2": "DeepFill v2", "deepfill_v1": "DeepFill v1", "pconv": "PConv",
+            "edgeconnect": "EdgeConnect", "glcic": "GLCIC", "shiftnet": "Shift-Net"}
+
+
 def _label(r: dict) -> str:
     if r.get("framework") == "torch":
         return f"PyTorch {r.get('torch', '')}".strip()
@@ -32,8 +36,9 @@ def main(path: str) -> None:
     for r in recs:
         if r.get("kind") not in ("stack", "train", "infer") or "error" in r:
             continue
-        case = {"stack": "8-conv stack fwd+bwd", "train": "DeepFill v2 train step",
-                "infer": "DeepFill v2 inpaint"}[r["kind"]]
+        name = FAMILIES.get(r.get("family", "deepfill_v2"), r.get("family"))
+        case = {"stack": "8-conv stack fwd+bwd", "train": f"{name} train step",
+                "infer": f"{name} inpaint"}[r["kind"]]
         case += f", {r['batch']}x{r['size']}x{r['size']}"
         ips = r.get("images_per_s") or (r["batch"] / r["median_s"])
         frac = r.get("fraction_of_peak")
