@@ -165,12 +165,13 @@ def recorded_or_rule_mode() -> str:
     record already holds it. A rule's record is not a measurement: when the rule has changed
     since it was written (a newer inpaintjax, new measurements), the new rule replaces it."""
     rec = read_calibration().get(cpu_key())
+    rec = rec if isinstance(rec, dict) else {}
     if is_measured(rec) and rec.get("winner") in ("tuned", "default"):
         return rec["winner"]
     winner, why = rule_mode()
-    if isinstance(rec, dict) and rec.get("winner") == winner:
+    if rec.get("winner") == winner:
         return winner
-    return choose_and_record(winner, why, replaced=rec.get("winner") if isinstance(rec, dict) else None)
+    return choose_and_record(winner, why, replaced=rec.get("winner"))
 
 
 def choose_and_record(winner: str, why: str, replaced: str | None = None) -> str:
