@@ -280,3 +280,26 @@ def test_accelerators_lower_to_the_native_gradient(kernel_grad_path):
         assert "gather" not in text and text.count("stablehlo.convolution") == 1 + 4 + 1
     else:
         assert "gather" in text and text.count("stablehlo.convolution") == 1 + 4
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3, 4), (1, 1, 1, 16, 2), (1, 4, 3, 20, 1)])
+def test_transpose_conv_4x4_s2_p1_is_torchs_conv_transpose2d(shape):
+    """The one-convolution form of PyTorch's ConvTranspose2d(4, stride 2, padding 1) gives
+    PyTorch's output and, through autodiff, PyTorch autograd's input and weight gradients (odd and
+    1x1 sizes, in/out channels below and above the strided-gradient threshold)."""
+    import torch
+    b, h, w, ci, co = shape
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((b, h, w, ci)).astype(np.float32)
+    k = rng.standard_normal((4, 4, ci, co)).astype(np.float32)  # [t_h, t_w, in, out]
+    ct = rng.standard_normal((b, 2 * h, 2 * w, co)).astype(np.float32)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    kt = torch.tensor(k.transpose(2, 3, 0, 1), requires_grad=True)  # torch weight [in, out, kh, kw]
+    yt = torch.nn.functional.conv_transpose2d(xt, kt, stride=2, padding=1)
+    yt.backward(torch.tensor(ct.transpose(0, 3, 1, 2)))
+    y, vjp = jax.vjp(C.transpose_conv_4x4_s2_p1, jnp.asarray(x), jnp.asarray(k))
+    gx, gk = vjp(jnp.asarray(ct))
+    assert y.shape == (b, 2 * h, 2 * w, co)
+    np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gk, kt.grad.numpy().transpose(2, 3, 0, 1), rtol=1e-5, atol=1e-4)

@@ -62,10 +62,10 @@ def _torch_uniform(fan_in: int):
 class TorchFullConv(nn.Module):
     """Torch7's SpatialFullConvolution (PyTorch's ConvTranspose2d) with the released layers' kernel
     4, stride 2 and padding 1: output side 2H. `kernel` is [4, 4, in, out] in Torch's orientation
-    (Torch weight (in, out, kH, kW) transposed to (kH, kW, in, out), not flipped). It runs as four
-    2x2 phase convolutions (`transpose_conv_4x4_s2_p1`), not as the input-dilated convolution with
-    the flipped kernel: the same numbers, but the dilated form's kernel gradient takes XLA:CPU's slow
-    path (about 6x the whole training step's time, measured)."""
+    (Torch weight (in, out, kH, kW) transposed to (kH, kW, in, out), not flipped). It runs as one
+    2x2 convolution computing the four output phases (`transpose_conv_4x4_s2_p1`), not as the
+    input-dilated convolution with the flipped kernel: the same numbers, but the dilated form's
+    kernel gradient takes XLA:CPU's slow path (about 6x the whole training step's time, measured)."""
 
     features: int
     dtype: Optional[Any] = None
