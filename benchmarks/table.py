@@ -11,6 +11,8 @@ FAMILIES = {"deepfill_v2": "DeepFill v2", "deepfill_v1": "DeepFill v1", "pconv":
 
 
 def _label(r: dict) -> str:
+    if r.get("framework") == "released":
+        return "the authors' released code (benchmarks/released_shiftnet.py)"
     if r.get("framework") == "torch":
         return f"PyTorch {r.get('torch', '')}".strip()
     mode = r.get("xla_cpu", "default")  # records from before the XLA:CPU set-up existed
@@ -44,11 +46,12 @@ def main(path: str) -> None:
         frac = r.get("fraction_of_peak")
         if frac is None and peak and r.get("flops"):
             frac = r["flops"] / r["median_s"] / peak  # a record from a run without the peak case
+        flops = f"{r['flops'] / 1e9:.0f}" if r.get("flops") else ""
+        rss = f"{r['peak_rss_mb'] / 1024:.1f}" if r.get("peak_rss_mb") else ""
         print(f"| {case} | {_label(r)} | {r['median_s']:.2f} ({r['min_s']:.2f}-{r['max_s']:.2f}) "
-              f"| {ips:.3g} | {r['flops'] / 1e9:.0f} | "
+              f"| {ips:.3g} | {flops} | "
               f"{'' if frac is None else f'{100 * frac:.0f}%'} | "
-              f"{r.get('compile_s', '') if r.get('framework') != 'torch' else '-'} | "
-              f"{r['peak_rss_mb'] / 1024:.1f} |")
+              f"{r.get('compile_s', '') if r.get('framework') is None else '-'} | {rss} |")
 
 
 if __name__ == "__main__":
