@@ -31,8 +31,9 @@ import time
 import types
 
 
-def _torchvision_stand_in() -> None:
-    """Register a minimal `torchvision` (models.vgg16 layout, random weights; transforms empty)."""
+def torchvision_stand_in() -> dict:
+    """A minimal `torchvision` for sys.modules: models.vgg16 (torchvision's layer layout, random
+    weights) and an empty transforms module, by module name."""
     import torch.nn as nn
 
     def vgg16(pretrained=False, **_):
@@ -51,8 +52,8 @@ def _torchvision_stand_in() -> None:
     tv.models = types.ModuleType("torchvision.models")
     tv.models.vgg16 = vgg16
     tv.transforms = types.ModuleType("torchvision.transforms")
-    sys.modules.update({"torchvision": tv, "torchvision.models": tv.models,
-                        "torchvision.transforms": tv.transforms})
+    return {"torchvision": tv, "torchvision.models": tv.models,
+            "torchvision.transforms": tv.transforms}
 
 
 def released_child(checkout: str, pause: float, repeats: int, workdir: str) -> dict:
@@ -62,7 +63,7 @@ def released_child(checkout: str, pause: float, repeats: int, workdir: str) -> d
         import torchvision  # noqa: F401
         stand_in = False
     except ImportError:
-        _torchvision_stand_in()
+        sys.modules.update(torchvision_stand_in())
         stand_in = True
     sys.path.insert(0, checkout)
     from models import create_model

@@ -173,3 +173,53 @@ def test_torch_networks_compute_what_the_jax_networks_compute():
     assert np.std(want) > 0.01
     np.testing.assert_allclose(out.permute(0, 2, 3, 1).numpy(), np.asarray(want), atol=1e-4)
     np.testing.assert_allclose(former.permute(0, 2, 3, 1).numpy(), np.asarray(feats["decoder"]), atol=1e-4)
+
+
+def _released_script():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "released_shiftnet.py")
+    spec = importlib.util.spec_from_file_location("released_shiftnet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_released_shiftnet_script_alternates_and_refuses_a_wrong_checkout(tmp_path, monkeypatch, capsys):
+    """benchmarks/released_shiftnet.py: a folder that is not a Shift-Net_pytorch checkout is refused
+    naming it; the rounds alternate which side goes first and the summary's ratios are released
+    seconds over inpaintjax seconds (hand-chosen fake timings, no child processes); the torchvision
+    stand-in has torchvision's VGG-16 feature layout (pools at 4, 9, 16, 23, 30, where the released
+    code slices its three blocks; 14,714,688 convolution parameters, torchvision's count)."""
+    script = _released_script()
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--checkout", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "git clone" in err
+
+    checkout = tmp_path / "Shift-Net_pytorch"
+    (checkout / "models" / "shift_net").mkdir(parents=True)
+    (checkout / "models" / "shift_net" / "shiftnet_model.py").write_text("")
+    seconds = {"inpaintjax": iter([4.0, 5.0, 3.0]), "released": iter([6.0, 5.0, 3.3])}
+    order = []
+
+    def fake_run(cmd):
+        side = "released" if "--released-child" in cmd else "inpaintjax"
+        order.append(side)
+        return {"kind": "train", "median_s": next(seconds[side])}
+
+    monkeypatch.setattr(script, "_run", fake_run)
+    script.main(["--checkout", str(checkout), "--rounds", "3", "--out", str(tmp_path / "r.jsonl")])
+    assert order == ["inpaintjax", "released", "released", "inpaintjax", "inpaintjax", "released"]
+    import json
+    summary = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[-1])
+    assert summary["per_round"] == [1.5, 1.0, 1.1]
+    assert summary["speedup"] == pytest.approx(1.1)
+    assert (summary["inpaintjax_median_s"], summary["released_median_s"]) == (4.0, 5.0)
+
+    import torch
+    features = script.torchvision_stand_in()["torchvision.models"].vgg16(pretrained=True).features
+    assert [i for i, m in enumerate(features) if isinstance(m, torch.nn.MaxPool2d)] == [4, 9, 16, 23, 30]
+    assert sum(p.numel() for p in features.parameters()) == 14_714_688
