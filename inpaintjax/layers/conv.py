@@ -410,9 +410,8 @@ def transpose_conv_4x4_s2_p1(x, kernel):
     XLA:CPU's slow path for input-dilated convolutions), and against four separate phase
     convolutions the input is read, padded and transposed for the kernel gradient once, the
     kernel is rearranged by one copy instead of four gathers, and the input gradient needs no
-    sum over four windows: 1.2-3.9x faster forward + both gradients on CPU at Shift-Net's
-    decoder shapes (docs/performance.md, "Transposed convolutions"). The price is the extra row
-    and column of positions, (H+1)(W+1)/(HW) of the FLOPs.
+    sum over four windows (measurements: docs/performance.md, "What makes the CPU step fast",
+    item 6). The price is the extra row and column of positions, (H+1)(W+1)/(HW) of the FLOPs.
     """
     b, h, w, i = x.shape
     o = kernel.shape[-1]
