@@ -10,6 +10,9 @@ FAMILIES = {"deepfill_v2": "DeepFill v2", "deepfill_v1": "DeepFill v1", "pconv":
             "edgeconnect": "EdgeConnect", "glcic": "GLCIC", "shiftnet": "Shift-Net"}
 
 
+EDGECONNECT_MODELS = {"train_edge": " edge-model", "train_inpaint": " inpainting-model"}
+
+
 def _label(r: dict) -> str:
     if r.get("framework") == "released":
         return "the authors' released code (benchmarks/released_shiftnet.py)"
@@ -36,11 +39,14 @@ def main(path: str) -> None:
           "compile s | peak RSS GB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in recs:
-        if r.get("kind") not in ("stack", "train", "infer") or "error" in r:
+        # EdgeConnect's two training cases: the JAX record names the PyTorch case it sits beside
+        kind = {"train_edge": "train", "train_inpaint": "train"}.get(r.get("kind"), r.get("kind"))
+        if kind not in ("stack", "train", "infer") or "error" in r:
             continue
         name = FAMILIES.get(r.get("family", "deepfill_v2"), r.get("family"))
-        case = {"stack": "8-conv stack fwd+bwd", "train": f"{name} train step",
-                "infer": f"{name} inpaint"}[r["kind"]]
+        model = EDGECONNECT_MODELS.get(r.get("torch_case") or r.get("kind"), "")
+        case = {"stack": "8-conv stack fwd+bwd", "train": f"{name}{model} train step",
+                "infer": f"{name} inpaint"}[kind]
         case += f", {r['batch']}x{r['size']}x{r['size']}"
         ips = r.get("images_per_s") or (r["batch"] / r["median_s"])
         frac = r.get("fraction_of_peak")
