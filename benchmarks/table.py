@@ -40,7 +40,7 @@ def main(path: str) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in recs:
         # EdgeConnect's two training cases: the JAX record names the PyTorch case it sits beside
-        kind = {"train_edge": "train", "train_inpaint": "train"}.get(r.get("kind"), r.get("kind"))
+        kind = "train" if r.get("kind") in EDGECONNECT_MODELS else r.get("kind")
         if kind not in ("stack", "train", "infer") or "error" in r:
             continue
         name = FAMILIES.get(r.get("family", "deepfill_v2"), r.get("family"))
