@@ -188,10 +188,12 @@ def _released_script():
 
 def test_released_shiftnet_script_alternates_and_refuses_a_wrong_checkout(tmp_path, monkeypatch, capsys):
     """benchmarks/released_shiftnet.py: a folder that is not a Shift-Net_pytorch checkout is refused
-    naming it; the rounds alternate which side goes first and the summary's ratios are released
-    seconds over inpaintjax seconds (hand-chosen fake timings, no child processes); the torchvision
-    stand-in has torchvision's VGG-16 feature layout (pools at 4, 9, 16, 23, 30, where the released
-    code slices its three blocks; 14,714,688 convolution parameters, torchvision's count)."""
+    naming it; the rounds alternate which side goes first, each side runs the case asked for, and
+    the summary's ratios are released seconds over inpaintjax seconds (hand-chosen fake timings, no
+    child processes; the inference summary also carries the released test.py's per-image median);
+    the torchvision stand-in has torchvision's VGG-16 feature layout (pools at 4, 9, 16, 23, 30,
+    where the released code slices its three blocks; 14,714,688 convolution parameters,
+    torchvision's count)."""
     script = _released_script()
     with pytest.raises(SystemExit) as exc:
         script.main(["--checkout", str(tmp_path)])
@@ -202,22 +204,31 @@ def test_released_shiftnet_script_alternates_and_refuses_a_wrong_checkout(tmp_pa
     checkout = tmp_path / "Shift-Net_pytorch"
     (checkout / "models" / "shift_net").mkdir(parents=True)
     (checkout / "models" / "shift_net" / "shiftnet_model.py").write_text("")
-    seconds = {"inpaintjax": iter([4.0, 5.0, 3.0]), "released": iter([6.0, 5.0, 3.3])}
-    order = []
-
-    def fake_run(cmd):
-        side = "released" if "--released-child" in cmd else "inpaintjax"
-        order.append(side)
-        return {"kind": "train", "median_s": next(seconds[side])}
-
-    monkeypatch.setattr(script, "_run", fake_run)
-    script.main(["--checkout", str(checkout), "--rounds", "3", "--out", str(tmp_path / "r.jsonl")])
-    assert order == ["inpaintjax", "released", "released", "inpaintjax", "inpaintjax", "released"]
     import json
-    summary = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[-1])
-    assert summary["per_round"] == [1.5, 1.0, 1.1]
-    assert summary["speedup"] == pytest.approx(1.1)
-    assert (summary["inpaintjax_median_s"], summary["released_median_s"]) == (4.0, 5.0)
+    for case, test_py in (("train", None), ("infer", [2.0, 1.6, 1.9])):
+        seconds = {"inpaintjax": iter([4.0, 5.0, 3.0]), "released": iter([6.0, 5.0, 3.3])}
+        test_py_seconds = iter(test_py or [])
+        order = []
+
+        def fake_run(cmd, kind):
+            side = "released" if "--released-child" in cmd else "inpaintjax"
+            # each side is asked for the case: the bench by --cases, this script by --case
+            assert kind == case and cmd[cmd.index("--cases" if side == "inpaintjax" else "--case") + 1] == case
+            order.append(side)
+            rec = {"kind": kind, "median_s": next(seconds[side])}
+            if side == "released" and test_py:
+                rec["test_py_median_s"] = next(test_py_seconds)
+            return rec
+
+        monkeypatch.setattr(script, "_run", fake_run)
+        out = tmp_path / f"{case}.jsonl"
+        script.main(["--checkout", str(checkout), "--case", case, "--rounds", "3", "--out", str(out)])
+        assert order == ["inpaintjax", "released", "released", "inpaintjax", "inpaintjax", "released"]
+        summary = json.loads(out.read_text().splitlines()[-1])
+        assert summary["case"] == case and summary["per_round"] == [1.5, 1.0, 1.1]
+        assert summary["speedup"] == pytest.approx(1.1)
+        assert (summary["inpaintjax_median_s"], summary["released_median_s"]) == (4.0, 5.0)
+        assert summary.get("released_test_py_median_s") == (1.9 if test_py else None)
 
     import torch
     features = script.torchvision_stand_in()["torchvision.models"].vgg16(pretrained=True).features
