@@ -207,6 +207,33 @@ def test_hard_shift_matches_numpy_and_scatters_gradients():
     assert np.abs(np.asarray(s_all)).max() == 0
 
 
+def test_hard_shift_scores_the_hole_rows_a_block_at_a_time_like_the_dense_matrix():
+    """Only the hole's rows are scored, SHIFT_ROW_BLOCK at a time: in one batch a hole of 288
+    positions (two blocks, the second partly full), one of 12 and none; every hole position's index
+    is the argmax of its row of the dense cosine matrix (NumPy), known positions 0. The same with
+    blocks of 7 rows (42 loop steps, the last one clamped to the end) and inside jit."""
+    from inpaintjax.models.shiftnet import SHIFT_ROW_BLOCK, _hole_argmax
+    rng = np.random.default_rng(1)
+    b, h, w, c = 3, 20, 20, 8
+    assert h * w > SHIFT_ROW_BLOCK
+    former = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    latter = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    hole = np.zeros((b, h, w, 1), np.float32)
+    hole[0, 2:18, 1:19] = 1
+    hole[1, 5:8, 5:9] = 1
+    F, E, M = former.reshape(b, -1, c), latter.reshape(b, -1, c), hole.reshape(b, -1) > 0
+    want = np.zeros((b, h * w), np.int64)
+    for i in range(b):
+        cos = (F[i] @ E[i].T) / np.sqrt((F[i] ** 2).sum(-1)[:, None] * (E[i] ** 2).sum(-1)[None, :])
+        cos[:, M[i]] = -np.inf
+        want[i, M[i]] = np.argmax(cos[M[i]], -1)
+    assert M.sum(1).tolist() == [288, 12, 0]
+    _, index = hard_shift(former, latter, hole)
+    np.testing.assert_array_equal(np.asarray(index), want)
+    small = jax.jit(lambda f, e, m: _hole_argmax(f, e, m, block=7))(F, E, M)
+    np.testing.assert_array_equal(np.asarray(small), want)
+
+
 # ----------------------------------------------------------------------------- variants: soft, flip
 
 @pytest.fixture(scope="module")

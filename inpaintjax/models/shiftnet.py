@@ -21,8 +21,9 @@ The shift (`hard_shift`): with m = hole[:, ::8, ::8] (PyTorch's nearest resize t
 decoder half F (`former`) and encoder half E (`latter`) of the ReLU output, every hole position i
 takes E_j* with j* = argmax over known j of cos(F_i, E_j) = <F_i, E_j> / sqrt(|F_i|^2 |E_j|^2)
 (1x1 patches, no epsilon: the original's `Batch_NonShift`), known positions get 0; the output is
-[F, E, shifted]. It is dense (a [B, N, N] cosine matrix with hole columns at -inf), so each batch
-row may have its own hole (the original needs the same number of hole pixels in every row).
+[F, E, shifted]. Each batch row may have its own hole (the original needs the same number of hole
+pixels in every row): the cosines are those of a [B, N, N] matrix with hole columns at -inf, of
+which only the hole's rows are computed, a block of rows at a time (`_hole_argmax`).
 Gradients: none through the argmax; the shifted vectors' gradient is added to the chosen encoder
 positions times `triple_weight` (the original's custom backward; autodiff of the gather does it).
 Zero vectors: as in the original, a zero F_i or E_j (possible after the ReLU) makes its cosines
@@ -70,12 +71,40 @@ SHIFTS = ("hard", "res", "soft", "flip")
 SOFT_PATCH = 3           # the README's `--shift_sz 3 --mask_thred 4` for patch_soft_unet_shift_triple
 SOFT_MASK_THRED = 4
 SOFT_SCALE = 10.0        # softmax(10 * score) in InnerPatchSoftShiftTripleModule
+SHIFT_ROW_BLOCK = 256    # hole rows of the cosine matrix scored at a time (`_hole_argmax`)
 
 
 def feature_hole(hole: jax.Array, factor: int) -> jax.Array:
     """The hole at 1/factor scale as the original computes it (`F.interpolate(mask, size // factor,
     'nearest')`, i.e. every factor-th pixel from the top-left): [B, H, W, 1] -> [B, H/f, W/f, 1]."""
     return hole[:, ::factor, ::factor, :]
+
+
+def _hole_argmax(f: jax.Array, e: jax.Array, in_hole: jax.Array, block: int = SHIFT_ROW_BLOCK) -> jax.Array:
+    """index int32 [B, N]: at each hole position i (in_hole [B, N]), argmax over the known j of
+    <f_i, e_j> / sqrt(|f_i|^2 |e_j|^2) (f, e [B, N, C]; NaN wins, as NumPy's argmax); 0 at known
+    positions. Only the hole's rows are scored: they are gathered first, `block` rows of the
+    [B, N, N] cosine matrix at a time, for as many blocks as the largest hole needs (a loop with
+    a run-time trip count), so the work is proportional to the hole's size (12% of the dense
+    matrix for the bench's hole at 512x512). Each row's cosines are those of the dense matrix."""
+    b, n, _ = f.shape
+    block = min(block, n)
+    ff, ee = jnp.sum(f * f, -1), jnp.sum(e * e, -1)                                 # [B, N]
+    order = jnp.argsort(jnp.logical_not(in_hole), axis=1, stable=True).astype(jnp.int32)
+    blocks = (jnp.max(jnp.sum(in_hole, axis=1)) + block - 1) // block
+    rows_of = jnp.arange(b)[:, None]
+
+    def score(k, index):
+        start = jnp.minimum(k * block, n - block)  # the last block may score some rows again
+        rows = jax.lax.dynamic_slice_in_dim(order, start, block, axis=1)               # [B, block]
+        num = jnp.einsum("bic,bjc->bij", jnp.take_along_axis(f, rows[:, :, None], axis=1), e,
+                         precision=jax.lax.Precision.HIGHEST)
+        den = jnp.sqrt(jnp.take_along_axis(ff, rows, axis=1)[:, :, None] * ee[:, None, :])
+        cos = jnp.where(in_hole[:, None, :], -jnp.inf, num / den)
+        return index.at[rows_of, rows].set(jnp.argmax(cos, axis=-1).astype(jnp.int32))
+
+    index = jax.lax.fori_loop(0, blocks, score, jnp.zeros((b, n), jnp.int32))
+    return jnp.where(in_hole, index, 0)
 
 
 def hard_shift(former: jax.Array, latter: jax.Array, hole: jax.Array,
@@ -85,16 +114,13 @@ def hard_shift(former: jax.Array, latter: jax.Array, hole: jax.Array,
     former, latter [B, h, w, C] (decoder and encoder features after the ReLU), hole [B, h, w, 1]
     (1 = hole). Returns (shifted [B, h, w, C]: at each hole position the encoder vector of the known
     position of highest cosine similarity, 0 elsewhere; index [B, h*w] int32: that position, row-major,
-    meaningful at hole positions only)."""
+    at hole positions, 0 at known ones)."""
     b, h, w, c = former.shape
     n = h * w
     f = jax.lax.stop_gradient(former).reshape(b, n, c).astype(jnp.float32)
     e_sg = jax.lax.stop_gradient(latter).reshape(b, n, c).astype(jnp.float32)
     in_hole = hole.reshape(b, n) > 0.5
-    num = jnp.einsum("bic,bjc->bij", f, e_sg, precision=jax.lax.Precision.HIGHEST)
-    den = jnp.sqrt(jnp.sum(f * f, -1)[:, :, None] * jnp.sum(e_sg * e_sg, -1)[:, None, :])
-    cos = jnp.where(in_hole[:, None, :], -jnp.inf, num / den)
-    index = jnp.argmax(cos, axis=-1).astype(jnp.int32)                 # [B, N] (NaN wins, as NumPy)
+    index = _hole_argmax(f, e_sg, in_hole)
     e = latter.reshape(b, n, c)
     if triple_weight != 1.0:  # scale the gradient that flows back through the copy, not the value
         e_const = jax.lax.stop_gradient(e)
