@@ -42,14 +42,19 @@ VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")   # up to pool3
 
 def hard_shift(former, latter, hole):
     """former, latter [B, C, h, w]; hole [B, h*w] bool. Returns [B, C, h, w]: at each hole position
-    the encoder vector of the known position with the highest cosine similarity, 0 elsewhere."""
+    the encoder vector of the known position with the highest cosine similarity, 0 elsewhere. Only
+    the hole's rows of the cosine matrix are computed (as inpaintjax's shift and the released
+    code's)."""
     b, c, h, w = former.shape
     f = former.detach().flatten(2).transpose(1, 2)          # [B, N, C]
     e_sg = latter.detach().flatten(2).transpose(1, 2)
-    num = torch.bmm(f, e_sg.transpose(1, 2))
-    den = torch.sqrt(f.square().sum(-1)[:, :, None] * e_sg.square().sum(-1)[:, None, :])
-    cos = (num / den).masked_fill(hole[:, None, :], float("-inf"))
-    index = cos.argmax(-1)                                   # [B, N]
+    index = torch.zeros(b, h * w, dtype=torch.long)
+    for i in range(b):
+        rows = hole[i].nonzero()[:, 0]
+        fr = f[i, rows]                                      # [n_hole, C]
+        num = fr @ e_sg[i].T
+        den = torch.sqrt(fr.square().sum(-1)[:, None] * e_sg[i].square().sum(-1)[None, :])
+        index[i, rows] = (num / den).masked_fill(hole[i][None, :], float("-inf")).argmax(-1)
     e = latter.flatten(2)                                    # [B, C, N]
     picked = torch.gather(e, 2, index[:, None, :].expand(b, c, -1))
     return (picked * hole[:, None, :]).view(b, c, h, w)
