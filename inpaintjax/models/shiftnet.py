@@ -86,7 +86,8 @@ def _hole_argmax(f: jax.Array, e: jax.Array, in_hole: jax.Array, block: int = SH
     positions. Only the hole's rows are scored: they are gathered first, `block` rows of the
     [B, N, N] cosine matrix at a time, for as many blocks as the largest hole needs (a loop with
     a run-time trip count), so the work is proportional to the hole's size (12% of the dense
-    matrix for the bench's hole at 512x512). Each row's cosines are those of the dense matrix."""
+    matrix for the bench's hole at 512x512). Each row's cosines are the dense matrix's formula,
+    elementwise; the matrix product's rounding can differ from the whole product's in the last bit."""
     b, n, _ = f.shape
     block = min(block, n)
     ff, ee = jnp.sum(f * f, -1), jnp.sum(e * e, -1)                                 # [B, N]
