@@ -40,7 +40,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import types
 
 
@@ -96,20 +95,12 @@ def _released_model(options_class, flags: list[str]):
         sys.argv = argv
 
 
-def _timings(fn, pause: float, repeats: int) -> list[float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        time.sleep(pause)
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _summary(times: list[float]) -> dict:
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "times_s": times}
+def _timed(fn, pause: float, repeats: int) -> dict:
+    """The record fields of `fn`'s warm-up and `repeats` timed calls, with inpaintjax's timer (the
+    one the bench and its PyTorch counterparts use, so both sides measure alike)."""
+    from inpaintjax import timing
+    warm, times = timing.timed(fn, repeats, pause)
+    return {**timing.summary(warm, times), "times_s": times}
 
 
 def released_train(checkout: str, pause: float, repeats: int, workdir: str) -> dict:
@@ -125,9 +116,8 @@ def released_train(checkout: str, pause: float, repeats: int, workdir: str) -> d
         model.set_input({k: (v.clone() if torch.is_tensor(v) else v) for k, v in data.items()})
         model.optimize_parameters()
 
-    times = _timings(step, pause, repeats)
     return {"kind": "train", "family": "shiftnet", "framework": "released", "batch": 4, "size": 256,
-            **_summary(times), "torch": torch.__version__, "torchvision_stand_in": stand_in,
+            **_timed(step, pause, repeats), "torch": torch.__version__, "torchvision_stand_in": stand_in,
             "parameters": {"generator": sum(p.numel() for p in model.netG.parameters()),
                            "discriminator": sum(p.numel() for p in model.netD.parameters())}}
 
@@ -161,12 +151,11 @@ def released_infer(checkout: str, pause: float, repeats: int, workdir: str, size
         with torch.no_grad():
             model.netG(model.real_A)
 
-    test_times = _timings(test_py, pause, repeats)
+    test_py_record = _timed(test_py, pause, repeats)
     set_input()
-    times = _timings(generator, pause, repeats)
     return {"kind": "infer", "family": "shiftnet", "framework": "released", "batch": 1, "size": size,
-            **_summary(times), "test_py_median_s": statistics.median(test_times),
-            "test_py_times_s": test_times, "torch": torch.__version__,
+            **_timed(generator, pause, repeats), "test_py_median_s": test_py_record["median_s"],
+            "test_py_times_s": test_py_record["times_s"], "torch": torch.__version__,
             "torchvision_stand_in": stand_in,
             "parameters": {"generator": sum(p.numel() for p in model.netG.parameters())}}
 
