@@ -532,8 +532,10 @@ def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
         return float(losses.adversarial(out, True, False))
 
     before, after = g_adv(s0.edge["discriminator"]["params"]), g_adv(s1.edge["discriminator"]["params"])
-    np.testing.assert_allclose(history[0]["edge/g_adv"], before, rtol=1e-5)
-    assert abs(after - before) > 1e-4 * abs(before), (before, after)
+    tol = 1e-5
+    np.testing.assert_allclose(history[0]["edge/g_adv"], before, rtol=tol)
+    # and not the updated D1's: its value lies well outside the tolerance of the match above
+    assert abs(after - before) > 3 * tol * abs(before), (before, after)
 
 
 @pytest.mark.slow

@@ -279,7 +279,7 @@ def test_completion_phase_lowers_the_masked_mse(start):
     state, history, _ = _run("completion", start, 5)
     assert set(history[0]) == {"g/loss", "g/mse", "g/grad_norm", "g/lr"}
     mse = [h["g/mse"] for h in history]
-    assert mse[-1] < 0.85 * mse[0], mse
+    assert all(np.diff(mse) < 0) and mse[-1] < 0.9 * mse[0], mse
     # NumPy re-derivation of the first step's loss: mean over all elements of (mask * (C(x) - x))^2
     config, batch, _ = start
     from inpaintjax.families import get
@@ -325,8 +325,11 @@ def test_joint_phase_and_eight_devices_equal_one(start):
     assert len(sharded["image"].sharding.device_set) == 8
     s8, m8 = jax.jit(fam.train_step)(jax.device_put(state0, NamedSharding(mesh, P())), sharded,
                                      jax.random.key(0), {})
+    # the losses to 1e-4; the gradient norms, sums of squares over 17 BatchNorm layers' gradients
+    # whose statistics are reduced in another order, to 1e-3 (differed by 1.4e-4). Per-device
+    # statistics (a sharding mistake) would differ by far more.
     for k, v in history[0].items():
-        assert float(m8[k]) == pytest.approx(v, rel=1e-4, abs=1e-6), k
+        assert float(m8[k]) == pytest.approx(v, rel=1e-3 if "grad_norm" in k else 1e-4, abs=1e-6), k
 
     def leaves(s):
         return [np.asarray(x) for x in jax.tree.leaves((s.g_params, s.d_params, s.g_stats, s.d_stats))]

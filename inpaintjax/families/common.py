@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from inpaintjax.families.param_prng import param_key  # noqa: F401  (the families' parameter-init keys)
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -30,13 +32,6 @@ def compute_dtype(config):
     if name not in _DTYPES:
         raise ValueError(f"config.compute_dtype must be one of {', '.join(_DTYPES)}, got {name!r}")
     return _DTYPES[name]
-
-
-def param_key(rng: jax.Array) -> jax.Array:
-    """An 'rbg' key (XLA's RngBitGenerator) seeded from `rng`, for parameter initialisation: the
-    same draws with threefry take ~5x longer to compile on CPU. Deterministic for a given rng and
-    backend; a resumed run reads its parameters back anyway."""
-    return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
 
 
 def learning_rate_schedule(optim, num_steps: int, lr: float | None = None) -> optax.Schedule:
