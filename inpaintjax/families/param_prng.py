@@ -5,7 +5,7 @@ key, then draws the parameter), so its program holds one key derivation and one 
 parameter. With JAX's `threefry2x32` each is 20 rounds of a block cipher (a loop on the CPU), with
 `rbg` XLA's RngBitGenerator, which XLA:CPU expands into Philox's 64-bit multiplies: most of the
 initialisation's instructions. Here each is two rounds of a 32-bit integer hash, a dozen
-instructions: the initialisation programs compile 1.3-3x faster (docs/performance.md, "Parameter
+instructions: the initialisation programs compile 2-3.4x faster (docs/performance.md, "Parameter
 initialisation"), and every backend computes the same bits (pure integer arithmetic; XLA's
 RngBitGenerator may differ by backend).
 
