@@ -60,10 +60,10 @@ def _assert_states_agree(s8, s1, before):
     statistics) differs by about as much as it moves. The optimiser's moments are linear in the
     gradients: they must agree to 0.5% (the last step's gradients are taken at parameters that
     may differ as said next; EdgeConnect's D2 moments differed by 0.2%). The parameters (and their
-    EMA) to 5%: Adam's first updates
-    are about lr * sign(gradient), so where a gradient is zero but for rounding (a conv bias
-    before an instance norm, a GAN critic's cancelling real and fake terms) another reduction
-    order flips its sign and moves that weight by a whole step the other way."""
+    EMA) to 5%: Adam's first updates are about lr * sign(gradient), so where a gradient is zero
+    but for rounding (a conv bias before an instance norm, a GAN critic's cancelling real and fake
+    terms) another reduction order flips its sign and moves that weight by a whole step the other
+    way."""
     assert list(s1) == list(s8) == list(before)
     for group, keys in _groups(s1).items():
         ints = [k for k in keys if not np.issubdtype(s1[k].dtype, np.floating)]
