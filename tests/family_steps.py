@@ -32,13 +32,6 @@ ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.criti
         "shiftnet": "test,model.num_downs=5,data.image_size=32,eval.image_size=32,loss.hole_crop=False"}
 # the families of the lr-log, bfloat16, per-row-mask and 8-device tests (test_ema takes all of ARGS)
 NAMES = ["deepfill_v1", "deepfill_v2", "edgeconnect", "pconv"]
-# XLA:CPU's backend optimisation level for a family's shared float32 step, where it differs from
-# the suite's level 0 (conftest): DeepFill v1's step (contextual attention, WGAN-GP's gradient of a
-# gradient) runs about 6x faster at level 1 for 1.6x its compile time, and the tests run it ~15
-# times. The programs run two or three times (the bfloat16 step, the 8-device step) stay at level
-# 0: DeepFill v1's bfloat16 step compiles in 14 s of CPU there against 26 s at level 1 and runs in
-# 2 s a step (docs/performance.md, "The test suite").
-STEP_OPTIONS = {"deepfill_v1": {"xla_backend_optimization_level": 1}}
 SIZE = 32
 ROWS = 8
 
@@ -116,5 +109,5 @@ def family_step(name: str, extra: str = "") -> FamilyStep:
     else:
         state = jax.jit(family.init_state)(jax.random.key(0), one)
     frozen = jax.tree.map(jax.numpy.asarray, family.load_frozen())
-    step = jax.jit(family.train_step, compiler_options=None if extra else STEP_OPTIONS.get(name))
+    step = jax.jit(family.train_step)
     return FamilyStep(config, family, state, step, frozen)

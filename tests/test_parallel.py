@@ -86,7 +86,6 @@ def test_eight_devices_step_like_one_and_the_state_checkpoints_bit_for_bit(name,
     mesh = mesh_over(fs.ROWS)
     repl = sharding.replicated(mesh)
     stacked_axis = 1 if run.family.batches_per_step > 1 else 0
-    # run three times: compiled at the suite's level 0 (family_steps.STEP_OPTIONS)
     step8 = jax.jit(run.family.train_step, out_shardings=(repl, repl))
     _, host_batch = fs.batch(run.family, fs.mixed_holes())
     batch8 = jax.device_put(host_batch, sharding.batch_sharding(mesh, stacked_axis))
