@@ -540,7 +540,9 @@ def trained():
     one = jax.devices()[0]
     batch = {k: jax.device_put(jnp.asarray(v), one) for k, v in host_batch.items()}
     step = jax.jit(family.train_step)
-    state = state0 = jax.jit(family.init_state)(jax.random.key(0), batch)
+    # committed to the device like the batch and like every state the step returns: a first call
+    # with an uncommitted state would compile the step a second time for the calls after it
+    state = state0 = jax.device_put(jax.jit(family.init_state)(jax.random.key(0), batch), one)
     seen, metrics = [], []
     for i in range(6):
         state, m = step(state, batch, jax.random.key(i), frozen)
