@@ -350,7 +350,7 @@ def test_gan_alpha_zero_step_is_adam_on_the_l1_terms_and_leaves_the_discriminato
     rates = [0.0, fs.PEAK / fs.WARMUP]
     tx = optax.adam(lambda count: jnp.asarray(rates)[count], b1=0.5, b2=0.999)
 
-    @jax.jit  # optax's update, one program (op by op it was ~140 small compilations)
+    @jax.jit  # optax's two updates as one program, not ~140 op-by-op compilations
     def adam_twice(params, grads):
         opt = tx.init(params)
         for _ in rates:

@@ -72,8 +72,7 @@ def test_remat_gives_the_same_loss_and_gradients(net):
     # is relative to the terms' size, not to the cancelled sum
     np.testing.assert_allclose(float(value_r), float(value), rtol=0, atol=1e-6 * float(size))
     assert jax.tree.structure(grads) == jax.tree.structure(grads_r)
-    flat, flat_r = jax.tree.leaves(grads), jax.tree.leaves(grads_r)
-    flat, flat_r = [np.asarray(g) for g in flat], [np.asarray(g) for g in flat_r]
+    flat, flat_r = ([np.asarray(g) for g in jax.tree.leaves(t)] for t in (grads, grads_r))
     assert sum(float(np.abs(g).sum()) for g in flat) > 0
     # the same arithmetic, possibly fused in another order: float32 rounding only (relative to
     # the largest gradient: some are exactly 0 in theory, e.g. a bias before InstanceNorm). The
