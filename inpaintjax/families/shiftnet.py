@@ -310,7 +310,7 @@ class ShiftNet(Family):
         new_state = state.replace(step=state.step + 1, g_params=g_params, d_vars=d_vars, g_opt=g_opt,
                                   d_opt=d_opt, ema=common.ema_update(state.ema, g_params, self.ema_decay))
         metrics = {"g/loss": g_loss, **{f"g/{k}": v for k, v in terms.items()},
-                   "g/grad_norm": optax.tree.norm(g_grads), "g/lr": common.learning_rate(state.g_opt),
+                   "g/grad_norm": optax.tree.norm(g_grads), "g/lr": common.learning_rate(g_opt),
                    "d/loss": d_loss, "d/fake": d_fake, "d/real": d_real,
                    "d/grad_norm": optax.tree.norm(d_grads)}
         return new_state, metrics
