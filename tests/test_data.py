@@ -213,8 +213,13 @@ def test_tfds_array_record_source_without_tensorflow(tmp_path):
     c = base_config()
     c.data.source, c.data.name, c.data.data_dir = "tfds", "inpaintjax_tiny_pics", str(tmp_path)
     assert len(make_source(c.data, "eval")) == 2
-    with pytest.raises(ValueError, match="array_record"):
+    with pytest.raises(ValueError, match="DatasetNotFoundError.*array_record"):
         TfdsSource("inpaintjax_no_such_set", "train", str(tmp_path))
+    # a registered dataset that is not prepared in data_dir: said in one line, with the command
+    with pytest.raises(ValueError, match=r"'inpaintjax_tiny_pics' split 'train' in data_dir '.*empty': "
+                                         r"it is not prepared there. Prepare it first: `tfds build") as info:
+        TfdsSource("inpaintjax_tiny_pics", "train", str(tmp_path / "empty"))
+    assert "\n" not in str(info.value)
 
 
 def test_folder_split_by_holdout_percent_or_eval_dir(tmp_path):

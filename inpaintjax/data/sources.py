@@ -204,15 +204,21 @@ class TfdsSource:
         import tensorflow_datasets as tfds
         if not name:
             raise ValueError("config.data.name must name the TFDS dataset when data.source == 'tfds'")
+        where = (f"cannot open TFDS dataset {name!r} split {split!r} in data_dir "
+                 f"{data_dir or '(default ~/tensorflow_datasets)'!r}")
+        fix = (f"Prepare it first: `tfds build {name} --file_format=array_record --data_dir=DIR` "
+               f"(datasets built as tfrecord must be rebuilt; some datasets need TensorFlow installed "
+               f"to prepare)")
+        try:
+            prepared = tfds.builder(name, data_dir=data_dir or None).is_prepared()
+        except Exception as e:  # not a registered dataset name (or its module cannot be imported)
+            raise ValueError(f"{where}: {_first_line(e)}. {fix}.") from e
+        if not prepared:
+            raise ValueError(f"{where}: it is not prepared there. {fix}.")
         try:
             self._src = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
-        except Exception as e:
-            raise ValueError(
-                f"cannot open TFDS dataset {name!r} split {split!r} in data_dir "
-                f"{data_dir or '(default ~/tensorflow_datasets)'!r} as an array_record data source "
-                f"({type(e).__name__}: {e}). Prepare it first: `tfds build {name} "
-                f"--file_format=array_record --data_dir=DIR` (datasets built as tfrecord must be "
-                f"rebuilt; some datasets need TensorFlow installed to prepare).") from e
+        except Exception as e:  # prepared in another file format, or a split it does not have
+            raise ValueError(f"{where} as an array_record data source: {_first_line(e)}. {fix}.") from e
         self.name, self.split, self.image_key = name, split, image_key
 
     def __len__(self):
@@ -263,3 +269,10 @@ def describe(source) -> str:
 
 __all__: Sequence[str] = ("SampleSource", "FolderSource", "TfdsSource", "make_source", "decode_image",
                           "SAMPLE_PHOTOS", "SAMPLE_HOLDOUT", "sample_split_column", "held_out")
+
+
+def _first_line(e: BaseException) -> str:
+    """`Type: message` of an exception from another library, its first line only (TFDS's messages
+    run over several lines of advice that may not apply)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": .")
