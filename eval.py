@@ -3,9 +3,10 @@
     python eval.py --config configs/deepfill_v2.py:demo --workdir runs/demo
     python eval.py --config configs/deepfill_v2.py:places2 --weights path/to/official --workdir runs/official
 
-Writes <workdir>/eval/metrics.{json,csv,md,png}, the same for each classical fill on the same
-images and masks (eval/baseline_{mean,biharmonic,telea}.*), eval/comparison.md (every method per
-bucket, printed) and <workdir>/samples.png. The frozen masks are built once into <workdir>/eval_masks (or --mask_dir).
+Writes <workdir>/eval/metrics.{json,csv,md,png}, the same for each classical fill that
+config.eval.baselines names on the same images and masks (eval/baseline_<name>.*: mean,
+biharmonic, telea, patchmatch by default), eval/comparison.md (every method per bucket, printed)
+and <workdir>/samples.png. The frozen masks are built once into <workdir>/eval_masks (or --mask_dir).
 The model comes from the newest readable checkpoint in --workdir (or --step), or from --weights;
 the evaluation settings (config.eval.*, the held-out data in config.data) from --config, or from the
 config saved in the workdir when --config is not given.
@@ -29,6 +30,9 @@ outputs are scored as the paper scores them, beside the published rows:
 
 writes <workdir>/protocol/<name>/ (inputs/, outputs/, <name>.json/.csv/.md); rerun the same command to
 resume an interrupted run.
+
+Exit status: 0 done; 2 nothing evaluated (a missing workdir, checkpoint step or weight file, a
+setting or mask set that does not fit: one line naming it, no traceback).
 """
 
 import os
@@ -69,27 +73,31 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    entry_point.start(FLAGS)
+    entry_point.start(FLAGS, "eval.py")
     import jax
+    from inpaintjax.training import configuration_error
     from inpaintjax.training import evaluate as eval_lib
-    from inpaintjax.perceptual.torch_files import WeightFileError
     from inpaintjax.training.checkpoint import load_for_inference
-    if FLAGS.weights:
-        from inpaintjax.inference import Inpainter
-        inpainter = Inpainter.load(FLAGS.weights, family=FLAGS.family)
-        family, variables = inpainter.family, inpainter.variables
-        config = FLAGS.config if FLAGS.config is not None else family.config
-    else:
-        saved, family, variables = load_for_inference(FLAGS.workdir, FLAGS.step)
-        config = FLAGS.config if FLAGS.config is not None else saved
+    try:  # the workdir, --step or --weights: the messages name the path and what to give instead
+        if FLAGS.weights:
+            from inpaintjax.inference import Inpainter
+            inpainter = Inpainter.load(FLAGS.weights, family=FLAGS.family)
+            family, variables = inpainter.family, inpainter.variables
+            config = FLAGS.config if FLAGS.config is not None else family.config
+        else:
+            saved, family, variables = load_for_inference(FLAGS.workdir, FLAGS.step)
+            config = FLAGS.config if FLAGS.config is not None else saved
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        _stop(e)
     if FLAGS.protocol:
         return _run_protocol(config, family, variables)
     # every process evaluates its share of the batches; process 0 writes the combined tables
     try:
         summary = eval_lib.evaluate(config, family, variables, FLAGS.workdir, FLAGS.mask_dir or "")
-    except WeightFileError as e:  # a metric's weight file: the message names the key and the fix
-        print(f"eval.py: {e}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as e:
+        if not configuration_error(e):  # raised during the work: a bug, with its traceback
+            raise
+        _stop(e)
     if jax.process_index() != 0:
         return
     with open(os.path.join(FLAGS.workdir, "eval", "comparison.md")) as f:
@@ -97,6 +105,13 @@ def main(argv):
     print(f"eval: wrote {os.path.join(FLAGS.workdir, 'eval')}/metrics.{{json,csv,md,png}}, "
           f"baseline_*.*, comparison.md and {os.path.join(FLAGS.workdir, 'samples.png')}; overall "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary["all"].items() if isinstance(v, float)))
+
+
+def _stop(e: BaseException):
+    """An error the user can fix (a path, a setting, a weight file): its message alone, exit 2."""
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    print(f"eval.py: error: {text}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def _run_protocol(config, family, variables):
@@ -113,8 +128,7 @@ def _run_protocol(config, family, variables):
                               num_images=FLAGS.protocol_num_images, seed=FLAGS.protocol_seed,
                               skip=FLAGS.protocol_skip)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"eval.py: {e}", file=sys.stderr)
-        sys.exit(2)
+        _stop(e)
     if jax.process_index() == 0:
         print(protocols.format_text(report))
         print(f"eval: wrote {out_dir}/{proto.name}.{{json,csv,md,png}} (inputs/, outputs/ beside them)")

@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    entry_point.start(FLAGS)
+    entry_point.start(FLAGS, "train.py")
     from inpaintjax.training import (CheckpointSaveError, NonFiniteError, WorkdirLockedError,
                                      configuration_error, train)
     try:

@@ -15,12 +15,17 @@ from inpaintjax import compile_cache, xla_cpu
 from inpaintjax.distributed import initialize_from_flags, quiet_library_logging
 
 
-def start(flag_values) -> None:
-    """The first lines of a `main`: XLA:CPU set-up (before JAX starts), logging, multi-host."""
+def start(flag_values, script: str) -> None:
+    """The first lines of a `main`: XLA:CPU set-up (before JAX starts), logging, multi-host (flags
+    that do not fit together: the message on stderr prefixed with `script`, exit status 2)."""
     xla_cpu.configure()  # before JAX starts: this CPU's calibrated XLA:CPU set-up
     compile_cache.enable()  # programs compiled by an earlier run are loaded, not compiled again
     quiet_library_logging(flag_values)
-    initialize_from_flags(flag_values)
+    try:
+        initialize_from_flags(flag_values)
+    except ValueError as e:
+        print(f"{script}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run(main: Callable, script: str) -> None:

@@ -216,6 +216,8 @@ def test_failed_save_stops_the_run_at_that_save_with_one_line(tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     ({"batch_size": 0}, "config.batch_size=0 (the global batch) must be a positive multiple"),
     ({"data.source": "folder", "data.data_dir": "{empty}"}, "no usable image in folder"),
+    # eval.py reads it after training: a misspelt generator stops the run before it starts
+    ({"eval.mask_generator": "deepfill_v2_strokes,bogus_gen"}, "config.eval.mask_generator='bogus_gen'"),
 ])
 def test_configuration_errors_are_one_line_and_leave_no_workdir(tmp_path, overrides, message):
     from inpaintjax.training import configuration_error, train
@@ -233,6 +235,16 @@ def test_configuration_errors_are_one_line_and_leave_no_workdir(tmp_path, overri
     assert configuration_error(info.value)       # train.py prints it alone, one line, exit 2
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not workdir.exists()
+
+
+def test_a_workdir_that_is_a_file_is_a_configuration_error_and_the_file_is_kept(tmp_path):
+    from inpaintjax.training import configuration_error, train
+    path = tmp_path / "notes.txt"
+    path.write_text("not a run")
+    with pytest.raises(NotADirectoryError, match="is a file, not a run directory") as info:
+        train(_toy(), str(path))
+    assert configuration_error(info.value) and "\n" not in str(info.value)
+    assert path.read_text() == "not a run"
 
 
 @pytest.mark.slow

@@ -45,6 +45,34 @@ def test_config_file_overrides_and_misspelt_keys(child_env):
     assert "Did you mean '--config.mask.per_batch'?" in r.stderr
 
 
+def test_entry_points_stop_on_what_the_user_gave_in_one_line(tmp_path, child_env):
+    """train.py and eval.py: multi-host flags that do not fit, a missing workdir, an evaluation
+    setting eval.py cannot use: the message alone on stderr, exit status 2, nothing written."""
+    runs = [
+        (["train.py", "--config", TOY_CONFIG, "--workdir", str(tmp_path / "a"),
+          "--coordinator_address", "127.0.0.1:1"],
+         "train.py: error: multi-host: with a coordinator address also give --num_processes"),
+        (["eval.py", "--workdir", str(tmp_path / "b")],
+         f"eval.py: error: {tmp_path / 'b' / 'config.json'} not found: '{tmp_path / 'b'}' is not a training workdir"),
+    ]
+    for args, message in runs:
+        r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=child_env(),
+                           cwd=ROOT, timeout=120)
+        lines = r.stderr.strip().splitlines()  # (the first may be the XLA:CPU set-up note)
+        assert r.returncode == 2 and lines[-1].startswith(message), (args, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr and len(lines) <= 2, r.stderr[-2000:]
+    # an evaluation setting eval.py cannot use is such an error (eval.py: one line, exit 2),
+    # raised before any work (no network is run, nothing is written)
+    from inpaintjax.families import get as get_family
+    from inpaintjax.training import configuration_error
+    c = toy_family.toy_config()
+    c.eval.lpips_net = "resnet"
+    with pytest.raises(ValueError, match="config.eval.lpips_net='resnet' is not one of") as info:
+        evaluate(c, get_family("toy")(c), None, str(tmp_path / "c"))
+    assert configuration_error(info.value)
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def test_misspelt_mask_generator_stops_the_run_before_the_workdir_exists(tmp_path):
     from inpaintjax.training import configuration_error
     for name, wrong in (("deepfil_v2_training", "deepfil_v2_training"),

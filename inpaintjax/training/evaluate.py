@@ -268,27 +268,33 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     of `mesh` (default: this process's devices). In a multi-process run every process calls this
     function: each scores its share of the batches, the tables are combined, process 0 writes them."""
     from inpaintjax.training import eval_perceptual
-    size = int(config.eval.image_size)
-    if size % family.size_multiple:
-        raise ValueError(f"config.eval.image_size={size} must be a multiple of {family.size_multiple} "
-                         f"for {family.name}")
-    perceptual = eval_perceptual.from_config(config, mesh if mesh is not None else local_mesh())
-    mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
-    if jax.process_index() == 0:
-        masks, buckets = frozen_masks(config, mask_dir)  # built by one process only
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("inpaintjax eval masks")
-    if jax.process_index() != 0:
-        masks, buckets = frozen_masks(config, mask_dir)
+    from inpaintjax.training.loop import mark_configuration_error
+    try:  # the settings, weight files, masks and images: an error here stops before any work
+        size = int(config.eval.image_size)
+        if size % family.size_multiple:
+            raise ValueError(f"config.eval.image_size={size} must be a multiple of "
+                             f"{family.size_multiple} for {family.name}")
+        perceptual = eval_perceptual.from_config(config, mesh if mesh is not None else local_mesh())
+        baselines = baselines_lib.selected(config.eval.baselines)
+        mask_dir = mask_dir or os.path.join(out_dir, "eval_masks")
+        if jax.process_index() == 0:
+            masks, buckets = frozen_masks(config, mask_dir)  # built by one process only
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("inpaintjax eval masks")
+        if jax.process_index() != 0:
+            masks, buckets = frozen_masks(config, mask_dir)
+        images = data_lib.eval_images(config).astype(np.float32) / 255.0
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+        mark_configuration_error(e)
+        raise
     progress = progress and jax.process_index() == 0
-    images = data_lib.eval_images(config).astype(np.float32) / 255.0
     n_img, n_mask = len(images), len(masks)
     pair = np.arange(n_mask) % n_img
     rows = sample_rows(buckets, pair, int(config.eval.get("num_samples", 6)), n_img)
     columns: tuple = ()
     if perceptual is not None:
-        methods = [MODEL] + baselines_lib.selected(config.eval.baselines)
+        methods = [MODEL] + baselines
         perceptual.start(images, pair, buckets, methods, int(config.eval.batch_size))
         columns = tuple(perceptual.columns())
     model, classical, outputs = score_batches(config, family, variables, images, masks, buckets,

@@ -66,7 +66,7 @@ def configuration_error(e: BaseException) -> bool:
     return bool(getattr(e, "inpaintjax_configuration_error", False))
 
 
-def _mark_configuration_error(e: BaseException) -> None:
+def mark_configuration_error(e: BaseException) -> None:
     e.inpaintjax_configuration_error = True
 
 
@@ -242,11 +242,17 @@ def plan_run(config, workdir: str) -> RunPlan:
         per_device = shard_lib.check_batch_size(global_size, mesh)
         rows = shard_lib.process_rows(global_size, mesh)
         check_mask_generator(config.mask.generator, "config.mask.generator")
+        from inpaintjax.training.evaluate import mask_generators  # the eval.py that follows reads them
+        for name in mask_generators(config):
+            check_mask_generator(name, "config.eval.mask_generator")
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a run directory; name a "
+                                     f"new or existing directory")
         changes = resume_lib.check_resume_config(workdir, config) if _has_checkpoints(workdir) else {}
         frozen_host = family.load_frozen()  # a missing weight file stops here
         source = data_lib.make_source(config.data, "train")
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:
-        _mark_configuration_error(e)
+        mark_configuration_error(e)
         raise
     return RunPlan(family, spec, int(family.batches_per_step), mesh, global_size, per_device, rows,
                    frozen_host, source, changes)
@@ -349,7 +355,7 @@ def open_run(config, plan: RunPlan, workdir: str, num_steps: int) -> Run:
         try:
             run.state, run.start, messages = initial_state(plan.family, config, run.ckpt, repl, init_key)
         except (ValueError, KeyError, FileNotFoundError) as e:  # init_from / seed mismatch
-            _mark_configuration_error(e)
+            mark_configuration_error(e)
             raise
         program, *record = _record(config, plan, workdir, run.start, is_main)
         short_ema = common.ema_horizon_warning(plan.family.ema_decay, num_steps)
