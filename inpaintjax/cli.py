@@ -143,10 +143,7 @@ def _classical_filler(args):
             raise ValueError(f"{what}: {w}x{h} = {w * h:,} pixels is above the limit of "
                              f"{limit:,} pixels; use a smaller image or raise --max-pixels")
 
-    def fill(image, mask, path):
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"mask for {path} is {mask.shape[1]}x{mask.shape[0]} but the image "
-                             f"is {image.shape[1]}x{image.shape[0]}; masks must match their image")
+    def fill(image, mask):
         out = baselines.fill(args.method, image[None].astype(np.float32) / 255.0,
                              mask[None, ..., None], seed=args.seed)
         return out[0]
@@ -185,11 +182,15 @@ def _cmd_inpaint(args) -> int:
         w, h = image_size(image_path)
         check_size(h, w, image_path)  # before decoding anything
         mask = read_mask(mask_path, "mask")
+        sketch = None if sketch_path is None else read_mask(sketch_path, "sketch")
+        for what, path, arr in (("mask", mask_path, mask), ("sketch", sketch_path, sketch)):
+            if arr is not None and arr.shape != (h, w):
+                raise ValueError(f"{what} {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but the image "
+                                 f"{image_path} is {w}x{h}; resize the {what} to its image")
         if args.method == "model":
-            out = inpainter.inpaint(read_image(image_path), mask,
-                                    None if sketch_path is None else read_mask(sketch_path, "sketch"))
+            out = inpainter.inpaint(read_image(image_path), mask, sketch)
         else:
-            out = classical(read_image(image_path), mask, image_path)
+            out = classical(read_image(image_path), mask)
         write_image(dest, out)
         return _hole_ratio(mask)
 

@@ -65,9 +65,10 @@ def _check_file(path: str, what: str) -> None:
         raise IsADirectoryError(f"{what} path {path} is a directory; expected an image file")
 
 
-def _open(path: str, what: str):
-    """Open, check the size against the bomb limit from the header, decode, apply EXIF orientation."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _open_header(path: str, what: str):
+    """Open (the header only) and check the size against the bomb limit; errors name the file: a
+    file in no format Pillow knows, or one whose header is cut or broken."""
+    from PIL import Image, UnidentifiedImageError
     _check_file(path, what)
     limit = Image.MAX_IMAGE_PIXELS
     try:
@@ -77,19 +78,32 @@ def _open(path: str, what: str):
             im = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(_bomb_message(path, what, e, limit)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError as e:
         raise ValueError(f"cannot read {what} {path}: not an image file Pillow can decode "
                          f"(PNG, JPEG, BMP, TIFF, WebP, GIF): {e}") from None
+    except Exception as e:  # a known format whose header is cut or broken (Pillow raises several types)
+        raise ValueError(_damaged(path, what, f"{type(e).__name__}: {e}")) from None
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        im.close()
+        raise ValueError(_bomb_message(path, what, (w, h), limit))
+    return im
+
+
+def _damaged(path: str, what: str, e, size: str = "") -> str:
+    return f"cannot decode {what} {path}{size}: the file is damaged or truncated: {e}"
+
+
+def _open(path: str, what: str):
+    """Open (`_open_header`), decode, apply EXIF orientation."""
+    from PIL import ImageOps
+    im = _open_header(path, what)
     try:
-        w, h = im.size
-        if limit is not None and w * h > limit:
-            raise ValueError(_bomb_message(path, what, (w, h), limit))
         try:
             im.load()
             out = ImageOps.exif_transpose(im)
         except (OSError, ValueError, SyntaxError) as e:
-            raise ValueError(f"cannot decode {what} {path} ({w}x{h}): the file is damaged or "
-                             f"truncated: {e}") from None
+            raise ValueError(_damaged(path, what, e, f" ({im.size[0]}x{im.size[1]})")) from None
         if out is not im:
             im.close()
         return out
@@ -112,24 +126,15 @@ def _bomb_message(path, what, size, limit) -> str:
 
 def image_size(path, what: str = "image") -> tuple[int, int]:
     """(width, height) of an image file from its header, as displayed (EXIF rotation applied),
-    without decoding the pixels. Same errors as read_image (missing, undecodable, too large)."""
-    from PIL import Image
+    without decoding the pixels. Same errors as read_image (missing, undecodable, damaged, too
+    large)."""
     path = os.fspath(path)
-    _check_file(path, what)
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                orientation = im.getexif().get(0x0112, 1)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(_bomb_message(path, what, e, limit)) from None
-    except Exception as e:  # Pillow raises several types on junk headers
-        raise ValueError(f"cannot read {what} {path}: not an image file Pillow can decode: "
-                         f"{type(e).__name__}: {e}") from None
-    if limit is not None and w * h > limit:
-        raise ValueError(_bomb_message(path, what, (w, h), limit))
+    with _open_header(path, what) as im:
+        w, h = im.size
+        try:
+            orientation = im.getexif().get(0x0112, 1)
+        except (OSError, ValueError, SyntaxError) as e:  # the chunks before the pixels are cut
+            raise ValueError(_damaged(path, what, e, f" ({w}x{h})")) from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

@@ -152,3 +152,13 @@ def test_classical_method_needs_no_weights(files, capsys):
                                    "--out", files / "p.png"]))) == 2
     assert "takes none" in capsys.readouterr().err
     assert not (files / "p.png").exists()
+
+
+def test_a_mask_of_another_size_names_both_files(files, capsys):
+    Image.fromarray(np.full((10, 12), 255, np.uint8)).save(files / "small.png")
+    for method in (["--weights", CKPT], ["--method", "biharmonic"]):
+        assert cli_main(list(map(str, ["inpaint", *method, "--image", files / "x.png", "--mask",
+                                       files / "small.png", "--out", files / "p.png"]))) == 2
+        err = capsys.readouterr().err
+        assert f"mask {files / 'small.png'} is 12x10 (WxH) but the image {files / 'x.png'} is 61x45" in err
+    assert not (files / "p.png").exists()

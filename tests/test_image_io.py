@@ -196,6 +196,13 @@ def test_errors_name_the_file(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"cut\.png .*damaged or truncated"):
         image_io.read_image(tmp_path / "cut.png")
+    # the header alone (how the CLI sizes an image before decoding it): the same words
+    with pytest.raises(ValueError, match=r"cannot decode image .*cut\.png \(64x64\): the file is damaged or truncated"):
+        image_io.image_size(tmp_path / "cut.png")
+    (tmp_path / "head.png").write_bytes(data[:20])  # cut inside the header
+    for read in (image_io.image_size, image_io.read_image):
+        with pytest.raises(ValueError, match=r"head\.png: the file is damaged or truncated"):
+            read(tmp_path / "head.png")
 
 
 def test_write_image_round_trip_and_refusals(tmp_path):
