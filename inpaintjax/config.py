@@ -192,7 +192,7 @@ def unknown_key_error(key: str, config: Mapping[str, Any], flag: str = "") -> Co
     near = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or close
     hint = f" Did you mean '{flag}{near[0]}'?" if near else ""
     return ConfigKeyError(f"unknown config key '{flag}{key}'.{hint} "
-                          f"(valid keys under {parent or 'the top level'!r}: "
+                          f"(valid keys {f'under {parent!r}' if parent else 'at the top level'}: "
                           f"{', '.join(sorted(k.rpartition('.')[2] for k in siblings)) or 'none'})")
 
 

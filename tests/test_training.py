@@ -33,7 +33,8 @@ def test_config_file_overrides_and_misspelt_keys(child_env):
     assert isinstance(c.optim.lr, float) and c.family == "toy"
     with pytest.raises(config_lib.ConfigKeyError, match=r"Did you mean 'data\.image_size'\?"):
         config_lib.load_config(TOY_CONFIG, ["data.imagesize=3"])
-    with pytest.raises(config_lib.ConfigKeyError, match=r"Did you mean 'batch_size'\?"):
+    with pytest.raises(config_lib.ConfigKeyError, match=r"Did you mean 'batch_size'\? \(valid keys at the "
+                                                          r"top level: batch_size, checkpoint_every"):
         config_lib.load_config(TOY_CONFIG, ["batch_szie=3"])
     with pytest.raises(ValueError, match="is an int"):
         config_lib.load_config(TOY_CONFIG, ["num_steps=many"])
