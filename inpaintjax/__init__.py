@@ -1,4 +1,5 @@
-"""inpaintjax: deep image inpainting in JAX/Flax (DeepFill v1/v2, Partial Convolutions, EdgeConnect).
+"""inpaintjax: deep image inpainting in JAX/Flax (DeepFill v1/v2, Partial Convolutions, EdgeConnect,
+Global&Local, Shift-Net; PatchMatch and other classical fills).
 
 Conventions: arrays are NHWC; `mask` is 1 = hole, 0 = known, shape [B, H, W, 1]; user-facing
 images are RGB. Importing the package changes no JAX or XLA setting (see `inpaintjax.xla_cpu` for

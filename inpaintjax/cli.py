@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default=serve.DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=serve.DEFAULT_PORT, help="port (0 = any free port)")
-    v.add_argument("--max-bytes", type=int, default=serve.MAX_BYTES, help="upload size limit")
+    v.add_argument("--max-bytes", type=int, default=serve.MAX_BYTES, help="upload size limit in bytes (default 10 MB)")
     v.add_argument("--max-pixels", type=int, default=serve.MAX_PIXELS,
                    help="upload width x height limit")
     v.set_defaults(func=_cmd_serve)

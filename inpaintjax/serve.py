@@ -52,7 +52,7 @@ import numpy as np
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-MAX_BYTES = 10 * 1024 * 1024      # upload size limit
+MAX_BYTES = 10_000_000           # upload size limit (10 MB, as the messages and the page count)
 MAX_PIXELS = 2048 * 2048          # width x height limit (CPU inference time grows with it)
 KEEP_FILES = 64                   # uploads + results kept in the temporary folder
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
