@@ -11,7 +11,8 @@ For each registered family (`inpaintjax.families.names()`, so families added lat
   infer     the jitted `inpaint`, batch 1 at 512x512, 2048x2048 and 4096x4096 (float32)
   evaluate  the evaluation pass `evaluate.py` runs per batch (`inpaint`, then the family's
             per-image metrics: PSNR, SSIM, L1, ...), batch 16 at 256x256, in images per second.
-            inpaintjax has no feature network (Inception) yet, so this is the evaluation's cost.
+            The feature networks of `inpaintjax.perceptual` (FID's Inception, LPIPS), which eval.py
+            runs only when their weight files are named, are not part of this pass.
 
 With several devices, every train and evaluate case and the smallest inference size run again with
 data parallelism over all of them (one mesh axis 'data', the batch split along it, the state

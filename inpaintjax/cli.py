@@ -235,14 +235,20 @@ def _cmd_evaluate(args) -> int:
         from inpaintjax import protocols
         for p in protocols.load_protocol_file(args.protocol_file, replace=True):
             print(f"registered protocol {p.name!r} from {args.protocol_file}")
+    if args.mask_polarity is not None and args.mask is None and args.mask_folder is None:
+        raise ValueError(f"--mask-polarity {args.mask_polarity} says how to read the files of --mask DIR or "
+                         f"--mask-folder DIR, and neither is given")
     if args.write_inputs:
         return _cmd_write_inputs(args)
     if args.output is None:
         raise ValueError("--output DIR is required (the folder of inpainted images to score), unless "
                          "--write-inputs DIR writes a protocol's inputs")
-    for flag, value in (("--mask-folder", args.mask_folder), ("--num-images", args.num_images)):
+    for flag, value in (("--mask-folder", args.mask_folder), ("--num-images", args.num_images),
+                        ("--mask-set", args.mask_set), ("--seed", args.seed)):
         if value is not None:
             raise ValueError(f"{flag} goes with --write-inputs DIR (it chooses the inputs to write)")
+    if args.checkpoint_every is not None and not args.checkpoint:
+        raise ValueError("--checkpoint-every goes with --checkpoint FILE (and --protocol NAME)")
     if args.protocol:
         return _cmd_evaluate_protocol(args)
     for flag, value in (("--skip", args.skip), ("--tables", args.tables), ("--any-size", args.any_size),
@@ -252,16 +258,33 @@ def _cmd_evaluate(args) -> int:
     metrics = folders.parse_metrics(args.metrics or "l1,l2,psnr,ssim,fid")
     if args.report:
         _check_writable(args.report, "--report")
+    _warn_unused_weights(args, metrics)
     report = folders.evaluate_folders(
         args.truth, args.output, metrics, mask_dir=args.mask, inception_path=args.inception,
         resize=args.resize or "pytorch", lpips_net=args.lpips_net or "alex", lpips_backbone=args.lpips_backbone,
         lpips_lin=args.lpips_lin, batch_size=args.batch_size, fid_method=args.fid_method,
-        save_stats=args.save_stats, progress=not args.quiet)
+        save_stats=args.save_stats, progress=not args.quiet, mask_polarity=args.mask_polarity or "white_hole")
     print(folders.format_table(report))
     if args.report:
         folders.write_report(args.report, report)
         print(f"wrote {args.report}")
     return 0
+
+
+def _warn_unused_weights(args, metrics) -> None:
+    """One stderr line for each network option that no metric of a folder evaluation uses (the run
+    goes on: nothing is lost, but the user may have meant to ask for the metric)."""
+    from inpaintjax.perceptual import folders
+    inception = [m for m in metrics if m in folders.INCEPTION_METRICS]
+    for flag, value, used, needs in (
+            ("--inception", args.inception, inception, ", ".join(folders.INCEPTION_METRICS)),
+            ("--resize", args.resize, inception, ", ".join(folders.INCEPTION_METRICS)),
+            ("--lpips-net", args.lpips_net, "lpips" in metrics, "lpips"),
+            ("--lpips-backbone", args.lpips_backbone, "lpips" in metrics, "lpips"),
+            ("--lpips-lin", args.lpips_lin, "lpips" in metrics, "lpips")):
+        if value is not None and not used:
+            print(f"inpaintjax evaluate: warning: {flag} {value} is not used: no metric of --metrics "
+                  f"{','.join(metrics)} needs it (only {needs} do)", file=sys.stderr)
 
 
 def _cmd_evaluate_protocol(args) -> int:
@@ -283,7 +306,8 @@ def _cmd_evaluate_protocol(args) -> int:
         proto, args.truth, args.output, args.mask, inception_path=args.inception,
         lpips_backbone=args.lpips_backbone, lpips_lin=args.lpips_lin, batch_size=args.batch_size, skip=skip,
         allow_other_size=args.any_size, fid_method=args.fid_method, progress=not args.quiet,
-        mask_polarity=args.mask_polarity, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+        mask_polarity=args.mask_polarity or "white_hole", checkpoint=args.checkpoint,
+        checkpoint_every=1000 if args.checkpoint_every is None else args.checkpoint_every)
     if jax.process_index() != 0:  # every process holds the whole report; one writes it
         return 0
     print(protocols.format_text(report))
@@ -305,9 +329,20 @@ def _cmd_write_inputs(args) -> int:
     from inpaintjax import protocols
     if not args.protocol:
         raise ValueError("--write-inputs DIR needs --protocol NAME (whose masks and image size to use)")
+    for flag, value in (("--output", args.output), ("--mask", args.mask), ("--metrics", args.metrics),
+                        ("--skip", args.skip), ("--any-size", args.any_size), ("--tables", args.tables),
+                        ("--checkpoint", args.checkpoint), ("--checkpoint-every", args.checkpoint_every),
+                        ("--inception", args.inception), ("--resize", args.resize),
+                        ("--lpips-net", args.lpips_net), ("--lpips-backbone", args.lpips_backbone),
+                        ("--lpips-lin", args.lpips_lin), ("--report", args.report),
+                        ("--save-stats", args.save_stats)):
+        if value is not None and value is not False:
+            raise ValueError(f"{flag} scores outputs, and --write-inputs DIR only writes a protocol's inputs: "
+                             f"score them with a second command (--protocol NAME --truth DIR/truth --output ... "
+                             f"--mask DIR/masks)")
     manifest = protocols.write_inputs(args.protocol, args.truth, args.write_inputs, mask_set=args.mask_set,
-                                      seed=args.seed, mask_folder=args.mask_folder,
-                                      mask_polarity=args.mask_polarity, num_images=args.num_images)
+                                      seed=0 if args.seed is None else args.seed, mask_folder=args.mask_folder,
+                                      mask_polarity=args.mask_polarity or "white_hole", num_images=args.num_images)
     n = len(manifest["images"])
     masks = manifest.get("mask_set") or f"from {manifest['mask_folder']} ({manifest['mask_polarity']})"
     print(f"{args.write_inputs} holds {n} images of protocol {manifest['protocol']!r} ({manifest['size']}x"
@@ -325,8 +360,10 @@ def _add_evaluate_parser(sub) -> None:
                                                   "e.g. tfds:places365_small:validation, read as array_record)")
     e.add_argument("--output", default=None,
                    help="folder of inpainted images, paired with --truth by relative path (extension aside)")
-    e.add_argument("--mask", default=None, help="optional folder of masks (non-zero = hole), paired the same "
-                                                "way; adds the hole-only l1/l2/psnr/ssim")
+    e.add_argument("--mask", default=None,
+                   help="optional folder of masks, paired the same way; adds the hole-only l1/l2/psnr/ssim. "
+                        "A pixel is a hole where it is at least half of the value range (e.g. >= 128 of 255; "
+                        "a 0/1 file: 1 = hole); --mask-polarity black_hole reads the other pixels as hole")
     e.add_argument("--metrics", default=None,
                    help=f"comma-separated, from {','.join(folders.ALL_METRICS)} (default l1,l2,psnr,ssim,fid)")
     e.add_argument("--protocol", default=None,
@@ -349,17 +386,18 @@ def _add_evaluate_parser(sub) -> None:
     e.add_argument("--mask-folder", default=None, metavar="DIR",
                    help="with --write-inputs: take the masks from this folder of mask files (e.g. NVIDIA's "
                         "Irregular Mask Dataset, with --mask-polarity nvidia), shuffled by --seed")
-    e.add_argument("--mask-polarity", default="white_hole",
-                   help="which pixels of a mask file are hole (--mask, --mask-folder): white_hole (default), "
-                        "black_hole, or a source name: nvidia, edgeconnect, lama, deepfill (white), comodgan, "
-                        "mat (black)")
+    from inpaintjax.masks.folders import MASK_SOURCE_POLARITY, POLARITIES
+    e.add_argument("--mask-polarity", default=None, choices=POLARITIES + tuple(MASK_SOURCE_POLARITY),
+                   help="which pixels of a mask file are hole (--mask, --mask-folder): white_hole (default: "
+                        "the bright ones), black_hole, or a source name: nvidia, edgeconnect, lama, deepfill, "
+                        "inpaintjax (white), comodgan, mat (black)")
     e.add_argument("--num-images", type=int, default=None,
                    help="with --write-inputs: the first N images only")
-    e.add_argument("--seed", type=int, default=0, help="with --write-inputs: the masks' seed (default 0)")
+    e.add_argument("--seed", type=int, default=None, help="with --write-inputs: the masks' seed (default 0)")
     e.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="with --protocol: save the running scores here every --checkpoint-every images; "
                         "rerun the same command to resume an interrupted evaluation (deleted at the end)")
-    e.add_argument("--checkpoint-every", type=int, default=1000,
+    e.add_argument("--checkpoint-every", type=int, default=None,
                    help="with --checkpoint: images between saves (default 1000)")
     e.add_argument("--inception", default=None,
                    help="FID Inception weights pt_inception-2015-12-05-6726825d.pth (fid, kid, is, pids, uids)")

@@ -88,3 +88,52 @@ def test_weight_files(tmp_path, monkeypatch):
         L.load_lin("alex")
     with pytest.raises(ValueError, match="'resnet' is not one of alex, vgg, squeeze"):
         L.load_lin("resnet", lin)
+
+
+# The smallest side each backbone's last tap has a pixel at, worked by hand from the layers
+# (floor((n + 2p - k) / s) + 1 per convolution or floor-mode pool; ceil mode for SqueezeNet's pools,
+# PyTorch's rule, with which the `lpips` package raises "Output size is too small" below it):
+# alex: conv 11/4 pad 2 -> (n - 7) // 4 + 1, then two 3/2 pools need 7 -> 3 -> 1: n >= 31.
+# vgg: four 2/2 pools before relu5_3: n >= 16.
+# squeeze: conv 3/2 -> (n - 3) // 2 + 1 = a; three ceil-mode 3/2 pools need a >= 8 (8 -> 4 -> 2 -> 1;
+#   7 -> 3 -> 1 leaves a 1-pixel input for the last pool, whose window would start outside): n >= 17.
+HAND_MINIMUM = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+
+@pytest.mark.parametrize("net", L.NETS)
+def test_too_small_images_are_refused(net):
+    """Below its minimum a backbone's last tap is empty and the spatial mean would be NaN: refused
+    with the size and the minimum; at the minimum the distance is a number."""
+    params = _params(net)
+    n = HAND_MINIMUM[net]
+    assert L.MIN_SIZE[net] == n
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 1, n, n + 9, 3), np.float32)
+    assert np.isfinite(np.asarray(L.distance(params, a, b, net))).all()
+    for shape in ((1, n - 1, n + 9, 3), (1, n + 9, n - 1, 3)):
+        small = np.zeros(shape, np.float32)
+        h, w = shape[1:3]
+        with pytest.raises(ValueError, match=f"{w}x{h}.*at least {n}x{n}"):
+            L.distance(params, small, small, net)
+
+
+def test_a_corrupt_file_names_the_file_and_the_error_type(tmp_path):
+    import torch
+    sd, _ = L.random_state_dicts("alex", 0)
+    path = tmp_path / "alexnet-owt-7be5be79.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, str(path))
+    path.write_bytes(path.read_bytes()[:5000])  # a download cut short
+    try:  # the type torch itself raises for this file (EOFError with torch 2.x)
+        torch.load(str(path), weights_only=True)
+    except Exception as exc:
+        raised = type(exc).__name__
+    with pytest.raises(L.WeightFileError) as e:
+        L.load_backbone("alex", str(path))
+    msg = str(e.value)
+    assert str(path) in msg and f"({raised}" in msg and "https://download.pytorch.org/models/" in msg
+    assert "weights_only" not in msg and "\n" not in msg  # no advice to load the file unsafely
+    pickled = tmp_path / "code.pth"  # a file that only an unsafe load would read
+    torch.save({"w": torch.zeros(1), "f": functools.partial(int, "3")}, str(pickled))
+    with pytest.raises(L.WeightFileError) as e:
+        L.load_backbone("alex", str(pickled))
+    assert str(pickled) in str(e.value) and "weights_only" not in str(e.value) and "\n" not in str(e.value)

@@ -244,3 +244,36 @@ def test_a_tfds_split_by_name(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="tfds:NAME:SPLIT"):
         P.write_inputs(TINY, "tfds:places365_small", str(tmp_path / "in"))
     assert not os.path.exists(tmp_path / "in")
+
+
+def test_an_fid_that_sqrtm_refuses_is_reported_not_computed(tmp_path, monkeypatch):
+    """pytorch-fid's rule refuses an FID whose sqrtm(S1 S2) has a diagonal imaginary part above 1e-3:
+    that group's FID is reported not computed, with inpaintjax's reason, and every other number of
+    the run is kept (re-derived in NumPy here). SciPy's sqrtm is replaced by one that returns such a
+    matrix (finding real features that do so would take a 2048 x 2048 sqrtm per try); the Inception
+    network by a fixed random projection, as above."""
+    import scipy.linalg
+    proj = np.random.default_rng(2).standard_normal((SIDE * SIDE * 3, inception.POOL3_DIM)).astype(np.float32) / 100
+    monkeypatch.setattr(inception, "load_weights", lambda path: None)
+    monkeypatch.setattr(inception, "make_extractor", lambda *a, **k: lambda x: {
+        "pool3": np.asarray(x, np.float32).reshape(len(x), -1) / 255.0 @ proj,
+        "logits_unbiased": np.zeros((len(x), 1008), np.float32)})
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda a: np.eye(len(a)) * (1 + 0.5j))
+    rng = np.random.default_rng(5)
+    dirs = {k: tmp_path / k for k in ("truth", "outputs")}
+    l1 = []
+    for d in dirs.values():
+        d.mkdir()
+    for i in range(4):
+        t = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+        o = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+        Image.fromarray(t).save(dirs["truth"] / f"{i}.png")
+        Image.fromarray(o).save(dirs["outputs"] / f"{i}.png")
+        l1.append(np.abs(t / 255.0 - o / 255.0).mean())
+    proto = P.Protocol(name="fid_l1", title="", image_size=SIDE, metrics=(P.Metric("l1", "l1"), P.Metric("fid", "fid")))
+    report = P.evaluate_protocol(proto, str(dirs["truth"]), str(dirs["outputs"]), inception_path="unused.pth",
+                                 devices=jax.devices()[:1])
+    assert np.isnan(report["results"]["fid"]["total"]["mean"])
+    assert "imaginary component" in report["not_computed"]["fid"]["total"]
+    assert report["results"]["l1"]["total"]["mean"] == pytest.approx(np.mean(l1), rel=1e-5)
+    assert "imaginary component" in P.format_text(report) and "imaginary component" in P.to_markdown(report)

@@ -431,3 +431,92 @@ def test_every_builtin_protocols_mask_sets_are_registered_generators():
         size = 256 if name.endswith("256") else 512
         m = make_mask(name, np.random.default_rng(0), size, size)
         assert m.shape[:2] == (size, size) and 0 < m.mean() < 1, name
+
+
+@pytest.mark.parametrize("measure, options, named", [
+    ("fid", {"covariance": "bogus"}, "'bogus'"),
+    ("lpips", {"net": "resnet"}, "'resnet'"),
+    ("ssim", {"padding": "mirror"}, "'mirror'"),
+    ("ssim", {"window": "box"}, "'box'"),
+    ("ssim", {"size": 10}, "10"),
+    ("ssim", {"sigma": 0}, "0"),
+    ("ssim", {"sample_covariance": "yes"}, "'yes'"),
+    ("ssim", {"k1": -0.01}, "-0.01"),
+    ("is", {"splits": 0}, "0"),
+    ("is", {"splits": 2.5}, "2.5"),
+])
+def test_option_values_are_refused_at_definition(measure, options, named):
+    """An option value the measure cannot use is refused when the metric is defined, naming the
+    metric, the option and the value (not later, or silently as another definition)."""
+    import re
+    with pytest.raises(ValueError, match=f"metric 'x'.*{next(iter(options))}.*{re.escape(named)}"):
+        P.Metric("x", measure, options)
+
+
+def test_protocol_lpips_nets_are_the_lpips_modules():
+    from inpaintjax.perceptual import lpips
+    assert measures.LPIPS_NETS == lpips.NETS
+
+
+def test_protocol_has_one_covariance_setting():
+    """The FID covariance is the metric's option; a protocol-level field that nothing read is gone
+    (a JSON file naming it is refused as an unknown field)."""
+    assert "fid_covariance" not in {f.name for f in dataclasses.fields(P.Protocol)}
+    assert P.get_protocol("mat").metric("fid").options["covariance"] == "biased"
+    with pytest.raises(ValueError, match="unknown protocol field.*fid_covariance"):
+        P.definitions.protocol_from_dict({"name": "c", "title": "", "image_size": 32, "fid_covariance": "biased",
+                                          "metrics": [{"name": "fid", "measure": "fid"}]})
+
+
+def test_write_inputs_refuses_two_photos_with_one_name(tmp_path):
+    """x.png and x.jpg would both become truth/x.png: refused before anything is written, naming both."""
+    from skimage import data
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(data.astronaut()[:40, :40]).save(photos / "a.png")
+    Image.fromarray(data.coffee()[:40, :40]).save(photos / "x.png")
+    Image.fromarray(data.chelsea()[:40, :40]).save(photos / "x.jpg")
+    proto = _small("lama", 32, mask_sets=("lama_thin",), preparation=P.Preparation(32))
+    with pytest.raises(ValueError, match=r"x\.jpg and x\.png"):
+        P.write_inputs(proto, str(photos), str(tmp_path / "in"))
+    assert not (tmp_path / "in").exists()
+    os.remove(photos / "x.jpg")
+    Image.fromarray(data.chelsea()[:40, :40]).save(photos / "sub" / "x.jpg")  # another folder: no clash
+    assert [e["file"] for e in P.write_inputs(proto, str(photos), str(tmp_path / "in"))["images"]] == \
+        ["a.png", "sub/x.png", "x.png"]
+
+
+def test_write_inputs_never_replaces_a_photo(tmp_path):
+    """Writing the inputs into the photo folder would write photos/a.png's truth over the photograph
+    photos/truth/a.png before it is read: refused, naming the file; a mask folder likewise."""
+    from skimage import data
+    photos = tmp_path / "photos"
+    (photos / "truth").mkdir(parents=True)
+    Image.fromarray(data.coffee()[:40, :40]).save(photos / "a.png")
+    Image.fromarray(data.astronaut()[:40, :40]).save(photos / "truth" / "a.png")
+    proto = _small("lama", 32, mask_sets=("lama_thin",), preparation=P.Preparation(32))
+    before = (photos / "truth" / "a.png").read_bytes()
+    with pytest.raises(ValueError, match=r"truth[/\\]a\.png"):
+        P.write_inputs(proto, str(photos), str(photos))
+    assert (photos / "truth" / "a.png").read_bytes() == before and not (photos / "manifest.json").exists()
+    masks = tmp_path / "work" / "masks"
+    masks.mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
+    with pytest.raises(ValueError, match=r"masks[/\\]a\.png"):
+        P.write_inputs(proto, str(photos), str(tmp_path / "work"), mask_folder=str(masks))
+
+
+def test_lpips_of_too_small_images_is_refused_in_a_protocol(tmp_path):
+    import torch
+    from inpaintjax.perceptual import lpips
+    rng = np.random.default_rng(7)
+    tiny = [(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), rng.integers(0, 256, (12, 12, 3), dtype=np.uint8),
+             np.zeros((12, 12), np.float32)) for _ in range(2)]
+    dirs = _write_folders(tmp_path, tiny)  # 12 px: VGG's relu5_3 (after four 2x2 pools) needs 16
+    sd, lin = lpips.random_state_dicts("vgg", 0)
+    backbone, lin_path = str(tmp_path / "vgg_backbone.pth"), str(tmp_path / "vgg_lin.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, backbone)
+    torch.save({k: torch.from_numpy(v) for k, v in lin.items()}, lin_path)
+    proto = P.Protocol(name="lp", title="", image_size=12, metrics=(P.Metric("lpips", "lpips", dict(net="vgg")),))
+    with pytest.raises(ValueError, match=r"00\.png.*12x12.*16x16"):
+        P.evaluate_protocol(proto, dirs["truth"], dirs["outputs"], lpips_backbone=backbone, lpips_lin=lin_path)

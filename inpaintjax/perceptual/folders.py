@@ -2,14 +2,20 @@
 (`inpaintjax evaluate`, the way people run `python -m pytorch_fid DIR1 DIR2`).
 
 Files are paired by their path relative to each folder without the extension (`a/b.png` with
-`a/b.jpg`); a file without its pair is an error that names it. Each pair must have one size. The
-optional mask folder pairs the same way (1 / white = hole) and adds the hole-only classical metrics.
+`a/b.jpg`); a file without its pair (in either direction, the mask folder's too) is an error that
+names it. Each pair must have one size. The optional mask folder pairs the same way and adds the
+hole-only classical metrics; a mask pixel is bright from half of its value range up
+(`inpaintjax.image_io.read_mask`), and `mask_polarity` says whether bright is hole ('white_hole',
+the default) or known ('black_hole', or a source name such as 'mat': `inpaintjax.masks.folders`).
+The hole-only metrics are means over the images whose mask has a hole (`hole_count` in the report);
+a mask without hole is left out of them with a warning naming it.
 
 Metrics (names for `metrics=`): l1, l2, psnr, ssim (inpaintjax.metrics, means over images; with masks
 also l1_hole ... ssim_hole), fid, kid, is (inpaintjax.perceptual.fid; IS of the outputs, 10 splits in
-file order), lpips (mean over pairs), pids, uids (inpaintjax.perceptual.ids). FID keeps only float64
-running sums (memory flat in the number of images); KID, P-IDS and U-IDS need every pool3 vector
-(8 KB an image), IS every logit vector (4 KB an image), kept only when asked for.
+file order), lpips (mean over pairs; images of at least `lpips.MIN_SIZE[net]` pixels a side), pids, uids
+(inpaintjax.perceptual.ids). FID keeps only float64 running sums (memory flat in the number of images);
+KID, P-IDS and U-IDS need every pool3 vector (8 KB an image), IS every logit vector (4 KB an image),
+kept only when asked for.
 
 Images are read in chunks of `batch_size` pairs; each chunk (truth and output stacked) runs through the
 jitted Inception with the batch split over the largest number of local devices that divides it, and
@@ -24,6 +30,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -60,11 +67,11 @@ def _by_stem(folder: str, what: str) -> dict[str, str]:
 
 def pair_files(truth_dir: str, output_dir: str, mask_dir: Optional[str] = None) -> list[tuple]:
     """[(truth path, output path, mask path or None)] sorted by relative path; every file of each
-    folder must have its pair (an error names the first unpaired ones)."""
+    folder, the mask folder's included, must have its pair (an error names the first unpaired ones)."""
     truth, outputs = _by_stem(truth_dir, "truth"), _by_stem(output_dir, "output")
     masks = _by_stem(mask_dir, "mask") if mask_dir else None
     for a, b, an, bn in ((truth, outputs, truth_dir, output_dir), (outputs, truth, output_dir, truth_dir)) + \
-            (((truth, masks, truth_dir, mask_dir),) if masks is not None else ()):
+            (((truth, masks, truth_dir, mask_dir), (masks, truth, mask_dir, truth_dir)) if masks is not None else ()):
         lonely = sorted(set(a) - set(b))
         if lonely:
             shown = ", ".join(os.path.join(an, a[s]) for s in lonely[:5])
@@ -102,15 +109,18 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
                      inception_path: Optional[str] = None, resize: str = "pytorch", lpips_net: str = "alex",
                      lpips_backbone: Optional[str] = None, lpips_lin: Optional[str] = None,
                      batch_size: int = 32, fid_method: str = "sqrtm", save_stats: Optional[str] = None,
-                     progress: bool = True) -> dict:
-    """Every metric of `metrics` over the paired folders -> {'all': {metric: value}, 'count': N, ...}.
-    See the module docstring; weight files are required only for the metrics that use them."""
+                     progress: bool = True, mask_polarity: str = "white_hole") -> dict:
+    """Every metric of `metrics` over the paired folders -> {'all': {metric: value}, 'count': N,
+    'hole_count': images with a hole (with masks), ...}. See the module docstring; weight files are
+    required only for the metrics that use them. `save_stats` (a folder for the FID statistics)
+    needs an Inception metric among `metrics`."""
     import jax
     import jax.numpy as jnp
     from jax.sharding import Mesh
 
     from inpaintjax import metrics as classical
-    from inpaintjax.image_io import read_image, read_mask
+    from inpaintjax.image_io import read_image
+    from inpaintjax.masks.folders import read_polarity_mask, resolve_polarity
     from inpaintjax.perceptual import fid as fid_lib
     from inpaintjax.perceptual import inception as inc
     from inpaintjax.perceptual import lpips as lp
@@ -121,9 +131,14 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(ALL_METRICS)}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    mask_polarity = resolve_polarity(mask_polarity)
+    need_inception = any(m in INCEPTION_METRICS for m in metrics)
+    if save_stats and not need_inception:
+        raise ValueError(f"--save-stats {save_stats} writes the Inception statistics of fid, kid, is, pids or "
+                         f"uids, and --metrics {','.join(metrics)} has none of them; add fid (with --inception "
+                         f"FILE) or drop --save-stats")
     pairs = pair_files(truth_dir, output_dir, mask_dir)
     n = len(pairs)
-    need_inception = any(m in INCEPTION_METRICS for m in metrics)
     if need_inception and not inception_path:
         raise ValueError(f"{', '.join(m for m in metrics if m in INCEPTION_METRICS)} need the FID Inception "
                          f"weights: --inception FILE; {inc.WHERE}")
@@ -149,6 +164,7 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
     pool3 = ([], [])
     logits = []
     sums: dict[str, float] = {}
+    hole_images: list = []  # per image of the run: whether its mask has a hole
     lpips_sum = 0.0
     bar = _Progress(n) if progress else None
 
@@ -180,9 +196,12 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
                 masks = masks[..., None]
             vals = classical_fn(jnp.asarray(out[:k].astype(np.float32) / 255), jnp.asarray(truth[:k].astype(np.float32) / 255),
                                 jnp.asarray(masks))
-            names = list(want_classical) + ([f"{m}_hole" for m in want_classical] if mask_dir else [])
-            for name in names:
+            for name in want_classical:
                 sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(vals[name], np.float64)))
+            if mask_dir:  # the hole-only metrics over the images that have a hole (NaN for the others)
+                has = np.asarray([bool(np.any(b[2] > 0.5)) for b in batch])
+                for name in (f"{m}_hole" for m in want_classical):
+                    sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(vals[name], np.float64)[:k][has]))
         if bar is not None:
             bar.update(k)
 
@@ -192,11 +211,14 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
         if t.shape != o.shape:
             raise ValueError(f"{opath} is {o.shape[1]}x{o.shape[0]} but its ground truth {tpath} is "
                              f"{t.shape[1]}x{t.shape[0]}; evaluate outputs at the truth's size")
+        if lpips_fn is not None:
+            lp.check_size(lpips_net, t.shape[0], t.shape[1], tpath)
         m = None
         if mpath is not None:
-            m = read_mask(mpath)
+            m = read_polarity_mask(mpath, mask_polarity)
             if m.shape != t.shape[:2]:
                 raise ValueError(f"mask {mpath} is {m.shape[1]}x{m.shape[0]} but {tpath} is {t.shape[1]}x{t.shape[0]}")
+            hole_images.append((mpath, bool(np.any(m > 0.5))))
         if batch and batch[0][0].shape != t.shape:
             run(batch)
             batch = []
@@ -207,9 +229,16 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
     if batch:
         run(batch)
 
+    empty = [p for p, has in hole_images if not has]
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        warnings.warn(f"{len(empty)} of {n} masks have no hole ({shown}, read as {mask_polarity}): "
+                      f"left out of the hole-only metrics", stacklevel=2)
+    hole_count = n - len(empty)
     result: dict = {}
     for name, total in sums.items():
-        result[name] = total / n
+        images = hole_count if name.endswith("_hole") else n
+        result[name] = total / images if images else float("nan")
     if "fid" in metrics:
         result["fid"] = fid_lib.frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma, fid_method)
     if "kid" in metrics:
@@ -225,13 +254,14 @@ def evaluate_folders(truth_dir: str, output_dir: str, metrics: Sequence[str], ma
             result["pids"] = pids
         if "uids" in metrics:
             result["uids"] = uids
-    if save_stats and need_inception:
+    if save_stats:
         os.makedirs(save_stats, exist_ok=True)
         for tag, s in zip(("truth", "output"), stats):
             fid_lib.save_stats(os.path.join(save_stats, f"{tag}_stats.npz"), s.mu, s.sigma, s.count)
     ordered = {k: result[k] for k in list(ALL_METRICS) + ["kid_std", "is_std"] + [f"{m}_hole" for m in CLASSICAL]
                if k in result}
-    return {"all": ordered, "count": n, "truth": truth_dir, "output": output_dir, "mask": mask_dir,
+    holes = {"hole_count": hole_count, "mask_polarity": mask_polarity} if mask_dir else {}
+    return {"all": ordered, "count": n, **holes, "truth": truth_dir, "output": output_dir, "mask": mask_dir,
             "resize": resize if need_inception else None, "inception": inception_path if need_inception else None,
             "lpips_net": lpips_net if "lpips" in metrics else None}
 
@@ -242,7 +272,8 @@ def format_table(report: dict) -> str:
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------------"]
     for k, v in rows:
         lines.append(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) and math.isfinite(v) else f"{k:<{width}}  {v}")
-    lines.append(f"({report['count']} image pairs)")
+    holes = f"; hole-only metrics over the {report['hole_count']} with a hole" if "hole_count" in report else ""
+    lines.append(f"({report['count']} image pairs{holes})")
     return "\n".join(lines)
 
 

@@ -15,7 +15,10 @@ Weights come from files the user names:
   `squeezenet1_1-b8a52dc0.pth` (https://download.pytorch.org/models/<file>);
 - linear layers: the `lpips` package's `weights/v0.1/{alex,vgg,squeeze}.pth` (found in an installed
   `lpips`, or a path), keys `lin{i}.model.1.weight` [1, C, 1, 1].
-Inputs of `distance` are images [B, H, W, 3] in [0, 1] (as `lpips.LPIPS(...)(a, b, normalize=True)`).
+Inputs of `distance` are images [B, H, W, 3] in [0, 1] (as `lpips.LPIPS(...)(a, b, normalize=True)`),
+each side at least `MIN_SIZE[net]` pixels (alex 31, vgg 16, squeeze 17): below it the last tapped
+layer has no pixel left (PyTorch's layers, which the `lpips` package runs, raise there), and
+`distance` refuses the size (`check_size`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512),
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
                   "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 EPS = 1e-10
+#: the smallest image side whose last tapped layer keeps a pixel: AlexNet's 11/4 convolution and two
+#: 3/2 pools (n -> (n - 7) // 4 + 1 -> 3 -> 1), VGG-16's four 2/2 pools before relu5_3, SqueezeNet's
+#: 3/2 convolution and three ceil-mode 3/2 pools (n -> (n - 3) // 2 + 1 = 8 -> 4 -> 2 -> 1)
+MIN_SIZE = {"alex": 31, "vgg": 16, "squeeze": 17}
 
 #: AlexNet `features` convolutions: index -> (in, out, kernel, stride, pad)
 ALEX_CONVS = {0: (3, 64, 11, 4, 2), 3: (64, 192, 5, 1, 2), 6: (192, 384, 3, 1, 1), 8: (384, 256, 3, 1, 1),
@@ -63,6 +70,17 @@ def _lin_where(net: str) -> str:
 def _check_net(net: str) -> None:
     if net not in NETS:
         raise ValueError(f"LPIPS backbone {net!r} is not one of {', '.join(NETS)}")
+
+
+def check_size(net: str, height: int, width: int, what: str = "") -> None:
+    """Refuse an image smaller than LPIPS-`net` can measure (`MIN_SIZE`), naming `what` (e.g. the
+    file), its size and the minimum."""
+    _check_net(net)
+    n = MIN_SIZE[net]
+    if height < n or width < n:
+        raise ValueError(f"{what + ': ' if what else ''}{width}x{height} pixels is too small for LPIPS-{net}, "
+                         f"which needs images of at least {n}x{n} (below that its last layer has no pixel "
+                         f"left); score larger images, or leave lpips out")
 
 
 def backbone_shapes(net: str) -> dict[str, tuple]:
@@ -232,8 +250,8 @@ def _unit(f):
 
 def distance(params, x0, x1, net: str = "alex", per_layer: bool = False):
     """LPIPS between images x0, x1 [B, H, W, 3] in [0, 1] -> [B] (and the [L, B] per-layer terms
-    with per_layer=True). Jittable (net static)."""
-    _check_net(net)
+    with per_layer=True). Jittable (net static). Images smaller than `MIN_SIZE[net]` are refused."""
+    check_size(net, x0.shape[1], x0.shape[2])
     shift = jnp.asarray(SHIFT, jnp.float32)
     scale = jnp.asarray(SCALE, jnp.float32)
     prep = lambda x: ((2.0 * x.astype(jnp.float32) - 1.0) - shift) / scale

@@ -32,8 +32,11 @@ def load_state_dict(path: str, what: str, where: str) -> dict[str, np.ndarray]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad or foreign file
-        raise WeightFileError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e}); "
-                              f"expected {what}: {where}") from e
+        # torch's own message is left out: it can run to many lines and suggest weights_only=False,
+        # which would run the code a file holds; the exception stays chained for a traceback
+        raise WeightFileError(f"{path}: not a readable PyTorch state dict ({type(e).__name__} from torch's "
+                              f"weights-only loader: a damaged or cut-short download, or a file holding more "
+                              f"than tensors); expected {what}: {where}") from e
     if isinstance(sd, Mapping) and isinstance(sd.get("state_dict"), Mapping):
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping):

@@ -40,7 +40,6 @@ COLOURS = ("rgb", "grey")
 BIN_RULES = ("lama", "pconv")
 LAYOUTS = ("rows", "lama_tsv")
 INCEPTION_RESIZES = ("pytorch", "tf1", "clean")
-COVARIANCES = ("unbiased", "biased")
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,10 @@ class Metric:
     def __post_init__(self):
         if self.colour not in COLOURS:
             raise ValueError(f"metric {self.name!r}: colour {self.colour!r} is not one of {', '.join(COLOURS)}")
-        measures.check_options(self.measure, dict(self.options))
+        try:
+            measures.check_options(self.measure, dict(self.options))
+        except ValueError as e:
+            raise ValueError(f"metric {self.name!r}: {e}") from None
         object.__setattr__(self, "options", dict(self.options))
 
 
@@ -168,7 +170,6 @@ class Protocol:
     binning: Binning = Binning()
     preparation: Optional[Preparation] = None
     inception_resize: str = "pytorch"
-    fid_covariance: str = "unbiased"
     layout: str = "rows"
     derived: Tuple[str, ...] = ()
     sources: Tuple[str, ...] = ()
@@ -191,9 +192,6 @@ class Protocol:
         if self.inception_resize not in INCEPTION_RESIZES:
             raise ValueError(f"protocol {self.name!r}: inception_resize {self.inception_resize!r} is not one of "
                              f"{', '.join(INCEPTION_RESIZES)}")
-        if self.fid_covariance not in COVARIANCES:
-            raise ValueError(f"protocol {self.name!r}: fid_covariance {self.fid_covariance!r} is not one of "
-                             f"{', '.join(COVARIANCES)}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"protocol {self.name!r}: layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
         for d in self.derived:
@@ -308,7 +306,6 @@ MAT = Protocol(
         Metric("l1", "l1", higher_is_better=False, description="mean |a - b| on [0, 1]"),
     ),
     inception_resize="tf1",
-    fid_covariance="biased",
     sources=(f"{_MAT}: evaluatoin/cal_fid_pids_uids.py, evaluatoin/cal_lpips.py, evaluatoin/cal_psnr_ssim_l1.py",),
     published=MAT_PUBLISHED,
     description="FID, P-IDS, U-IDS, LPIPS-Alex, PSNR, SSIM and L1 over the whole image, 512x512.",

@@ -2,16 +2,18 @@
 a protocol's frozen masks and masked inputs for another tool to fill (`--write-inputs DIR`).
 
 Folders pair by relative path without the extension (`inpaintjax.perceptual.folders.pair_files`):
---truth (the originals), --output (the method's results), --mask (1 / white = hole). The evaluation
-streams: images are read `batch_size` pairs at a time and every running quantity has a size fixed by
+--truth (the originals), --output (the method's results), --mask (white = hole, or as `mask_polarity`
+says). The evaluation streams: images are read `batch_size` pairs at a time and every running quantity has a size fixed by
 the protocol, not by the number of images: per group and metric a count, mean and sum of squared
 deviations (float64, merged chunk by chunk), and per group the FID statistics (a 2048-d mean and
 scatter matrix). The exceptions are inherent to the metric: P-IDS/U-IDS fit an SVM on every pool3
 vector (8 KB an image) and the Inception Score needs every logit vector (4 KB an image); they are kept
-only when the protocol asks for them.
+only when the protocol asks for them. A set-level value that cannot be computed (too few images in a
+group, or an FID whose matrix square root pytorch-fid's rule refuses) is NaN, and the report says why
+under `not_computed`; the rest of the report is kept.
 
-Each chunk runs on a mesh over the devices of this process (`jax.devices()` unless `devices` is
-given): the batch is split over them and the weights are replicated; the chunk is padded to a multiple
+Each chunk runs on a mesh over the devices of this process (`jax.local_devices()` unless `devices`
+is given): the batch is split over them and the weights are replicated; the chunk is padded to a multiple
 of the device count and the padding dropped, so 1 or 8 devices give the same numbers.
 """
 
@@ -183,6 +185,7 @@ class _Scorer:
         self.pool3: tuple = ([], [])
         self.logits: list = []
         self.sizes: set = set()
+        self.not_computed: Dict[str, Dict[str, str]] = {}  # set-level values left NaN: metric -> group -> why
 
     def add(self, batch) -> None:
         """batch: [(truth uint8 [H, W, 3], output uint8, mask float32 [H, W], groups)] of one size."""
@@ -312,46 +315,59 @@ class _Scorer:
         for share in shares:
             self.merge(share)
 
-    def _set_value(self, m, g: str) -> dict:
+    def _set_value(self, m, g: str) -> tuple:
+        """({'mean', 'std'?}, why it is NaN or None) of set measure `m` over group `g`."""
         from inpaintjax.perceptual import fid as fid_lib
         nan, count = float("nan"), self.counts[g]
         sel = [i for i, gs in enumerate(self.members) if g in gs]
         if m.measure == "fid":
             if count < 2:
-                return {"mean": nan}
+                return {"mean": nan}, f"{count} image(s); FID needs at least 2"
             st = self.fid_stats[g]
-            cov = (lambda s: s.sigma) if m.options.get("covariance", "unbiased") == "unbiased" \
-                else (lambda s: s.scatter / s.count)
-            return {"mean": fid_lib.frechet_distance(st[0].mu, cov(st[0]), st[1].mu, cov(st[1]), self.fid_method)}
+            cov = (lambda s: s.scatter / s.count) if m.options.get("covariance", "unbiased") == "biased" \
+                else (lambda s: s.sigma)
+            try:
+                return {"mean": fid_lib.frechet_distance(st[0].mu, cov(st[0]), st[1].mu, cov(st[1]),
+                                                         self.fid_method)}, None
+            except ValueError as e:  # pytorch-fid's rule refuses the square root: say so, keep the rest
+                return {"mean": nan}, str(e)
         if m.measure in ("pids", "uids"):
             if count < 2:
-                return {"mean": nan}
+                return {"mean": nan}, f"{count} image(s); {m.measure} needs at least 2"
             from inpaintjax.perceptual.ids import inception_discriminative_scores
             pids, uids = inception_discriminative_scores(np.concatenate(self.pool3[0])[sel],
                                                          np.concatenate(self.pool3[1])[sel])
-            return {"mean": pids if m.measure == "pids" else uids}
+            return {"mean": pids if m.measure == "pids" else uids}, None
         splits = int(m.options.get("splits", 10))  # "is"
         if count < splits:
-            return {"mean": nan, "std": nan}
+            return {"mean": nan, "std": nan}, f"{count} image(s); IS in {splits} splits needs at least {splits}"
         mean, std = fid_lib.inception_score(np.concatenate(self.logits)[sel], splits)
-        return {"mean": mean, "std": std}
+        return {"mean": mean, "std": std}, None
 
     def results(self, order: Sequence[str]) -> Dict[str, Dict[str, dict]]:
         out: Dict[str, Dict[str, dict]] = {}
+        self.not_computed = {}
         for m in self.metrics:
             res = out.setdefault(m.name, {})
+            why = {}
             for g in sorted(order, key=lambda x: x != TOTAL):  # the total first: a bin may share its value
                 if m.measure in measures.SET_MEASURES:
                     # a bin holding every image is the total: share its set-level value, do not refit
                     if g != TOTAL and self.counts[g] == self.counts[TOTAL] and TOTAL in res:
                         res[g] = dict(res[TOTAL])
+                        if TOTAL in why:
+                            why[g] = why[TOTAL]
                         continue
-                    value = self._set_value(m, g)
+                    value, reason = self._set_value(m, g)
+                    if reason is not None:
+                        why[g] = reason
                 else:
                     mo = self.moments[m.name][g]
                     value = {"mean": mo.mean, "std": mo.std}
                 res[g] = {k: v * m.scale for k, v in value.items()}
             out[m.name] = {g: res[g] for g in order}
+            if why:
+                self.not_computed[m.name] = {g: why[g] for g in order if g in why}
         return out
 
 
@@ -448,8 +464,9 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
                       checkpoint_every: int = 1000) -> dict:
     """Every metric of `protocol` over the paired folders, per group and in total -> a report dict:
     {'protocol', 'title', 'sources', 'count', 'groups', 'group_counts', 'results': {metric: {group:
-    {'mean', 'std'?}}}, 'derived', 'published', 'image_size', 'comparable', 'skipped', ...}. Values carry
-    the metric's scale (x100 where the paper prints percents). See the module docstring.
+    {'mean', 'std'?}}}, 'not_computed': {metric: {group: why it is NaN}}, 'derived', 'published',
+    'image_size', 'comparable', 'skipped', ...}. Values carry the metric's scale (x100 where the paper
+    prints percents). See the module docstring.
 
     `mask_polarity`: 'white_hole' (default), 'black_hole' or a source name ('nvidia', 'mat', ...:
     `inpaintjax.masks.MASK_SOURCE_POLARITY`). `checkpoint`: a file where the running state is saved
@@ -498,8 +515,12 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
             _save_checkpoint(state_file, scorer, done, fingerprint)
             since_save = 0
 
+    lpips_nets = sorted({m.options.get("net", "alex") for m in metrics if m.measure == "lpips"})
     for tpath, opath, mpath in mine[done:]:
         item = _read_pair(proto, tpath, opath, mpath, allow_other_size, mask_polarity)
+        for net in lpips_nets:
+            from inpaintjax.perceptual.lpips import check_size
+            check_size(net, item[0].shape[0], item[0].shape[1], tpath)
         if batch and batch[0][0].shape != item[0].shape:  # a chunk holds one image size
             flush()
         batch.append(item)
@@ -518,7 +539,8 @@ def evaluate_protocol(protocol: Union[str, Protocol], truth_dir: str, output_dir
     size_ok = scorer.sizes == {(proto.image_size, proto.image_size)}
     return {
         "protocol": proto.name, "title": proto.title, "sources": list(proto.sources), "count": len(pairs),
-        "groups": order, "group_counts": {g: scorer.counts[g] for g in order}, "results": results, "derived": derived,
+        "groups": order, "group_counts": {g: scorer.counts[g] for g in order}, "results": results,
+        "not_computed": scorer.not_computed, "derived": derived,
         "metrics": {m.name: {"measure": m.measure, "options": dict(m.options), "colour": m.colour, "scale": m.scale,
                              "higher_is_better": m.higher_is_better, "description": m.description}
                     for m in metrics},
@@ -588,9 +610,9 @@ def _mask_source(proto: Protocol, mask_set: Optional[str], mask_folder: Optional
 
 
 def _image_source(images):
-    """(description, [name], i -> uint8 [H, W, 3]) of a folder of photographs, a TFDS split named
-    'tfds:NAME:SPLIT' (array_record, read without TensorFlow from TFDS_DATA_DIR or ~/tensorflow_datasets),
-    or a data source."""
+    """(description, [name], i -> uint8 [H, W, 3], [file of each name] or None) of a folder of
+    photographs, a TFDS split named 'tfds:NAME:SPLIT' (array_record, read without TensorFlow from
+    TFDS_DATA_DIR or ~/tensorflow_datasets), or a data source."""
     from inpaintjax.image_io import list_images, read_image
     if isinstance(images, str) and images.startswith("tfds:"):
         from inpaintjax.data.sources import TfdsSource
@@ -605,10 +627,35 @@ def _image_source(images):
         rels = sorted(list_images(folder, recursive=True))
         if not rels:
             raise FileNotFoundError(f"--truth {folder} holds no images")
-        return os.path.abspath(folder), rels, lambda i: read_image(os.path.join(folder, rels[i]), "image")
+        return os.path.abspath(folder), rels, lambda i: read_image(os.path.join(folder, rels[i]), "image"), \
+            [os.path.join(folder, r) for r in rels]
     from inpaintjax.data.sources import describe
     names = [f"{i:06d}" for i in range(len(images))]
-    return describe(images), names, lambda i: images[i][0]
+    return describe(images), names, lambda i: images[i][0], None
+
+
+def _check_outputs(names, files, mask_folder, out_dir: str) -> None:
+    """Refuse, before anything is written, names that would be written to one file (x.png and x.jpg
+    both become <out_dir>/truth/x.png) and files that would replace an input (a photograph or mask
+    file inside out_dir)."""
+    from inpaintjax.image_io import list_images, stems
+    clashes = [n for n in stems(names).values() if len(n) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(n) for n in clashes[:5]) + (f"; and {len(clashes) - 5} more"
+                                                                      if len(clashes) > 5 else "")
+        raise ValueError(f"--truth holds images with the same name and different extensions ({listed}): their "
+                         f"inputs would all be written as <name>.png in {out_dir}; rename or move one of each "
+                         f"(nothing was written)")
+    inputs = list(files or [])
+    if mask_folder is not None:
+        inputs += [os.path.join(mask_folder, f) for f in list_images(mask_folder, recursive=True)]
+    real = {os.path.realpath(p) for p in inputs}
+    hit = [p for n in names for sub in ("truth", "masks", "masked")
+           for p in [os.path.join(out_dir, sub, os.path.splitext(n)[0] + ".png")] if os.path.realpath(p) in real]
+    if hit:
+        shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+        raise ValueError(f"--write-inputs {out_dir} would replace input file(s) {shown}; choose a folder outside "
+                         f"the photographs and masks (nothing was written)")
 
 
 def write_inputs(protocol: Union[str, Protocol], images, out_dir: str, mask_set: Optional[str] = None,
@@ -626,18 +673,21 @@ def write_inputs(protocol: Union[str, Protocol], images, out_dir: str, mask_set:
     `mask_polarity`, e.g. 'nvidia' for NVIDIA's Irregular Mask Dataset: white = hole), shuffled by `seed`
     and resized to S with nearest neighbour. The same arguments give the same files on any machine. A
     folder already holding this request's manifest is returned as it is (nothing is written); one
-    holding another request's is refused. With several JAX processes each writes its share."""
+    holding another request's is refused, and so, before anything is written, are two images that would
+be written under one name (`x.png` and `x.jpg`) and an output that would replace an input file. With
+several JAX processes each writes its share."""
     import jax
     from inpaintjax.image_io import write_image
 
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     size = proto.preparation.size if proto.preparation else proto.image_size
     masks_desc, mask_of = _mask_source(proto, mask_set, mask_folder, mask_polarity, seed, size)
-    source_desc, names, image_of = _image_source(images)
+    source_desc, names, image_of, files = _image_source(images)
     if num_images is not None:
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         names = names[:num_images]
+    _check_outputs(names, files, mask_folder, out_dir)
     request = {"protocol": proto.name, **masks_desc, "seed": seed, "size": size, "images_from": source_desc,
                "count": len(names)}
     manifest_file = os.path.join(out_dir, "manifest.json")

@@ -32,6 +32,11 @@ import numpy as np
 GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray (ITU-R BT.709 luma)
 SSIM_PADDINGS = ("zero", "valid", "reflect")
 SSIM_WINDOWS = ("gaussian", "uniform")
+#: FID's covariance: 'unbiased' (N - 1: pytorch-fid, TTUR) or 'biased' (N: StyleGAN2-ADA's FeatureStats, MAT)
+FID_COVARIANCES = ("unbiased", "biased")
+#: LPIPS backbones (`inpaintjax.perceptual.lpips.NETS`, named here so that defining a protocol does not
+#: import the networks)
+LPIPS_NETS = ("alex", "vgg", "squeeze")
 
 
 def to_grey(x: jax.Array) -> jax.Array:
@@ -139,8 +144,38 @@ NETWORK_MEASURES = ("lpips",)
 ALL_MEASURES = tuple(PER_IMAGE) + NETWORK_MEASURES + SET_MEASURES
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and np.isfinite(v)
+
+
+def _option_error(options: dict) -> str:
+    """Why a value of `options` (of a known measure, known names) cannot be used, or ''."""
+    choices = {"window": SSIM_WINDOWS, "padding": SSIM_PADDINGS, "covariance": FID_COVARIANCES,
+               "net": LPIPS_NETS}
+    for k, v in options.items():
+        if k in choices and v not in choices[k]:
+            return f"option {k}={v!r} is not one of {', '.join(choices[k])}"
+        if k == "size" and not (_is_int(v) and v >= 1 and v % 2 == 1):
+            return f"option size={v!r} must be an odd positive integer (the window's side in pixels)"
+        if k in ("sigma", "k1", "k2") and not (_is_real(v) and v > 0):
+            return f"option {k}={v!r} must be a positive number"
+        if k == "sample_covariance" and not isinstance(v, (bool, np.bool_)):
+            return f"option sample_covariance={v!r} must be true or false"
+        if k == "splits" and not (_is_int(v) and v >= 1):
+            return f"option splits={v!r} must be a positive integer"
+    if options.get("sample_covariance") and options.get("size", 11) == 1:
+        return "option sample_covariance=True needs a window of more than one pixel (size >= 3)"
+    return ""
+
+
 def check_options(measure: str, options: dict) -> None:
-    """Refuse an unknown measure or option with a message listing the valid ones."""
+    """Refuse an unknown measure, an unknown option or an option value the measure cannot use, with
+    a message listing the valid ones."""
     import inspect
     if measure not in ALL_MEASURES:
         raise ValueError(f"unknown measure {measure!r}; choose from {', '.join(ALL_MEASURES)}")
@@ -152,11 +187,14 @@ def check_options(measure: str, options: dict) -> None:
     bad = [k for k in options if k not in valid]
     if bad:
         raise ValueError(f"measure {measure!r} has no option(s) {bad}; valid: {valid or 'none'}")
+    why = _option_error(options)
+    if why:
+        raise ValueError(f"measure {measure!r}: {why}")
 
 
 def per_image(measure: str, options: dict, truth, output, mask) -> jax.Array:
     return PER_IMAGE[measure](truth, output, mask, **options)
 
 
-__all__ = ["ALL_MEASURES", "GREY_WEIGHTS", "PER_IMAGE", "SET_MEASURES", "check_options", "l1", "mae_masked",
+__all__ = ["ALL_MEASURES", "FID_COVARIANCES", "GREY_WEIGHTS", "LPIPS_NETS", "PER_IMAGE", "SET_MEASURES", "check_options", "l1", "mae_masked",
            "mae_relative", "psnr", "ssim", "to_grey", "window_taps"]

@@ -107,6 +107,9 @@ def to_markdown(report: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     for name, v in report.get("derived", {}).items():
         lines.append(f"\n{name} (total): {_fmt(v)}")
+    missing = not_computed_lines(report)
+    if missing:
+        lines += [""] + [f"- {line}" for line in missing]
     pub = published_lines(report, markdown=True)
     if pub:
         lines += [""] + pub
@@ -123,6 +126,12 @@ def _not_comparable(report) -> str:
     if report["skipped"]:
         why.append(f"skipped {', '.join(report['skipped'])}")
     return f"Not comparable with the published numbers as run: {'; '.join(why)}."
+
+
+def not_computed_lines(report: dict) -> list:
+    """One line per empty cell: '<metric> (<group>): not computed: <why>'."""
+    return [f"{name} ({g}): not computed: {why}" for name, per_group in (report.get("not_computed") or {}).items()
+            for g, why in per_group.items()]
 
 
 def published_lines(report: dict, markdown: bool = False) -> list:
@@ -165,6 +174,7 @@ def format_text(report: dict) -> str:
     lines += ["  ".join(x.ljust(wd) for x, wd in zip(row, widths)).rstrip() for row in [head] + body]
     for name, v in report.get("derived", {}).items():
         lines.append(f"{name} (total): {_fmt(v)}")
+    lines += not_computed_lines(report)
     described = [f"{n}: {report['metrics'][n]['description']}" for n in names if report["metrics"][n]["description"]]
     lines.append(f"definitions: {'; '.join(described)}")
     lines.append(f"source: {'; '.join(report['sources'])}")
