@@ -156,7 +156,7 @@ def test_missing_wrong_and_unreadable_files_are_named(tmp_path):
         vgg.load_weights(str(path16), 16)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(vgg.VGGWeightsError, match=r"junk\.pth: not a readable PyTorch state dict"):
+    with pytest.raises(vgg.VGGWeightsError, match=r"junk\.pth: not a readable PyTorch file"):
         vgg.load_weights(str(junk), 16)
     h5 = tmp_path / "vgg19_notop.h5"
     write_keras_h5(h5, 19, SMALL, 0)

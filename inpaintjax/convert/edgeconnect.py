@@ -29,21 +29,14 @@ from typing import Any, Dict
 
 import numpy as np
 
+from inpaintjax.torch_io import load_torch_file
+
 FILES = {
     "edge_generator": ("EdgeModel_gen.pth", "generator"),
     "inpaint_generator": ("InpaintingModel_gen.pth", "generator"),
     "edge_discriminator": ("EdgeModel_dis.pth", "discriminator"),
     "inpaint_discriminator": ("InpaintingModel_dis.pth", "discriminator"),
 }
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError("reading EdgeConnect .pth files needs PyTorch: pip install 'inpaintjax[torch]' "
-                          "(or torch==2.13.0 for the CPU wheel)") from None
-    return torch
 
 
 def _module_path(key: str, path: str) -> tuple[str, ...]:
@@ -132,11 +125,8 @@ def convert_state_dict(state_dict: Dict[str, Any], path: str = "<state dict>", b
 def load_pth(path: str) -> dict:
     """The state dict inside one official .pth file ('generator' or 'discriminator' entry, or a bare
     state dict), read with torch's weights-only loader."""
-    torch = _torch()
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (torch raises many types; the message says which file)
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    data = load_torch_file(path, ValueError, "an EdgeConnect checkpoint ({'iteration', 'generator'} "
+                           "or {'discriminator'}) as knazeri/edge-connect saves it")
     if isinstance(data, dict):
         for key in ("generator", "discriminator"):
             if key in data and isinstance(data[key], dict):

@@ -26,6 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from inpaintjax.torch_io import load_torch_file
+
 _KEY = re.compile(r"^(enc|dec)_(\d+)\.(conv\.input_conv\.weight|conv\.input_conv\.bias|"
                   r"conv\.mask_conv\.weight|bn\.weight|bn\.bias|bn\.running_mean|bn\.running_var|"
                   r"bn\.num_batches_tracked)$")
@@ -131,14 +133,8 @@ def read_checkpoint(path: str) -> tuple[dict, int | None]:
         raise PConvCheckpointError(
             f"PConv checkpoint {path!r} not found; the released one is 1000000.pth from "
             f"https://github.com/naoto0804/pytorch-inpainting-with-partial-conv (README, releases)")
-    try:
-        import torch
-    except ImportError as e:
-        raise PConvCheckpointError(f"reading {path} needs PyTorch: pip install 'inpaintjax[torch]'") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise PConvCheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    obj = load_torch_file(path, PConvCheckpointError, "{'n_iter', 'model': state_dict} as naoto0804's "
+                          "training script saves it (e.g. 1000000.pth)")
     if not isinstance(obj, Mapping):
         raise PConvCheckpointError(f"{path}: holds a {type(obj).__name__}, expected {{'n_iter', 'model': state_dict}}")
     n_iter = None

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inpaintjax.layers.conv import Conv
+from inpaintjax.torch_io import load_torch_file
 
 #: convolutions per block
 BLOCKS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -202,18 +203,7 @@ def load_torchvision(path: str, depth: int = 16, widths: Sequence[int] = WIDTHS)
     """
     _check_depth(depth)
     _exists(path, depth)
-    try:
-        import torch
-    except ImportError as e:
-        raise VGGWeightsError(
-            f"reading {path} needs PyTorch: pip install 'inpaintjax[torch]' (or use Keras' h5: "
-            f"{WEIGHT_URLS[depth][1]})") from e
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise VGGWeightsError(
-            f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e}); "
-            f"expected {where_to_get(depth)}") from e
+    sd = load_torch_file(path, VGGWeightsError, f"{where_to_get(depth)} (or Keras' h5: {WEIGHT_URLS[depth][1]})")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

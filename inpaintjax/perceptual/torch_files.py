@@ -1,8 +1,5 @@
-"""Reading PyTorch state-dict files for the evaluation networks (FID Inception, LPIPS backbones).
-
-torch is optional for the core install: it is imported only when a `.pth` file is read, through its
-weights-only loader (tensors and containers only; no code in the file runs).
-"""
+"""Reading PyTorch state-dict files for the evaluation networks (FID Inception, LPIPS backbones),
+through `inpaintjax.torch_io` (torch's weights-only loader; torch imported only then)."""
 
 from __future__ import annotations
 
@@ -10,6 +7,8 @@ import os
 from typing import Mapping
 
 import numpy as np
+
+from inpaintjax.torch_io import load_torch_file
 
 
 class WeightFileError(ValueError):
@@ -24,19 +23,7 @@ def load_state_dict(path: str, what: str, where: str) -> dict[str, np.ndarray]:
     """
     if not path or not os.path.isfile(path):
         raise WeightFileError(f"{what} weight file {path!r} not found; {where}")
-    try:
-        import torch
-    except ImportError as e:
-        raise WeightFileError(
-            f"reading {path} ({what}) needs PyTorch: pip install 'inpaintjax[torch]'") from e
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad or foreign file
-        # torch's own message is left out: it can run to many lines and suggest weights_only=False,
-        # which would run the code a file holds; the exception stays chained for a traceback
-        raise WeightFileError(f"{path}: not a readable PyTorch state dict ({type(e).__name__} from torch's "
-                              f"weights-only loader: a damaged or cut-short download, or a file holding more "
-                              f"than tensors); expected {what}: {where}") from e
+    sd = load_torch_file(path, WeightFileError, f"{what}: {where}")
     if isinstance(sd, Mapping) and isinstance(sd.get("state_dict"), Mapping):
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping):
