@@ -338,8 +338,8 @@ def run_check(toy: bool = False, families=None, overrides=(), max_minutes: float
         "jax": jax.__version__, "platform": platform.platform(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "evaluation_note": "no feature network (Inception) in inpaintjax yet: 'evaluate' times the "
-                           "evaluation pass (inpaint + the family's per-image metrics)",
+        "evaluation_note": "'evaluate' times the evaluation pass (inpaint + the family's per-image "
+                           "metrics); the feature networks (FID's Inception, LPIPS) are not in it",
         "families": {}}
     if jax.default_backend() == "cpu":
         from inpaintjax import xla_cpu

@@ -44,7 +44,7 @@ def test_toy_record_fields_and_counts(toy_record):
     assert rc == 0 and rec["failed_cases"] == 0 and rec["skipped_cases"] == 0
     assert rec["kind"] == "accelerator_check" and rec["toy"] is True
     assert rec["backend"] == "cpu" and rec["device_count"] == n == len(rec["devices"])
-    assert "Inception" in rec["evaluation_note"]
+    assert "per-image" in rec["evaluation_note"] and "Inception" in rec["evaluation_note"]
     assert list(rec["families"]) == ["toy"]
     fam = rec["families"]["toy"]
     plan = [(c["kind"], c["dtype"], c.get("size"), c["devices"]) for c in fam["cases"]]
