@@ -225,3 +225,6 @@ def test_config_errors_stop_before_any_work(weights, tmp_path, caplog):
           lpips_lin=weights["backbone"])
     fails(r"config.eval.perceptual_metrics='fid,sharpness': unknown \['sharpness'\]",
           perceptual_metrics="fid,sharpness")
+    # images too small for the LPIPS network: said when the config is read, not at the first batch
+    fails(r"config.eval.image_size=24 is below the 31 pixels a side that LPIPS-alex needs",
+          image_size=24, lpips_backbone=weights["backbone"], lpips_lin=weights["lin"])

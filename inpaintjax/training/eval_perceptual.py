@@ -117,6 +117,11 @@ def settings_from_config(config) -> Settings:
         backbone = str(ev.get("lpips_backbone", "") or "")
         lin = str(ev.get("lpips_lin", "") or "")
         if backbone:
+            size = int(ev.image_size)
+            if size < lp.MIN_SIZE[net]:
+                raise ValueError(f"config.eval.image_size={size} is below the {lp.MIN_SIZE[net]} pixels a "
+                                 f"side that LPIPS-{net} needs; raise config.eval.image_size or leave lpips "
+                                 f"out of config.eval.perceptual_metrics")
             params = {"backbone": _load("lpips_backbone", backbone, lambda: lp.load_backbone(net, backbone))}
             if not lin and lp.default_lin_path(net) is None:
                 raise WeightFileError(f"config.eval.lpips_lin='' and no installed lpips package holds the "
