@@ -5,7 +5,8 @@ Truth: the parameter counts computed from the paper's and the release's layer ta
 45,063,681), golden outputs of an independent PyTorch build of the released layer table
 (tests/fixtures/glcic_make_golden.py), the `torchfile` package reading the same .t7 files
 (written by tests/fixtures/torch7_writer.py in the release's layout), hand-worked Torch
-`image.scale` values, and OpenCV's own `inpaint` and `seamlessClone`.
+`image.scale` values and inpaint.lua sizes, a re-derivation of `image.scale` as resampling
+matrices, and OpenCV's own `inpaint` and `seamlessClone` (and its failure on thin holes).
 """
 
 import importlib.util
@@ -18,7 +19,7 @@ import pytest
 
 from inpaintjax.convert import glcic as convert
 from inpaintjax.convert import torch7
-from inpaintjax.models.glcic import LAYERS, CompletionNetwork, GlobalLocalDiscriminator, completion_input
+from inpaintjax.models.glcic import LAYERS, CompletionNetwork, GlobalLocalDiscriminator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -184,6 +185,47 @@ def test_t7_errors_name_the_file(tmp_path, t7_file):
         convert.from_state_dict({k: v for k, v in sd.items() if k != "45.bias"})
 
 
+def test_vector_sizes_are_checked_naming_the_file_and_layer(tmp_path):
+    """A bias or BatchNorm vector of the wrong size is the converter's own error (the file, the
+    layer, both sizes), not NumPy's reshape error. conv2 has 2c = 8 channels at width 4."""
+    import torch
+    for key, what in (("3.bias", "conv2: bias"), ("4.running_var", "bn2: running_var"),
+                      ("4.weight", "bn2: weight"), ("48.bias", "conv17: bias")):
+        sd = _small_state_dict()
+        want = sd[key].size
+        sd[key] = np.zeros(want + 1, np.float32)
+        path = tmp_path / f"bad_{key.replace('.', '_')}.pth"
+        torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, path)
+        with pytest.raises(convert.GLCICWeightsError,
+                           match=rf"bad_{key.replace('.', '_')}\.pth {what} has {want + 1} values, expected {want}"):
+            convert.load(str(path))
+
+
+def test_a_file_without_mean_logs_the_mean_it_gets(tmp_path, caplog):
+    """A bare state dict records no mean pixel: loading it says that the Places2 model's
+    (0.4560, 0.4472, 0.4155) is used and how to give another; a file with its mean says nothing."""
+    import logging
+
+    import torch
+    from inpaintjax import Inpainter
+    tensors = {k: torch.from_numpy(v) for k, v in _small_state_dict().items()}
+    bare, with_mean = tmp_path / "bare.pth", tmp_path / "with_mean.pth"
+    torch.save(tensors, bare)
+    torch.save({"model": tensors, "mean": list(MEAN)}, with_mean)
+    logger = "inpaintjax.convert.glcic"
+    for load in (convert.load, Inpainter.load):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=logger):
+            load(str(bare))
+        assert str(bare) in caplog.text and "Places2" in caplog.text, caplog.text
+        assert "(0.456, 0.4472, 0.4155)" in caplog.text and "'mean'" in caplog.text
+        assert "config.model.mean" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=logger):
+        assert convert.load(str(with_mean)).mean == pytest.approx(MEAN)
+    assert not caplog.text
+
+
 def test_inpainter_loads_t7_files(t7_file):
     from inpaintjax import Inpainter
     path, _ = t7_file
@@ -215,6 +257,105 @@ def test_torch_image_scale_by_hand():
     assert x.shape == (32, 40, 3) and mm.shape == (32, 40, 1) and set(np.unique(mm)) == {0.0, 1.0}
 
 
+def _scale_matrix(src, dst):
+    """Torch image's `Main_scaleLinear_rowcol` as a [dst, src] matrix in float64, re-derived from
+    its rules: equal lengths copy; up-scaling interpolates linearly at d * (src-1)/(dst-1) with the
+    last sample copied; down-scaling averages output cell d's span [d s, (d+1) s) of the input
+    (s = src/dst), each input sample weighted by its overlap with the span."""
+    a = np.zeros((dst, src))
+    if dst == src:
+        return np.eye(src)
+    if dst > src:
+        if src == 1:
+            a[:, 0] = 1
+            return a
+        step = (src - 1) / (dst - 1)
+        for d in range(dst - 1):
+            i, f = int(d * step), d * step - int(d * step)
+            a[d, i] += 1 - f
+            a[d, i + 1] += f
+        a[-1, -1] = 1
+        return a
+    s = src / dst
+    for d in range(dst):
+        lo, hi = d * s, (d + 1) * s
+        for i in range(int(lo), min(int(np.ceil(hi)), src)):
+            a[d, i] = min(hi, i + 1) - max(lo, i)
+        a[d] /= a[d].sum()
+    return a
+
+
+def _scale_ref(x, h, w):
+    """image.scale(x, w, h) by the matrices above, x [H, W, C] -> [h, w, C] float64."""
+    x = np.asarray(x, np.float64)
+    rows = np.einsum("xj,ijc->ixc", _scale_matrix(x.shape[1], w), x)
+    return np.einsum("yi,ixc->yxc", _scale_matrix(x.shape[0], h), rows)
+
+
+def _lua_route_ref(image, hole, first, final):
+    """inpaint.lua's preparation re-derived: scale image and mask to `first` (None: not above
+    maxdim), then to `final`; the mask thresholded at 0.2. -> (image, mask [h, w, 1], the mask
+    before thresholding)."""
+    img, m = np.asarray(image, np.float64), np.asarray(hole, np.float64)[..., None]
+    for size in ([first] if first else []) + [final]:
+        img, m = _scale_ref(img, *size), _scale_ref(m, *size)
+    return img, (m >= 0.2).astype(np.float32), m
+
+
+def test_lua_sizes_by_hand():
+    from inpaintjax.families.glcic import lua_scaled_size, lua_size
+    # 901x1203 (HxW) at maxdim 600: * 600/1203 -> 449.38 x 600 -> 449 x 600 (Torch truncates);
+    # then round(449/4) = round(112.25) = 112 -> 448, 600/4 = 150 -> 600
+    assert lua_scaled_size(901, 1203, 600) == (449, 600) and lua_size(901, 1203, 600) == (448, 600)
+    # 301x210 at maxdim 200: 200 x 139.53 -> 200 x 139; round(34.75) * 4 = 140
+    assert lua_scaled_size(301, 210, 200) == (200, 139) and lua_size(301, 210, 200) == (200, 140)
+    # not above maxdim: only the rounding, halves away from zero: 75.25 -> 75, 52.5 -> 53
+    assert lua_scaled_size(301, 210, 600) == (301, 210) and lua_size(301, 210, 600) == (300, 212)
+    assert lua_size(301, 210, 0) == (300, 212)
+
+
+@pytest.mark.parametrize("shape,maxdim,first,final", [
+    ((901, 1203), 600, (449, 600), (448, 600)),
+    ((301, 210), 200, (200, 139), (200, 140)),
+    ((301, 210), 600, None, (300, 212)),
+])
+def test_inpainter_prepares_images_as_inpaint_lua(shape, maxdim, first, final):
+    """Through `Inpainter`: the network sees the image at inpaint.lua's size, reached from the
+    image's own size (no padding first) in inpaint.lua's two resizes; the fill comes back at the
+    image's size; known pixels are the input's. The network is a recorder returning 1 - image."""
+    from inpaintjax import Inpainter
+    from inpaintjax.families import get
+    config = get("glcic").default_config()
+    config.inference.maxdim = maxdim
+    inp = Inpainter(get("glcic")(config), {})
+    seen = []
+
+    def network(variables, inputs):
+        seen.append({k: np.asarray(v) for k, v in inputs.items()})
+        raw = 1.0 - np.asarray(inputs["image"])
+        return {"output": np.where(inputs["mask"] > 0.5, raw, inputs["image"]), "raw": raw}
+
+    inp._fn = network
+    h, w = shape
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    hole = np.zeros((h, w), np.float32)
+    hole[h // 3 + 1:h // 3 + h // 4 + 1, w // 5 + 1:w // 5 + w // 3 + 2] = 1
+    out = inp.inpaint(image, hole, return_extras=True)
+    img_ref, mask_ref, soft = _lua_route_ref(image / 255.0, hole, first, final)
+    assert np.abs(soft - 0.2).min() > 1e-4          # no cell at the threshold: the mask is exact
+    (got,) = seen
+    assert got["image"].shape == (1,) + final + (3,) and got["mask"].shape == (1,) + final + (1,)
+    # 1e-4: Torch (and the port) place the samples in float32, so positions near index 1,000
+    # carry ~1e-5 of rounding (5e-5 at most in values, measured); one resize instead of two
+    # differs by up to 0.29, a padded image by a whole row
+    np.testing.assert_allclose(got["image"][0], img_ref, atol=1e-4)
+    np.testing.assert_array_equal(got["mask"][0], mask_ref)
+    np.testing.assert_allclose(out["raw"], _scale_ref(1.0 - got["image"][0], h, w), atol=1e-4)
+    known = hole < 0.5
+    np.testing.assert_array_equal(out["output"][known], image[known])
+
+
 def test_postprocess_is_opencv_telea_then_seamless_clone():
     import cv2
     from skimage import data
@@ -232,6 +373,48 @@ def test_postprocess_is_opencv_telea_then_seamless_clone():
     ref = cv2.seamlessClone(bgr, dst, m8, ((8 + 23) // 2, (10 + 29) // 2), cv2.NORMAL_CLONE)
     np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), cv2.cvtColor(ref, cv2.COLOR_BGR2RGB))
     assert np.abs(got - out)[hole > 0].mean() > 0.01   # the blend changed the flat fill
+
+
+@pytest.mark.parametrize("box,thin", [((20, 21, 30, 31), True), ((20, 21, 30, 35), True),
+                                      ((20, 22, 30, 32), True), ((20, 22, 30, 40), True),
+                                      ((30, 40, 20, 21), True), ((0, 3, 10, 20), True),
+                                      ((10, 40, 62, 64), True), ((20, 23, 30, 33), False),
+                                      ("two dots", False)])
+def test_postprocess_of_thin_holes(box, thin, caplog):
+    """OpenCV's seamlessClone fails (cv2.error) when the hole's bounding box is 1 or 2 px thin,
+    counted without the image's outermost ring (rows 0..2 at the top edge leave 2; columns 62..63
+    at the right edge leave 1); inpaint.lua would stop there. The post-processing then keeps the
+    Telea fill without the Poisson blend and logs why. A 3x3 box runs the clone, and so do two
+    1-px dots far apart (their bounding box is 21x21 px): then the result is OpenCV's."""
+    import logging
+
+    import cv2
+    from inpaintjax.families.glcic import poisson_postprocess
+    rng = np.random.default_rng(4)
+    out = rng.uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    hole = np.zeros((64, 64), np.float32)
+    if box == "two dots":
+        r0, r1, c0, c1 = 20, 41, 30, 51
+        hole[20, 30] = hole[40, 50] = 1
+    else:
+        r0, r1, c0, c1 = box
+        hole[r0:r1, c0:c1] = 1
+    bgr = cv2.cvtColor(np.round(out * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    m8 = (hole * 255).astype(np.uint8)
+    telea = cv2.inpaint(bgr, m8, 1, cv2.INPAINT_TELEA)
+    try:
+        ref = cv2.seamlessClone(bgr, telea, m8, ((c0 + c1 - 1) // 2, (r0 + r1 - 1) // 2), cv2.NORMAL_CLONE)
+        assert not thin
+    except cv2.error:
+        assert thin
+        ref = telea
+    with caplog.at_level(logging.WARNING, logger="inpaintjax.families.glcic"):
+        got = poisson_postprocess(out, hole)
+    if thin:
+        assert f"bounding box is {r1 - r0}x{c1 - c0} px" in caplog.text and "Telea" in caplog.text
+    else:
+        assert not caplog.text
+    np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), cv2.cvtColor(ref, cv2.COLOR_BGR2RGB))
 
 
 # -- the family --------------------------------------------------------------------------------------
@@ -342,7 +525,6 @@ def test_joint_phase_and_eight_devices_equal_one(start):
 def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
     from inpaintjax import Inpainter
     from inpaintjax.families import get
-    from inpaintjax.families.glcic import lua_size, torch_image_scale
     path, _ = t7_file
     w = convert.from_t7(path)
     config = get("glcic").default_config()
@@ -357,12 +539,34 @@ def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
     out = inp.inpaint(image, hole, return_extras=True)
     known = hole < 0.5
     np.testing.assert_array_equal(out["output"][known], image[known])
-    # inpaint.lua's route: the network at 16x12, its output scaled back up to 40x28
-    assert lua_size(40, 28, 16) == (16, 12)
-    small = torch_image_scale(image.astype(np.float32) / 255.0, 16, 12)
-    small_hole = (torch_image_scale(hole, 16, 12) >= 0.2).astype(np.float32)[..., None]
-    raw = inp._fn(w.variables, {"image": small[None], "mask": small_hole[None]})["raw"][0]
-    np.testing.assert_allclose(out["raw"], torch_image_scale(np.asarray(raw), 40, 28), atol=1e-5)
+    # inpaint.lua's route: 40x28 -> * 16/40 -> 16x11 -> multiples of 4: 16x12; the network runs
+    # there, its output scaled back up to 40x28
+    small, small_hole, soft = _lua_route_ref(image / 255.0, hole, (16, 11), (16, 12))
+    assert np.abs(soft - 0.2).min() > 1e-3
+    raw = inp._fn(w.variables, {"image": small[None].astype(np.float32), "mask": small_hole[None]})["raw"][0]
+    np.testing.assert_allclose(out["raw"], _scale_ref(np.asarray(raw), 40, 28), atol=1e-4)
+
+
+def test_inpaint_pads_sides_that_are_not_multiples_of_4(t7_file):
+    """`inpaint` itself (what the evaluation calls) takes any size: the network runs on the input
+    mirrored at the bottom/right to multiples of 4 (numpy's 'reflect'), cropped back."""
+    from inpaintjax.families import get
+    path, _ = t7_file
+    w = convert.from_t7(path)
+    config = get("glcic").default_config()
+    config.model.width, config.model.mean, config.model.bn_eps = w.width, w.mean, w.bn_eps
+    fam = get("glcic")(config)
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0, 1, (1, 30, 41, 3)).astype(np.float32)
+    hole = np.zeros((1, 30, 41, 1), np.float32)
+    hole[:, 10:29, 30:] = 1
+    got = fam.inpaint(w.variables, {"image": image, "mask": hole})
+    pad = ((0, 0), (0, 2), (0, 3), (0, 0))
+    ref = fam.inpaint(w.variables, {"image": np.pad(image, pad, mode="reflect"),
+                                    "mask": np.pad(hole, pad, mode="reflect")})
+    assert got["raw"].shape == (1, 30, 41, 3)
+    np.testing.assert_allclose(got["raw"], ref["raw"][:, :30, :41], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got["output"])[hole[..., 0] < 0.5], image[hole[..., 0] < 0.5])
 
 
 def test_config_variants_chain_the_three_phases():

@@ -9,6 +9,7 @@ NumPy re-derivations of the shift and the loss terms.
 
 import importlib.util
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -449,6 +450,57 @@ def test_converter_reads_legacy_and_zip_files(tmp_path, golden):
     assert not convert.detect(other)
 
 
+def test_converter_checks_every_layer_shape(tmp_path, golden):
+    """A wrongly shaped inner layer is the converter's error, naming the file, the key and both
+    shapes in the file's (PyTorch) layout, not flax's ScopeParamShapeError at the first inpaint.
+    Hand-worked for the golden 6-level, ngf 8 network: widths 8, 16, 32, 64, 64, 64; the shift
+    block's up-convolution takes [decoder, encoder, shifted] = 3 x 32 channels to 16."""
+    import torch
+    sd, _ = _golden_variables(golden, "hard")
+    p3, p4 = convert.block_prefix(3), convert.block_prefix(4)
+    cases = [(p3 + "7.weight", (64, 16, 4, 4), "(96, 16, 4, 4)"),       # no room for the shifted third
+             (p4 + "1.weight", (64, 32, 3, 3), "(64, 32, 4, 4)"),       # level 4's down conv 3x3
+             (p4 + "1.bias", (65,), "(64,)"),
+             (p4 + "2.weight", (32,), "(64,)"),                         # level 4's InstanceNorm
+             (convert.block_prefix(6) + "3.weight", (64, 32, 4, 4), "(64, 64, 4, 4)")]
+    for key, shape, want in cases:
+        bad = dict(sd, **{key: np.zeros(shape, np.float32)})
+        path = tmp_path / "bad_layer.pth"
+        torch.save({k: torch.from_numpy(v) for k, v in bad.items()}, path)
+        got = "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
+        with pytest.raises(convert.ShiftNetCheckpointError,
+                           match=re.escape(f"{path}: {key} has shape {got}, expected {want}")):
+            convert.from_torch(str(path))
+
+
+def test_loading_without_naming_the_variant_warns_about_soft_files(tmp_path, golden, caplog):
+    """patch_soft_unet_shift_triple files have the default model's keys: loading one of those
+    keys without naming the variant says it is taken as 'hard' and how to load a soft model;
+    naming the variant, or keys that tell it (res), load without the warning."""
+    import logging
+
+    import torch
+    from inpaintjax.families import base
+    sd, _ = _golden_variables(golden, "hard")
+    path = str(tmp_path / "soft_or_hard.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, path)
+    res = str(tmp_path / "res.pth")
+    torch.save({k: torch.from_numpy(v) for k, v in recipe.state_dict(6, 8, 1, shift="res").items()}, res)
+    logger = "inpaintjax.convert.shiftnet"
+    for load in (lambda: convert.from_torch(path), lambda: base.detect_weights(path)[0][1].load(path)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=logger):
+            load()
+        assert path in caplog.text and "shift='hard'" in caplog.text, caplog.text
+        assert "patch_soft_unet_shift_triple" in caplog.text and "shift='soft'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=logger):
+        convert.from_torch(path, shift="hard")
+        convert.from_torch(path, shift="soft")
+        convert.from_torch(res)
+    assert not caplog.text, caplog.text
+
+
 # ----------------------------------------------------------------------------- the family
 
 def _config(variant="test"):
@@ -531,7 +583,8 @@ def test_loss_terms_match_numpy():
 @pytest.fixture(scope="module")
 def trained():
     """The `test` config (64x64, ngf 8, centre holes, hole crop, random VGG) at batch 8: six steps on
-    one device (losses, state), and the jitted step, batch and frozen networks for other tests."""
+    one device (losses, the state after two and after six), and the jitted step, batch and frozen
+    networks for other tests."""
     c = _config("test")
     c.batch_size = 8
     family = _family(c)
@@ -543,13 +596,14 @@ def trained():
     # committed to the device like the batch and like every state the step returns: a first call
     # with an uncommitted state would compile the step a second time for the calls after it
     state = state0 = jax.device_put(jax.jit(family.init_state)(jax.random.key(0), batch), one)
-    seen, metrics = [], []
+    seen, metrics, states = [], [], []
     for i in range(6):
         state, m = step(state, batch, jax.random.key(i), frozen)
         seen.append(float(m["g/loss"]))
         metrics.append(m)
+        states.append(state)
     return dict(family=family, frozen=frozen, host_batch=host_batch, step=step, state=state,
-                state0=state0, losses=seen, metrics=metrics)
+                state0=state0, state2=states[1], losses=seen, metrics=metrics)
 
 
 def test_training_steps_lower_the_loss(trained):
@@ -583,6 +637,37 @@ def test_eight_devices_equal_one_device(trained):
     np.testing.assert_allclose(seen, trained["losses"][:2], rtol=1e-5)
     one = [float(trained["metrics"][1][k]) for k in ("d/loss", "g/guidance", "g/grad_norm")]
     np.testing.assert_allclose([float(m[k]) for k in ("d/loss", "g/guidance", "g/grad_norm")], one, rtol=1e-4)
+
+    # The state after the two steps. Adam moves nearly every parameter by about the learning rate
+    # times the sign of its gradient, so where the exact gradient is 0 the sign of the rounding
+    # noise (the order of the devices' reductions) picks the step: the biases feeding an
+    # InstanceNorm (its mean subtraction cancels them), differing by up to 0.004 where they moved
+    # 0.002, and a few kernel entries (5 of 514,181 here, by up to 7e-4). Those biases are left
+    # out; the other parameters (and the spectral norm's u, v) agree in norm to 2e-3 of how far they
+    # moved (measured 1.8e-4), and Adam's moments, which hold the gradients, to 1e-5 (measured
+    # 5.5e-7). A per-device reduction would differ in all of them.
+    n = family.num_downs
+
+    def leaves(s):
+        g = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(s.g_params)]
+        d = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(s.d_vars)]
+        keep = [x for p, x in g if not _is_bias_before_norm(p.split("'")[1], p.split("'")[3], n)]
+        keep += [x for p, x in d if not re.fullmatch(r"\['params'\]\['conv_[123]'\]\['bias'\]", p)]
+        return [np.asarray(x, np.float64) for x in keep]
+
+    def norm(xs):
+        return np.sqrt(sum(np.sum(np.square(x)) for x in xs))
+
+    s0, s1, s8 = leaves(trained["state0"]), leaves(trained["state2"]), leaves(state)
+    moved = norm([a - b for a, b in zip(s1, s0)])
+    diff = norm([a - b for a, b in zip(s1, s8)])
+    assert diff < 2e-3 * moved, (moved, diff)
+
+    def moments(s):
+        return [np.asarray(x, np.float64) for x in jax.tree.leaves((s.g_opt, s.d_opt)) if np.ndim(x) > 0]
+
+    m1, m8 = moments(trained["state2"]), moments(state)
+    assert norm([a - b for a, b in zip(m1, m8)]) < 1e-5 * norm(m1)
 
 
 @pytest.mark.parametrize("variant", ["model.shift=soft,model.fuse=True", "model.shift=flip"])

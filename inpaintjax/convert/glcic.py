@@ -12,8 +12,8 @@ Two formats, told apart by their first bytes (`detect_format`):
   release uses the latter for its four undilated middle layers).
 * The PyTorch conversion of those files people use: an `nn.Sequential` state dict (keys
   `0.weight` ... `48.bias`, BatchNorm at 1, 4, ..., 46), saved alone (the mean is then the
-  Places2 model's, `PLACES2_MEAN`) or as {'model': state_dict, 'mean': [3 floats]}. Read with
-  torch's weights-only loader (needs PyTorch).
+  Places2 model's, `PLACES2_MEAN`, with a logged warning) or as {'model': state_dict, 'mean':
+  [3 floats]}. Read with torch's weights-only loader (needs PyTorch).
 
 Both give (`GLCICWeights`): variables {'params': {'conv{i}': {'kernel', 'bias'}, 'bn{i}': {'scale',
 'bias'}}, 'batch_stats': {'bn{i}': {'mean', 'var'}}}, the width c, the BatchNorm eps and the mean.
@@ -24,6 +24,7 @@ kH, kW) -> (kH, kW, in, out) (see `TorchFullConv`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import zipfile
 from typing import Any, Mapping
@@ -32,6 +33,8 @@ import numpy as np
 
 from inpaintjax.convert import torch7
 from inpaintjax.models.glcic import LAYERS
+
+log = logging.getLogger(__name__)
 
 #: the mean pixel of completionnet_places2.t7 as printed to 4 digits by the PyTorch conversions
 #: (liruilong940607/inpainting.siggraph2017.tf `src/convertor.ipynb`); the .t7 files carry their own
@@ -42,6 +45,15 @@ _CONV_CLASSES = {"c": ("nn.SpatialConvolution", "nn.SpatialDilatedConvolution",
                  "t": ("nn.SpatialFullConvolution", "cudnn.SpatialFullConvolution")}
 _BN_CLASSES = ("nn.SpatialBatchNormalization", "cudnn.SpatialBatchNormalization")
 _SD_MARKER = b"48.weight"
+
+
+def _default_mean(where: str) -> tuple[float, float, float]:
+    log.warning("%s records no mean pixel; using the Places2 model's %s (subtracted from the image, "
+                "and what the hole holds). For another model's (e.g. the CelebA one) save the file as "
+                "{'model': state_dict, 'mean': [r, g, b]}, or set config.model.mean on a config "
+                "built for these weights (docs/glcic.md, 'Settings of converted weights')",
+                where, PLACES2_MEAN)
+    return PLACES2_MEAN
 
 
 class GLCICWeightsError(ValueError):
@@ -76,6 +88,16 @@ def _kernel(kind: str, w: np.ndarray, cin: int, cout: int, k: int, where: str) -
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0) if kind == "c" else w.transpose(2, 3, 0, 1))
 
 
+def _vector(v, n: int, width: int, where: str) -> np.ndarray:
+    """A per-channel vector of n values (any stored shape holding n values, e.g. Torch's [n])."""
+    v = _f32(v)
+    if v.size != n:
+        raise GLCICWeightsError(f"{where} has {v.size} values, expected {n} (one per output channel "
+                                f"of the layer at width c = {width}, read from conv1): the file's "
+                                "layers do not form the released completion network's layer table")
+    return v.reshape(n)
+
+
 def _assemble(convs: list, bns: list, width: int, where: str) -> dict:
     """convs: [(weight as stored, bias)] x 17, bns: [(scale, bias, mean, var)] x 16 -> variables."""
     params, stats = {}, {}
@@ -83,10 +105,11 @@ def _assemble(convs: list, bns: list, width: int, where: str) -> dict:
     for i, (w, b) in enumerate(convs, start=1):
         kind, k, _, _, cout = _expected(i, width)
         params[f"conv{i}"] = {"kernel": _kernel(kind, _f32(w), cin, cout, k, f"{where} conv{i}"),
-                              "bias": _f32(b).reshape(cout)}
+                              "bias": _vector(b, cout, width, f"{where} conv{i}: bias")}
         cin = cout
         if i <= len(bns):
-            scale, bias, mean, var = (_f32(v).reshape(cout) for v in bns[i - 1])
+            scale, bias, mean, var = (_vector(v, cout, width, f"{where} bn{i}: {name}") for v, name in
+                                      zip(bns[i - 1], ("weight", "bias", "running_mean", "running_var")))
             params[f"bn{i}"] = {"scale": scale, "bias": bias}
             stats[f"bn{i}"] = {"mean": mean, "var": var}
     return {"params": params, "batch_stats": stats}
@@ -164,11 +187,10 @@ def from_t7_object(obj: Any, where: str = "<t7>") -> GLCICWeights:
         scale = bn.get("weight") if bn.get("weight") is not None else np.ones(cout, np.float32)
         bias = bn.get("bias") if bn.get("bias") is not None else np.zeros(cout, np.float32)
         bns.append((scale, bias, mean, var))
-        acts = [mods[j + 2]]
-        for a, want_cls in zip(acts, ("nn.ReLU",)):
-            if getattr(a, "typename", None) not in (want_cls, "cudnn.ReLU"):
-                raise GLCICWeightsError(f"{where} module {j + 2}: {getattr(a, 'typename', a)}, "
-                                        f"expected {want_cls}")
+        relu = mods[j + 2]
+        if getattr(relu, "typename", None) not in ("nn.ReLU", "cudnn.ReLU"):
+            raise GLCICWeightsError(f"{where} module {j + 2}: {getattr(relu, 'typename', relu)}, "
+                                    "expected nn.ReLU")
     last = mods[-1]
     if getattr(last, "typename", None) not in ("nn.Sigmoid", "cudnn.Sigmoid"):
         raise GLCICWeightsError(f"{where} module {NUM_MODULES - 1}: "
@@ -178,7 +200,7 @@ def from_t7_object(obj: Any, where: str = "<t7>") -> GLCICWeights:
                                 "the network takes one")
     raw_mean = obj.get("mean")
     if raw_mean is None:
-        mean = PLACES2_MEAN
+        mean = _default_mean(where)
     else:
         vals = list(raw_mean.values()) if isinstance(raw_mean, dict) else list(np.ravel(raw_mean))
         if len(vals) != 3:
@@ -200,7 +222,7 @@ def from_t7(path: str) -> GLCICWeights:
 # -- PyTorch ---------------------------------------------------------------------------------------
 def from_state_dict(sd: Mapping[str, Any], mean=None, where: str = "state dict") -> GLCICWeights:
     """An `nn.Sequential` state dict (`0.weight` ... `48.bias`) -> GLCICWeights; `mean` defaults
-    to PLACES2_MEAN."""
+    to PLACES2_MEAN (with a logged warning that says so)."""
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
     expected = set()
     for i in range(1, len(LAYERS) + 1):
@@ -217,7 +239,7 @@ def from_state_dict(sd: Mapping[str, Any], mean=None, where: str = "state dict")
     convs = [(sd[f"{3 * (i - 1)}.weight"], sd[f"{3 * (i - 1)}.bias"]) for i in range(1, len(LAYERS) + 1)]
     bns = [tuple(sd[f"{3 * (i - 1) + 1}.{n}"] for n in ("weight", "bias", "running_mean", "running_var"))
            for i in range(1, len(LAYERS))]
-    mean = PLACES2_MEAN if mean is None else tuple(float(v) for v in np.ravel(_f32(mean)))
+    mean = _default_mean(where) if mean is None else tuple(float(v) for v in np.ravel(_f32(mean)))
     if len(mean) != 3:
         raise GLCICWeightsError(f"{where}: 'mean' has {len(mean)} values, expected 3 (RGB)")
     # PyTorch's BatchNorm2d default; the conversions do not carry the eps

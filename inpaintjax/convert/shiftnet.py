@@ -22,18 +22,25 @@ matching, `shift='flip'`) hold the same 8-level network written out flat: `e{k}_
 (`e3_c` is 6x6), `e{k}_norm` -> `down_norm_k`, `d{j}_dc` -> `up_{9-j}`, `d{j}_norm` -> `up_norm_{9-j}`.
 
 `patch_soft_unet_shift_triple` files have exactly the keys of `unet_shift_triple` (the soft shift
-has no parameters), so the keys cannot tell them apart: pass `shift='soft'` (and the model's
-`fuse`, which the file does not record either) to `from_torch` / `from_state_dict`.
+has no parameters), so the keys cannot tell them apart: pass `shift='soft'` to `from_torch` /
+`from_state_dict` (and give the family the model's `fuse`, which the file does not record either).
+Without `shift`, such keys load as 'hard' with a logged warning that says so.
+
+Every converted parameter's shape is checked against the generator the keys describe (depth,
+width, input channels, variant), so a file that does not fit fails here, naming the key.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from collections import OrderedDict
 from typing import Any, Mapping, Optional
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SHIFTS = ("hard", "res", "soft", "flip")   # as inpaintjax.models.shiftnet.SHIFTS; detect() imports no JAX
 _MARKER = b"model.model.1.model.3.model."
@@ -152,13 +159,50 @@ def _strip(sd: Mapping[str, Any]) -> dict:
     return dict(sd)
 
 
+def _torch_shape(shape, kind: str, leaf: str) -> tuple:
+    """A parameter's shape in the state dict's layout: conv kernels [kh, kw, in, out] are stored
+    [out, in, kh, kw], transposed convolutions' [in, out, kh, kw]; vectors as they are."""
+    shape = tuple(int(d) for d in shape)
+    if leaf != "kernel" or len(shape) != 4:
+        return shape
+    kh, kw, i, o = shape
+    return (o, i, kh, kw) if kind == "conv" else (i, o, kh, kw)
+
+
+def _check_shapes(params: dict, info: dict, where: str) -> None:
+    """Every converted parameter against the shape `ShiftNetGenerator` gives it for `info` (found
+    with jax.eval_shape: no computation); the error names the state-dict key and both shapes in
+    the file's layout."""
+    import jax
+    import jax.numpy as jnp
+
+    from inpaintjax.models.shiftnet import ShiftNetGenerator
+    n, shift = info["num_downs"], info["shift"]
+    net = ShiftNetGenerator(num_downs=n, ngf=info["ngf"], out_channels=info["out_channels"], shift=shift)
+    size = 2 ** n
+    want = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, size, size, info["in_channels"])),
+                                           jnp.zeros((1, size, size, 1))))["params"]
+    for name, prefix, kind in _layers(n, shift):
+        for leaf in (("scale", "bias") if kind == "norm" else ("kernel", "bias")):
+            got, exp = params[name][leaf].shape, want[name][leaf].shape
+            if tuple(got) != tuple(exp):
+                key = f"{prefix}.{'bias' if leaf == 'bias' else 'weight'}"
+                raise ShiftNetCheckpointError(
+                    f"{where}: {key} has shape {_torch_shape(got, kind, leaf)}, expected "
+                    f"{_torch_shape(exp, kind, leaf)} in a {n}-level shift={shift!r} Shift-Net "
+                    f"generator of width ngf={info['ngf']} with {info['in_channels']} input channels "
+                    f"(read from its first layer); the file's layers do not form that network "
+                    f"(Zhaoyi-Yan/Shift-Net_pytorch, models/modules/shift_unet.py)")
+
+
 def from_state_dict(sd: Mapping[str, Any], where: str = "state dict",
                     shift: Optional[str] = None) -> tuple[dict, dict]:
-    """A generator state dict (tensors or numpy) -> ({'params': numpy tree}, describe(sd, shift=shift))."""
+    """A generator state dict (tensors or numpy) -> ({'params': numpy tree}, describe(sd, shift=shift)).
+    Every layer's shape is checked against the network that `describe` reads off the keys.
+    Without `shift`, keys that could be either 'hard' or 'soft' load as 'hard' with a logged
+    warning (pass shift='hard' or 'soft' to say which)."""
     sd = _strip(sd)
     info = describe(sd, where, shift)
-    from inpaintjax.models.shiftnet import level_channels
-    ch = level_channels(info["num_downs"], info["ngf"])
     params, used = {}, set()
     for name, prefix, kind in _layers(info["num_downs"], info["shift"]):
         w_key, b_key = prefix + ".weight", prefix + ".bias"
@@ -175,14 +219,18 @@ def from_state_dict(sd: Mapping[str, Any], where: str = "state dict",
             raise ShiftNetCheckpointError(f"{where}: {w_key} has shape {w.shape}, expected 4-D")
         kernel = np.transpose(w, (2, 3, 1, 0) if kind == "conv" else (2, 3, 0, 1))
         params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": b}
-    k3 = params["down_3"]["kernel"]
-    if k3.shape[-1] != ch[3]:
-        raise ShiftNetCheckpointError(f"{where}: level-3 conv has {k3.shape[-1]} channels, expected "
-                                      f"4 * ngf = {ch[3]}")
     unknown = sorted(set(sd) - used)
     if unknown:
         raise ShiftNetCheckpointError(f"{where}: unexpected keys {unknown[:5]} for a "
                                       f"{info['num_downs']}-level {info['shift']} Shift-Net generator")
+    _check_shapes(params, info, where)
+    if shift is None and info["shift"] == "hard":
+        log.warning("%s: loaded as Shift-Net's default generator, shift='hard' (unet_shift_triple). "
+                    "A patch_soft_unet_shift_triple file has exactly these keys (its soft shift has "
+                    "no parameters), so the file cannot tell; for a soft-shift model load it with "
+                    "inpaintjax.convert.shiftnet.from_torch(path, shift='soft') and build the family "
+                    "with model.shift='soft' and model.fuse as it was trained (docs/shiftnet.md, "
+                    "'Weights'); from_torch(path, shift='hard') loads without this warning", where)
     return {"params": params}, info
 
 

@@ -24,12 +24,15 @@ rate 1) as the paper, or Adam (`'adam'`, families/common.py). BatchNorm everywhe
 batch's statistics in training (the discriminator's over the real and the completed images of
 the step together, in one pass), the running ones at inference.
 
-Inference: `inpaint` composites the network's output into the known pixels (jittable);
-`predict` (host side, what `Inpainter` calls) follows `inpaint.lua`: an image whose longer side is
-above `inference.maxdim` (600) is scaled down with Torch's `image.scale` bilinear rule to sides
-rounded to multiples of 4, its mask thresholded at 0.2, inpainted, and the fill scaled back up to
-the image; `inference.postprocess` (off by default, as the 2020 release) runs OpenCV's Telea fill
-(radius 1) and Poisson `seamlessClone` (NORMAL_CLONE) on the composite.
+Inference: `inpaint` composites the network's output into the known pixels (jittable; sides that
+are not multiples of 4 are mirrored out to them for the network and cropped back); `predict` (host
+side, what `Inpainter` calls, with the image at its own size: `size_multiple` is 1) follows
+`inpaint.lua`: the image and mask take its two resizes with Torch's `image.scale` bilinear rule,
+by inference.maxdim / max(H, W) when the longer side is above `inference.maxdim` (600), then to
+sides rounded to multiples of 4 (`lua_inputs`); the mask is thresholded at 0.2, the image
+inpainted, and the fill scaled back to the image's size; `inference.postprocess` (off by default,
+as the 2020 release) runs OpenCV's Telea fill (radius 1) and Poisson `seamlessClone`
+(NORMAL_CLONE) on the composite (`poisson_postprocess`).
 
 Config keys read (configs/glcic.py): phase, model.{width, d_width, local_size, mean, bn_eps},
 loss.alpha, optim.{name, lr, rho, eps, b1, b2, schedule, ...}, inference.{maxdim, postprocess},
@@ -38,6 +41,7 @@ mask.generator, compute_dtype, ema_decay.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Mapping
 
@@ -54,6 +58,8 @@ from inpaintjax.data import fields
 from inpaintjax.families import common
 from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models.glcic import CompletionNetwork, GlobalLocalDiscriminator, completion_input
+
+log = logging.getLogger(__name__)
 
 PHASES = ("completion", "discriminator", "joint")
 OPTIMIZERS = ("adadelta", "adam")
@@ -128,7 +134,11 @@ class GLCIC(Family):
     """The GLCIC family (see the module docstring)."""
 
     name = "glcic"
-    size_multiple = 4
+    # 1, not the network's 4: `inpaint.lua` brings any image to multiples of 4 by resizing it, so
+    # the Inpainter must hand `predict` the image at its own size, unpadded (a mirrored border would
+    # enter the resize and the scale factor); `inpaint` takes any size too (it pads to multiples of
+    # 4 by reflection for the evaluation, which calls it directly)
+    size_multiple = 1
     weight_formats = (WeightFormat("torch7-or-state-dict", lambda p: convert.detect_format(p) is not None,
                                    _load_official),)
     warm_start_paths = ("g_params", "g_stats", "d_params", "d_stats")
@@ -272,27 +282,35 @@ class GLCIC(Family):
                 "batch_stats": state.g_stats}
 
     def inpaint(self, variables: Any, inputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """inputs: image [B,H,W,3] in [0,1], mask [B,H,W,1] (1 = hole; H, W multiples of 4).
-        Returns 'output' (the network's hole pixels, known pixels exactly the input) and 'raw'
-        (the whole network output), both [B,H,W,3] in [0, 1]."""
+        """inputs: image [B,H,W,3] in [0,1], mask [B,H,W,1] (1 = hole), any H and W: sides that
+        are not multiples of 4 are padded at the bottom/right by mirror reflection for the network
+        and cropped back (`predict`, the Inpainter's route, resizes to multiples of 4 instead, as
+        inpaint.lua). Returns 'output' (the network's hole pixels, known pixels exactly the input)
+        and 'raw' (the whole network output), both [B,H,W,3] in [0, 1]."""
         image = inputs["image"].astype(jnp.float32)
         mask = inputs["mask"].astype(jnp.float32)
-        raw = self.net.apply(variables, completion_input(image, mask, self.mean))
+        h, w = image.shape[1:3]
+        pad = ((0, 0), (0, -h % 4), (0, -w % 4), (0, 0))
+        x = completion_input(image, mask, self.mean)
+        if pad[1][1] or pad[2][1]:
+            x = jnp.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge")
+        raw = self.net.apply(variables, x)[:, :h, :w]
         return {"output": jnp.where(mask > 0.5, raw, image), "raw": raw}
 
     def predict(self, fn, variables: Any, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """`inpaint.lua` around the jitted `inpaint` (`fn`): scale down to inference.maxdim, run,
-        scale the fill back, optionally post-process (see the module docstring). batch: 'image'
-        [B,H,W,3] in [0,1], 'mask' [B,H,W,1], H and W multiples of 4."""
+        """`inpaint.lua` around the jitted `inpaint` (`fn`): bring the image to the network's size
+        in inpaint.lua's two resizes (`lua_inputs`), run, scale the fill back, optionally
+        post-process (see the module docstring). batch: 'image' [B,H,W,3] in [0,1], 'mask'
+        [B,H,W,1], at the image's own size (the Inpainter does not pad for this family)."""
         image = np.asarray(batch["image"], np.float32)
         mask = np.asarray(batch["mask"], np.float32)
         h, w = image.shape[1:3]
-        small = lua_size(h, w, self.maxdim)
-        if small == (h, w):
+        if lua_scaled_size(h, w, self.maxdim) == lua_size(h, w, self.maxdim) == (h, w):
             res = {k: np.asarray(v) for k, v in fn(variables, {"image": image, "mask": mask}).items()}
         else:
-            img_s = np.stack([torch_image_scale(x, *small) for x in image])
-            msk_s = (np.stack([torch_image_scale(m, *small) for m in mask]) >= 0.2).astype(np.float32)
+            small = [lua_inputs(x, m[..., 0], self.maxdim) for x, m in zip(image, mask)]
+            img_s = np.stack([x for x, _ in small])
+            msk_s = np.stack([m for _, m in small])
             raw_s = np.asarray(fn(variables, {"image": img_s, "mask": msk_s})["raw"])
             raw = np.stack([torch_image_scale(r, h, w) for r in raw_s])
             res = {"output": np.where(mask > 0.5, raw, image), "raw": raw}
@@ -350,29 +368,35 @@ def torch_image_scale(x: np.ndarray, height: int, width: int) -> np.ndarray:
     return _scale_axis(_scale_axis(x, 1, int(width)), 0, int(height))
 
 
-def lua_size(h: int, w: int, maxdim: int) -> tuple[int, int]:
-    """The size `inpaint.lua` runs the network at: scaled by maxdim / max(h, w) when the longer
-    side is above maxdim (Torch truncates the fractional size), then each side rounded to the
-    nearest multiple of 4 (`torch.round(s / 4) * 4`). maxdim 0: only the rounding."""
+def lua_scaled_size(h: int, w: int, maxdim: int) -> tuple[int, int]:
+    """`inpaint.lua`'s first resize: `image.scale(I, '*maxdim/hwmax')` when the longer side hwmax
+    is above maxdim, i.e. each side times maxdim / hwmax with the fraction dropped (as Torch does
+    when it makes a tensor of a fractional size; at least 1); (h, w) otherwise, and for maxdim 0."""
     if maxdim and max(h, w) > maxdim:
         hwmax = max(h, w)
-        h, w = int(h * maxdim / hwmax), int(w * maxdim / hwmax)
-        h, w = max(h, 1), max(w, 1)
+        return max(int(h * maxdim / hwmax), 1), max(int(w * maxdim / hwmax), 1)
+    return h, w
+
+
+def lua_size(h: int, w: int, maxdim: int) -> tuple[int, int]:
+    """The size `inpaint.lua` runs the network at: `lua_scaled_size`, then each side rounded to
+    the nearest multiple of 4 (`torch.round(s / 4) * 4`, halves away from zero; at least 4 here,
+    where the Lua code would scale a side under 2 px to 1). maxdim 0: only the rounding."""
+    h, w = lua_scaled_size(h, w, maxdim)
     return (max(4, int(math.floor(h / 4 + 0.5)) * 4), max(4, int(math.floor(w / 4 + 0.5)) * 4))
 
 
 def lua_inputs(image: np.ndarray, mask: np.ndarray, maxdim: int = 600) -> tuple[np.ndarray, np.ndarray]:
     """`inpaint.lua`'s input preparation for one image: image [H, W, 3] in [0, 1], mask [H, W]
-    (values in [0, 1], 1 = hole) -> (image [h, w, 3], mask [h, w, 1] in {0, 1}) at `lua_size`,
-    both scaled with Torch's bilinear rule, the mask then thresholded at 0.2."""
+    (values in [0, 1], 1 = hole) -> (image [h, w, 3], mask [h, w, 1] in {0, 1}) at `lua_size`.
+    Two resizes with Torch's bilinear rule, as the Lua code: to `lua_scaled_size` when the image
+    is above maxdim, then to the multiples of 4; the mask the same way, then thresholded at 0.2."""
     h, w = image.shape[:2]
-    hh, ww = h, w
-    if maxdim and max(h, w) > maxdim:
-        hwmax = max(h, w)
-        hh, ww = max(1, int(h * maxdim / hwmax)), max(1, int(w * maxdim / hwmax))
-        image = torch_image_scale(image, hh, ww)
-        mask = torch_image_scale(mask, hh, ww)
-    th, tw = lua_size(hh, ww, 0)
+    first = lua_scaled_size(h, w, maxdim)
+    if first != (h, w):
+        image = torch_image_scale(image, *first)
+        mask = torch_image_scale(mask, *first)
+    th, tw = lua_size(*first, 0)
     image = torch_image_scale(image, th, tw)
     mask = (torch_image_scale(mask, th, tw) >= 0.2).astype(np.float32)
     return image, mask.reshape(th, tw, 1)
@@ -382,7 +406,12 @@ def poisson_postprocess(out: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """`inpaint.lua --postproc`: OpenCV's Telea fill (radius 1) of the hole of the composite `out`,
     then `seamlessClone(src=out, dst=that, mask, p, NORMAL_CLONE)` with p the centre of the hole's
     bounding box (as the Lua code computes it). out [H, W, 3] RGB in [0, 1], hole [H, W] (1 =
-    hole) -> [H, W, 3] float32 in [0, 1] (8-bit steps, as OpenCV works on 8-bit images)."""
+    hole) -> [H, W, 3] float32 in [0, 1] (8-bit steps, as OpenCV works on 8-bit images).
+
+    seamlessClone clears the mask's outermost ring of pixels and fails (cv2.error, where
+    inpaint.lua would stop) when what is left has a bounding box under 3 px high or wide; for such
+    a hole the clone is skipped, with a logged warning, and the Telea fill is the result (at 3 px
+    the clone leaves the Telea fill within one 8-bit step: measured on noise)."""
     try:
         import cv2
     except ImportError as e:
@@ -396,5 +425,15 @@ def poisson_postprocess(out: np.ndarray, hole: np.ndarray) -> np.ndarray:
     src = cv2.cvtColor(np.round(np.clip(out, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
     mask8 = hole.astype(np.uint8) * 255
     dst = cv2.inpaint(src, mask8, 1, cv2.INPAINT_TELEA)
-    blended = cv2.seamlessClone(src, dst, mask8, p, cv2.NORMAL_CLONE)
+    inner = hole[1:-1, 1:-1]                   # what seamlessClone keeps of the mask
+    r_in, c_in = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
+    box = (r_in[-1] - r_in[0] + 1, c_in[-1] - c_in[0] + 1) if inner.any() else None
+    if box is not None and min(box) < 3:
+        log.warning("GLCIC post-processing: the hole's bounding box is %dx%d px (%dx%d inside the "
+                    "image's outermost ring), thinner than the 3 px OpenCV's seamlessClone needs; "
+                    "kept the Telea fill without the Poisson blend", rows[-1] - rows[0] + 1,
+                    cols[-1] - cols[0] + 1, *box)
+        blended = dst
+    else:
+        blended = cv2.seamlessClone(src, dst, mask8, p, cv2.NORMAL_CLONE)
     return cv2.cvtColor(blended, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0

@@ -39,7 +39,6 @@ discount_gamma, vgg_weights, vgg_widths}, optim.*, compute_dtype, ema_decay, dat
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Mapping
 
 import flax
@@ -56,8 +55,6 @@ from inpaintjax.families import common
 from inpaintjax.families.base import Batch, Family, Metrics, WeightFormat, register
 from inpaintjax.models import vgg
 from inpaintjax.models.shiftnet import SHIFTS, PatchDiscriminator, ShiftNetGenerator, feature_hole
-
-log = logging.getLogger(__name__)
 
 VGG_LAYERS = ("pool1", "pool2", "pool3")
 GUIDANCE_FORMS = ("released", "paper")
