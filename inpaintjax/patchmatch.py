@@ -24,13 +24,15 @@ What differs from the sequential C++, and why: the C++ scans the image in raster
 sees the offsets its upper/left neighbours found a moment earlier. Here every hole-touching pixel
 tries its neighbours' offsets at once (2 and 1 pixels up and left on forward half-passes, down and
 right on backward ones, each shifted by its distance: PROPAGATION_JUMPS), from the field as it
-stood when the half-pass began, then does the same halving random search (jax.random), all pixels
-in parallel. Propagation candidates are clamped to
-the image (the C++ may try a centre one pixel past the border, which the border penalty makes
-lose). Random numbers come from `jax.random` and the seed, not libc `rand()`. Levels so
-small that every vote weight is 0 are computed directly instead of searched (`is_dead_level`). The result is the same
-algorithm with a different schedule of updates, not a bit-exact copy; docs/patchmatch.md measures it
-against PyPatchMatch.
+stood when the half-pass began, then does the same halving random search, all pixels in
+parallel. Propagation candidates are clamped to the image (the C++ may try a centre one pixel
+past the border, which the border penalty makes lose). Random numbers are not libc `rand()`'s:
+each field entry's draws are JAX's Threefry-2x32 hash, under a key derived from the seed (per
+level, then per EM iteration and half-pass, or initial try), of a counter naming the entry's
+field and pixel (`_entry_bits`). Levels so small that every vote weight is 0 are computed
+directly instead of searched (`is_dead_level`). The result is the same algorithm with a
+different schedule of updates, not a bit-exact copy; docs/patchmatch.md measures it against
+PyPatchMatch.
 
 Shapes are static: one jitted program per pyramid level and patch-radius/capacity combination; the
 work of a level is done on one compact list of field entries: field 0's for the pixels whose patch
@@ -42,7 +44,9 @@ sizes per octave, `capacity`), so masks of about the same size share the compile
 distance reads int16 channels-first feature maps whose invalid pixels hold +-INVALID, which makes
 a validity channel unnecessary (`patch_distance`). A batch of images runs at once (vmapped); `mesh`
 shards the batch over devices. Every image's result depends only on that image, its mask, the
-radius and the seed: the same random stream is used for every image of a batch.
+radius and the seed: an entry's random draws are keyed by its field and pixel, never by its place
+in the list, so neither the list's padding (set by the batch's largest mask) nor the other
+images change them.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import functools
 from typing import Optional
 
 import jax
+import jax.extend.random
 import jax.numpy as jnp
 import numpy as np
 
@@ -89,7 +94,9 @@ def em_schedule(level: int) -> tuple[int, int]:
 
 def similarity_table() -> np.ndarray:
     """float64 [65536]: vote weight of a patch at distance d (0..65535), the reference's table:
-    linear interpolation of _SIMILARITY_BASE over 100 * d / 65536 (0 from d = 11/100 on)."""
+    linear interpolation over t = 100 * d / 65536 of _SIMILARITY_BASE, the values at t = 0, 1,
+    ..., 10 (the last 0): positive while t < 10 (the last positive entry is d = 6553, 9.2e-8), 0
+    from d = 6554 on, 10% of the range."""
     i = np.arange(DISTANCE_SCALE + 1, dtype=np.float64)
     t = 100.0 * (i / (DISTANCE_SCALE + 1))
     j = np.floor(t).astype(np.int64)
@@ -172,14 +179,6 @@ def _pad_features(feat, radius: int, invalid_value: int):
     # pixels outside the image are invalid: the penalty applies
     return jnp.pad(feat, ((0, 0), (radius, radius), (radius, radius)),
                    constant_values=invalid_value)
-
-
-def _patches(padded, centres, radius: int):
-    """[N, 9, 2r+1, 2r+1] patches of a padded feature map [9, h+2r, w+2r] at in-image centres
-    int [N, 2]."""
-    size = 2 * radius + 1
-    return jax.vmap(lambda c: jax.lax.dynamic_slice(
-        padded, (0, c[0], c[1]), (_FEATURES, size, size)))(centres)
 
 
 def _patches_of(maps, which, centres, radius: int):
@@ -375,13 +374,31 @@ def _cost(maps, which, queries, cands, radius: int):
     return patch_distance(queries, _patches_of(maps, 1 - which, cands, radius))
 
 
-def _minimize(maps, queries, field, dist, centres, which, live_k, index_map, key, *,
+def _entry_bits(key, ids, n: int):
+    """uint32 [n, K]: n random words for each of K entries, counter-based. With B = ceil(n/2),
+    entry k's word j is half j // B of the Threefry-2x32 hash, under `key` (a threefry2x32 key),
+    of the counter pair (ids[k], j mod B), where ids[k] names the entry's field and pixel
+    (`_level`). An entry's words depend on the key, n and its id only, not on its place in the
+    list, the list's length or the other entries (the padding that the batch's largest mask
+    sets). One hash per two words, as `jax.random.bits`."""
+    k = jax.random.key_data(key)
+    blocks = -(-n // 2)
+    shape = (blocks, ids.shape[0])
+    counters = jnp.stack([jnp.broadcast_to(ids.astype(jnp.uint32), shape),
+                          jnp.broadcast_to(jnp.arange(blocks, dtype=jnp.uint32)[:, None], shape)])
+    # threefry_2x32 hashes the pairs (first half, second half) of its flattened input
+    words = jax.extend.random.threefry_2x32((k[0], k[1]), counters)  # [2, B, K]
+    return words.reshape(2 * blocks, ids.shape[0])[:n]
+
+
+def _minimize(maps, queries, field, dist, centres, which, live_k, index_map, ids, key, *,
               radius: int, passes: int, scales: tuple[int, ...], jumps: tuple[int, ...]):
     """`passes` passes over the fields of the K entries (target centres int [K,2], distances int
     [K]): each a forward and a backward half-pass of parallel propagation then random search.
     A half-pass is one loop over candidate slots: the propagation slots (one per neighbour, from
     the field as the half-pass began, accepted in the sequential scan's order), then one slot
-    per random-search radius; each slot scores one candidate per entry."""
+    per random-search radius; each slot scores one candidate per entry. The random offsets of
+    entry k come from `key`, the half-pass and ids[k] (`_entry_bits`)."""
     h = maps.shape[2] - 2 * radius
     w = maps.shape[3] - 2 * radius
     hi = jnp.array([h - 1, w - 1])
@@ -397,7 +414,7 @@ def _minimize(maps, queries, field, dist, centres, which, live_k, index_map, key
         start = field  # Jacobi: propagation reads the field as the half-pass began
         # all random offsets of the half-pass at once, one 32-bit draw per entry and radius, its
         # two 16-bit halves the y and x offsets: (bits mod (2s+1)) - s, as rand() % n
-        bits = jax.random.bits(jax.random.fold_in(key, i), (max(1, len(scales)), field.shape[0]))
+        bits = _entry_bits(jax.random.fold_in(key, i), ids, max(1, len(scales)))
         halves = jnp.stack([bits >> 16, bits & 0xFFFF], -1)
 
         def slot(j, carry):
@@ -425,15 +442,17 @@ def _minimize(maps, queries, field, dist, centres, which, live_k, index_map, key
     return jax.lax.fori_loop(0, 2 * passes, half, (field, dist))
 
 
-def _random_centres(key, n: int, h: int, w: int):
-    """int [n, 2]: uniformly drawn pixels of an h x w image (bits mod h, as rand() % h)."""
-    bits = jax.random.bits(key, (n, 2))
+def _random_centres(key, ids, h: int, w: int):
+    """int [K, 2]: a uniformly drawn pixel of an h x w image for each entry (bits mod h, as
+    rand() % h), entry k's from `key` and ids[k] (`_entry_bits`)."""
+    bits = _entry_bits(key, ids, 2).T
     return (bits % jnp.array([h, w], jnp.uint32)).astype(jnp.int32)
 
 
-def _initial_field(first_guess, maps, queries, which, live_k, key, *, radius: int):
+def _initial_field(first_guess, maps, queries, which, live_k, ids, key, *, radius: int):
     """Distances of `first_guess` int [K,2], then up to INIT_TRIES - 1 random centres for every
-    entry still at DISTANCE_SCALE (the reference's retries)."""
+    entry still at DISTANCE_SCALE (the reference's retries), try t (1..) of entry k drawn from
+    `key`, t and ids[k]."""
     h = maps.shape[2] - 2 * radius
     w = maps.shape[3] - 2 * radius
     K = first_guess.shape[0]
@@ -444,7 +463,7 @@ def _initial_field(first_guess, maps, queries, which, live_k, key, *, radius: in
 
     def retry(state):
         f, d, t = state
-        c = _random_centres(jax.random.fold_in(key, t), K, h, w)
+        c = _random_centres(jax.random.fold_in(key, t), ids, h, w)
         c = jnp.where(t == 0, first_guess, c)
         redo = d >= DISTANCE_SCALE
         dc = _cost(maps, which, queries, c, radius)
@@ -497,6 +516,9 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
     live_k = jnp.concatenate([jnp.arange(K0) < jnp.sum(listed[0]),
                               jnp.arange(K1) < jnp.sum(listed[1])])
     K = K0 + K1
+    # an entry's random draws are keyed by its field and pixel, never by its place in the list
+    # (which the batch's largest mask sets): one image's fill does not depend on its batch
+    ids = which * (h * w) + cy * w + cx
     index_map = jnp.full((2, h, w), -1, jnp.int32).at[
         which, jnp.where(live_k, cy, h), cx].set(jnp.arange(K, dtype=jnp.int32), mode="drop")
     ry, rx = jnp.nonzero(receiving(known, radius), size=R, fill_value=0)
@@ -515,10 +537,11 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
     maps0, queries0 = maps_and_queries(target)
     k_init = jax.random.fold_in(key, 1_000_000)
     if coarsest:
-        guess = _random_centres(jax.random.fold_in(k_init, 10), K, h, w)
+        guess = _random_centres(jax.random.fold_in(k_init, 0), ids, h, w)  # retries: 1..
     else:
         guess = scale_field(coarse_fields, h, w, centres, which)
-    field, dist = _initial_field(guess, maps0, queries0, which, live_k, k_init, radius=radius)
+    field, dist = _initial_field(guess, maps0, queries0, which, live_k, ids, k_init,
+                                 radius=radius)
 
     def vote(field, dist, image, image_known, out_shape, upscale):
         return em_votes(centres, live_k, field, dist, K0, index_map[1], receivers,
@@ -528,7 +551,7 @@ def _level(src, known, target, coarse_fields, fine_src, fine_known, key, *, radi
         target, _, field, dist = carry
         maps, queries = maps_and_queries(target)
         field, dist = _minimize(maps, queries, field, dist, centres, which, live_k, index_map,
-                                jax.random.fold_in(key, i), radius=radius, passes=passes,
+                                ids, jax.random.fold_in(key, i), radius=radius, passes=passes,
                                 scales=scales, jumps=jumps)
         new = maximization(vote(field, dist, src, known, (h, w), False), target)
         return new, target, field, dist
@@ -655,7 +678,7 @@ def inpaint_uint8(images, holes, seed: int = 0, radius: int = DEFAULT_PATCH_RADI
         put = functools.partial(jax.device_put, device=sharding)
     pyr = _pyramid(put(img.astype(np.int32)), put(~hol), radius=radius, levels=len(sizes))
     counts = [np.max(jax.device_get(c), 0) for _, _, c in pyr]  # field 0, field 1, receivers
-    key = jax.random.key(seed)
+    key = jax.random.key(seed, impl="threefry2x32")  # whatever JAX's default: `_entry_bits`
     target = fields = None
     for level in range(len(sizes) - 1, -1, -1):
         src, known, _ = pyr[level]
@@ -682,7 +705,7 @@ def inpaint(images, masks, seed: int = 0, radius: int = DEFAULT_PATCH_RADIUS,
     """PatchMatch fill of a batch: images float [B,H,W,3] in [0, 1], masks [B,H,W,1] (1 = hole)
     -> float32 [B,H,W,3] in [0, 1] whose known pixels are the input's, bit for bit. The images
     are quantised to 8 bits for the search and the votes (as the reference works); an image
-    without known pixels gets zeros in the hole. `seed` picks the random stream; `radius` the
+    without known pixels gets zeros in the hole. `seed` keys the random draws; `radius` the
     patch radius (3 = 7x7 patches); `mesh` shards the batch over its devices."""
     images = np.asarray(images, np.float32)
     masks = np.asarray(masks, np.float32)

@@ -1,6 +1,7 @@
 """PatchMatch (inpaintjax.patchmatch): the deterministic pieces exactly against a NumPy port of the
 reference C++ (tests/patchmatch_reference.py), the whole fill against PyPatchMatch's golden numbers
-(tests/fixtures/make_patchmatch_golden.py), determinism, and 8 devices against 1."""
+(tests/fixtures/make_patchmatch_golden.py), determinism, independence from the batch, and 8
+devices against 1."""
 
 import functools
 import json
@@ -47,8 +48,10 @@ def test_patch_distance_is_the_reference_distance(radius):
         fs = pm._pad_features(pm.features(src_img, known, pm.INVALID), radius, pm.INVALID)
         ft = pm._pad_features(pm.features(tgt_img, jnp.ones(known.shape, bool), -pm.INVALID),
                               radius, -pm.INVALID)
-        ps = pm._patches(fs, pairs[:, :2], radius)
-        pt = pm._patches(ft, pairs[:, 2:], radius)
+        # the two maps stacked as a level stacks them: entry n's patch from map which[n]
+        maps, n = jnp.stack([fs, ft]), pairs.shape[0]
+        ps = pm._patches_of(maps, jnp.zeros(n, jnp.int32), pairs[:, :2], radius)
+        pt = pm._patches_of(maps, jnp.ones(n, jnp.int32), pairs[:, 2:], radius)
         return pm.patch_distance(ps, pt), pm.patch_distance(pt, ps)
 
     got, got_rev = distances(jnp.asarray(src_img, jnp.int32), jnp.asarray(~hole),
@@ -283,6 +286,45 @@ def test_known_pixels_exact_same_seed_same_output(filled):
     noisy = np.where(masks > 0.5, np.random.default_rng(0).random(images.shape), images)
     np.testing.assert_array_equal(pm.inpaint(noisy.astype(np.float32), masks, seed=0,
                                              mesh=mesh1), out)
+
+
+def test_result_does_not_depend_on_the_batch():
+    # a 32x32 crop with an 8x8 hole, filled alone and as the second image of a batch whose first
+    # image has a 16x16 hole: the batch's entry lists are sized for the larger hole, so the small
+    # one's lists carry more padding; its fill must not change by a single bit
+    g = np.load(GOLDEN)
+    images = g["images"][:, 16:48, 16:48].astype(np.float32) / 255.0
+    masks = np.zeros((2, 32, 32, 1), np.float32)
+    masks[0, 12:28, 8:24] = 1.0  # the batch-mate: 16x16
+    masks[1, 10:18, 13:21] = 1.0  # the image under test: 8x8
+    mate, image = images[2], images[0]
+    # the premise: at full size the batch's list of field-1 entries is longer than the image's
+    # own (512 against 208)
+    lengths = [pm.capacity(int(np.sum(pm.searched(jnp.asarray(m[..., 0] < 0.5), 3)[1])), 32 * 32)
+               for m in masks]
+    assert lengths[0] > lengths[1], lengths
+    alone = pm.inpaint(image[None], masks[1:], seed=4)
+    batched = pm.inpaint(np.stack([mate, image]), masks, seed=4)
+    assert np.abs(alone[0] - image)[masks[1, ..., 0] > 0.5].mean() > 0.01  # the hole was filled
+    np.testing.assert_array_equal(batched[1], alone[0])
+
+
+def test_entry_draws_are_counter_based_threefry():
+    # Random123's known answer for Threefry-2x32 (20 rounds): key (0, 0), counter (0, 0) ->
+    # (0x6b200159, 0x99ba4efe). With 2 words an entry's are the hash of (its id, 0); with 5, word
+    # j is half j // 3 of the hash of (id, j mod 3). The same ids in another order, with padding,
+    # get the same words: the draws follow the entry, not its place in the list
+    key = jax.random.wrap_key_data(np.zeros(2, np.uint32), impl="threefry2x32")
+    ids = jnp.array([0, 77, 5000, 3], jnp.int32)
+    two = np.asarray(pm._entry_bits(key, ids, 2))
+    assert two.shape == (2, 4) and two.dtype == np.uint32
+    assert two[0, 0] == 0x6B200159 and two[1, 0] == 0x99BA4EFE
+    five = np.asarray(pm._entry_bits(key, ids, 5))
+    assert five.shape == (5, 4)
+    np.testing.assert_array_equal(five[[0, 3]], two)  # counter (id, 0) in both
+    assert len(np.unique(five)) == five.size
+    shuffled = np.asarray(pm._entry_bits(key, jnp.array([3, 5000, 0, 0, 77, 0], jnp.int32), 5))
+    np.testing.assert_array_equal(shuffled, five[:, [3, 2, 0, 0, 1, 0]])
 
 
 def test_eight_devices_give_the_one_device_result(filled):
