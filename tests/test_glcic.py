@@ -91,6 +91,39 @@ def test_completion_network_matches_pytorch_golden(golden, tmp_path):
     assert np.abs(golden["outputs"][0] - golden["outputs"][1]).mean() > 0.05
 
 
+@pytest.mark.slow
+def test_full_size_forward_256_matches_the_pytorch_build(golden, tmp_path):
+    """The released configuration (width 64, 6,072,131 parameters) at 256x256 on a photograph,
+    through `Inpainter.load` of the PyTorch file format: the network's output equals the PyTorch
+    build's (the golden script's layer table, run here on the same input), the known pixels are the
+    input's, and the hole's contents do not matter (inpaint.lua sets them to 0)."""
+    import torch
+    from skimage import data as skdata
+    from inpaintjax import Inpainter
+    ref = _module("glcic_make_golden", os.path.join(FIXTURES, "glcic_make_golden.py"))
+    net = ref.build()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in golden["state_dict"].items()}, strict=False)
+    net.eval()
+    image = skdata.astronaut()[64:320, 128:384].copy()
+    hole = np.zeros((256, 256), np.float32)
+    hole[72:184, 96:200] = 1
+    with torch.no_grad():
+        want = net(ref.lua_input(image.astype(np.float32) / 255.0, hole))[0].numpy().transpose(1, 2, 0)
+    pth = tmp_path / "completionnet.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in golden["state_dict"].items()},
+                "mean": [float(v) for v in golden["mean"]]}, pth)
+    inp = Inpainter.load(str(pth))
+    assert n_params(inp.variables["params"]) == 6_072_131
+    noisy = image.copy()
+    noisy[hole > 0] = np.random.default_rng(0).integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)
+    out = inp.inpaint(np.stack([image, noisy]), hole, return_extras=True)
+    np.testing.assert_allclose(out["raw"][0], want, atol=1e-4)
+    np.testing.assert_allclose(out["raw"][1], out["raw"][0], atol=1e-6)  # (rows differ in rounding)
+    known = hole < 0.5
+    np.testing.assert_array_equal(out["output"][0][known], image[known])
+    assert want.std() > 0.1  # the weights carry signal at full size too
+
+
 # -- Torch7 reader and converters -------------------------------------------------------------------
 WIDTH = 4
 T7_LAYERS = [(kind, k, s, d) for kind, k, s, d, _ in LAYERS]

@@ -5,7 +5,7 @@ exception, in the reader's own error type, without torch's advice to load it uns
 import pytest
 
 from inpaintjax import torch_io
-from inpaintjax.convert import edgeconnect, pconv
+from inpaintjax.convert import edgeconnect, glcic, pconv, shiftnet
 from inpaintjax.models import vgg
 from inpaintjax.perceptual import inception
 
@@ -27,6 +27,8 @@ def cut_file(tmp_path):
     (lambda p: torch_io.load_torch_file(p), ValueError),
     (pconv.from_torch, pconv.PConvCheckpointError),
     (edgeconnect.load_pth, ValueError),
+    (glcic.from_torch, glcic.GLCICWeightsError),
+    (shiftnet.read_state_dict, shiftnet.ShiftNetCheckpointError),
     (lambda p: vgg.load_weights(p, 16), vgg.VGGWeightsError),
     (inception.load_weights, inception.WeightFileError),
 ])

@@ -33,6 +33,7 @@ import numpy as np
 
 from inpaintjax.convert import torch7
 from inpaintjax.models.glcic import LAYERS
+from inpaintjax.torch_io import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +249,8 @@ def from_state_dict(sd: Mapping[str, Any], mean=None, where: str = "state dict")
 
 def from_torch(path: str) -> GLCICWeights:
     """A .pth file holding the state dict, or {'model': state_dict, 'mean': [3 floats]}."""
-    try:
-        import torch
-    except ImportError as e:
-        raise GLCICWeightsError(f"reading {path} needs PyTorch: pip install 'inpaintjax[torch]'") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (torch raises many types for a bad file)
-        raise GLCICWeightsError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {e})") from e
+    obj = load_torch_file(path, GLCICWeightsError, "the completion network's state dict (0.weight ... "
+                          "48.bias), alone or as {'model': state_dict, 'mean': [3 floats]}")
     if not isinstance(obj, Mapping):
         raise GLCICWeightsError(f"{path}: holds a {type(obj).__name__}, expected a state dict")
     if "model" in obj and isinstance(obj["model"], Mapping):

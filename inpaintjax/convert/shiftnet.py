@@ -40,6 +40,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from inpaintjax.torch_io import load_torch_file
+
 log = logging.getLogger(__name__)
 
 SHIFTS = ("hard", "res", "soft", "flip")   # as inpaintjax.models.shiftnet.SHIFTS; detect() imports no JAX
@@ -257,14 +259,8 @@ def read_state_dict(path: str) -> dict:
             f"Shift-Net weights {path!r} not found; the released generators (face_center_mask.pth, "
             f"paris_random_mask_20_30.pth) are linked from https://github.com/Zhaoyi-Yan/Shift-Net_pytorch "
             f"(README, download_models.sh)")
-    try:
-        import torch
-    except ImportError as e:
-        raise ShiftNetCheckpointError(f"reading {path} needs PyTorch: pip install 'inpaintjax[torch]'") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise ShiftNetCheckpointError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {e})") from e
+    obj = load_torch_file(path, ShiftNetCheckpointError, "a Shift-Net generator state dict as "
+                          "Zhaoyi-Yan/Shift-Net_pytorch saves it (e.g. face_center_mask.pth)")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
