@@ -4,8 +4,11 @@
     inp = Inpainter.load('release_places2_256')          # official weights of any family, or a workdir
     out = inp.inpaint('photo.png', 'mask.png')          # uint8 HxWx3, known pixels untouched
 
-Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3) of uint8 [0, 255] or float [0, 1]
-(greyscale HxW and RGBA are accepted: grey is repeated, alpha dropped). Masks: a path, PIL image
+Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3, or a list of same-size images) of
+uint8 [0, 255], uint16 [0, 65535] or float [0, 1] (grey HxW or HxWx1, grey + alpha HxWx2 and RGBA
+are accepted: grey is repeated, alpha dropped). An empty batch, images of different sizes in one
+batch, other dtypes, NaN/Inf and floats outside [0, 1] are refused with a ValueError or TypeError
+naming the value; so is a mask or sketch with NaN/Inf or of another size. Masks: a path, PIL image
 or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch). Files and arrays follow one
 rule (`image_io.read_mask` / `image_io.mask_from_array`): a pixel is a hole from half of the value
 range up (128 of uint8, 32768 of uint16, 0.5 of float, True of bool), a mask holding only 0 and 1
@@ -13,8 +16,8 @@ has 1 = hole, a channel constant over the whole mask is ignored and any other ch
 alpha counts only where the colour is constant. For a batch
 of B images a BxHxW array is B masks, even where it could also be read as one HxWxC mask
 (B = H = W = C). Sketches (guided models): same form as masks, 1 = stroke, kept inside the hole
-only. The result has the input's layout and dtype (uint8 in -> uint8 out, a float dtype in -> the
-same float dtype out; the network itself computes in float32).
+only. The result has the input's layout and dtype (uint8 in -> uint8 out, uint16 -> uint16, a float
+dtype in -> the same float dtype out; the network itself computes in float32).
 
 Sizes: the network needs sides divisible by the family's `size_multiple` (8 for DeepFill). The
 image, mask and sketch are padded at the bottom/right by mirror reflection (numpy 'reflect') and
@@ -49,9 +52,20 @@ def _to_array(x, what: str) -> np.ndarray:
     try:
         from PIL import Image
         if isinstance(x, Image.Image):
-            return np.asarray(x.convert("RGBA") if x.mode == "P" else x)
+            if x.mode == "P":
+                x = x.convert("RGBA")
+            elif what == "image" and x.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                x = x.convert("RGB")  # 3-4 channels that are not RGB(A)
+            return np.asarray(x)
     except ImportError:  # pragma: no cover - pillow is a dependency
         pass
+    if isinstance(x, (list, tuple)) and x:
+        shapes = [np.shape(e) for e in x]
+        if len(set(shapes)) > 1:
+            sizes = ", ".join(dict.fromkeys(f"{s[1]}x{s[0]}" if len(s) >= 2 else str(s) for s in shapes))
+            raise ValueError(f"{what}: a batch of {what}s of different sizes ({sizes}, WxH); a batch "
+                             f"must share one size: inpaint them one at a time, or resize them to one "
+                             f"size first")
     arr = np.asarray(x)
     if arr.dtype == object:
         raise TypeError(f"{what}: expected a path, a PIL image or a numeric array, got {type(x).__name__}")
@@ -63,20 +77,26 @@ def _image_batch(image) -> tuple[np.ndarray, np.ndarray, bool]:
     float dtype; bool as float32): the pixels the output keeps, was_batched)."""
     arr = _to_array(image, "image")
     batched = arr.ndim == 4
+    if arr.ndim in (1, 4) and arr.shape[0] == 0:
+        raise ValueError("image: the batch is empty (0 images); pass at least one image")
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim == 3:
         arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image: expected HxWx3 (or BxHxWx3, HxW, RGBA) but got shape {arr.shape}")
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"image: expected HxWx3 (or BxHxWx3, HxW, HxWx2 grey + alpha, RGBA) but got "
+                         f"shape {arr.shape}")
+    if not arr.shape[1] or not arr.shape[2]:
+        raise ValueError(f"image: {arr.shape[2]}x{arr.shape[1]} has no pixels")
     if arr.shape[-1] == 4:
         arr = arr[..., :3]
-    elif arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0, arr, batched
+    elif arr.shape[-1] in (1, 2):                 # grey (+ alpha): alpha dropped, grey repeated
+        arr = np.repeat(arr[..., :1], 3, axis=-1)
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max), arr, batched
     if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
-        raise TypeError(f"image: unsupported dtype {arr.dtype}; pass uint8 [0, 255] or float [0, 1]")
+        raise TypeError(f"image: unsupported dtype {arr.dtype}; pass uint8 [0, 255], uint16 "
+                        f"[0, 65535] or float [0, 1] (e.g. image.astype(np.uint8) for 0..255 values)")
     f = arr.astype(np.float32)
     if not np.all(np.isfinite(f)):
         raise ValueError("image: the array holds NaN or Inf values; the output would be all NaN")
@@ -90,6 +110,15 @@ def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
     """Mask/sketch -> float32 [B,H,W,1] in {0,1}: files by image_io.read_mask, arrays (and PIL
     images) by image_io.mask_from_array, the same rule, one mask at a time."""
     arr = _to_array(x, what)
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            pos = np.argwhere(bad)[0]
+            where = (f"row {pos[0]}, column {pos[1]}" if arr.ndim == 2
+                     else f"index {tuple(int(i) for i in pos)}")
+            raise ValueError(f"{what}: {int(bad.sum())} NaN or Inf value{'s' if bad.sum() > 1 else ''} "
+                             f"(first at {where}); a {what} must be finite "
+                             f"(1 = hole, 0 = known): replace them, e.g. np.nan_to_num({what})")
     if arr.ndim == 4:                     # B,H,W,C
         masks = [mask_from_array(a, what) for a in arr]
     elif arr.ndim == 3:
@@ -127,7 +156,7 @@ class Inpainter:
 
     Build with `Inpainter.load(path)` (detects the format and the family), `Inpainter.from_workdir
     (workdir)`, or `Inpainter(family, variables)`. `max_batch` bounds how many images go through
-    the network at once. `max_pixels` bounds the padded width x height of one image (None = no
+    the network at once (>= 1). `max_pixels` bounds the padded width x height of one image (None = no
     bound): a larger image is refused with a ValueError before any work (DEFAULT_MAX_PIXELS).
     """
 
@@ -136,6 +165,8 @@ class Inpainter:
         import jax
         self.family = family
         self.variables = variables
+        if int(max_batch) < 1:
+            raise ValueError(f"Inpainter: max_batch must be >= 1, got {max_batch}")
         self.max_batch = int(max_batch)
         if max_pixels is not None and int(max_pixels) < 1:
             raise ValueError(f"Inpainter: max_pixels must be >= 1 or None, got {max_pixels}")
@@ -211,7 +242,9 @@ class Inpainter:
 
         Returns the completed image(s) with the input's layout and dtype; with
         `return_extras=True`, a dict {'output', plus the family's extras such as 'stage1',
-        'flow'} (extras float32 in [0, 1]). An all-zero mask returns the input with a warning.
+        'flow'} (extras float32 in [0, 1]). An all-zero mask returns the input with a warning
+        (with `return_extras=True`, a dict holding 'output' only: the network did not run).
+        Images go through the network `max_batch` at a time.
         """
         if isinstance(image, (str, os.PathLike)):  # from the header, before decoding
             from inpaintjax.image_io import image_size
@@ -255,7 +288,8 @@ class Inpainter:
         fill = np.concatenate(outs)
         extras = {k: np.concatenate(v) for k, v in extras.items()}
         hole = msk > 0.5
-        if base.dtype == np.uint8:
-            fill = np.round(np.clip(fill, 0.0, 1.0) * 255.0).astype(np.uint8)
+        if base.dtype in (np.uint8, np.uint16):
+            top = float(np.iinfo(base.dtype).max)
+            fill = np.round(np.clip(fill, 0.0, 1.0) * top).astype(base.dtype)
         out = np.where(hole, fill.astype(base.dtype), base)
         return finish(out, extras)

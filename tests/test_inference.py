@@ -263,3 +263,42 @@ def test_load_detects_the_family_from_the_files_and_asks_when_two_could_read_the
         toy.weight_formats = old
         from inpaintjax.families import base
         base._REGISTRY.pop("toy_twin", None)
+
+
+def test_grey_with_alpha_and_16_bit_images_are_accepted(inpainter):
+    # a grey image with alpha (PIL "LA", HxWx2) is grey: the same output as the grey image alone;
+    # a uint16 image is 16-bit data: v / 65535, the output uint16 with known pixels untouched
+    img, mask = _image_and_mask()
+    grey = img[..., 0]
+    la = np.stack([grey, np.full_like(grey, 200)], -1)
+    want = inpainter.inpaint(grey, mask)
+    np.testing.assert_array_equal(inpainter.inpaint(la, mask), want)
+    np.testing.assert_array_equal(inpainter.inpaint(Image.fromarray(la, "LA"), mask), want)
+    u16 = img.astype(np.uint16) * 257                  # 8-bit values on the 16-bit scale
+    out16 = inpainter.inpaint(u16, mask)
+    assert out16.dtype == np.uint16 and out16.shape == img.shape
+    known = mask == 0
+    np.testing.assert_array_equal(out16[known], u16[known])
+    ref = inpainter.inpaint(img.astype(np.float32) / 255.0, mask)
+    np.testing.assert_allclose(out16[~known] / 65535.0, ref[~known], atol=1 / 65535 + 1e-6)
+
+
+def test_bad_inputs_give_errors_that_name_the_value_and_the_fix(inpainter):
+    img, mask = _image_and_mask()
+    nan_mask = (mask > 0).astype(np.float32)
+    nan_mask[3, 7] = np.nan
+    with pytest.raises(ValueError, match=r"mask: 1 NaN or Inf value \(first at row 3, column 7\).*nan_to_num"):
+        inpainter.inpaint(img, nan_mask)
+    with pytest.raises(ValueError, match=r"image: a batch of images of different sizes \(61x45, 30x20, WxH\)"
+                                         r".*one at a time"):
+        inpainter.inpaint([img, img[:20, :30]], mask)
+    with pytest.raises(ValueError, match=r"image: the batch is empty \(0 images\)"):
+        inpainter.inpaint(np.zeros((0, 45, 61, 3), np.uint8), mask)
+    with pytest.raises(ValueError, match=r"image: the batch is empty \(0 images\)"):
+        inpainter.inpaint([], mask)
+    with pytest.raises(ValueError, match=r"image: 0x45 has no pixels"):
+        inpainter.inpaint(img[:, :0], mask[:, :0])
+    with pytest.raises(TypeError, match=r"unsupported dtype int64.*astype\(np.uint8\)"):
+        inpainter.inpaint(img.astype(np.int64), mask)
+    with pytest.raises(ValueError, match=r"max_batch must be >= 1, got 0"):
+        Inpainter(inpainter.family, inpainter.variables, max_batch=0)
