@@ -458,3 +458,38 @@ def test_guard_keeps_the_state_bit_for_bit_after_non_finite_steps():
     carry = jax.device_get(carry)
     assert carry["bad_terms"]["d/hinge"] and carry["bad_terms"]["d/grad_norm"]
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Official weights: incomplete or damaged checkpoint folders are named, not "unrecognised"
+
+def _release_copy(tmp_path, name, drop=()):
+    import shutil
+    folder = tmp_path / name
+    folder.mkdir()
+    for f in ("checkpoint", "golden.index", "golden.data-00000-of-00001"):
+        if f not in drop:
+            shutil.copy(os.path.join(GOLDEN, f), folder / f)
+    return folder
+
+
+def test_inpainter_load_names_the_missing_or_damaged_checkpoint_file(tmp_path):
+    from inpaintjax.convert.tf_checkpoint import CheckpointError
+    from inpaintjax.inference import Inpainter
+    # the `checkpoint` file names golden, whose .index was not downloaded
+    no_index = _release_copy(tmp_path, "no_index", drop=("golden.index",))
+    with pytest.raises(CheckpointError, match=r"golden\.index does not exist"):
+        Inpainter.load(str(no_index))
+    # only the data shard: no `checkpoint` file and no .index
+    data_only = _release_copy(tmp_path, "data_only", drop=("checkpoint", "golden.index"))
+    with pytest.raises(CheckpointError, match=r"golden\.data-00000-of-00001.*golden\.index"):
+        Inpainter.load(str(data_only))
+    # an index cut short (an interrupted download)
+    cut = _release_copy(tmp_path, "cut")
+    data = (cut / "golden.index").read_bytes()
+    (cut / "golden.index").write_bytes(data[:40])
+    with pytest.raises(CheckpointError, match=r"golden\.index is too short"):
+        Inpainter.load(str(cut))
+    # the data file's own path is a way to name the checkpoint (as for the .index)
+    inp = Inpainter.load(os.path.join(GOLDEN, "golden.data-00000-of-00001"))
+    assert inp.family.name == "deepfill_v2" and inp.family.config.model.cnum == int(_golden()[0]["cnum"])

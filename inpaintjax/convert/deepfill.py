@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 from typing import Any, Dict, Optional, Tuple
 
 import jax
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from inpaintjax.convert.tf_checkpoint import CheckpointError, TFCheckpointReader
+from inpaintjax.convert.tf_checkpoint import DATA_SHARD, CheckpointError, TFCheckpointReader
 
 G_SCOPE = "inpaint_net"
 D_SCOPE = "discriminator/sn_patch_gan"
@@ -235,20 +236,33 @@ def from_tf_checkpoint(path, version: Optional[int] = None) -> DeepFillWeights:
 
 
 def is_tf_checkpoint(path) -> bool:
-    """True for a TF1 checkpoint: a directory holding `checkpoint` or an .index file, a prefix
-    with a `<prefix>.index` beside it, or the .index file itself."""
+    """True for what can only be a TF1 checkpoint, complete or not: a directory holding
+    `checkpoint`, an .index file or a `.data-NNNNN-of-NNNNN` shard, a prefix with a
+    `<prefix>.index` beside it, or an .index or .data file itself."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        return any(n == "checkpoint" or n.endswith(".index") for n in os.listdir(path))
-    return path.endswith(".index") or os.path.isfile(path + ".index")
+        return any(n == "checkpoint" or n.endswith(".index") or DATA_SHARD.match(n)
+                   for n in os.listdir(path))
+    return (path.endswith(".index") or bool(DATA_SHARD.match(os.path.basename(path)))
+            or os.path.isfile(path + ".index"))
 
 
 def tf_checkpoint_version(path) -> Optional[int]:
     """1 or 2 for an official DeepFill v1 / v2 TF checkpoint (read from the generator's first two
-    kernel shapes: v2's gated conv2 reads half of conv1's outputs), None for anything else."""
+    kernel shapes: v2's gated conv2 reads half of conv1's outputs), None for anything that is not
+    a TF checkpoint or is a readable TF checkpoint of another model. A TF checkpoint that cannot be
+    read (its .index missing, cut short or corrupt) raises CheckpointError naming the file, so
+    that `Inpainter.load` reports it rather than "unrecognised weights"."""
     if not is_tf_checkpoint(path):
         return None
     try:
-        return detect_version(TFCheckpointReader(os.fspath(path)))
-    except (CheckpointError, OSError, ValueError):
+        reader = TFCheckpointReader(os.fspath(path))
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, struct.error, IndexError) as e:
+        raise CheckpointError(f"{os.fspath(path)} looks like a TF checkpoint but its index cannot "
+                              f"be read ({type(e).__name__}: {e}); fetch the checkpoint again") from e
+    try:
+        return detect_version(reader)
+    except CheckpointError:  # a readable checkpoint of another model
         return None

@@ -37,6 +37,8 @@ _DTYPES = {
 }
 _DT_BFLOAT16 = 14
 _DT_NAMES = {7: "string", 8: "complex64", 18: "complex128", 20: "resource", 21: "variant"}
+#: a data shard's file name, `<prefix>.data-<i>-of-<n>` (group 1: the prefix)
+DATA_SHARD = re.compile(r"(.*)\.data-\d{5}-of-\d{5}$")
 
 
 class CheckpointError(ValueError):
@@ -245,17 +247,25 @@ def resolve_prefix(path: str) -> str:
         indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))
         if len(indexes) == 1:
             return os.path.join(path, indexes[0][:-len(".index")])
+        shards = sorted(f for f in os.listdir(path) if DATA_SHARD.match(f))
+        if not indexes and shards:
+            index = DATA_SHARD.match(shards[0]).group(1) + ".index"
+            raise CheckpointError(f"{path} holds {', '.join(shards)} but not {index} (nor a "
+                                  f"`checkpoint` file): the checkpoint is incomplete; fetch its "
+                                  f".index file too (expected {expected})")
         if not indexes:
             raise CheckpointError(f"{path} holds no TF checkpoint (no `checkpoint` file and no "
                                   f"*.index file); expected {expected}. (The DeepFill release "
                                   f"ships `checkpoint.txt`: rename it to `checkpoint`.)")
         raise CheckpointError(f"{path} holds several checkpoints {indexes} and no `checkpoint` "
                               f"file to choose one: pass the prefix, e.g. {os.path.join(path, indexes[-1][:-6])}")
-    for suffix in (".index",):
-        if path.endswith(suffix) and os.path.isfile(path):
-            return path[:-len(suffix)]
-    m = re.match(r"(.*)\.data-\d{5}-of-\d{5}$", path)
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[:-len(".index")]
+    m = DATA_SHARD.match(path)
     if m and os.path.isfile(path):
+        if not os.path.isfile(m.group(1) + ".index"):
+            raise CheckpointError(f"{path} is a TF checkpoint's data but {m.group(1)}.index is "
+                                  f"missing: the checkpoint is incomplete; fetch its .index file too")
         return m.group(1)
     if os.path.isfile(path + ".index"):
         return path
