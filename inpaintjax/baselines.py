@@ -3,7 +3,8 @@
     from inpaintjax import baselines
     filled = baselines.fill("biharmonic", images, masks)   # [B,H,W,3] float32 in [0, 1]
 
-Every fill takes images float [B,H,W,3] in [0, 1] and masks [B,H,W,1] (1 = hole) and returns
+Every fill takes images float [B,H,W,3] in [0, 1] (integer images, NaN/Inf and values outside
+[0, 1] are refused with a ValueError) and masks [B,H,W,1] (1 = hole, > 0.5 counts) and returns
 float32 [B,H,W,3] in [0, 1] whose known pixels are the input's, exactly:
 
   mean        every hole pixel = the mean colour of the image's known pixels.
@@ -33,7 +34,20 @@ OPENCV_MISSING = ("the Telea baseline needs OpenCV: pip install opencv-python-he
 
 
 def _check(images, masks) -> tuple[np.ndarray, np.ndarray]:
-    images = np.asarray(images, np.float32)
+    images = np.asarray(images)
+    if images.dtype.kind in "iu":
+        raise ValueError(f"images: {images.dtype} values; the fills take float images in [0, 1]: "
+                         f"pass images / 255 (8-bit) or images / 65535 (16-bit)")
+    images = images.astype(np.float32)
+    bad = ~np.isfinite(images)
+    if bad.any():
+        raise ValueError(f"images: {int(bad.sum())} NaN or Inf value{'s' if bad.sum() > 1 else ''} "
+                         f"(first at index {tuple(int(i) for i in np.argwhere(bad)[0])}); the fills "
+                         f"take finite float images in [0, 1]")
+    if images.size and (images.min() < -1e-6 or images.max() > 1.0 + 1e-6):
+        raise ValueError(f"images: values in [{images.min():.4g}, {images.max():.4g}] are outside "
+                         f"[0, 1]; the fills take float images in [0, 1] (for 0..255 data pass "
+                         f"images / 255)")
     masks = np.asarray(masks, np.float32)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images: expected [B,H,W,3] float in [0, 1], got shape {images.shape}")

@@ -117,3 +117,20 @@ def test_selected_baselines_keep_the_order_and_refuse_unknown_names():
     assert baselines.selected("") == []
     with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['patchmach'\]; valid: mean"):
         baselines.selected("mean,patchmach")
+
+
+@pytest.mark.parametrize("name", ["mean", "biharmonic"])
+def test_images_outside_zero_one_are_refused_naming_the_values(name):
+    # 0..255 data (uint8, or float holding 8-bit values) is not [0, 1]: refused, not filled with
+    # a hole clipped to [0, 1] beside known pixels up to 255
+    img = np.full((1, 8, 8, 3), 200, np.uint8)
+    mask = np.zeros((1, 8, 8, 1), np.float32)
+    mask[0, 2:5, 2:5] = 1
+    with pytest.raises(ValueError, match=r"images: uint8 values.*/ 255"):
+        baselines.fill(name, img, mask)
+    with pytest.raises(ValueError, match=r"images: values in \[200, 200\] are outside \[0, 1\].*/ 255"):
+        baselines.fill(name, img.astype(np.float32), mask)
+    bad = np.full((1, 8, 8, 3), 0.5, np.float32)
+    bad[0, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"images: 1 NaN or Inf value"):
+        baselines.fill(name, bad, mask)
