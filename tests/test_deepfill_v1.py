@@ -1,7 +1,8 @@
 """DeepFill v1: generator and critics against the authors' code (golden outputs of
 JiahuiYu/generative_inpainting v1.0.0 run under TF, tests/fixtures/deepfill_v1_golden/), the
-converter on the checkpoint TF wrote, parameter counts from the paper's layer table, and the
-losses against hand computations and the original's own values."""
+converter on the checkpoint TF wrote, parameter counts and kernel shapes from a layer table
+written from v1.0.0's `build_inpaint_net`, and the losses against hand computations and the
+original's own values."""
 
 import os
 
