@@ -154,6 +154,26 @@ def test_bad_inputs_and_files_are_named(tmp_path, golden_state_dict):
         convert.from_state_dict(bad)
 
 
+
+def test_checkpoint_layer_count_and_missing_entries_are_named(golden_state_dict):
+    """A U-Net shallower than PConvUNet's 4 levels, or a layer without its BatchNorm entries or
+    dec_1's bias, is refused on reading, naming the file and the entry (not a KeyError, nor a
+    network error at the first inpainting)."""
+    three = {k: v for k, v in golden_state_dict.items() if not k.startswith(("enc_4", "enc_5", "dec_4", "dec_5"))}
+    with pytest.raises(convert.PConvCheckpointError, match=r"three\.pth: a 3-level PConv U-Net.*at least 4"):
+        convert.from_state_dict(three, where="three.pth")
+    for key in ("enc_2.bn.running_mean", "dec_3.bn.weight", "dec_1.conv.input_conv.bias"):
+        bad = {k: v for k, v in golden_state_dict.items() if k != key}
+        with pytest.raises(convert.PConvCheckpointError, match=rf"bad\.pth: missing {key.replace('.', r'[.]')}"):
+            convert.from_state_dict(bad, where="bad.pth")
+
+
+def test_family_names_a_mask_of_the_wrong_size():
+    family = _family(_config("test"))
+    batch = _batch()
+    with pytest.raises(ValueError, match=r"mask must be \[2, 32, 32, 1\].*got \(2, 16, 16, 1\)"):
+        family.inpaint(None, {"image": batch["image"], "mask": batch["mask"][:, :16, :16]})
+
 @pytest.mark.slow
 def test_full_size_forward_256():
     """The paper's 7-level U-Net at 256x256, once: 25,779,796 parameters initialised, a hole's

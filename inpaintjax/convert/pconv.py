@@ -32,6 +32,7 @@ _KEY = re.compile(r"^(enc|dec)_(\d+)\.(conv\.input_conv\.weight|conv\.input_conv
                   r"conv\.mask_conv\.weight|bn\.weight|bn\.bias|bn\.running_mean|bn\.running_var|"
                   r"bn\.num_batches_tracked)$")
 _MARKER = b"enc_1.conv.input_conv.weight"
+MIN_LEVELS = 4  # PConvUNet's least depth: enc_1 .. enc_3 have their own kernels and widths
 
 
 class PConvCheckpointError(ValueError):
@@ -67,12 +68,21 @@ def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> dict:
     unknown = [k for k in sd if not _KEY.match(k) or int(_KEY.match(k).group(2)) > levels]
     if unknown:
         raise PConvCheckpointError(f"{where}: unexpected keys {unknown[:5]} for a {levels}-level PConv U-Net")
+    if levels < MIN_LEVELS:
+        raise PConvCheckpointError(
+            f"{where}: a {levels}-level PConv U-Net (enc_1 .. enc_{levels}); PConvUNet needs at least "
+            f"{MIN_LEVELS} levels (the released 256x256 model has 7)")
     params, stats = {}, {}
     names = [f"enc_{i}" for i in range(1, levels + 1)] + [f"dec_{i}" for i in range(levels, 0, -1)]
     for name in names:
         wkey = f"{name}.conv.input_conv.weight"
-        if wkey not in sd:
-            raise PConvCheckpointError(f"{where}: missing {wkey} (a {levels}-level U-Net has it)")
+        # net.py: BatchNorm in every layer but enc_1 and dec_1; a bias in dec_1 only
+        needed = [wkey] + ([f"{name}.conv.input_conv.bias"] if name == "dec_1" else [])
+        if name not in ("enc_1", "dec_1"):
+            needed += [f"{name}.bn.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
+        for key in needed:
+            if key not in sd:
+                raise PConvCheckpointError(f"{where}: missing {key} (a {levels}-level U-Net has it)")
         w = _np(sd[wkey]).astype(np.float32)
         if w.ndim != 4:
             raise PConvCheckpointError(f"{where}: {wkey} has shape {w.shape}, expected [out, in, k, k]")

@@ -145,6 +145,10 @@ class PConv(Family):
     @staticmethod
     def _to_net(image01, hole):
         """[0, 1] RGB -> normalised, holes zeroed (the original loader's gt * mask)."""
+        b, h, w, _ = image01.shape
+        if hole.ndim != 4 or hole.shape[:3] != (b, h, w) or hole.shape[3] not in (1, 3):
+            raise ValueError(f"pconv: mask must be [{b}, {h}, {w}, 1] (1 = hole), the image's size, "
+                             f"got {tuple(hole.shape)}")
         x = vgg.imagenet_normalise(image01.astype(jnp.float32))
         return x, x * (1.0 - hole)
 
