@@ -416,6 +416,32 @@ def test_inference_inputs_canny_on_known_pixels_only():
     assert set(a) == {"image", "mask", "grey", "edges"}
 
 
+
+def test_wrong_sized_mask_and_edge_maps_are_named():
+    """A mask or an edge map whose size is not the image's is named with the expected shape, before
+    any network runs (not a broadcasting error from inside the generator's input)."""
+    from configs.edgeconnect import get_config
+    from inpaintjax.families.edgeconnect import EdgeConnect
+    fam = EdgeConnect(get_config("test"))
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    full, small = np.zeros((1, 32, 32, 1), np.float32), np.zeros((1, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match=r"'mask' must be \[1, 32, 32, 1\].*got \(1, 16, 16, 1\)"):
+        fam.inference_inputs({"image": image, "mask": small})
+    with pytest.raises(ValueError, match=r"'edges' must be \[1, 32, 32, 1\].*got \(1, 16, 16, 1\)"):
+        fam.inference_inputs({"image": image, "mask": full, "edges": small})
+    with pytest.raises(ValueError, match=r"'edges' must be \[1, 32, 32, 1\].*got \(1, 16, 16, 1\)"):
+        fam.inpaint(None, {"image": image, "mask": full, "grey": full, "edges": small})
+
+
+def test_folder_with_discriminators_only_is_named(tmp_path):
+    """Inpainter.load on an official folder holding only a discriminator file says that inference
+    needs a generator file, naming them."""
+    import torch
+    from inpaintjax.inference import Inpainter
+    torch.save({"discriminator": {"conv1.0.weight": torch.zeros(8, 2, 4, 4)}}, str(tmp_path / "EdgeModel_dis.pth"))
+    with pytest.raises(FileNotFoundError, match=r"discriminators only.*EdgeModel_gen\.pth.*InpaintingModel_gen\.pth"):
+        Inpainter.load(str(tmp_path))
+
 @pytest.fixture(scope="module")
 def official_generators(tmp_path_factory, golden):
     folder = tmp_path_factory.mktemp("edgeconnect_generators")

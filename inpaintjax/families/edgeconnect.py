@@ -48,7 +48,6 @@ Differences from the original:
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping
 
 import flax
@@ -145,9 +144,19 @@ def _load_official(folder: str):
 
 
 def _is_official(path: str) -> bool:
-    from inpaintjax.convert.edgeconnect import FILES, is_checkpoint_folder
-    return is_checkpoint_folder(path) and any(
-        os.path.exists(os.path.join(path, FILES[k][0])) for k in ("edge_generator", "inpaint_generator"))
+    # any of the four files: a folder of discriminators alone is EdgeConnect's too, and
+    # `_load_official` then says which files inference needs
+    from inpaintjax.convert.edgeconnect import is_checkpoint_folder
+    return is_checkpoint_folder(path)
+
+
+def _check_maps(inputs: Mapping[str, Any], keys) -> None:
+    """Each of `keys` present in `inputs` must be a one-channel map of the image's size."""
+    b, h, w = inputs["image"].shape[:3]
+    for key in keys:
+        if key in inputs and tuple(inputs[key].shape) != (b, h, w, 1):
+            raise ValueError(f"edgeconnect: {key!r} must be [{b}, {h}, {w}, 1], one channel of the "
+                             f"image's size, got {tuple(inputs[key].shape)}")
 
 
 def _apply_sn(module, variables, x, train: bool):
@@ -434,6 +443,7 @@ class EdgeConnect(Family):
         batch carries the ground truth's 'edges' (evaluation, previews) they pass on as
         'edges_truth' for the mode-1 precision / recall."""
         from inpaintjax.data import fields
+        _check_maps(batch, ("mask", "edges"))
         out = super().inference_inputs(batch)
         image, mask = out["image"], out["mask"]
         sigma = self.edge_sigma
@@ -449,6 +459,7 @@ class EdgeConnect(Family):
         """The original's test(): 'output' [B,H,W,3] composited in [0, 1] and 'edges' [B,H,W,1]: the
         edge model's raw prediction (modes 1, 3, 4) or the known-pixel Canny map (mode 2). In mode 1
         (edge model only) 'output' is the edge map (predicted in the hole, Canny outside) as grey."""
+        _check_maps(inputs, ("mask", "grey", "edges"))
         image = inputs["image"].astype(jnp.float32)
         mask = inputs["mask"].astype(jnp.float32)
         mask = (mask > 0.5).astype(jnp.float32)
