@@ -17,7 +17,7 @@ alpha counts only where the colour is constant. For a batch
 of B images a BxHxW array is B masks, even where it could also be read as one HxWxC mask
 (B = H = W = C). Sketches (guided models): same form as masks, 1 = stroke, kept inside the hole
 only. The result has the input's layout and dtype (uint8 in -> uint8 out, uint16 -> uint16, a float
-dtype in -> the same float dtype out; the network itself computes in float32).
+dtype in -> the same float dtype out, bool -> float32; the network itself computes in float32).
 
 Sizes: the network needs sides divisible by the family's `size_multiple` (8 for DeepFill). The
 image, mask and sketch are padded at the bottom/right by mirror reflection (numpy 'reflect') and
