@@ -386,3 +386,15 @@ def test_inpainter_loads_official_v1_weights(golden):
     np.testing.assert_array_equal(out[~hole], image[~hole])
     with pytest.raises(ValueError, match="unrecognised weights"):
         Inpainter.load(GOLDEN_DIR, family="deepfill_v2")
+
+
+def test_generator_names_a_mask_of_the_wrong_shape():
+    g = DeepFillV1Generator(cnum=8)
+    x = jnp.zeros((2, 32, 32, 3))
+
+    def init(*args):
+        return jax.eval_shape(lambda: g.init(jax.random.key(0), *args))
+    with pytest.raises(ValueError, match=r"DeepFillV1Generator: mask .*\(2, 16, 16, 1\).*\[2, 32, 32, 1\]"):
+        init(x, jnp.zeros((2, 16, 16, 1)))
+    with pytest.raises(ValueError, match=r"DeepFillV1Generator: image .*\(2, 32, 32, 4\).*3 channels"):
+        init(jnp.zeros((2, 32, 32, 4)), jnp.zeros((2, 32, 32, 1)))

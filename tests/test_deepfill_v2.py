@@ -493,3 +493,21 @@ def test_inpainter_load_names_the_missing_or_damaged_checkpoint_file(tmp_path):
     # the data file's own path is a way to name the checkpoint (as for the .index)
     inp = Inpainter.load(os.path.join(GOLDEN, "golden.data-00000-of-00001"))
     assert inp.family.name == "deepfill_v2" and inp.family.config.model.cnum == int(_golden()[0]["cnum"])
+
+
+def test_generator_names_a_mask_or_guide_of_the_wrong_shape():
+    g, gg = DeepFillV2Generator(cnum=8), DeepFillV2Generator(cnum=8, guided=True)
+    x, m = jnp.zeros((2, 32, 32, 3)), jnp.zeros((2, 32, 32, 1))
+
+    def init(model, *args):
+        return jax.eval_shape(lambda: model.init(jax.random.key(0), *args))
+    for bad in (jnp.zeros((2, 16, 16, 1)), jnp.zeros((2, 32, 32, 3)), jnp.zeros((32, 32)),
+                jnp.zeros((3, 32, 32, 1))):
+        with pytest.raises(ValueError, match=r"DeepFillV2Generator: mask .*%s.*\[2, 32, 32, 1\]"
+                           % (r"\(" + ", ".join(map(str, bad.shape)) + r"\)")):
+            init(g, x, bad)
+    with pytest.raises(ValueError, match=r"DeepFillV2Generator: guide .*\(2, 16, 16, 1\).*\[2, 32, 32, 1\]"):
+        init(gg, x, m, jnp.zeros((2, 16, 16, 1)))
+    with pytest.raises(ValueError, match=r"DeepFillV2Generator: image .*\(2, 32, 32, 4\).*3 channels"):
+        init(g, jnp.zeros((2, 32, 32, 4)), m)
+    init(g, x, m[:1])  # one mask shared by the batch is fine

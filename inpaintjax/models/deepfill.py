@@ -76,10 +76,24 @@ def coarse_to_fine(conv: Callable, up: Callable, x, xin, mask, width: int, *,
     return stage1, stage2, flow
 
 
-def _check_size(cls_name: str, h: int, w: int):
+def _check_inputs(cls_name: str, image, mask, guide=None):
+    """ValueError naming the argument, its shape and the expected one, before any layer runs:
+    image [B, H, W, 3] with H, W multiples of 8; mask [B or 1, H, W, 1]; guide [B, H, W, 1]."""
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(f"{cls_name}: image has shape {tuple(image.shape)}; expected [B, H, W] "
+                         f"with 3 channels (RGB in [-1, 1])")
+    b, h, w, _ = image.shape
     if h % 8 or w % 8:
         raise ValueError(f"{cls_name}: height and width must be multiples of 8 "
                          f"(got {h}x{w}); pad the input (inpaintjax.Inpainter does this)")
+    for what, x, batch in (("mask", mask, "B or 1"), ("guide", guide, "B")):
+        if x is None:
+            continue
+        ok_batch = (x.shape[0] in (1, b)) if what == "mask" else x.shape[0] == b
+        if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, 1) or not ok_batch:
+            raise ValueError(f"{cls_name}: {what} has shape {tuple(x.shape)}; expected "
+                             f"[{b}, {h}, {w}, 1] ({batch} x the image's height x width x 1 channel, "
+                             f"1 = {'hole' if what == 'mask' else 'stroke'})")
 
 
 class DeepFillV2Generator(nn.Module):
@@ -115,12 +129,12 @@ class DeepFillV2Generator(nn.Module):
     def __call__(self, image, mask, guide=None, return_flow: bool = False):
         if self.cnum % 4:
             raise ValueError(f"DeepFillV2Generator: cnum must be a multiple of 4, got {self.cnum}")
-        b, h, w, _ = image.shape
-        _check_size("DeepFillV2Generator", h, w)
         if self.guided and guide is None:
             raise ValueError("DeepFillV2Generator(guided=True) needs `guide` [B, H, W, 1]")
         if not self.guided and guide is not None:
             raise ValueError("DeepFillV2Generator(guided=False) got a guide; build it with guided=True")
+        _check_inputs("DeepFillV2Generator", image, mask, guide)
+        b, h, w, _ = image.shape
         image = image.astype(jnp.float32)
         mask = jnp.broadcast_to(mask.astype(jnp.float32), (b, h, w, 1))
         c = self.cnum
@@ -174,8 +188,8 @@ class DeepFillV1Generator(nn.Module):
     def __call__(self, image, mask, return_flow: bool = False):
         if self.cnum % 2:
             raise ValueError(f"DeepFillV1Generator: cnum must be even, got {self.cnum}")
+        _check_inputs("DeepFillV1Generator", image, mask)
         b, h, w, _ = image.shape
-        _check_size("DeepFillV1Generator", h, w)
         image = image.astype(jnp.float32)
         mask = jnp.broadcast_to(mask.astype(jnp.float32), (b, h, w, 1))
         # v1's tf.layers.conv2d, under the same parameter names as v2's layers
