@@ -14,7 +14,9 @@ Variants:
   test      tiny (32x32 crops, cnum 8, batch 2, a handful of steps) for the test suite.
 Modifiers (comma-separated after the variant):
   guided            sketch/edge guidance: Canny edges of the ground truth inside the hole as a
-                    4th generator input (and a 5th discriminator input), as the released guided model.
+                    4th generator input (and a 5th discriminator input), the layout of the
+                    original code's guided option (which read precomputed edge images; the
+                    released checkpoints are unguided).
   key=value         any dotted key, e.g. `demo,num_steps=100` (same as --config.num_steps=100).
 """
 
