@@ -438,9 +438,58 @@ def test_folder_with_discriminators_only_is_named(tmp_path):
     needs a generator file, naming them."""
     import torch
     from inpaintjax.inference import Inpainter
-    torch.save({"discriminator": {"conv1.0.weight": torch.zeros(8, 2, 4, 4)}}, str(tmp_path / "EdgeModel_dis.pth"))
+    widths = (2, 8, 8, 8, 8, 1)  # a narrow D1: five 4x4 convolutions without bias
+    sd = {f"conv{i}.0.weight": torch.zeros(widths[i], widths[i - 1], 4, 4) for i in range(1, 6)}
+    torch.save({"discriminator": sd}, str(tmp_path / "EdgeModel_dis.pth"))
     with pytest.raises(FileNotFoundError, match=r"discriminators only.*EdgeModel_gen\.pth.*InpaintingModel_gen\.pth"):
         Inpainter.load(str(tmp_path))
+
+
+def _tiny_edge_generator_file(folder, channels=2, blocks=1, drop=()):
+    """EdgeModel_gen.pth as knazeri/edge-connect's EdgeGenerator(residual_blocks=blocks) with first
+    width `channels` saves it (src/networks.py): spectral norm (weight_orig, weight_u, weight_v) on
+    every layer but decoder.7, biases outside the residual blocks; the layers in `drop` left out."""
+    import torch
+    c, rng = channels, np.random.RandomState(0)
+    layers = [("encoder.1", (c, 3, 7, 7), True, True), ("encoder.4", (2 * c, c, 4, 4), True, True),
+              ("encoder.7", (4 * c, 2 * c, 4, 4), True, True)]
+    for i in range(blocks):
+        layers += [(f"middle.{i}.conv_block.{j}", (4 * c, 4 * c, 3, 3), True, False) for j in (1, 5)]
+    layers += [("decoder.0", (4 * c, 2 * c, 4, 4), True, True), ("decoder.3", (2 * c, c, 4, 4), True, True),
+               ("decoder.7", (1, c, 7, 7), False, True)]
+    sd = {}
+    for name, shape, sn, bias in layers:
+        if name in drop:
+            continue
+        out = shape[1] if name.startswith("decoder.") and name != "decoder.7" else shape[0]
+        w = torch.from_numpy(rng.randn(*shape).astype(np.float32) * 0.1)
+        if sn:
+            sd[f"{name}.weight_orig"] = w
+            sd[f"{name}.weight_u"] = torch.from_numpy(rng.randn(out).astype(np.float32))
+            sd[f"{name}.weight_v"] = torch.from_numpy(rng.randn(w.numel() // out).astype(np.float32))
+        else:
+            sd[f"{name}.weight"] = w
+        if bias:
+            sd[f"{name}.bias"] = torch.zeros(out)
+    torch.save({"iteration": 1, "generator": sd}, os.path.join(folder, "EdgeModel_gen.pth"))
+
+
+def test_generator_file_depth_width_and_missing_layers(tmp_path):
+    """A generator file's residual-block count and width come from the file; a file lacking a layer
+    is refused naming the file and the layer (not a Flax scope error at the first inpainting)."""
+    from inpaintjax.convert.edgeconnect import from_torch
+    from inpaintjax.inference import Inpainter
+    _tiny_edge_generator_file(str(tmp_path), channels=2, blocks=1)
+    image = np.full((32, 32, 3), 128, np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 8:20] = 255
+    assert Inpainter.load(str(tmp_path)).inpaint(image, mask).shape == (32, 32, 3)
+    _tiny_edge_generator_file(str(tmp_path), drop=("decoder.7",))
+    with pytest.raises(ValueError, match=r"EdgeModel_gen\.pth: missing decoder\.7\.weight"):
+        from_torch(str(tmp_path))
+    _tiny_edge_generator_file(str(tmp_path), drop=("middle.0.conv_block.5",))
+    with pytest.raises(ValueError, match=r"EdgeModel_gen\.pth: missing middle\.0\.conv_block\.5\.weight"):
+        from_torch(str(tmp_path))
 
 @pytest.fixture(scope="module")
 def official_generators(tmp_path_factory, golden):

@@ -122,6 +122,32 @@ def convert_state_dict(state_dict: Dict[str, Any], path: str = "<state dict>", b
     return out
 
 
+def _check_layers(variables: dict, name: str, path: str) -> None:
+    """Every layer src/networks.py gives network `name` is present (the residual-block count is the
+    file's own: middle.0 .. middle.N-1, N >= 1), with its bias where the original has one."""
+    params = variables["params"]
+    if name.endswith("discriminator"):
+        need = [((f"conv{i}",), f"conv{i}.0", False) for i in range(1, 6)]
+    else:
+        blocks = sorted(int(k[len("middle_"):]) for k in params if k.startswith("middle_"))
+        # residual convolutions have a bias where they have no spectral norm: G2's, not G1's
+        middle_bias = name == "inpaint_generator"
+        need = [((f"encoder_{i}",), f"encoder.{i}", True) for i in (1, 4, 7)]
+        need += [((f"middle_{i}", f"conv_block_{j}"), f"middle.{i}.conv_block.{j}", middle_bias)
+                 for i in range(max(blocks, default=0) + 1) for j in (1, 5)]
+        need += [((f"decoder_{i}",), f"decoder.{i}", True) for i in (0, 3, 7)]
+    for mpath, torch_name, bias in need:
+        layer = params
+        for p in mpath:
+            layer = layer.get(p, {}) if isinstance(layer, dict) else {}
+        if "kernel" not in layer:
+            raise ValueError(f"{path}: missing {torch_name}.weight (weight_orig under spectral norm); "
+                             f"knazeri/edge-connect's {name.replace('_', ' ')} has that layer")
+        if bias and "bias" not in layer:
+            raise ValueError(f"{path}: missing {torch_name}.bias; knazeri/edge-connect's "
+                             f"{name.replace('_', ' ')} has it")
+
+
 def load_pth(path: str) -> dict:
     """The state dict inside one official .pth file ('generator' or 'discriminator' entry, or a bare
     state dict), read with torch's weights-only loader."""
@@ -143,7 +169,8 @@ def from_torch(folder: str, bake: bool = False) -> Dict[str, dict]:
     Returns a dict with a subset of the keys 'edge_generator' (for EdgeGenerator),
     'inpaint_generator' (InpaintGenerator), 'edge_discriminator' (EdgeConnectDiscriminator on
     2 channels), 'inpaint_discriminator' (on 3 channels): one per file present. Raises
-    FileNotFoundError when the folder holds none of the four files.
+    FileNotFoundError when the folder holds none of the four files, ValueError when a file is not
+    such a checkpoint or lacks a layer (or bias) of its network.
     """
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: not a directory; pass the EdgeConnect checkpoint folder "
@@ -153,6 +180,7 @@ def from_torch(folder: str, bake: bool = False) -> Dict[str, dict]:
         path = os.path.join(folder, fname)
         if os.path.exists(path):
             out[name] = convert_state_dict(load_pth(path), path, bake=bake)
+            _check_layers(out[name], name, path)
     if not out:
         raise FileNotFoundError(f"{folder}: none of {', '.join(f for f, _ in FILES.values())} found "
                                 "(official EdgeConnect checkpoints: knazeri/edge-connect README, "

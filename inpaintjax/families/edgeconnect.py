@@ -132,6 +132,14 @@ def _load_official(folder: str):
                                 "EdgeModel_gen.pth and/or InpaintingModel_gen.pth")
     mode = 3 if has_edge and has_inpaint else (1 if has_edge else 2)
     c = default_config(mode)
+    # the generators' depth and width are the files' own (the released ones: 8 blocks, 64)
+    shapes = {(sum(k.startswith("middle_") for k in w[g]["params"]),
+               int(w[g]["params"]["encoder_1"]["kernel"].shape[-1]))
+              for g in ("edge_generator", "inpaint_generator") if g in w}
+    if len(shapes) > 1:
+        raise ValueError(f"{folder}: EdgeModel_gen.pth and InpaintingModel_gen.pth differ in residual "
+                         f"blocks or first-layer width ({sorted(shapes)}); they must be one model's")
+    c.model.residual_blocks, c.model.channels = shapes.pop()
     sigma = read_sigma(folder)
     if sigma is not None:
         c.model.edge_sigma = sigma
