@@ -209,6 +209,11 @@ class Inpainter:
             raise FileNotFoundError(f"weights not found: {path} (a train.py workdir or official "
                                     f"weights of a family: {', '.join(names())})")
         found = detect_weights(path, family)
+        if not found and family is not None:
+            others = [c.name for c, _ in detect_weights(path)]
+            if others:
+                raise ValueError(f"{path} holds {' or '.join(others)} weights, not {family}'s: pass "
+                                 f"family={others[0]!r} (--family {others[0]}), or no family to detect it")
         if not found:
             formats = [f"{get(n).name}: {', '.join(f.name for f in get(n).weight_formats) or 'workdirs only'}"
                        for n in ([family] if family else names())]

@@ -117,6 +117,10 @@ def test_inpainter_errors(inpainter, tmp_path):
         Inpainter.load(os.path.join(FIXTURES, "other_family_tf"))
     with pytest.raises(ValueError, match="no family's official format matches"):
         Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfill_v2")
+    # weights of another family than the one named: said, with the family to name instead
+    with pytest.raises(ValueError, match=r"deepfill_v1_tf holds deepfill_v1 weights, not deepfill_v2's: "
+                                         r"pass family='deepfill_v1'"):
+        Inpainter.load(os.path.join(FIXTURES, "deepfill_v1_tf"), family="deepfill_v2")
     with pytest.raises(KeyError, match="unknown family 'deepfil_v2'. Did you mean 'deepfill_v2'"):
         Inpainter.load(os.path.join(FIXTURES, "other_family_tf"), family="deepfil_v2")
 
