@@ -384,7 +384,7 @@ def test_inpainter_loads_official_v1_weights(golden):
     out = np.asarray(inp.inpaint(image, hole.astype(np.uint8)))
     np.testing.assert_allclose(out[hole], ((golden["stage2"][0] + 1.0) / 2.0)[hole], atol=TOL)
     np.testing.assert_array_equal(out[~hole], image[~hole])
-    with pytest.raises(ValueError, match="unrecognised weights"):
+    with pytest.raises(ValueError, match="holds deepfill_v1 weights, not deepfill_v2's: pass family='deepfill_v1'"):
         Inpainter.load(GOLDEN_DIR, family="deepfill_v2")
 
 
