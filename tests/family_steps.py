@@ -30,7 +30,8 @@ ARGS = {"deepfill_v2": "test,loss.gan_alpha=0", "deepfill_v1": "test,optim.criti
         # image (the hole crop needs 64x64)
         "glcic": "test,phase=joint",
         "shiftnet": "test,model.num_downs=5,data.image_size=32,eval.image_size=32,loss.hole_crop=False"}
-# the families of the lr-log, bfloat16, per-row-mask and 8-device tests (test_ema takes all of ARGS)
+# the families of the per-row-mask and 8-device tests (the EMA, lr-log and bfloat16 tests take all
+# of ARGS; GLCIC's and Shift-Net's 8-device tests are in their own files)
 NAMES = ["deepfill_v1", "deepfill_v2", "edgeconnect", "pconv"]
 SIZE = 32
 ROWS = 8
