@@ -241,8 +241,14 @@ def mask_from_array(values, what: str = "mask") -> np.ndarray:
     4 RGBA) over the dtype's range (`full_scale`)."""
     values = np.asarray(values)
     scale = full_scale(values.dtype)
-    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
-        raise ValueError(f"{what}: the array holds NaN or Inf values")
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            pos = np.argwhere(bad)[0]
+            where = f"row {pos[0]}, column {pos[1]}" + (f", channel {pos[2]}" if len(pos) > 2 else "")
+            raise ValueError(f"{what}: {int(bad.sum())} NaN or Inf value{'s' if bad.sum() > 1 else ''} "
+                             f"(first at {where}); a {what} must be finite (1 = hole, 0 = known): "
+                             f"replace them, e.g. np.nan_to_num({what})")
     if values.ndim == 3 and values.shape[-1] == 1:
         values = values[..., 0]
     alpha = None

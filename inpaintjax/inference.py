@@ -110,15 +110,6 @@ def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
     """Mask/sketch -> float32 [B,H,W,1] in {0,1}: files by image_io.read_mask, arrays (and PIL
     images) by image_io.mask_from_array, the same rule, one mask at a time."""
     arr = _to_array(x, what)
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            pos = np.argwhere(bad)[0]
-            where = (f"row {pos[0]}, column {pos[1]}" if arr.ndim == 2
-                     else f"index {tuple(int(i) for i in pos)}")
-            raise ValueError(f"{what}: {int(bad.sum())} NaN or Inf value{'s' if bad.sum() > 1 else ''} "
-                             f"(first at {where}); a {what} must be finite "
-                             f"(1 = hole, 0 = known): replace them, e.g. np.nan_to_num({what})")
     if arr.ndim == 4:                     # B,H,W,C
         masks = [mask_from_array(a, what) for a in arr]
     elif arr.ndim == 3:
