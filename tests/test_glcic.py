@@ -580,6 +580,39 @@ def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
     np.testing.assert_allclose(out["raw"], _scale_ref(np.asarray(raw), 40, 28), atol=1e-4)
 
 
+def test_postprocess_runs_at_the_network_size_before_scaling_back(t7_file):
+    """inpaint.lua --postproc blends the composite at the network's size; the Inpainter then
+    scales that back to the image (re-derived here: OpenCV's own calls at 16x12, Torch's bilinear
+    rule by matrices) and keeps the known pixels; 'raw' stays the network's output."""
+    import cv2
+    from inpaintjax import Inpainter
+    from inpaintjax.families import get
+    path, _ = t7_file
+    w = convert.from_t7(path)
+    config = get("glcic").default_config()
+    config.model.width, config.model.mean, config.model.bn_eps = w.width, w.mean, w.bn_eps
+    config.inference.maxdim, config.inference.postprocess = 16, True
+    inp = Inpainter(get("glcic")(config), w.variables)
+    image = np.random.default_rng(1).integers(0, 256, (40, 28, 3), dtype=np.uint8)
+    hole = np.zeros((40, 28), np.float32)
+    hole[8:30, 6:20] = 1
+    out = inp.inpaint(image, hole, return_extras=True)
+    small, small_hole, _ = _lua_route_ref(image / 255.0, hole, (16, 11), (16, 12))
+    raw = np.asarray(inp._fn(w.variables, {"image": small[None].astype(np.float32),
+                                           "mask": small_hole[None]})["raw"][0])
+    np.testing.assert_allclose(out["raw"], _scale_ref(raw, 40, 28), atol=1e-4)
+    comp = np.where(small_hole > 0.5, raw, small)
+    bgr = cv2.cvtColor(np.round(comp * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    m8 = (small_hole[..., 0] * 255).astype(np.uint8)
+    rows, cols = np.flatnonzero(m8.any(1)), np.flatnonzero(m8.any(0))
+    centre = ((cols[0] + cols[-1]) // 2, (rows[0] + rows[-1]) // 2)
+    blended = cv2.seamlessClone(bgr, cv2.inpaint(bgr, m8, 1, cv2.INPAINT_TELEA), m8, centre, cv2.NORMAL_CLONE)
+    post = cv2.cvtColor(blended, cv2.COLOR_BGR2RGB).astype(np.float64) / 255.0
+    want = np.where(hole[..., None] > 0.5, _scale_ref(post, 40, 28), image / 255.0)
+    assert np.abs(out["output"].astype(np.float64) - np.round(want * 255)).max() <= 1
+    assert np.abs(_scale_ref(post, 40, 28) - _scale_ref(comp, 40, 28))[hole > 0.5].mean() > 0.005
+
+
 def test_inpaint_pads_sides_that_are_not_multiples_of_4(t7_file):
     """`inpaint` itself (what the evaluation calls) takes any size: the network runs on the input
     mirrored at the bottom/right to multiples of 4 (numpy's 'reflect'), cropped back."""

@@ -32,7 +32,8 @@ by inference.maxdim / max(H, W) when the longer side is above `inference.maxdim`
 sides rounded to multiples of 4 (`lua_inputs`); the mask is thresholded at 0.2, the image
 inpainted, and the fill scaled back to the image's size; `inference.postprocess` (off by default,
 as the 2020 release) runs OpenCV's Telea fill (radius 1) and Poisson `seamlessClone`
-(NORMAL_CLONE) on the composite (`poisson_postprocess`).
+(NORMAL_CLONE) on the composite at the network's size, as inpaint.lua, before the scaling back
+(`poisson_postprocess`).
 
 Config keys read (configs/glcic.py): phase, model.{width, d_width, local_size, mean, bn_eps},
 loss.alpha, optim.{name, lr, rho, eps, b1, b2, schedule, ...}, inference.{maxdim, postprocess},
@@ -307,17 +308,21 @@ class GLCIC(Family):
         h, w = image.shape[1:3]
         if lua_scaled_size(h, w, self.maxdim) == lua_size(h, w, self.maxdim) == (h, w):
             res = {k: np.asarray(v) for k, v in fn(variables, {"image": image, "mask": mask}).items()}
-        else:
-            small = [lua_inputs(x, m[..., 0], self.maxdim) for x, m in zip(image, mask)]
-            img_s = np.stack([x for x, _ in small])
-            msk_s = np.stack([m for _, m in small])
-            raw_s = np.asarray(fn(variables, {"image": img_s, "mask": msk_s})["raw"])
-            raw = np.stack([torch_image_scale(r, h, w) for r in raw_s])
-            res = {"output": np.where(mask > 0.5, raw, image), "raw": raw}
-        if self.postprocess:
-            res["output"] = np.stack([poisson_postprocess(o, m[..., 0])
-                                      for o, m in zip(res["output"], mask)])
-        return res
+            if self.postprocess:
+                res["output"] = np.stack([poisson_postprocess(o, m[..., 0])
+                                          for o, m in zip(res["output"], mask)])
+            return res
+        small = [lua_inputs(x, m[..., 0], self.maxdim) for x, m in zip(image, mask)]
+        img_s = np.stack([x for x, _ in small])
+        msk_s = np.stack([m for _, m in small])
+        raw_s = np.asarray(fn(variables, {"image": img_s, "mask": msk_s})["raw"])
+        fill_s = raw_s
+        if self.postprocess:  # as inpaint.lua: on the composite at the network's size
+            fill_s = np.stack([poisson_postprocess(o, m[..., 0]) for o, m in
+                               zip(np.where(msk_s > 0.5, raw_s, img_s), msk_s)])
+        raw = np.stack([torch_image_scale(r, h, w) for r in raw_s])
+        fill = raw if fill_s is raw_s else np.stack([torch_image_scale(f, h, w) for f in fill_s])
+        return {"output": np.where(mask > 0.5, fill, image), "raw": raw}
 
 
 # -- inpaint.lua's pre- and post-processing (host side, NumPy / OpenCV) -------------------------------
