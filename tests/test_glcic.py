@@ -321,8 +321,8 @@ def _scale_matrix(src, dst):
 def _scale_ref(x, h, w):
     """image.scale(x, w, h) by the matrices above, x [H, W, C] -> [h, w, C] float64."""
     x = np.asarray(x, np.float64)
-    rows = np.einsum("xj,ijc->ixc", _scale_matrix(x.shape[1], w), x)
-    return np.einsum("yi,ixc->yxc", _scale_matrix(x.shape[0], h), rows)
+    rows = np.einsum("xj,ijc->ixc", _scale_matrix(x.shape[1], w), x, optimize=True)  # BLAS
+    return np.einsum("yi,ixc->yxc", _scale_matrix(x.shape[0], h), rows, optimize=True)
 
 
 def _lua_route_ref(image, hole, first, final):
