@@ -168,6 +168,36 @@ def test_checkpoint_layer_count_and_missing_entries_are_named(golden_state_dict)
             convert.from_state_dict(bad, where="bad.pth")
 
 
+def test_checkpoint_entries_and_widths_pconvunet_does_not_have_are_named(golden_state_dict):
+    """Entries the network does not have (BatchNorm on enc_1 or dec_1, a bias elsewhere than
+    dec_1) would be read and never used, and a layer of another width fails only at the first
+    inpainting: both are refused on reading, naming the entry and the shape the U-Net needs
+    (net.py's widths: 64, 128, 256, then 512, scaled by enc_1's width; the fixture's is 8)."""
+    sd = golden_state_dict
+    width = sd["enc_1.conv.input_conv.weight"].shape[0]
+    assert [sd[f"enc_{i}.conv.input_conv.weight"].shape[0] for i in range(1, 6)] == [
+        width, 2 * width, 4 * width, 8 * width, 8 * width]
+    for key, value in (("enc_1.bn.weight", np.ones(width, np.float32)),
+                       ("enc_3.conv.input_conv.bias", np.zeros(4 * width, np.float32))):
+        with pytest.raises(convert.PConvCheckpointError, match=rf"extra\.pth: \['{key}'\] are not in PConvUNet"):
+            convert.from_state_dict({**sd, key: value}, where="extra.pth")
+    # enc_3 at 3x the width instead of 4x: its kernel, BatchNorm and dec_4's input all disagree;
+    # the first entry read is named with the shape needed
+    wide = dict(sd)
+    k = sd["enc_3.conv.input_conv.weight"]
+    wide["enc_3.conv.input_conv.weight"] = np.zeros((3 * width,) + k.shape[1:], np.float32)
+    with pytest.raises(convert.PConvCheckpointError,
+                       match=rf"wide\.pth: enc_3\.conv\.input_conv\.weight has shape \({3 * width}, {2 * width}, 5, 5\), "
+                             rf"a 5-level PConvUNet of width {width} .* needs \({4 * width}, {2 * width}, 5, 5\)"):
+        convert.from_state_dict(wide, where="wide.pth")
+    wrong_kernel = {**sd, "dec_2.conv.input_conv.weight": np.zeros((width, 3 * width, 5, 5), np.float32)}
+    with pytest.raises(convert.PConvCheckpointError, match=rf"dec_2\.conv\.input_conv\.weight has shape .* needs \({width}, {3 * width}, 3, 3\)"):
+        convert.from_state_dict(wrong_kernel)
+    bn = {**sd, "dec_3.bn.running_var": np.ones(width, np.float32)}
+    with pytest.raises(convert.PConvCheckpointError, match=rf"dec_3\.bn\.running_var has shape \({width},\).* needs \({2 * width},\)"):
+        convert.from_state_dict(bn)
+
+
 def test_family_names_a_mask_of_the_wrong_size():
     family = _family(_config("test"))
     batch = _batch()

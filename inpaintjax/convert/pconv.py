@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from inpaintjax.models.pconv import encoder_kernels, encoder_widths
 from inpaintjax.torch_io import load_torch_file
 
 _KEY = re.compile(r"^(enc|dec)_(\d+)\.(conv\.input_conv\.weight|conv\.input_conv\.bias|"
@@ -61,6 +62,28 @@ def levels_of_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> in
     return len(encs)
 
 
+def _layer_shapes(sd: Mapping[str, Any], levels: int, where: str) -> dict[str, tuple]:
+    """{layer name: [out, in, k, k]} of PConvUNet's `levels` levels at the width of the file's
+    enc_1 (its output channels; the other widths scale with it), encoder then decoder."""
+    first = sd.get("enc_1.conv.input_conv.weight")
+    if first is None or len(np.shape(_np(first))) != 4:
+        raise PConvCheckpointError(
+            f"{where}: enc_1.conv.input_conv.weight is missing or not [out, in, k, k]"
+            + ("" if first is None else f" (shape {tuple(np.shape(_np(first)))})"))
+    width, channels = int(np.shape(_np(first))[0]), int(np.shape(_np(first))[1])
+    widths, kernels = encoder_widths(levels, width), encoder_kernels(levels)
+    shapes = {}
+    for i in range(levels):
+        cin = channels if i == 0 else widths[i - 1]
+        shapes[f"enc_{i + 1}"] = (widths[i], cin, kernels[i], kernels[i])
+    skips, below = [channels] + widths, widths[-1]
+    for i in range(levels, 0, -1):
+        cout = channels if i == 1 else skips[i - 1]
+        shapes[f"dec_{i}"] = (cout, below + skips[i - 1], 3, 3)
+        below = cout
+    return shapes
+
+
 def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> dict:
     """A PConvUNet state dict (tensors or numpy) -> {'params', 'batch_stats'} numpy variables."""
     sd = _strip(sd)
@@ -72,20 +95,31 @@ def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> dict:
         raise PConvCheckpointError(
             f"{where}: a {levels}-level PConv U-Net (enc_1 .. enc_{levels}); PConvUNet needs at least "
             f"{MIN_LEVELS} levels (the released 256x256 model has 7)")
+    # net.py: BatchNorm in every layer but enc_1 and dec_1; a bias in dec_1 only. An entry the
+    # network does not have would be read and then never used: refused, named
+    extra = [k for k in sd if (k.startswith(("enc_1.bn.", "dec_1.bn.")) or (
+        ".conv.input_conv.bias" in k and not k.startswith("dec_1.")))]
+    if extra:
+        raise PConvCheckpointError(
+            f"{where}: {extra[:3]} are not in PConvUNet (no BatchNorm in enc_1 and dec_1, a bias in "
+            f"dec_1 only, as net.py builds it); this is another network")
+    shapes = _layer_shapes(sd, levels, where)
     params, stats = {}, {}
-    names = [f"enc_{i}" for i in range(1, levels + 1)] + [f"dec_{i}" for i in range(levels, 0, -1)]
-    for name in names:
+    for name, shape in shapes.items():
         wkey = f"{name}.conv.input_conv.weight"
-        # net.py: BatchNorm in every layer but enc_1 and dec_1; a bias in dec_1 only
         needed = [wkey] + ([f"{name}.conv.input_conv.bias"] if name == "dec_1" else [])
         if name not in ("enc_1", "dec_1"):
             needed += [f"{name}.bn.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
         for key in needed:
             if key not in sd:
                 raise PConvCheckpointError(f"{where}: missing {key} (a {levels}-level U-Net has it)")
+            got = tuple(np.shape(_np(sd[key])))
+            want = shape if key == wkey else shape[:1]
+            if got != want:
+                raise PConvCheckpointError(
+                    f"{where}: {key} has shape {got}, a {levels}-level PConvUNet of width "
+                    f"{shapes['enc_1'][0]} (enc_1's output channels) needs {want}")
         w = _np(sd[wkey]).astype(np.float32)
-        if w.ndim != 4:
-            raise PConvCheckpointError(f"{where}: {wkey} has shape {w.shape}, expected [out, in, k, k]")
         cout, cin, kh, kw = w.shape
         mkey = f"{name}.conv.mask_conv.weight"
         if mkey in sd:
