@@ -12,7 +12,8 @@
   inpaintjax evaluate --protocol NAME --truth PHOTOS --write-inputs DIR   (its seeded masks and inputs)
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
-settles files that more than one family could read). `--method` picks a classical fill instead of
+settles files that more than one family could read; `--set KEY=VALUE`, repeatable, changes a
+setting of the loaded model, e.g. GLCIC's inference.postprocess=true). `--method` picks a classical fill instead of
 a model (mean, biharmonic, telea, patchmatch: `inpaintjax.baselines`; no --weights), for the
 classical answer or a comparison; `--seed` picks PatchMatch's random stream. In folder
 mode every image in --image is paired with the file of the same base name (any image extension)
@@ -171,11 +172,14 @@ def _cmd_inpaint(args) -> int:
     if args.max_pixels is not None and args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if args.method != "model":
+        if args.set:
+            raise ValueError(f"--set {args.set[0]} configures a model (--weights); the classical "
+                             f"fill --method {args.method} has no config")
         check_size, classical = _classical_filler(args)
     jobs, folder_mode = _plan(args)
     if args.method == "model":
         kw = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-        inpainter = Inpainter.load(args.weights, family=args.family, **kw)
+        inpainter = Inpainter.load(args.weights, family=args.family, settings=args.set, **kw)
         check_size = inpainter.check_size
 
     def one(image_path, mask_path, sketch_path, dest):
@@ -225,7 +229,8 @@ def _cmd_serve(args) -> int:
                                 f"official weights of a family)")
     if args.max_bytes <= 0 or args.max_pixels <= 0:
         raise ValueError("--max-bytes and --max-pixels must be positive")
-    serve.serve(args.weights, args.host, args.port, args.max_bytes, args.max_pixels, args.family)
+    serve.serve(args.weights, args.host, args.port, args.max_bytes, args.max_pixels, args.family,
+                args.set)
     return 0
 
 
@@ -421,6 +426,11 @@ def _add_evaluate_parser(sub) -> None:
     e.set_defaults(func=_cmd_evaluate)
 
 
+SET_HELP = ("KEY=VALUE: a config key of the loaded model changed for this command, e.g. "
+            "inference.postprocess=true (GLCIC) or model.edge_sigma=1.5 (EdgeConnect); repeat "
+            "for several. Keys that would change the network's layers are refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpaintjax", description="Deep image inpainting (JAX/Flax).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -436,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "required with --method model")
     q.add_argument("--family", default=None,
                    help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     q.add_argument("--image", required=True, help="image file, or a folder of images")
     q.add_argument("--mask", required=True,
                    help="mask file (a hole where a pixel is at least half of the value range, e.g. "
@@ -458,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a train.py workdir, or official weights of any family (format detected)")
     v.add_argument("--family", default=None,
                    help="the family of --weights, where the files cannot tell (e.g. deepfill_v2)")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     v.add_argument("--host", default=serve.DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=serve.DEFAULT_PORT, help="port (0 = any free port)")

@@ -3,6 +3,7 @@
     from inpaintjax import Inpainter
     inp = Inpainter.load('release_places2_256')          # official weights of any family, or a workdir
     out = inp.inpaint('photo.png', 'mask.png')          # uint8 HxWx3, known pixels untouched
+    inp = Inpainter.load('completionnet_places2.t7', settings=['inference.postprocess=true'])
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3, or a list of same-size images) of
 uint8 [0, 255], uint16 [0, 65535] or float [0, 1] (grey HxW or HxWx1, grey + alpha HxWx2 and RGBA
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -133,6 +134,56 @@ def _binary_batch(x, what: str, batch: int, hw: tuple[int, int]) -> np.ndarray:
     return arr[..., None].astype(np.float32)
 
 
+Settings = Union[Iterable[str], Mapping[str, Any]]
+
+
+def with_settings(family, variables, settings: Settings, where: str):
+    """`family` rebuilt with `settings` (["inference.postprocess=true"] or {"model.edge_sigma":
+    1.5}, `config.apply_overrides`) applied to a copy of its config, for weights already loaded.
+    A setting may change how the network is run, not the network: the rebuilt family's inference
+    variables must have the structure, shapes and dtypes of `variables` (checked by tracing its
+    initialisation, no compilation), or a ValueError names the settings and the first difference.
+    An unknown key raises `config.ConfigKeyError` naming the nearest one."""
+    import jax
+
+    from inpaintjax.checkpoints import abstract_state
+    from inpaintjax.config import apply_overrides
+    if not settings:
+        return family
+    given = dict(settings) if isinstance(settings, Mapping) else list(settings)
+    config = family.config.copy_and_resolve_references()
+    apply_overrides(config, given)
+    rebuilt = type(family)(config)
+    want = jax.eval_shape(rebuilt.inference_variables, abstract_state(rebuilt, config))
+    have = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", None)
+                                                        or np.asarray(x).dtype), variables)
+    named = given if isinstance(given, list) else [f"{k}={v}" for k, v in given.items()]
+    if jax.tree.structure(want) != jax.tree.structure(have):
+        raise ValueError(f"{', '.join(named)}: changes the network of {where} (its variables "
+                         f"would be {_first_path_difference(want, have)}); settings of loaded "
+                         f"weights may change how the network runs, not its layers")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(have),
+                            strict=True):
+        if (a.shape, a.dtype) != (b.shape, b.dtype):
+            raise ValueError(f"{', '.join(named)}: changes the network of {where} "
+                             f"({jax.tree_util.keystr(path)} would be {a.dtype}{list(a.shape)}, the "
+                             f"weights hold {b.dtype}{list(b.shape)}); settings of loaded weights "
+                             f"may change how the network runs, not its layers")
+    return rebuilt
+
+
+def _first_path_difference(want, have) -> str:
+    import jax
+    paths = [{jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(t)}
+             for t in (want, have)]
+    missing, extra = sorted(paths[0] - paths[1]), sorted(paths[1] - paths[0])
+    if missing:
+        return f"needing {missing[0]}, which the weights lack"
+    if extra:
+        return f"without {extra[0]}, which the weights hold"
+    return "of another structure"
+
+
 def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
     h, w = x.shape[1:3]
     ph, pw = (-h) % multiple, (-w) % multiple
@@ -172,9 +223,11 @@ class Inpainter:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_workdir(cls, workdir, step: Optional[int] = None, family: Optional[str] = None,
-                     **kw) -> "Inpainter":
+                     settings: Settings = (), **kw) -> "Inpainter":
         """The checkpoint of a training run (train.py's --workdir), newest step unless `step`.
-        `family`: if given, the run must be of that family (e.g. 'deepfill_v2')."""
+        `family`: if given, the run must be of that family (e.g. 'deepfill_v2'). `settings`:
+        config keys changed for this inpainter (`with_settings`), e.g.
+        ["model.edge_sigma=1.5"]; the run's saved config is not touched."""
         workdir = os.fspath(workdir)
         if not os.path.isdir(workdir):
             raise FileNotFoundError(f"training workdir not found: {workdir}")
@@ -182,20 +235,25 @@ class Inpainter:
         config, fam, variables = load_for_inference(workdir, step)
         if family is not None and fam.name != family:
             raise ValueError(f"{workdir} holds a {fam.name!r} checkpoint, not {family!r}")
-        return cls(fam, variables, **kw)
+        return cls(with_settings(fam, variables, settings, workdir), variables, **kw)
 
     @classmethod
-    def load(cls, path, family: Optional[str] = None, **kw) -> "Inpainter":
+    def load(cls, path, family: Optional[str] = None, settings: Settings = (),
+             **kw) -> "Inpainter":
         """Detects the format: a training workdir (holds config.json) -> from_workdir; otherwise
         the official weight format of a registered family that recognises `path` (`family`
-        restricts the search and settles files more than one family could read)."""
+        restricts the search and settles files more than one family could read). `settings`:
+        config keys changed after the weights are read (`with_settings`), e.g. GLCIC's
+        ["inference.postprocess=true", "inference.maxdim=1000"] (inpaint.lua's --postproc and
+        --maxdim) or EdgeConnect's {"model.edge_sigma": 1.5}; keys that would change the network
+        are refused."""
         from inpaintjax.families import detect_weights, get, names
         from inpaintjax.checkpoints import CONFIG_FILE
         path = os.fspath(path)
         if family is not None:
             get(family)  # an unknown name fails here, naming the known ones
         if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
-            return cls.from_workdir(path, family=family, **kw)
+            return cls.from_workdir(path, family=family, settings=settings, **kw)
         if not os.path.exists(path) and not os.path.exists(path + ".index"):
             raise FileNotFoundError(f"weights not found: {path} (a train.py workdir or official "
                                     f"weights of a family: {', '.join(names())})")
@@ -218,7 +276,7 @@ class Inpainter:
                              f"pass family=... (--family on the command line)")
         fam_cls, fmt = found[0]
         config, variables = fmt.load(path)
-        return cls(fam_cls(config), variables, **kw)
+        return cls(with_settings(fam_cls(config), variables, settings, path), variables, **kw)
 
     # -- prediction ------------------------------------------------------------------------------
     def check_size(self, height: int, width: int, what: str = "image") -> None:

@@ -320,10 +320,12 @@ def make_server(app: App, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) ->
 
 
 def serve(weights: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, family: Optional[str] = None) -> None:
-    """Load `weights` (a workdir or official weights) and serve the page until interrupted."""
+          max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, family: Optional[str] = None,
+          settings=()) -> None:
+    """Load `weights` (a workdir or official weights; `settings`: config keys changed, as
+    `Inpainter.load`) and serve the page until interrupted."""
     from inpaintjax.inference import Inpainter
-    inpainter = Inpainter.load(weights, family=family)
+    inpainter = Inpainter.load(weights, family=family, settings=settings)
     app = App(inpainter, max_bytes, max_pixels)
     server = make_server(app, host, port)
     h, p = server.server_address[:2]

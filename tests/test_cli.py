@@ -162,3 +162,26 @@ def test_a_mask_of_another_size_names_both_files(files, capsys):
         err = capsys.readouterr().err
         assert f"mask {files / 'small.png'} is 12x10 (WxH) but the image {files / 'x.png'} is 61x45" in err
     assert not (files / "p.png").exists()
+
+
+def test_set_changes_a_setting_of_the_loaded_model_and_names_bad_ones(files, capsys):
+    """`--set KEY=VALUE` reaches `Inpainter.load(settings=...)` in `inpaint` and `serve`: a
+    misspelt key names the nearest one, a key that would change the network's layers names the
+    tensor, and a classical fill (no config) refuses it; nothing is written."""
+    args = ("--image", files / "x.png", "--mask", files / "m.png", "--out", files / "p.png")
+    cases = [
+        (["--set", "modle.cnum=8"], r"unknown config key 'modle.cnum'. Did you mean 'model.cnum'"),
+        (["--set", "compute_dtype=float32", "--set", "model.cnum=8"],
+         r"compute_dtype=float32, model.cnum=8: changes the network of .*deepfill_v2_tf .*"
+         r"would be float32\[32\], the weights hold float32\[16\]"),
+    ]
+    for extra, message in cases:
+        assert _run(*extra, *args) == 2, extra
+        err = capsys.readouterr().err
+        assert re.search(message, err), (extra, err)
+    assert cli_main(["serve", "--weights", CKPT, "--port", "0", "--set", "model.cnum=x"]) == 2
+    assert "config key 'model.cnum' is an int; got 'x'" in capsys.readouterr().err
+    assert cli_main(list(map(str, ["inpaint", "--method", "mean", "--set", "model.cnum=8", *args]))) == 2
+    assert "--set model.cnum=8 configures a model (--weights); the classical fill --method mean" in \
+        capsys.readouterr().err
+    assert not (files / "p.png").exists()

@@ -583,16 +583,23 @@ def test_inpaint_keeps_known_pixels_and_scales_large_images_down(t7_file):
 def test_postprocess_runs_at_the_network_size_before_scaling_back(t7_file):
     """inpaint.lua --postproc blends the composite at the network's size; the Inpainter then
     scales that back to the image (re-derived here: OpenCV's own calls at 16x12, Torch's bilinear
-    rule by matrices) and keeps the known pixels; 'raw' stays the network's output."""
+    rule by matrices) and keeps the known pixels; 'raw' stays the network's output. The settings
+    (inpaint.lua's --maxdim and --postproc) are given when the weights are loaded; settings that
+    would change the network are refused, naming the tensor."""
     import cv2
     from inpaintjax import Inpainter
-    from inpaintjax.families import get
+    from inpaintjax.config import ConfigKeyError
     path, _ = t7_file
     w = convert.from_t7(path)
-    config = get("glcic").default_config()
-    config.model.width, config.model.mean, config.model.bn_eps = w.width, w.mean, w.bn_eps
-    config.inference.maxdim, config.inference.postprocess = 16, True
-    inp = Inpainter(get("glcic")(config), w.variables)
+    inp = Inpainter.load(path, settings=["inference.maxdim=16", "inference.postprocess=true"])
+    assert (inp.family.maxdim, inp.family.postprocess) == (16, True)
+    assert (inp.family.config.model.width, inp.family.config.model.bn_eps) == (w.width, w.bn_eps)
+    with pytest.raises(ValueError, match=rf"model.width={2 * w.width}: changes the network of "
+                                         rf".*completionnet_small.t7 \(\['batch_stats'\]\['bn1'\]\['mean'\] would be "
+                                         rf"float32\[{2 * w.width}\], the weights hold float32\[{w.width}\]"):
+        Inpainter.load(path, settings={"model.width": 2 * w.width})
+    with pytest.raises(ConfigKeyError, match="'inference.postproces'. Did you mean 'inference.postprocess'"):
+        Inpainter.load(path, settings=["inference.postproces=true"])
     image = np.random.default_rng(1).integers(0, 256, (40, 28, 3), dtype=np.uint8)
     hole = np.zeros((40, 28), np.float32)
     hole[8:30, 6:20] = 1
