@@ -155,8 +155,8 @@ def with_settings(family, variables, settings: Settings, where: str):
     apply_overrides(config, given)
     rebuilt = type(family)(config)
     want = jax.eval_shape(rebuilt.inference_variables, abstract_state(rebuilt, config))
-    have = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", None)
-                                                        or np.asarray(x).dtype), variables)
+    have = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype), variables)
     named = given if isinstance(given, list) else [f"{k}={v}" for k, v in given.items()]
     if jax.tree.structure(want) != jax.tree.structure(have):
         raise ValueError(f"{', '.join(named)}: changes the network of {where} (its variables "

@@ -526,6 +526,19 @@ def test_inpainter_pipeline_official_folder(official_generators):
     fill = np.asarray(InpaintGenerator().apply(inp.variables["inpaint"], g2_in))[0, :, :62]
     np.testing.assert_allclose(out[20:40, 22:42], fill[20:40, 22:42], atol=1e-5)
     np.testing.assert_allclose(edges, np.asarray(e)[0, :, :62], atol=1e-5)
+    # settings of the loaded folder: another Canny sigma (config.yml's SIGMA is 2) applies to the
+    # inference inputs; a mode that drops a network is refused, naming what the weights hold
+    assert inp.family.edge_sigma == 2.0
+    soft = Inpainter.load(official_generators, settings={"model.edge_sigma": 4.0})
+    assert soft.family.edge_sigma == 4.0 and soft.variables is not None
+    from skimage import data
+    photo = {"image": (data.astronaut()[None, 100:164, 200:264] / 255.0).astype(np.float32),
+             "mask": np.zeros((1, 64, 64, 1), np.float32)}
+    assert not np.array_equal(soft.family.inference_inputs(photo)["edges"],
+                              inp.family.inference_inputs(photo)["edges"])
+    with pytest.raises(ValueError, match=r"model.mode=1: changes the network of .*\(its variables would be "
+                                         r"without \['inpaint'\]"):
+        Inpainter.load(official_generators, settings=["model.mode=1"])
 
 
 def test_composite_edges_keep_the_known_edges_for_the_inpainting_generator():
