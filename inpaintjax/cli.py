@@ -13,10 +13,10 @@
 
 W is a train.py workdir or official weights of any family (format and family detected; --family
 settles files that more than one family could read; `--set KEY=VALUE`, repeatable, changes a
-setting of the loaded model, e.g. GLCIC's inference.postprocess=true). `--method` picks a classical fill instead of
-a model (mean, biharmonic, telea, patchmatch: `inpaintjax.baselines`; no --weights), for the
-classical answer or a comparison; `--seed` picks PatchMatch's random stream. In folder
-mode every image in --image is paired with the file of the same base name (any image extension)
+setting of the loaded model, e.g. GLCIC's inference.postprocess=true). `--method` picks a
+classical fill instead of a model (mean, biharmonic, telea, patchmatch: `inpaintjax.baselines`;
+no --weights), for the classical answer or a comparison; `--seed` picks PatchMatch's random
+stream. In folder mode every image in --image is paired with the file of the same base name (any image extension)
 in --mask (or one mask file for all images), and likewise --sketch; results are written as
 PNG under --out with the same base names.
 

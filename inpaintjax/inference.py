@@ -150,7 +150,8 @@ def with_settings(family, variables, settings: Settings, where: str):
     from inpaintjax.config import apply_overrides
     if not settings:
         return family
-    given = dict(settings) if isinstance(settings, Mapping) else list(settings)
+    given = (dict(settings) if isinstance(settings, Mapping)
+             else [settings] if isinstance(settings, str) else list(settings))
     config = family.config.copy_and_resolve_references()
     apply_overrides(config, given)
     rebuilt = type(family)(config)

@@ -65,12 +65,11 @@ def levels_of_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> in
 def _layer_shapes(sd: Mapping[str, Any], levels: int, where: str) -> dict[str, tuple]:
     """{layer name: [out, in, k, k]} of PConvUNet's `levels` levels at the width of the file's
     enc_1 (its output channels; the other widths scale with it), encoder then decoder."""
-    first = sd.get("enc_1.conv.input_conv.weight")
-    if first is None or len(np.shape(_np(first))) != 4:
-        raise PConvCheckpointError(
-            f"{where}: enc_1.conv.input_conv.weight is missing or not [out, in, k, k]"
-            + ("" if first is None else f" (shape {tuple(np.shape(_np(first)))})"))
-    width, channels = int(np.shape(_np(first))[0]), int(np.shape(_np(first))[1])
+    first = tuple(np.shape(sd.get("enc_1.conv.input_conv.weight")))
+    if len(first) != 4:
+        raise PConvCheckpointError(f"{where}: enc_1.conv.input_conv.weight is missing or not "
+                                   f"[out, in, k, k] (shape {first})")
+    width, channels = first[:2]
     widths, kernels = encoder_widths(levels, width), encoder_kernels(levels)
     shapes = {}
     for i in range(levels):
@@ -113,7 +112,7 @@ def from_state_dict(sd: Mapping[str, Any], where: str = "state dict") -> dict:
         for key in needed:
             if key not in sd:
                 raise PConvCheckpointError(f"{where}: missing {key} (a {levels}-level U-Net has it)")
-            got = tuple(np.shape(_np(sd[key])))
+            got = tuple(np.shape(sd[key]))  # a torch.Size or a NumPy shape: no copy
             want = shape if key == wkey else shape[:1]
             if got != want:
                 raise PConvCheckpointError(
