@@ -3,6 +3,7 @@ tests/fixtures (cnum 4: fast, untrained). Truth: known pixels must come back bit
 documented padding (numpy reflect at the bottom/right, then crop); the documented errors."""
 
 import os
+import re
 import warnings
 
 import jax
@@ -219,6 +220,16 @@ def test_from_workdir_reads_a_training_checkpoint(tmp_path):
     assert (out[mask > 0] == 128).all()
     with pytest.raises(ValueError, match="holds a 'deepfill_v2' checkpoint, not 'pconv'"):
         Inpainter.from_workdir(str(tmp_path), family="pconv")
+    # settings of the run's weights: one that leaves the network applies (the saved config is
+    # untouched), one that changes it is refused naming the tensor
+    edited = Inpainter.load(str(tmp_path), settings={"compute_dtype": "bfloat16"})
+    assert edited.family.config.compute_dtype == "bfloat16" and inp.family.config.compute_dtype == "float32"
+    assert config_lib.read_saved_config(str(tmp_path / CONFIG_FILE)).compute_dtype == "float32"
+    cnum = int(config.model.cnum)
+    with pytest.raises(ValueError, match=rf"model.guided=true: changes the network of {re.escape(str(tmp_path))} "
+                                         rf"\(\['params'\]\['conv1'\]\['conv'\]\['kernel'\] would be "
+                                         rf"float32\[5, 5, 6, {cnum}\], the weights hold float32\[5, 5, 5, {cnum}\]"):
+        Inpainter.from_workdir(str(tmp_path), settings=["model.guided=true"])
 
 
 def test_load_detects_the_family_from_the_files_and_asks_when_two_could_read_them(tmp_path):
