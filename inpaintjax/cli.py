@@ -426,7 +426,7 @@ def _add_evaluate_parser(sub) -> None:
     e.set_defaults(func=_cmd_evaluate)
 
 
-SET_HELP = ("KEY=VALUE: a config key of the loaded model changed for this command, e.g. "
+SET_HELP = ("a config key of the loaded model changed for this command, e.g. "
             "inference.postprocess=true (GLCIC) or model.edge_sigma=1.5 (EdgeConnect); repeat "
             "for several. Keys that would change the network's layers are refused")
 
