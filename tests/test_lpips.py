@@ -109,7 +109,8 @@ def test_too_small_images_are_refused(net):
     assert L.MIN_SIZE[net] == n
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 1, n, n + 9, 3), np.float32)
-    assert np.isfinite(np.asarray(L.distance(params, a, b, net))).all()
+    # jitted: one program instead of the backbone's layers compiled one by one
+    assert np.isfinite(np.asarray(jax.jit(L.distance, static_argnums=3)(params, a, b, net))).all()
     for shape in ((1, n - 1, n + 9, 3), (1, n + 9, n - 1, 3)):
         small = np.zeros(shape, np.float32)
         h, w = shape[1:3]
