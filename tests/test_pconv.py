@@ -385,7 +385,7 @@ def test_training_steps_lower_the_loss():
     assert losses_seen[-1] < 0.7 * losses_seen[0], losses_seen
     assert {"g/valid", "g/hole", "g/perceptual", "g/style", "g/tv", "g/lr"} <= set(m)
     # Inference composites: known pixels are the input exactly, the hole is in [0, 1].
-    out = family.inpaint(family.inference_variables(state), family.inference_inputs(_batch()))
+    out = jax.jit(family.inpaint)(family.inference_variables(state), family.inference_inputs(_batch()))
     img, hole = _batch()["image"], _batch()["mask"]
     o = np.asarray(out["output"])
     np.testing.assert_array_equal(o[np.broadcast_to(hole, o.shape) == 0], img[np.broadcast_to(hole, o.shape) == 0])

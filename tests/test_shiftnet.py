@@ -613,7 +613,7 @@ def test_training_steps_lower_the_loss(trained):
     assert {"g/l1", "g/hole_l1", "g/gan", "g/guidance", "g/style", "g/content", "d/loss"} <= set(m)
     assert float(m["g/guidance"]) > 0 and float(m["g/hole_l1"]) > 0
     inputs = family.inference_inputs({k: np.asarray(v) for k, v in trained["host_batch"].items()})
-    out = np.asarray(family.inpaint(family.inference_variables(state), inputs)["output"])
+    out = np.asarray(jax.jit(family.inpaint)(family.inference_variables(state), inputs)["output"])
     known = np.broadcast_to(inputs["mask"], out.shape) == 0
     np.testing.assert_array_equal(out[known], inputs["image"][known])
     assert out.min() >= 0 and out.max() <= 1 and np.abs(out - inputs["image"]).max() > 0
@@ -690,6 +690,7 @@ def test_variant_trains_and_lowers_its_loss(variant):
         seen.append(float(m["g/loss"]))
     assert all(np.isfinite(float(v)) for v in jax.tree.leaves(m))
     assert all(np.diff(seen) < 0) and seen[-1] < 0.97 * seen[0] and float(m["g/guidance"]) > 0, seen
-    out = np.asarray(family.inpaint(family.inference_variables(state), family.inference_inputs(host))["output"])
+    out = np.asarray(jax.jit(family.inpaint)(family.inference_variables(state),
+                                            family.inference_inputs(host))["output"])
     known = np.broadcast_to(host["mask"], out.shape) == 0
     np.testing.assert_array_equal(out[known], np.asarray(host["image"])[known])
