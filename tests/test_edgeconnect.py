@@ -521,9 +521,9 @@ def test_inpainter_pipeline_official_folder(official_generators):
     ins = inp.family.inference_inputs({"image": pad[None], "mask": mpad[None]})
     assert set(np.nonzero(ins["edges"][0, :, :62, 0])[1]) == {30}
     g1_in = np.concatenate([ins["grey"] * (1 - mpad) + mpad, ins["edges"] * (1 - mpad), mpad[None]], -1)
-    e = EdgeGenerator().apply(inp.variables["edge"], g1_in)
+    e = jax.jit(EdgeGenerator().apply)(inp.variables["edge"], g1_in)
     g2_in = np.concatenate([pad[None] * (1 - mpad) + mpad, np.asarray(e)], -1)
-    fill = np.asarray(InpaintGenerator().apply(inp.variables["inpaint"], g2_in))[0, :, :62]
+    fill = np.asarray(jax.jit(InpaintGenerator().apply)(inp.variables["inpaint"], g2_in))[0, :, :62]
     np.testing.assert_allclose(out[20:40, 22:42], fill[20:40, 22:42], atol=1e-5)
     np.testing.assert_allclose(edges, np.asarray(e)[0, :, :62], atol=1e-5)
     # settings of the loaded folder: another Canny sigma (config.yml's SIGMA is 2) applies to the
@@ -607,16 +607,19 @@ def test_generator_loss_uses_the_discriminator_before_its_update(tiny_vgg19):
     s0, s1 = states[0], states[1]
     grey, edges, mask = batch["grey"], batch["edges"], batch["mask"]
     x = jnp.concatenate([grey * (1 - mask) + mask, edges * (1 - mask), mask], -1)
-    e_out, _ = fam.edge_generator.apply(s0.edge["generator"], x, train=True, mutable=["batch_stats"])
-    d = fam.edge_discriminator
+    # each network jitted once (one program each, not op by op), called in training mode
+    g_train = jax.jit(lambda variables, x: fam.edge_generator.apply(
+        variables, x, train=True, mutable=["batch_stats"]))
+    d_train = jax.jit(lambda variables, x: fam.edge_discriminator.apply(
+        variables, x, train=True, mutable=["batch_stats"]))
+    e_out, _ = g_train(s0.edge["generator"], x)
     v = s0.edge["discriminator"]
     for inp in (jnp.concatenate([grey, edges], -1), jnp.concatenate([grey, e_out], -1)):
-        _, upd = d.apply(v, inp, train=True, mutable=["batch_stats"])
+        _, upd = d_train(v, inp)
         v = {**v, "batch_stats": upd["batch_stats"]}
 
     def g_adv(params):
-        (out, _), _ = d.apply({**v, "params": params}, jnp.concatenate([grey, e_out], -1), train=True,
-                              mutable=["batch_stats"])
+        (out, _), _ = d_train({**v, "params": params}, jnp.concatenate([grey, e_out], -1))
         return float(losses.adversarial(out, True, False))
 
     before, after = g_adv(s0.edge["discriminator"]["params"]), g_adv(s1.edge["discriminator"]["params"])
