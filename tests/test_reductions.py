@@ -242,12 +242,14 @@ def test_native_mode_allows_forward_mode_differentiation():
     x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
     variables = _block(None, x)
     tangent = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), variables)
-    grads = jax.grad(_block)(variables, x)
+    # jitted (traced with the conv implementation in force at the call): one program each
+    grads = jax.jit(jax.grad(_block))(variables, x)
+    jvp = lambda t: jax.jit(lambda v: jax.jvp(lambda w: _block(w, x), (v,), (t,)))  # noqa: E731
     with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(lambda v: _block(v, x), (variables,), (tangent,))
+        jvp(tangent)(variables)
     set_conv_impl("native")
     try:
-        _, directional = jax.jvp(lambda v: _block(v, x), (variables,), (tangent,))
+        _, directional = jvp(tangent)(variables)
     finally:
         set_conv_impl(None)
     expected = sum(float(jnp.vdot(g, t)) for g, t in
