@@ -145,9 +145,9 @@ def test_torch_networks_compute_what_the_jax_networks_compute():
     x_torch = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
     net = _signal(torch_glcic.CompletionNetwork(8), 1, calibrate=x_torch)
     weights = glcic_convert.from_state_dict({k[len("net."):]: v for k, v in net.state_dict().items()})
-    want = CompletionNetwork(width=8).apply(weights.variables, x)
-    other = CompletionNetwork(width=8).apply(weights.variables,
-                                             completion_input(1 - image, mask, torch_glcic.MEAN))
+    completion = jax.jit(CompletionNetwork(width=8).apply)  # one program, not op by op
+    want = completion(weights.variables, x)
+    other = completion(weights.variables, completion_input(1 - image, mask, torch_glcic.MEAN))
     with torch.no_grad():
         got = net(x_torch).permute(0, 2, 3, 1).numpy()
     assert np.std(want) > 0.05 and np.abs(np.asarray(other) - want).mean() > 0.01
@@ -167,7 +167,7 @@ def test_torch_networks_compute_what_the_jax_networks_compute():
     hole[0, 16:48, 16:48] = 1
     hole[1, 8:30, 18:53] = 1
     x = np.concatenate([real * (1 - hole), 1 - hole], -1)
-    want, feats = ShiftNetGenerator(num_downs=6, ngf=8).apply(variables, x, hole)
+    want, feats = jax.jit(ShiftNetGenerator(num_downs=6, ngf=8).apply)(variables, x, hole)
     with torch.no_grad():
         out, former = gen(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(hole).permute(0, 3, 1, 2))
     assert np.std(want) > 0.01
