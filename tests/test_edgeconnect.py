@@ -546,21 +546,25 @@ def test_composite_edges_keep_the_known_edges_for_the_inpainting_generator():
     Canny edges outside it (the original's test() option); False: G1's raw map everywhere."""
     from configs.edgeconnect import get_config
     from inpaintjax.families.edgeconnect import EdgeConnect
-    outputs = {}
+    outputs, nets = {}, {}
     for composite in (False, True):
         fam = EdgeConnect(get_config(f"test,model.mode=3,model.test_composite_edges={composite}"))
         hole = np.zeros((1, 60, 64, 1), np.float32)
         hole[:, 20:40, 36:56] = 1                    # away from the step's edge at column 30
         inputs = {k: jnp.asarray(v) for k, v in fam.inference_inputs(
             {"image": _step_image(60, 64)[None], "mask": hole}).items()}
-        state = jax.jit(fam.init_state)(jax.random.PRNGKey(0), _batch(fam, n=1))
-        variables = fam.inference_variables(state)
+        if not nets:  # the option changes no network: one initial state and one jitted program
+            # per network serve both settings
+            nets = {"state": jax.jit(fam.init_state)(jax.random.PRNGKey(0), _batch(fam, n=1)),
+                    "edge": jax.jit(fam.edge_generator.apply),
+                    "inpaint": jax.jit(fam.inpaint_generator.apply)}
+        variables = fam.inference_variables(nets["state"])
         outputs[composite] = np.asarray(jax.jit(fam.inpaint)(variables, inputs)["output"])
         image, mask, grey, edges = (inputs[k] for k in ("image", "mask", "grey", "edges"))
-        e = fam.edge_generator.apply(
+        e = nets["edge"](
             variables["edge"], jnp.concatenate([grey * (1 - mask) + mask, edges * (1 - mask), mask], -1))
         e_in = e * mask + edges * (1 - mask) if composite else e
-        fill = fam.inpaint_generator.apply(
+        fill = nets["inpaint"](
             variables["inpaint"], jnp.concatenate([image * (1 - mask) + mask, e_in], -1))
         np.testing.assert_allclose(outputs[composite], np.where(mask > 0.5, fill, image), atol=1e-5)
         assert float(jnp.abs(edges * (1 - mask)).sum()) > 0 and float(jnp.abs(e - edges).max()) > 0.1
