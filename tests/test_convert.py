@@ -181,6 +181,20 @@ def test_converted_discriminator_is_the_original_on_swapped_channels():
     np.testing.assert_allclose(out, np.asarray(f(raw, jnp.asarray(x_bgr))), atol=1e-6)
 
 
+def test_generator_only_conversion_reads_the_discriminator_width():
+    """`discriminator=False` (what inference loads): the same generator, no discriminator, and
+    d_cnum as the authors' scripts wrote it (the v2 golden records 8; the v1 golden script's
+    D_CNUM is 8; the small v2 checkpoint's discriminator is 2 wide)."""
+    v1 = os.path.join(FIXTURES, "deepfill_v1_golden")
+    for path, d_cnum in ((GOLDEN, int(np.load(os.path.join(GOLDEN, "golden.npz"))["d_cnum"])),
+                         (v1, 8), (CKPT, 2)):
+        whole, lean = from_tf_checkpoint(path), from_tf_checkpoint(path, discriminator=False)
+        assert lean.discriminator is None and whole.discriminator is not None
+        assert lean.d_cnum == whole.d_cnum == d_cnum, path
+        assert (lean.version, lean.cnum, lean.guided) == (whole.version, whole.cnum, whole.guided)
+        jax.tree.map(np.testing.assert_array_equal, lean.generator, whole.generator)
+
+
 def test_converter_refuses_other_checkpoints_clearly(tmp_path):
     with pytest.raises(CheckpointError, match=r"not a DeepFill checkpoint.*generator/encoder/conv1"):
         from_tf_checkpoint(os.path.join(FIXTURES, "other_family_tf"))

@@ -49,8 +49,9 @@ _IMAGE_OUTPUT_LAYERS = ("conv17", "allconv17")
 
 @dataclasses.dataclass
 class DeepFillWeights:
-    """Converted variables (RGB) and what was learned about the checkpoint (the facts a family
-    builds its config from: version, cnum, guided, d_cnum).
+    """Converted variables (RGB; NumPy float32 arrays on the host, as every converter returns)
+    and what was learned about the checkpoint (the facts a family builds its config from:
+    version, cnum, guided, d_cnum).
 
     version:        1 or 2 (DeepFill v1 / v2)
     generator:      {'params': ...} for DeepFillV2Generator(cnum, guided) or DeepFillV1Generator(cnum)
@@ -125,14 +126,14 @@ def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bo
 
 def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, version: int) -> dict:
     from inpaintjax.models.deepfill import DeepFillV1Generator, DeepFillV2Generator
-    img, msk = jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 64, 64, 1))
+    img, msk = (jax.ShapeDtypeStruct((1, 64, 64, c), jnp.float32) for c in (3, 1))
     if version == 1:
         g, args, label = DeepFillV1Generator(cnum=cnum), (img, msk), f"DeepFill v1 generator (cnum={cnum})"
     else:
-        guide = jnp.zeros((1, 64, 64, 1)) if guided else None
+        guide = msk if guided else None
         g, args = DeepFillV2Generator(cnum=cnum, guided=guided), (img, msk, guide)
         label = f"DeepFill v2 generator (cnum={cnum}, guided={guided})"
-    abstract = jax.eval_shape(lambda: g.init(jax.random.key(0), *args))["params"]
+    abstract = jax.eval_shape(lambda *a: g.init(jax.random.key(0), *a), *args)["params"]
     shapes = reader.shapes()
     flat, missing, wrong = {}, [], []
     for path, leaf in traverse_util.flatten_dict(abstract).items():
@@ -156,7 +157,7 @@ def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, versi
     for layer in _IMAGE_OUTPUT_LAYERS:
         flat[(layer, "conv", "kernel")] = flat[(layer, "conv", "kernel")][..., ::-1].copy()
         flat[(layer, "conv", "bias")] = flat[(layer, "conv", "bias")][::-1].copy()
-    return traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
+    return traverse_util.unflatten_dict(flat)
 
 
 def _discriminator_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict], Optional[int]]:
@@ -178,9 +179,9 @@ def _discriminator_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict]
             u = np.asarray(reader.get(f"{base}/kernel_sn/u"), np.float32).reshape(1, -1)
         else:  # no power-iteration state saved: start it like a fresh layer (deterministically)
             u = np.asarray(jax.random.normal(jax.random.key(i), (1, kernel.shape[-1])), np.float32)
-        params[f"conv{i}"] = {"conv": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}
-        stats[f"conv{i}"] = {"sn": {"conv/kernel/u": jnp.asarray(u),
-                                    "conv/kernel/sigma": spectral_sigma(kernel, u)}}
+        params[f"conv{i}"] = {"conv": {"kernel": kernel, "bias": bias}}
+        stats[f"conv{i}"] = {"sn": {"conv/kernel/u": u,
+                                    "conv/kernel/sigma": np.asarray(spectral_sigma(kernel, u))}}
     d_cnum = int(params["conv1"]["conv"]["kernel"].shape[-1])
     return {"params": params, "batch_stats": stats}, d_cnum
 
@@ -205,15 +206,25 @@ def _v1_critic_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict], Op
                 leaves[leaf] = np.asarray(reader.get(f"{base}/{leaf}"), np.float32)
             if module == "conv1":  # BGR -> RGB input channels
                 leaves["kernel"] = leaves["kernel"][:, :, ::-1, :].copy()
-            params[module] = {k: jnp.asarray(v) for k, v in leaves.items()}
+            params[module] = leaves
         out[key] = {"params": params}
     return out, int(out["local"]["params"]["conv1"]["kernel"].shape[-1])
 
 
-def from_tf_checkpoint(path, version: Optional[int] = None) -> DeepFillWeights:
+def _discriminator_width(reader: TFCheckpointReader, version: int) -> Optional[int]:
+    """d_cnum as the file's discriminator (v2) or local critic (v1) conv1 has it, or None."""
+    name = f"{D_SCOPE}/conv1/kernel" if version == 2 else f"discriminator/{V1_CRITICS['local']}/conv1/kernel"
+    return int(reader.shapes()[name][-1]) if name in reader else None
+
+
+def from_tf_checkpoint(path, version: Optional[int] = None,
+                       discriminator: bool = True) -> DeepFillWeights:
     """Read an official DeepFill TF1 checkpoint (directory with a `checkpoint` file, or a prefix
     such as '.../snap-1000000') into RGB Flax variables. See the module docstring.
-    `version` None detects v1 or v2 from the variables; 1 or 2 insists on that version."""
+    `version` None detects v1 or v2 from the variables; 1 or 2 insists on that version.
+    `discriminator=False` leaves the discriminator out (`discriminator` None; inference needs the
+    generator only, and the SN-PatchGAN's sigmas cost a compiled program per layer shape);
+    `d_cnum` is still read from the file."""
     if version not in (None, 1, 2):
         raise ValueError(f"from_tf_checkpoint: version must be 1, 2 or None (detect), got {version!r}")
     path = os.fspath(path)
@@ -225,12 +236,14 @@ def from_tf_checkpoint(path, version: Optional[int] = None) -> DeepFillWeights:
     version = detect_version(reader) if version is None else version
     cnum, guided = _detect_generator(reader, version)
     generator = {"params": _generator_params(reader, cnum, guided, version)}
-    if version == 1:
-        discriminator, d_cnum = _v1_critic_variables(reader)
+    if not discriminator:
+        d_variables, d_cnum = None, _discriminator_width(reader, version)
+    elif version == 1:
+        d_variables, d_cnum = _v1_critic_variables(reader)
     else:
-        discriminator, d_cnum = _discriminator_variables(reader)
+        d_variables, d_cnum = _discriminator_variables(reader)
     step = int(reader.get("global_step")) if "global_step" in reader else None
-    return DeepFillWeights(generator=generator, discriminator=discriminator, cnum=cnum,
+    return DeepFillWeights(generator=generator, discriminator=d_variables, cnum=cnum,
                            guided=guided, d_cnum=d_cnum, step=step, prefix=reader.prefix,
                            version=version)
 

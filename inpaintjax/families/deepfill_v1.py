@@ -96,7 +96,7 @@ def config_for_weights(weights) -> ml_collections.ConfigDict:
 
 def _load_official(path: str):
     from inpaintjax.convert.deepfill import from_tf_checkpoint
-    weights = from_tf_checkpoint(path, version=1)
+    weights = from_tf_checkpoint(path, version=1, discriminator=False)
     return config_for_weights(weights), weights.generator
 
 

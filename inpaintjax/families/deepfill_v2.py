@@ -86,7 +86,7 @@ def config_for_weights(weights) -> ml_collections.ConfigDict:
 
 def _load_official(path: str):
     from inpaintjax.convert.deepfill import from_tf_checkpoint
-    weights = from_tf_checkpoint(path, version=2)
+    weights = from_tf_checkpoint(path, version=2, discriminator=False)
     return config_for_weights(weights), weights.generator
 
 

@@ -23,6 +23,7 @@ its stored u, v. Converters of official weights should bake those systems' own s
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Optional, Union
 
 import flax
@@ -92,7 +93,14 @@ def _l2_normalize(x, eps):
 
 def spectral_sigma(kernel: jnp.ndarray, u: jnp.ndarray, n_steps: int = 1,
                    epsilon: float = 1e-12) -> jnp.ndarray:
-    """Flax SpectralNorm's sigma for `kernel` (any ndim >= 2, viewed as [-1, out]) from stored u [1, out]."""
+    """Flax SpectralNorm's sigma for `kernel` (any ndim >= 2, viewed as [-1, out]) from stored u [1, out].
+    One compiled program per kernel shape when called outside a trace (converters and
+    `bake_spectral_norm` run it on host weights), not a program per operation."""
+    return _spectral_sigma(kernel, u, n_steps, epsilon)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _spectral_sigma(kernel, u, n_steps: int, epsilon: float):
     w = jnp.reshape(jnp.asarray(kernel, jnp.float32), (-1, kernel.shape[-1]))
     u = jnp.asarray(u, jnp.float32)
     v = None
@@ -100,6 +108,14 @@ def spectral_sigma(kernel: jnp.ndarray, u: jnp.ndarray, n_steps: int = 1,
         v = _l2_normalize(u @ w.T, epsilon)
         u = _l2_normalize(v @ w, epsilon)
     return (v @ w @ u.T)[0, 0]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _baked_kernel(kernel, u, n_steps: int, epsilon: float):
+    """kernel / sigma in the kernel's dtype: what SpectralNorm's forward multiplies by."""
+    sigma = _spectral_sigma(kernel, u, n_steps, epsilon)
+    sigma = jnp.where(sigma != 0, sigma, 1.0)  # flax's guard
+    return (jnp.asarray(kernel, jnp.float32) / sigma).astype(kernel.dtype)
 
 
 def _to_dict(tree):
@@ -167,9 +183,7 @@ def bake_spectral_norm(variables: Mapping[str, Any], n_steps: int = 1, epsilon: 
         sn_node = stats
         for p in path:
             sn_node = sn_node[p]
-        sigma = spectral_sigma(kernel, sn_node[key], n_steps, epsilon)
-        sigma = jnp.where(sigma != 0, sigma, 1.0)  # flax's guard
-        node[param_path[-1]] = (jnp.asarray(kernel, jnp.float32) / sigma).astype(kernel.dtype)
+        node[param_path[-1]] = _baked_kernel(kernel, sn_node[key], n_steps, epsilon)
         del sn_node[key]
         sn_node.pop(key[:-2] + "/sigma", None)
 
