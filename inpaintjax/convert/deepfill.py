@@ -28,6 +28,7 @@ output channels of conv17, allconv17 are reversed, so
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import struct
 from typing import Any, Dict, Optional, Tuple
@@ -124,24 +125,30 @@ def _detect_generator(reader: TFCheckpointReader, version: int) -> Tuple[int, bo
     return int(cnum), in_ch == 6
 
 
-def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, version: int) -> dict:
+@functools.lru_cache(maxsize=8)
+def _generator_shapes(version: int, cnum: int, guided: bool) -> Dict[tuple, tuple]:
+    """{parameter path: shape} of the generator (traced once per process and generator)."""
     from inpaintjax.models.deepfill import DeepFillV1Generator, DeepFillV2Generator
     img, msk = (jax.ShapeDtypeStruct((1, 64, 64, c), jnp.float32) for c in (3, 1))
     if version == 1:
-        g, args, label = DeepFillV1Generator(cnum=cnum), (img, msk), f"DeepFill v1 generator (cnum={cnum})"
+        g, args = DeepFillV1Generator(cnum=cnum), (img, msk)
     else:
-        guide = msk if guided else None
-        g, args = DeepFillV2Generator(cnum=cnum, guided=guided), (img, msk, guide)
-        label = f"DeepFill v2 generator (cnum={cnum}, guided={guided})"
+        g, args = DeepFillV2Generator(cnum=cnum, guided=guided), (img, msk, msk if guided else None)
     abstract = jax.eval_shape(lambda *a: g.init(jax.random.key(0), *a), *args)["params"]
+    return {path: tuple(leaf.shape) for path, leaf in traverse_util.flatten_dict(abstract).items()}
+
+
+def _generator_params(reader: TFCheckpointReader, cnum: int, guided: bool, version: int) -> dict:
+    label = (f"DeepFill v1 generator (cnum={cnum})" if version == 1
+             else f"DeepFill v2 generator (cnum={cnum}, guided={guided})")
     shapes = reader.shapes()
     flat, missing, wrong = {}, [], []
-    for path, leaf in traverse_util.flatten_dict(abstract).items():
+    for path, shape in _generator_shapes(version, cnum, guided).items():
         name = generator_tf_name(path)
         if name not in shapes:
             missing.append(name)
-        elif tuple(shapes[name]) != tuple(leaf.shape):
-            wrong.append(f"{name}: file {tuple(shapes[name])}, model {tuple(leaf.shape)}")
+        elif tuple(shapes[name]) != shape:
+            wrong.append(f"{name}: file {tuple(shapes[name])}, model {shape}")
         else:
             flat[path] = np.asarray(reader.get(name), np.float32)
     if missing or wrong:

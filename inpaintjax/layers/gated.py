@@ -180,7 +180,8 @@ class PlainUpConv(nn.Module):
 def _phase_taps(k: int, phase: int):
     """For output phase `phase` (0/1) of a k-tap 'SAME' convolution of a nearest-x2 up-sampled
     signal: {offset in the low-resolution signal: [kernel taps whose products land there]}.
-    Up-sampled row 2P + phase + i - (k-1)/2 is low-resolution row P + floor((phase + i - p) / 2)."""
+    Up-sampled row 2P + phase + i - (k-1)/2 is low-resolution row P + floor((phase + i - p) / 2),
+    so each offset's taps are a contiguous run of i."""
     p = (k - 1) // 2
     groups: dict[int, list[int]] = {}
     for i in range(k):
@@ -220,15 +221,22 @@ def upsample2x_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
                          f"no dilation or groups, NHWC/HWIO/NHWC; got kernel {rhs.shape}, "
                          f"strides {window_strides}, padding {padding}, lhs_dilation "
                          f"{lhs_dilation}, rhs_dilation {rhs_dilation}")
+    taps = [_phase_taps(k, a) for a in range(2)]
+
+    def combine(w, groups, axis):
+        # the taps of each offset (a contiguous run of kernel indices) summed, in increasing
+        # offset order: one slice and one sum per offset, not an indexing per tap
+        return jnp.stack([jnp.sum(lax.slice_in_dim(w, groups[o][0], groups[o][-1] + 1, axis=axis),
+                                  axis=axis) for o in sorted(groups)], axis=axis)
+
     rows = []
     for a in range(2):
-        ga = _phase_taps(k, a)
+        ga = taps[a]
+        by_rows = combine(rhs, ga, 0)                   # [len(ga), k, Ci, Co]
         cols = []
         for b in range(2):
-            gb = _phase_taps(k, b)
-            # combined kernel [len(ga), len(gb), Ci, Co] in increasing offset order
-            kernel = jnp.stack([jnp.stack([sum(rhs[i, j] for i in ga[oa] for j in gb[ob])
-                                           for ob in sorted(gb)]) for oa in sorted(ga)])
+            gb = taps[b]
+            kernel = combine(by_rows, gb, 1)            # [len(ga), len(gb), Ci, Co]
             pads = ((-min(ga), max(ga)), (-min(gb), max(gb)))
             cols.append(conv_general_dilated(
                 lhs, kernel, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
