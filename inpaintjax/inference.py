@@ -207,7 +207,8 @@ class Inpainter:
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         import jax
         self.family = family
-        self.variables = variables
+        # on the device once (converters return NumPy), not copied over with every call
+        self.variables = jax.device_put(variables)
         if int(max_batch) < 1:
             raise ValueError(f"Inpainter: max_batch must be >= 1, got {max_batch}")
         self.max_batch = int(max_batch)
