@@ -220,7 +220,8 @@ def _v1_critic_variables(reader: TFCheckpointReader) -> Tuple[Optional[dict], Op
 
 def _discriminator_width(reader: TFCheckpointReader, version: int) -> Optional[int]:
     """d_cnum as the file's discriminator (v2) or local critic (v1) conv1 has it, or None."""
-    name = f"{D_SCOPE}/conv1/kernel" if version == 2 else f"discriminator/{V1_CRITICS['local']}/conv1/kernel"
+    name = (f"{D_SCOPE}/conv1/kernel" if version == 2
+            else f"discriminator/{V1_CRITICS['local']}/conv1/kernel")
     return int(reader.shapes()[name][-1]) if name in reader else None
 
 

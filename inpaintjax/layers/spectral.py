@@ -91,16 +91,12 @@ def _l2_normalize(x, eps):
     return x * jax.lax.rsqrt(jnp.sum(x * x) + eps)
 
 
+@functools.partial(jax.jit, static_argnames=("n_steps", "epsilon"))
 def spectral_sigma(kernel: jnp.ndarray, u: jnp.ndarray, n_steps: int = 1,
                    epsilon: float = 1e-12) -> jnp.ndarray:
     """Flax SpectralNorm's sigma for `kernel` (any ndim >= 2, viewed as [-1, out]) from stored u [1, out].
-    One compiled program per kernel shape when called outside a trace (converters and
+    Jitted: one compiled program per kernel shape when called outside a trace (converters and
     `bake_spectral_norm` run it on host weights), not a program per operation."""
-    return _spectral_sigma(kernel, u, n_steps, epsilon)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _spectral_sigma(kernel, u, n_steps: int, epsilon: float):
     w = jnp.reshape(jnp.asarray(kernel, jnp.float32), (-1, kernel.shape[-1]))
     u = jnp.asarray(u, jnp.float32)
     v = None
@@ -113,7 +109,7 @@ def _spectral_sigma(kernel, u, n_steps: int, epsilon: float):
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _baked_kernel(kernel, u, n_steps: int, epsilon: float):
     """kernel / sigma in the kernel's dtype: what SpectralNorm's forward multiplies by."""
-    sigma = _spectral_sigma(kernel, u, n_steps, epsilon)
+    sigma = spectral_sigma(kernel, u, n_steps, epsilon)
     sigma = jnp.where(sigma != 0, sigma, 1.0)  # flax's guard
     return (jnp.asarray(kernel, jnp.float32) / sigma).astype(kernel.dtype)
 
