@@ -518,6 +518,30 @@ def test_discriminator_phase_lowers_its_loss_and_freezes_the_completion_network(
     for a, b in zip(jax.tree.leaves((state.g_params, state.g_stats)),
                     jax.tree.leaves((state0.g_params, state0.g_stats))):
         np.testing.assert_array_equal(a, b)
+    # the first step's loss re-derived with each row's local crop cut by hand around that row's
+    # own hole (its bounding box from the mask, centred, clamped inside the image), real and
+    # completed images through the discriminator in one pass, BCE with logits in NumPy
+    config, batch, _ = start
+    from inpaintjax.families import get
+    fam = get("glcic")(config)
+    image, mask = np.asarray(batch["image"]), np.asarray(batch["mask"])
+    out, _ = fam._complete(state0.g_params, state0.g_stats, batch["image"], batch["mask"], train=True)
+    fake = np.asarray(out) * mask + image * (1 - mask)
+    size, (h, w) = config.model.local_size, image.shape[1:3]
+    corners = []
+    for hole in mask[..., 0] > 0.5:
+        rows, cols = np.flatnonzero(hole.any(1)), np.flatnonzero(hole.any(0))
+        corners.append((min(max(rows[0] + (rows[-1] - rows[0] + 1) // 2 - size // 2, 0), h - size),
+                        min(max(cols[0] + (cols[-1] - cols[0] + 1) // 2 - size // 2, 0), w - size)))
+    assert len(set(corners)) > 1  # the rows' crops differ, so a crop shared by the rows would show
+    both = np.concatenate([image, fake])
+    crops = np.stack([x[t:t + size, c:c + size] for x, (t, c) in zip(both, corners + corners)])
+    logits, _ = jax.jit(lambda v, x, y: fam.disc.apply(v, x, y, train=True, mutable=["batch_stats"]))(
+        {"params": state0.d_params, "batch_stats": state0.d_stats}, both, crops)
+    z = np.asarray(logits, np.float64).ravel()
+    b = len(image)
+    want = 0.5 * (np.mean(np.logaddexp(0, -z[:b])) + np.mean(np.logaddexp(0, z[b:])))
+    assert history[0]["d/loss"] == pytest.approx(want, rel=1e-5)
 
 
 def test_joint_phase_and_eight_devices_equal_one(start):
