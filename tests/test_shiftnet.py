@@ -619,6 +619,42 @@ def test_training_steps_lower_the_loss(trained):
     assert out.min() >= 0 and out.max() <= 1 and np.abs(out - inputs["image"]).max() > 0
 
 
+def test_hole_crop_is_each_rows_own(trained):
+    """The discounted hole L1 of a step on rows whose holes lie in different places, re-derived
+    with each row's crop cut by hand around its own hole (the box centred on the hole, clamped
+    inside the image; a crop shared by the rows, e.g. row 0's, fails it) and the discount
+    max(g^min(i, S-i), g^min(j, S-j)) written out."""
+    from inpaintjax.data import fields
+    family, config = trained["family"], trained["family"].config
+    image = trained["host_batch"]["image"]
+    b, size = image.shape[0], image.shape[1]
+    holes = np.zeros((b, size, size, 1), np.float32)
+    for i in range(b):  # 20x16 holes from the top-left to the bottom-right corner
+        holes[i, 6 * i:6 * i + 20, 40 - 5 * i:56 - 5 * i] = 1
+    batch = fields.compute_batch(family.batch_spec(), image, holes, [np.random.default_rng(i) for i in range(b)])
+    one = jax.devices()[0]
+    _, m = trained["step"](trained["state0"], {k: jax.device_put(jnp.asarray(v), one) for k, v in batch.items()},
+                           jax.random.key(0), trained["frozen"])
+    real = image * 2.0 - 1.0
+    fake, _ = jax.jit(lambda p, x, h: family.generator.apply({"params": p}, x, h))(
+        trained["state0"].g_params, family._net_input(jnp.asarray(real), jnp.asarray(holes)), holes)
+    fake = np.asarray(fake, np.float64)
+    crop = family.crop_size
+    g = float(config.loss.discount_gamma)
+    k = np.arange(crop)
+    near = g ** np.minimum(k, crop - k)
+    discount = np.maximum(near[:, None], near[None, :])[..., None]
+    corners, terms = set(), []
+    for i in range(b):
+        rows, cols = np.flatnonzero(holes[i, ..., 0].any(1)), np.flatnonzero(holes[i, ..., 0].any(0))
+        t = min(max(rows[0] + len(rows) // 2 - crop // 2, 0), size - crop)
+        c = min(max(cols[0] + len(cols) // 2 - crop // 2, 0), size - crop)
+        corners.add((t, c))
+        terms.append(discount * np.abs(fake[i, t:t + crop, c:c + crop] - real[i, t:t + crop, c:c + crop]))
+    assert len(corners) == b
+    assert float(m["g/hole_l1"]) == pytest.approx(float(np.mean(terms)), rel=1e-5)
+
+
 def test_eight_devices_equal_one_device(trained):
     devices = jax.devices()
     if len(devices) < 8:
