@@ -37,7 +37,7 @@ from inpaintjax import config as config_lib
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = config_lib.CONFIG_FILE
 DIGESTS_KEY = "array_crc32c"
 
 

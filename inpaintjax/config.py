@@ -296,6 +296,11 @@ def check_override_flags(argv: Sequence[str], flag_name: str = "config") -> None
                 raise unknown_key_error(key, config, flag=f"--{flag_name}.")
 
 
+# the file in a training workdir that holds the config the run started with (train.py writes it;
+# `Inpainter.load` recognises a workdir by it)
+CONFIG_FILE = "config.json"
+
+
 def save_config(config: ml_collections.ConfigDict, path: str) -> None:
     """Write the config as JSON (read back by `read_saved_config`) next to a readable .txt copy."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -144,12 +144,12 @@ def with_settings(family, variables, settings: Settings, where: str):
     variables must have the structure, shapes and dtypes of `variables` (checked by tracing its
     initialisation, no compilation), or a ValueError names the settings and the first difference.
     An unknown key raises `config.ConfigKeyError` naming the nearest one."""
+    if not settings:
+        return family
     import jax
 
     from inpaintjax.checkpoints import abstract_state
     from inpaintjax.config import apply_overrides
-    if not settings:
-        return family
     given = (dict(settings) if isinstance(settings, Mapping)
              else [settings] if isinstance(settings, str) else list(settings))
     config = family.config.copy_and_resolve_references()
@@ -250,7 +250,7 @@ class Inpainter:
         --maxdim) or EdgeConnect's {"model.edge_sigma": 1.5}; keys that would change the network
         are refused."""
         from inpaintjax.families import detect_weights, get, names
-        from inpaintjax.checkpoints import CONFIG_FILE
+        from inpaintjax.config import CONFIG_FILE  # not checkpoints: official weights need no orbax
         path = os.fspath(path)
         if family is not None:
             get(family)  # an unknown name fails here, naming the known ones
