@@ -176,6 +176,36 @@ def test_gated_activation_gradient_matches_numpy(name):
     np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gated_conv_allows_forward_mode_differentiation_in_native_mode():
+    """set_conv_impl('native') promises jax.jvp through the layers: the gated activation's fused
+    gradient is a custom_vjp (no forward mode), so native mode uses the plain formula. The
+    directional derivative of sum(GatedConv(x) * R) along a tangent of the parameters equals the
+    default (fused) gradient's inner product with it."""
+    from inpaintjax.layers.conv import set_conv_impl
+    layer = GatedConv(4, 3)
+    x = jnp.asarray(RNG.normal(size=(2, 8, 8, 3)).astype(np.float32))
+    r = jnp.asarray(RNG.normal(size=(2, 8, 8, 4)).astype(np.float32))
+    variables = layer.init(jax.random.key(0), x)
+    tangent = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), variables)
+
+    def f(v):
+        return jnp.sum(layer.apply(v, x) * r)
+
+    # jitted (traced with the implementation in force at the call): one program each
+    grads = jax.jit(jax.grad(f))(variables)
+    jvp = lambda t: jax.jit(lambda v: jax.jvp(f, (v,), (t,)))  # noqa: E731
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jvp(tangent)(variables)
+    set_conv_impl("native")
+    try:
+        _, directional = jvp(tangent)(variables)
+    finally:
+        set_conv_impl(None)
+    expected = sum(float(jnp.vdot(g, t)) for g, t in
+                   zip(jax.tree.leaves(grads), jax.tree.leaves(tangent), strict=True))
+    assert float(directional) == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_upsample2x_conv_equals_conv_of_upsampled_input(k):
     """The four-phase formulation against a NumPy convolution of the hand-up-sampled input, and

@@ -46,7 +46,8 @@ or `set_conv_impl('native' | 'auto')` from Python.
 Limitation: like every `jax.custom_vjp`, the fast path supports reverse-mode differentiation to any
 order (e.g. WGAN-GP's gradient of a gradient) and vmap, but not forward mode (`jax.jvp`,
 `jax.jacfwd`, `jax.hessian`): use `set_conv_impl('native')` for those (it also turns off the
-per-channel sums of `inpaintjax.layers.reductions`, which have the same limitation).
+per-channel sums of `inpaintjax.layers.reductions` and the gated layers' fused activation
+gradient, which have the same limitation).
 """
 
 from __future__ import annotations

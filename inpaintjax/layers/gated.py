@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inpaintjax.layers.conv import NHWC_DIMENSIONS, Conv, conv_general_dilated
+from inpaintjax.layers.conv import NHWC_DIMENSIONS, Conv, conv_general_dilated, conv_impl
 
 
 def _tf_conv(features: int, kernel_size: int, strides: int, dilation: int, dtype,
@@ -112,10 +112,11 @@ def gated_activation(y, activation: Callable):
     from y (which the convolution's gradient keeps anyway), instead of autodiff's separately
     materialised intermediates: on the CPU that turned four memory passes per layer into one
     (DeepFill v2 runs 60 gated layers per training step). Same values and gradients as the plain
-    formula (to float rounding; tested); other activations use plain autodiff.
+    formula (to float rounding; tested); other activations, and `set_conv_impl('native')` (for
+    forward-mode differentiation, which a custom_vjp does not support), use plain autodiff.
     """
     name = _NAMES.get(activation)
-    if name is None:
+    if name is None or conv_impl() == "native":
         features, gates = jnp.split(y, 2, axis=-1)
         return activation(features) * nn.sigmoid(gates)
     return _fused_gated(name, y)
