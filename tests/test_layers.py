@@ -181,29 +181,12 @@ def test_gated_conv_allows_forward_mode_differentiation_in_native_mode():
     gradient is a custom_vjp (no forward mode), so native mode uses the plain formula. The
     directional derivative of sum(GatedConv(x) * R) along a tangent of the parameters equals the
     default (fused) gradient's inner product with it."""
-    from inpaintjax.layers.conv import set_conv_impl
+    from forward_mode import assert_native_jvp_is_the_gradient
     layer = GatedConv(4, 3)
     x = jnp.asarray(RNG.normal(size=(2, 8, 8, 3)).astype(np.float32))
     r = jnp.asarray(RNG.normal(size=(2, 8, 8, 4)).astype(np.float32))
-    variables = layer.init(jax.random.key(0), x)
-    tangent = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), variables)
-
-    def f(v):
-        return jnp.sum(layer.apply(v, x) * r)
-
-    # jitted (traced with the implementation in force at the call): one program each
-    grads = jax.jit(jax.grad(f))(variables)
-    jvp = lambda t: jax.jit(lambda v: jax.jvp(f, (v,), (t,)))  # noqa: E731
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jvp(tangent)(variables)
-    set_conv_impl("native")
-    try:
-        _, directional = jvp(tangent)(variables)
-    finally:
-        set_conv_impl(None)
-    expected = sum(float(jnp.vdot(g, t)) for g, t in
-                   zip(jax.tree.leaves(grads), jax.tree.leaves(tangent), strict=True))
-    assert float(directional) == pytest.approx(expected, rel=1e-4)
+    assert_native_jvp_is_the_gradient(lambda v: jnp.sum(layer.apply(v, x) * r),
+                                      layer.init(jax.random.key(0), x), RNG)
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

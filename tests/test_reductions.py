@@ -238,20 +238,6 @@ def test_small_arrays_keep_xlas_reduction(monkeypatch):
 def test_native_mode_allows_forward_mode_differentiation():
     """set_conv_impl('native'): plain sums and broadcasts, so jax.jvp goes through the block; its
     directional derivative is the default (custom_vjp) gradient's inner product with the tangent."""
-    from inpaintjax.layers.conv import set_conv_impl
+    from forward_mode import assert_native_jvp_is_the_gradient
     x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
-    variables = _block(None, x)
-    tangent = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=p.shape), p.dtype), variables)
-    # jitted (traced with the conv implementation in force at the call): one program each
-    grads = jax.jit(jax.grad(_block))(variables, x)
-    jvp = lambda t: jax.jit(lambda v: jax.jvp(lambda w: _block(w, x), (v,), (t,)))  # noqa: E731
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jvp(tangent)(variables)
-    set_conv_impl("native")
-    try:
-        _, directional = jvp(tangent)(variables)
-    finally:
-        set_conv_impl(None)
-    expected = sum(float(jnp.vdot(g, t)) for g, t in
-                   zip(jax.tree.leaves(grads), jax.tree.leaves(tangent), strict=True))
-    assert float(directional) == pytest.approx(expected, rel=1e-4)
+    assert_native_jvp_is_the_gradient(lambda v: _block(v, x), _block(None, x), RNG)
