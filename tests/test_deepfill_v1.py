@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import family_steps as fs
+
 from inpaintjax import losses
 from inpaintjax.convert.deepfill import from_tf_checkpoint
 from inpaintjax.convert.tf_checkpoint import CheckpointError, TFCheckpointReader
@@ -235,23 +237,23 @@ def _configs():
     return mod
 
 
-def _stacked_batches(fam, config, seed=0):
-    """batches_per_step fresh batches of smooth images with one deepfill_box mask each, the
-    family's fields computed as the pipeline does, stacked [k, B, ...]."""
+def _stacked_batches(fam, config, rows, seed=0):
+    """batches_per_step fresh batches of `rows` smooth images with one deepfill_box mask each, the
+    family's fields computed as the pipeline does, stacked [k, rows, ...]."""
     from inpaintjax import masks as masks_lib
     from inpaintjax.data import fields
     rng = np.random.default_rng(seed)
-    size, b = config.data.image_size, config.batch_size
+    size = config.data.image_size
     yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
     out = []
     for k in range(fam.batches_per_step):
-        f = rng.uniform(0.5, 2.0, (b, 1, 1, 3))
+        f = rng.uniform(0.5, 2.0, (rows, 1, 1, 3))
         images = (0.5 + 0.4 * np.sin(2 * np.pi * f * (yy + 0.5 * xx)[None, :, :, None])).astype(np.float32)
         hole = masks_lib.make_mask(config.mask.generator, np.random.default_rng([seed, k]), size, size)
-        holes = np.broadcast_to(hole[None, :, :, None], (b, size, size, 1)).astype(np.float32)
+        holes = np.broadcast_to(hole[None, :, :, None], (rows, size, size, 1)).astype(np.float32)
         out.append(fields.compute_batch(fam.batch_spec(), images, holes,
-                                        [np.random.default_rng(i) for i in range(b)]))
-    return {key: jnp.asarray(np.stack([o[key] for o in out])) for key in out[0]}
+                                        [np.random.default_rng(i) for i in range(rows)]))
+    return {key: np.stack([o[key] for o in out]) for key in out[0]}
 
 
 def test_crop_boxes_by_hand():
@@ -268,19 +270,19 @@ def test_crop_boxes_by_hand():
 
 
 @pytest.mark.long
+@fs.group("deepfill_v1")
 def test_family_train_steps_lower_the_l1_terms():
-    from inpaintjax.families import get as get_family
-    config = _configs().get_config("test")
-    fam = get_family("deepfill_v1")(config)
+    # the shared step of the cross-family tests (tests/family_steps.py): the `test` variant, 8 rows
+    run = fs.family_step("deepfill_v1")
+    fam, config, step, state = run.family, run.config, run.step, run.state
+    assert config.optim.critic_steps == _configs().get_config("test").optim.critic_steps
     assert fam.batches_per_step == config.optim.critic_steps + 1 == 3
     assert set(fam.batch_spec()) == {"image", "mask", "hole_box"}
-    batch = _stacked_batches(fam, config)
-    state = jax.jit(fam.init_state)(jax.random.key(0), jax.tree.map(lambda x: x[0], batch))
-    step = jax.jit(fam.train_step)
+    batch = _stacked_batches(fam, config, fs.ROWS)
     d0 = state.d_params
     history = []
     for i in range(6):
-        state, metrics = step(state, batch, jax.random.key(i), {})
+        state, metrics = step(state, batch, jax.random.key(i), run.frozen)
         history.append({k: float(v) for k, v in metrics.items()})
     assert set(history[0]) >= {"g/loss", "g/l1_discounted", "g/l1_known", "g/wgan_global",
                                "g/wgan_local", "d/loss", "d/wgan_global", "d/wgan_local",
