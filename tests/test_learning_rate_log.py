@@ -35,10 +35,16 @@ def test_the_shared_steps_cover_every_registered_family():
 
 @pytest.mark.parametrize("name", fs.per_family(sorted(fs.ARGS)))
 def test_logged_rate_is_the_rate_the_update_applied(name):
+    # every rate the family logs: the generator's, and the discriminator's where it has one (GLCIC)
     run = fs.family_step(name)
     _, stacked = fs.batch(run.family, fs.mixed_holes())
-    state, logged = run.state, []
+    state, logged = run.state, {}
     for i in range(4):
         state, metrics = run.step(state, stacked, jax.random.key(i + 1), run.frozen)
-        logged.append(float(metrics["g/lr"]))
-    np.testing.assert_allclose(logged, [expected_rate(i) for i in range(4)], rtol=1e-6, atol=1e-12)
+        for key in metrics:
+            if key.endswith("/lr"):
+                logged.setdefault(key, []).append(float(metrics[key]))
+    assert "g/lr" in logged
+    for key, rates in logged.items():
+        np.testing.assert_allclose(rates, [expected_rate(i) for i in range(4)], rtol=1e-6,
+                                   atol=1e-12, err_msg=key)

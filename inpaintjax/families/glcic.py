@@ -221,7 +221,7 @@ class GLCIC(Family):
                                                        state.d_params)
         logs = {"d/loss": loss, "d/real": jnp.mean(jax.nn.sigmoid(real_logits)),
                 "d/fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-                "d/grad_norm": optax.tree.norm(grads), "d/lr": common.learning_rate(state.d_opt_state)}
+                "d/grad_norm": optax.tree.norm(grads), "d/lr": common.learning_rate(d_opt_state)}
         return state.replace(d_params=d_params, d_stats=stats, d_opt_state=d_opt_state), logs
 
     # -- Family interface -----------------------------------------------------------------------
