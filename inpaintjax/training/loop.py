@@ -94,6 +94,17 @@ def zero_carry(names: list[str]) -> dict:
             "bad_values": zeros(jnp.float32)}
 
 
+def _materialised_all(flags: list[jax.Array]) -> jax.Array:
+    """jnp.all of scalar booleans, computed once in the compiled program. The guard's predicate
+    selects every leaf of the state; written as a chain of ands, XLA fuses a copy of the chain
+    (and of the metrics it reads) into each leaf's select, one per leaf: DeepFill v2's guarded
+    step held 3,150 is-finite instructions for its 15 metrics, its optimised program twice the
+    family step's, and compiled in 52 s instead of 31 s with jaxlib's XLA:CPU defaults, running
+    3x slower at 32x32. A sort is not fused into its consumers: the selects read its result."""
+    ints = jnp.stack([f.astype(jnp.int32) for f in flags])
+    return jax.lax.sort(ints)[0] == 1
+
+
 def make_train_step(family, step_root: jax.Array, state, batch, frozen):
     """(step_fn, metric names): step_fn (state, carry, batch, frozen) -> (state, carry) is one
     guarded update and its metrics. `state`, `batch` and `frozen` (arrays or
@@ -113,7 +124,7 @@ def make_train_step(family, step_root: jax.Array, state, batch, frozen):
         metrics = {k: as_metric(raw[k]) for k in names}
         finite = {k: jnp.logical_or(m.count <= 0, jnp.all(jnp.isfinite(m.total)))
                   for k, m in metrics.items()}
-        ok = jnp.all(jnp.stack(list(finite.values())))
+        ok = _materialised_all(list(finite.values()))
         # a non-finite update is never applied: keep the previous state
         state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
         first_bad = jnp.logical_and(carry["bad_step"] < 0, jnp.logical_not(ok))
