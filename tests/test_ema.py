@@ -11,6 +11,7 @@ import pytest
 
 import family_steps as fs
 from inpaintjax.families import get as get_family
+from inpaintjax.training import warm_start as ws
 
 DECAY = fs.EMA_DECAY
 
@@ -56,6 +57,21 @@ def test_ema_follows_the_recurrence_and_is_what_inference_uses(name):
     assert moved > 0
     # inference (evaluation, Inpainter, export) uses the EMA, not the raw parameters
     for a, b in zip(_leaves(inference_params_of(run.family.inference_variables(state))), got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # init_from from this trained state into a fresh one (the family's default paths): the EMA
+    # restarts as the copied parameters (not the fresh run's random ones, nor the source's EMA)
+    pairs = ws.parse_init_from_paths("", run.family.warm_start_paths)
+    started, restarted = ws.restart_emas(ws.warm_start(run.state, state, pairs, "the trained state"),
+                                         run.family.ema_paths, pairs)
+    assert restarted == [ema for ema, _ in run.family.ema_paths] != []
+    for a, b in zip(_leaves(ema_of(started)), raw, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # an EMA the warm start copies itself stays the source's EMA
+    pairs += [(ema, ema) for ema, _ in run.family.ema_paths]
+    started, restarted = ws.restart_emas(ws.warm_start(run.state, state, pairs, "the trained state"),
+                                         run.family.ema_paths, pairs)
+    assert restarted == []
+    for a, b in zip(_leaves(ema_of(started)), got, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

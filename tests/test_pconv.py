@@ -425,12 +425,19 @@ def test_two_phases_by_init_from_keep_the_encoder_statistics(tmp_path, official_
     p1, p2 = str(tmp_path / "p1"), str(tmp_path / "p2")
     run = {"num_steps": 2, "checkpoint_every": 2, "image_every": 0}
     train(_config("test", **run), p1)
-    c2 = _config("test", **run, **{"model.freeze_encoder_bn": True, "optim.lr": 5e-5})
+    # phase 2 keeps an EMA (phase 1 none): it starts from the copied parameters, not from phase
+    # 2's random initialisation (another seed: another start than phase 1's), so after two steps
+    # at 5e-5 it is still about phase 1's network
+    c2 = _config("test", **run, **{"model.freeze_encoder_bn": True, "optim.lr": 5e-5, "ema_decay": 0.5,
+                                   "seed": 1})
     c2.init_from = p1
     train(c2, p2)
     _, _, v1 = load_for_inference(p1)
     _, fam2, v2 = load_for_inference(p2)
     assert fam2.name == "pconv" and fam2.config.optim.lr == 5e-5
+    drift = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+                zip(jax.tree.leaves(v2["params"]), jax.tree.leaves(v1["params"]), strict=True))
+    assert 0 < drift < 1e-3, drift
     moved = 0
     for name, stats in v2["batch_stats"].items():
         for k in ("mean", "var"):

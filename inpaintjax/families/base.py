@@ -17,7 +17,8 @@ how it turns an image and a hole mask into an inpainted image. It declares:
   a `Metric(total, count)` is a sum over `count` values (0 = not computed this step); the loop logs
   sum(total) / sum(count) over the steps since the last log and treats a non-finite computed
   metric as a failure.
-- `warm_start_paths`: the state subtrees `config.init_from` copies from another run by default.
+- `warm_start_paths`: the state subtrees `config.init_from` copies from another run by default;
+  `ema_paths`: where the state keeps an EMA of which parameters (restarted from copied ones).
 - `inference_variables`, `inference_inputs` (host side), `inpaint` (jittable), `predict` (host
   side, what `Inpainter` runs around the jitted `inpaint`), and
   `evaluation_metrics` (jittable, per image).
@@ -80,6 +81,10 @@ class Family(abc.ABC):
     weight_formats: tuple[WeightFormat, ...] = ()
     #: state subtrees (dotted paths) that `config.init_from` copies from another run by default
     warm_start_paths: tuple[str, ...] = ()
+    #: (EMA subtree, the parameter subtree it averages), dotted paths into the state: after
+    #: `init_from` copies the parameters, an EMA that was not copied itself restarts as a copy of
+    #: them (the EMA starts as the run's initial parameters, and those are the copied ones)
+    ema_paths: tuple[tuple[str, str], ...] = ()
     #: whether `inference_inputs` reads a user's guide drawing (batch[GUIDE_KEY], 1 = stroke, used
     #: inside the hole only); a family sets it per model (DeepFill v2: its sketch-guided models)
     guided: bool = False

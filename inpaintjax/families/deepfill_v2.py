@@ -103,6 +103,7 @@ class DeepFillV2(Family):
     size_multiple = 8
     weight_formats = (WeightFormat("tf1-checkpoint", _is_official, _load_official),)
     warm_start_paths = ("g_params", "d_params", "d_batch_stats")
+    ema_paths = (("g_ema", "g_params"),)
 
     def __init__(self, config):
         super().__init__(config)

@@ -225,6 +225,8 @@ class EdgeConnect(Family):
         # init_from copies networks only (see the module docstring); a mode-2 run started from a
         # mode-1 run carries that edge model along for mode 4
         self.warm_start_paths = ("edge", "inpaint") if self.mode == 4 else ("edge",)
+        self.ema_paths = tuple((f"ema.{model}", f"{model}.generator.params") for model, trained in
+                               (("edge", self.trains_edge), ("inpaint", self.trains_inpaint)) if trained)
         self.uses_vgg = self.trains_inpaint and (self.content_weight != 0.0
                                                  or self.style_weight != 0.0)
 

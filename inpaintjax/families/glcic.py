@@ -143,6 +143,7 @@ class GLCIC(Family):
     weight_formats = (WeightFormat("torch7-or-state-dict", lambda p: convert.detect_format(p) is not None,
                                    _load_official),)
     warm_start_paths = ("g_params", "g_stats", "d_params", "d_stats")
+    ema_paths = (("g_ema", "g_params"),)
 
     def __init__(self, config):
         super().__init__(config)

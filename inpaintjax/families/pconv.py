@@ -102,6 +102,7 @@ class PConv(Family):
     size_multiple = 128
     weight_formats = (WeightFormat("torch-state-dict", convert.detect, _load_official),)
     warm_start_paths = ("params", "batch_stats")
+    ema_paths = (("ema", "params"),)
 
     def __init__(self, config):
         super().__init__(config)

@@ -154,6 +154,7 @@ class ShiftNet(Family):
     name = "shiftnet"
     weight_formats = (WeightFormat("torch-state-dict", convert.detect, _load_official),)
     warm_start_paths = ("g_params", "d_vars")
+    ema_paths = (("ema", "g_params"),)
 
     def __init__(self, config):
         super().__init__(config)

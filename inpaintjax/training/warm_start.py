@@ -5,7 +5,8 @@
 
 Chained phases use it: a fine-tune from a pre-trained run, a second model trained on a frozen first
 (EdgeConnect's edge model). The other run is read with its own saved config and family; every copied
-subtree must match this run's in structure, shapes and dtypes, else the error names the path.
+subtree must match this run's in structure, shapes and dtypes, else the error names the path. An
+EMA of copied parameters that was not copied itself restarts as a copy of them (`restart_emas`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,29 @@ def warm_start(state: Any, source: Any, pairs: list[tuple[str, str]], origin: st
     return state
 
 
+def _overlap(a: str, b: str) -> bool:
+    """Whether dotted paths a and b name the same subtree or one holds the other."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def restart_emas(state: Any, ema_paths, pairs: list[tuple[str, str]]) -> tuple[Any, list[str]]:
+    """(state, the restarted EMA paths): each EMA of `ema_paths` ((EMA path, parameter path)) whose
+    parameters the warm start copied, and which it did not copy itself, becomes a copy of those
+    parameters. Otherwise it would average the copied network with this run's random
+    initialisation (and a phase that freezes the network would keep the random one for good)."""
+    restarted = []
+    for ema_path, params_path in ema_paths:
+        if _subtree(state, ema_path.split(".")[0], "this run's state") is None:
+            continue  # EMA off
+        copied = [dst for dst, _ in pairs]
+        if any(_overlap(ema_path, d) for d in copied) or not any(_overlap(params_path, d) for d in copied):
+            continue
+        params = _subtree(state, params_path, "this run's state")
+        state = _replace_subtree(state, ema_path, jax.tree.map(lambda x: x.copy(), params))
+        restarted.append(ema_path)
+    return state, restarted
+
+
 def restore_other_run(spec: str, sharding) -> tuple[Any, str]:
     """(state, description) of the checkpoint named by 'WORKDIR[:STEP]', read with that run's own
     saved config and family."""
@@ -112,5 +136,7 @@ def apply_init_from(state: Any, family, config, sharding) -> tuple[Any, str]:
     source, origin = restore_other_run(config.init_from, sharding)
     pairs = parse_init_from_paths(config.get("init_from_paths", ""), family.warm_start_paths)
     state = warm_start(state, source, pairs, origin)
+    state, restarted = restart_emas(state, family.ema_paths, pairs)
     copied = ", ".join(d if d == s else f"{d} <- {s}" for d, s in pairs)
-    return state, f"init_from: copied {copied} from {origin}"
+    note = f"; the EMA ({', '.join(restarted)}) restarts from the copied parameters" if restarted else ""
+    return state, f"init_from: copied {copied} from {origin}{note}"
