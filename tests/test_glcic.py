@@ -57,6 +57,19 @@ def test_parameter_counts():
     assert d["params"]["local_branch"]["fc"]["kernel"].shape == (8192, 1024)
 
 
+def test_transposed_convolution_initialisation_is_torch7s():
+    # torch/nn SpatialFullConvolution.lua (0614529), reset(): uniform in +-1/sqrt(kW * kH *
+    # nInputPlane), the input planes (PyTorch's ConvTranspose2d takes the output channels):
+    # 32 -> 16 channels as conv13 at width 8, bound 1/sqrt(512), not 1/sqrt(256)
+    from inpaintjax.models.glcic import TorchFullConv
+    params = TorchFullConv(16).init(jax.random.key(0), jnp.zeros((1, 4, 4, 32)))["params"]
+    bound = 1 / np.sqrt(32 * 4 * 4)
+    for name, n in (("kernel", 4 * 4 * 32 * 16), ("bias", 16)):
+        w = np.asarray(params[name])
+        assert w.size == n and np.abs(w).max() <= bound
+    assert np.abs(np.asarray(params["kernel"])).max() > 0.99 * bound  # 8,192 draws reach it
+
+
 @pytest.fixture(scope="module")
 def golden():
     g = dict(np.load(os.path.join(FIXTURES, "glcic_golden.npz")))

@@ -73,7 +73,9 @@ class TorchFullConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         k, cin = 4, x.shape[-1]
-        fan_in = self.features * k * k  # Torch's reset() uses nOutputPlane * kH * kW
+        # Torch7's SpatialFullConvolution:reset() draws from +-1/sqrt(nInputPlane * kH * kW)
+        # (PyTorch's ConvTranspose2d uses the output channels instead)
+        fan_in = cin * k * k
         kernel = self.param("kernel", _torch_uniform(fan_in), (k, k, cin, self.features))
         bias = self.param("bias", _torch_uniform(fan_in), (self.features,))
         dtype = self.dtype or x.dtype
