@@ -443,7 +443,7 @@ def test_guard_keeps_the_state_bit_for_bit_after_non_finite_steps():
     state, carry = step(state, zero_carry(names), poisoned, {})
     _assert_bitwise_equal(state, before)
     carry = jax.device_get(carry)
-    assert int(carry["bad_step"]) == 0
+    assert int(carry["bad_step"]) == 1  # the first update, numbered as the log numbers it
     # every loss term was finite (checked by the guard too), only the gradient norm was not
     assert [k for k in names if carry["bad_terms"][k]] == ["d/grad_norm"]
     assert np.isinf(carry["bad_values"]["d/grad_norm"])

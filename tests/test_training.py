@@ -110,12 +110,13 @@ def test_variant_and_modifiers_in_order_with_named_errors():
 def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_good(tmp_path):
     c = toy_family.toy_config()
     c.num_steps, c.log_every, c.checkpoint_every = 12, 3, 2
-    c.model.nan_at_step = 5          # the 6th update (state.step == 5) has a NaN L1 loss
+    c.model.nan_at_step = 5          # the 6th update (state.step == 5 before it) has a NaN L1 loss
     with pytest.raises(NonFiniteError) as err:
         train(c, str(tmp_path))
     e = err.value
-    assert e.step == 5 and "loss/l1" in e.terms
-    assert "step 5" in str(e) and "loss/l1" in str(e) and "checkpoint (step 4)" in str(e)
+    # named as the log and the checkpoints number steps (step k = after k updates): step 6
+    assert e.step == 6 and "loss/l1" in e.terms
+    assert "at step 6 " in str(e) and "loss/l1" in str(e) and "checkpoint (step 4)" in str(e)
     # steps 2 and 4 were saved; the bad step 5 was never applied nor saved (6 would have been next)
     ckpt = Checkpointer(str(tmp_path), read_only=True)
     assert ckpt.steps() == [2, 4]

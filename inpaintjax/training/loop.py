@@ -87,7 +87,7 @@ def as_metric(value) -> Metric:
 
 def zero_carry(names: list[str]) -> dict:
     """Device-side accumulators: metric totals and counts over the applied steps since the last
-    log, and the non-finite guard's record of the first bad step."""
+    log, and the non-finite guard's record of the first bad step (numbered from 1, as logged)."""
     zeros = lambda dtype: {k: jnp.zeros((), dtype) for k in names}  # noqa: E731
     return {"totals": zeros(jnp.float32), "counts": zeros(jnp.float32),
             "bad_step": jnp.full((), -1, jnp.int32), "bad_terms": zeros(jnp.bool_),
@@ -132,7 +132,8 @@ def make_train_step(family, step_root: jax.Array, state, batch, frozen):
             "totals": {k: carry["totals"][k] + jnp.where(ok & (m.count > 0), m.total, 0.0)
                        for k, m in metrics.items()},
             "counts": {k: carry["counts"][k] + jnp.where(ok, m.count, 0.0) for k, m in metrics.items()},
-            "bad_step": jnp.where(first_bad, step.astype(jnp.int32), carry["bad_step"]),
+            # the step's number as the log and the checkpoints count it: 1 for the first update
+            "bad_step": jnp.where(first_bad, step.astype(jnp.int32) + 1, carry["bad_step"]),
             "bad_terms": {k: jnp.where(first_bad, jnp.logical_not(finite[k]), carry["bad_terms"][k])
                           for k in names},
             "bad_values": {k: jnp.where(first_bad, metrics[k].total, carry["bad_values"][k])
