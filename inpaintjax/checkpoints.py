@@ -171,8 +171,12 @@ class Checkpointer:
                     check_digests(out["state"], out["meta"][DIGESTS_KEY],
                                   f"checkpoint {s} in {self.directory}")
             except Exception as e:  # a truncated or corrupt file raises from many layers
-                if step is not None:
-                    raise RuntimeError(f"checkpoint {s} in {self.directory} cannot be read: {e}") from e
+                if step is not None:  # asked for by number: say so (eval.py --step, init_from)
+                    others = [t for t in self.steps() if t != s]
+                    raise CorruptCheckpointError(
+                        f"checkpoint {s} in {self.directory} cannot be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:300] if str(e) else ''}); name another step "
+                        f"(available: {others}) or none for the newest readable one") from None
                 log.warning("checkpoint %d in %s is incomplete or corrupt (%s: %s); trying the "
                             "previous one", s, self.directory, type(e).__name__, str(e)[:300])
                 broken.append(s)

@@ -171,6 +171,11 @@ def test_bit_flipped_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog)
     assert step == 2 and meta["step"] == 2
     assert any("checkpoint 4" in r.getMessage() and "differ from what was saved" in r.getMessage()
                for r in caplog.records)
+    # asked for by number (eval.py --step 4, init_from=WORKDIR:4): a ValueError that names it and
+    # the alternatives, which the entry points print as one line (exit 2), not a traceback
+    from inpaintjax.training import load_for_inference
+    with pytest.raises(ValueError, match=r"checkpoint 4 in .* cannot be read .*available: \[2\]"):
+        load_for_inference(workdir, 4)
 
 
 def _unwritable_dir():
