@@ -75,3 +75,22 @@ def test_test_preset_builds_its_evaluation_mask_set(name, tmp_path):
     counts = np.bincount([buckets.bucket_of(buckets.hole_ratio(m)) for m in masks],
                          minlength=len(buckets.BUCKETS))
     assert counts.tolist() == [int(config.eval.per_bucket)] * len(buckets.BUCKETS), counts
+
+
+def test_a_mask_set_built_from_other_settings_is_refused_not_reused(tmp_path):
+    """eval.py reuses the frozen set of its --mask_dir: one built from another seed, per-bucket
+    count or generator list is refused, naming each setting and the set's value."""
+    import importlib
+
+    from inpaintjax.training.evaluate import frozen_masks
+    module = importlib.import_module("configs.deepfill_v2")
+    folder = str(tmp_path / "masks")
+    first, _ = frozen_masks(module.get_config("test"), folder)
+    again, _ = frozen_masks(module.get_config("test"), folder)          # the same settings: reused
+    np.testing.assert_array_equal(first, again)
+    for change, named in (("eval.seed=7", "config.eval.seed=7 (the set's: 1234)"),
+                          ("eval.per_bucket=2", "config.eval.per_bucket=2 (the set's: 1)"),
+                          ("eval.mask_generator=lama_thin", "config.eval.mask_generator=['lama_thin']")):
+        with pytest.raises(ValueError, match="was built from other settings") as info:
+            frozen_masks(module.get_config(f"test,{change}"), folder)
+        assert named in str(info.value) and folder in str(info.value), str(info.value)

@@ -66,12 +66,20 @@ def test_entry_points_stop_on_what_the_user_gave_in_one_line(tmp_path, child_env
     # raised before any work (no network is run, nothing is written)
     from inpaintjax.families import get as get_family
     from inpaintjax.training import configuration_error
+    for key, value, message in (("lpips_net", "resnet", "config.eval.lpips_net='resnet' is not one of"),
+                                ("batch_size", 0, "config.eval.batch_size must be >= 1, got 0")):
+        c = toy_family.toy_config()
+        c.eval[key] = value
+        with pytest.raises(ValueError, match=message) as info:
+            evaluate(c, get_family("toy")(c), None, str(tmp_path / "c"))
+        assert configuration_error(info.value)
+        assert sorted(os.listdir(tmp_path)) == []
+    # a data setting the pipeline cannot use stops train() before its workdir exists
     c = toy_family.toy_config()
-    c.eval.lpips_net = "resnet"
-    with pytest.raises(ValueError, match="config.eval.lpips_net='resnet' is not one of") as info:
-        evaluate(c, get_family("toy")(c), None, str(tmp_path / "c"))
-    assert configuration_error(info.value)
-    assert sorted(os.listdir(tmp_path)) == []
+    c.data.crop = "bogus"
+    with pytest.raises(ValueError, match="config.data.crop must be 'random' or 'resize', got 'bogus'") as info:
+        train(c, str(tmp_path / "never"))
+    assert configuration_error(info.value) and sorted(os.listdir(tmp_path)) == []
 
 
 def test_misspelt_mask_generator_stops_the_run_before_the_workdir_exists(tmp_path):

@@ -41,6 +41,15 @@ def _resize(img: np.ndarray, h: int, w: int, nearest: bool = False) -> np.ndarra
     return np.asarray(Image.fromarray(img).resize((w, h), Image.NEAREST if nearest else Image.BILINEAR))
 
 
+CROP_MODES = ("random", "resize")
+
+
+def check_crop(mode: str) -> None:
+    """config.data.crop is one of CROP_MODES (checked when a run is planned, before its workdir)."""
+    if mode not in CROP_MODES:
+        raise ValueError(f"config.data.crop must be 'random' or 'resize', got {mode!r}")
+
+
 def random_crop(image: np.ndarray, mask: np.ndarray | None, size: int, rng: np.random.Generator,
                 mode: str = "random", flip: bool = False):
     """DeepFill's training crop: 'random' up-scales an image smaller than `size` on a side (keeping
@@ -62,7 +71,7 @@ def random_crop(image: np.ndarray, mask: np.ndarray | None, size: int, rng: np.r
         image = image[top:top + size, left:left + size]
         mask = None if mask is None else mask[top:top + size, left:left + size]
     else:
-        raise ValueError(f"config.data.crop must be 'random' or 'resize', got {mode!r}")
+        check_crop(mode)
     if flip and rng.random() < 0.5:
         image = image[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]

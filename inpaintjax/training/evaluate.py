@@ -17,6 +17,7 @@ model and each classical fill (`inpaintjax.training.eval_perceptual`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -58,6 +59,18 @@ def frozen_masks(config, mask_dir: str):
     if masks.shape[1:3] != (size, size):
         raise ValueError(f"the eval mask set in {mask_dir} is {masks.shape[1]}x{masks.shape[2]} but "
                          f"config.eval.image_size is {size}: use another --mask_dir or delete it")
+    # a set built from other settings is not this config's set: never reuse it silently
+    with open(os.path.join(mask_dir, masks_lib.MANIFEST)) as f:
+        manifest = json.load(f)
+    wanted = {"mask_generator": (mask_generators(config), "generator"),
+              "per_bucket": (int(config.eval.per_bucket), "per_bucket"),
+              "seed": (int(config.eval.seed), "seed")}
+    differ = [f"config.eval.{key}={value!r} (the set's: {manifest.get(field)!r})"
+              for key, (value, field) in wanted.items() if manifest.get(field) != value]
+    if differ:
+        raise ValueError(f"the eval mask set in {mask_dir} was built from other settings: "
+                         f"{'; '.join(differ)}. Use another --mask_dir (or delete that folder) for "
+                         f"a set of these settings, or set them back to evaluate on that set")
     return masks, buckets
 
 
@@ -271,6 +284,8 @@ def evaluate(config, family, variables, out_dir: str, mask_dir: str = "",
     from inpaintjax.training.loop import mark_configuration_error
     try:  # the settings, weight files, masks and images: an error here stops before any work
         size = int(config.eval.image_size)
+        if int(config.eval.batch_size) < 1:
+            raise ValueError(f"config.eval.batch_size must be >= 1, got {config.eval.batch_size}")
         if size % family.size_multiple:
             raise ValueError(f"config.eval.image_size={size} must be a multiple of "
                              f"{family.size_multiple} for {family.name}")

@@ -39,6 +39,7 @@ from inpaintjax import config as config_lib
 from inpaintjax import data as data_lib
 from inpaintjax import masks as masks_lib
 from inpaintjax.data import fields as fields_lib
+from inpaintjax.data.pipeline import check_crop
 from inpaintjax.families import Metric, common
 from inpaintjax.families import get as get_family
 from inpaintjax.training import checkpoint as ckpt_lib
@@ -254,6 +255,7 @@ def plan_run(config, workdir: str) -> RunPlan:
         per_device = shard_lib.check_batch_size(global_size, mesh)
         rows = shard_lib.process_rows(global_size, mesh)
         check_mask_generator(config.mask.generator, "config.mask.generator")
+        check_crop(config.data.crop)
         from inpaintjax.training.evaluate import mask_generators  # the eval.py that follows reads them
         for name in mask_generators(config):
             check_mask_generator(name, "config.eval.mask_generator")
