@@ -100,3 +100,20 @@ def test_resume_refuses_a_config_that_changes_the_model_or_the_data(tmp_path):
     assert "num_steps" not in text.split("(")[1].split(")")[0]   # an allowed change is not named
     for name, data in before.items():           # nothing was written
         assert open(os.path.join(workdir, name), "rb").read() == data, name
+
+
+def test_resume_below_the_checkpoint_is_refused_and_at_it_says_so(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    train(_config(3), workdir)                   # checkpoint 3
+    before = {name: open(os.path.join(workdir, name), "rb").read()
+              for name in ("config.json", "metrics.jsonl", "starts.jsonl")}
+    capsys.readouterr()
+    with pytest.raises(ValueError, match=r"config.num_steps=2 is below checkpoint 3 in .*nothing "
+                                         r"would train") as info:
+        train(_config(2), workdir)
+    assert configuration_error(info.value)      # train.py: one line, exit 2
+    for name, data in before.items():           # nothing was written
+        assert open(os.path.join(workdir, name), "rb").read() == data, name
+    assert train(_config(3), workdir)["step"] == 3   # the same target again: a finished run
+    out = capsys.readouterr().out
+    assert "resumed from checkpoint 3" in out and "num_steps reached, nothing to train" in out, out

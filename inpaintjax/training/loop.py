@@ -297,7 +297,12 @@ def initial_state(family, config, ckpt, repl, init_key) -> tuple[Any, int, list[
         if int(meta.get("seed", config.seed)) != int(config.seed):
             raise ValueError(f"checkpoint {start} in {ckpt.directory} was trained with seed "
                              f"{meta['seed']}, the config says {config.seed}: use another workdir")
-        return state, int(start), [f"resumed from checkpoint {start} in {ckpt.directory}"]
+        if int(start) > int(config.num_steps):
+            raise ValueError(f"config.num_steps={config.num_steps} is below checkpoint {start} in "
+                             f"{ckpt.directory}: nothing would train. Set num_steps above {start} "
+                             f"to train on, or use another workdir")
+        done = "; num_steps reached, nothing to train" if int(start) == int(config.num_steps) else ""
+        return state, int(start), [f"resumed from checkpoint {start} in {ckpt.directory}{done}"]
     state = init(init_key, example)
     if config.get("init_from", ""):
         state, message = warm_start_lib.apply_init_from(state, family, config, repl)
