@@ -5,6 +5,11 @@
     hole = image_io.read_mask('mask.png')       # float32 [H, W] in {0, 1}, 1 = hole
     image_io.write_image('out.png', img)
     names = image_io.list_images('photos/', recursive=True)
+    img = image_io.image_from_pil(Image.open(io.BytesIO(data)))   # read_image's rules, no file
+
+A PIL image already open (an upload's bytes, an image handed to the Inpainter) goes through the
+same conversions as a file: `image_from_pil` (read_image's uint8 RGB), `pixels_from_pil` (the same
+values at the image's own depth) and `mask_from_pil` (read_mask's rule).
 
 Images. Every mode Pillow decodes becomes 8-bit RGB with its full range kept: 16-bit greyscale
 (`I;16*`) and 32-bit integer (`I`, as 16-bit data in 0..65535) are scaled by 255/65535, float (`F`)
@@ -25,9 +30,10 @@ mask and is ignored; a pixel is a hole when any remaining channel is at least ha
 black, white strokes on blue). Alpha is ignored unless the colour is constant and the alpha is not
 (strokes drawn only in the alpha channel). A mask with more than two distinct values, or covering
 more than 90% of the image, gets a warning naming the file. An array given in place of a file
-(`mask_from_array`: the Inpainter's masks and sketches, the serve page's drawings) follows the same
-rule, with the value range of its dtype: 255 for uint8, 65535 for uint16, 1.0 for float, True for
-bool.
+(`mask_from_array`: the Inpainter's masks and sketches given as arrays) follows the same rule, with
+the value range of its dtype: 255 for uint8, 65535 for uint16, 1.0 for float, True for bool; a PIL
+image (`mask_from_pil`: the Inpainter's PIL masks, the serve page's drawings) with the value range
+of its mode, as a file.
 
 Folders. `list_images` lists files whose extension is in IMAGE_EXTENSIONS (any case), skipping
 names starting with '.', sorted. With recursive=True it descends into real sub-directories only:
@@ -90,26 +96,31 @@ def _open_header(path: str, what: str):
     return im
 
 
+def _label(what: str, path: str) -> str:
+    """How messages name the file: 'image photo.png', or 'image' for a PIL image without a path."""
+    return f"{what} {path}" if path else what
+
+
 def _damaged(path: str, what: str, e, size: str = "") -> str:
-    return f"cannot decode {what} {path}{size}: the file is damaged or truncated: {e}"
+    return f"cannot decode {_label(what, path)}{size}: the file is damaged or truncated: {e}"
+
+
+def _transposed(im, path: str, what: str):
+    """Decode `im` and apply its EXIF orientation -> a new image (a copy when there is nothing to
+    turn); `im` itself is left open. Decoding errors -> ValueError naming the file."""
+    from PIL import ImageOps
+    try:
+        im.load()
+        return ImageOps.exif_transpose(im)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(_damaged(path, what, e, f" ({im.size[0]}x{im.size[1]})")) from None
 
 
 def _open(path: str, what: str):
     """Open (`_open_header`), decode, apply EXIF orientation."""
-    from PIL import ImageOps
     im = _open_header(path, what)
-    try:
-        try:
-            im.load()
-            out = ImageOps.exif_transpose(im)
-        except (OSError, ValueError, SyntaxError) as e:
-            raise ValueError(_damaged(path, what, e, f" ({im.size[0]}x{im.size[1]})")) from None
-        if out is not im:
-            im.close()
-        return out
-    except BaseException:
-        im.close()
-        raise
+    with im:
+        return _transposed(im, path, what)
 
 
 def _bomb_message(path, what, size, limit) -> str:
@@ -151,11 +162,11 @@ def _scaled_array(im, path: str, what: str) -> tuple[np.ndarray, float]:
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{what} {path} holds NaN or Inf values; refusing it (a non-finite "
-                             f"pixel would make the whole output NaN)")
+            raise ValueError(f"{_label(what, path)} holds NaN or Inf values; refusing it (a "
+                             f"non-finite pixel would make the whole output NaN)")
         if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-            raise ValueError(f"{what} {path} is a float image with values in [{arr.min():.4g}, "
-                             f"{arr.max():.4g}]; float images must be in [0, 1]")
+            raise ValueError(f"{_label(what, path)} is a float image with values in "
+                             f"[{arr.min():.4g}, {arr.max():.4g}]; float images must be in [0, 1]")
         return arr, 1.0
     if mode in ("L", "RGB"):
         return np.asarray(im), 255.0
@@ -170,6 +181,14 @@ def _to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
     return np.round(arr.astype(np.float64) * (255.0 / full_scale)).astype(np.uint8)
 
 
+def _rgb8(arr: np.ndarray, full_scale: float) -> np.ndarray:
+    """`_scaled_array`'s result -> uint8 [H, W, 3] (grey repeated)."""
+    arr = _to_uint8(arr, full_scale)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    return np.ascontiguousarray(arr)
+
+
 def read_image(path, what: str = "image") -> np.ndarray:
     """Read an image file as uint8 [H, W, 3] RGB (see the module docstring for the conversions).
 
@@ -179,10 +198,32 @@ def read_image(path, what: str = "image") -> np.ndarray:
     path = os.fspath(path)
     im = _open(path, what)
     with im:
-        arr, full = _scaled_array(im, path, what)
-    arr = _to_uint8(arr, full)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
+        return _rgb8(*_scaled_array(im, path, what))
+
+
+def image_from_pil(im, what: str = "image", path: str = "") -> np.ndarray:
+    """A PIL image (opened, e.g. from bytes, or made in memory) -> uint8 [H, W, 3] RGB by
+    read_image's rules: the array read_image returns for a file holding it (EXIF orientation
+    applied, 16/32-bit integer scaled by 255/65535, float checked, alpha dropped). `im` is decoded
+    if it is not yet, not closed. `path` (optional) names it in error messages (ValueError: damaged
+    data, float with NaN/Inf or outside [0, 1]); `im.size` is not checked against a limit."""
+    out = _transposed(im, path, what)
+    with out:
+        return _rgb8(*_scaled_array(out, path, what))
+
+
+def pixels_from_pil(im, what: str = "image", path: str = "") -> np.ndarray:
+    """A PIL image's pixels by read_image's rules at the image's own depth: uint8 [H, W] or
+    [H, W, 3] for 8-bit (and 1-bit, palette, CMYK, ...) modes, uint16 [H, W] for 16- and 32-bit
+    integer modes (`I;16*`, `I` as 16-bit data, clipped to 0..65535), float32 [H, W] in [0, 1] for
+    `F`; EXIF orientation applied, alpha dropped. `image_from_pil` is this scaled to uint8 RGB
+    (as are the Inpainter's PIL images, which keep 16-bit and float depth). Errors as
+    image_from_pil."""
+    out = _transposed(im, path, what)
+    with out:
+        arr, full = _scaled_array(out, path, what)
+    if full == 65535.0:
+        arr = arr.astype(np.uint16)
     return np.ascontiguousarray(arr)
 
 
@@ -268,6 +309,28 @@ def _distinct_values(values: np.ndarray) -> int:
     return len(np.unique(flat, axis=0))
 
 
+def _mask_arrays(im, path: str, what: str) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """A decoded mask image -> (values [H, W] or [H, W, C], alpha [H, W] or None, full scale)."""
+    if im.mode in ("LA", "RGBA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        arr = np.asarray(im.convert("LA" if im.mode == "LA" else "RGBA"))
+        values, alpha = arr[..., :-1], arr[..., -1]
+        if values.shape[-1] == 1:
+            values = values[..., 0]
+        return values, alpha, 255.0
+    values, full = _scaled_array(im, path, what)
+    return values, None, full
+
+
+def mask_from_pil(im, what: str = "mask", path: str = "") -> np.ndarray:
+    """A PIL image used as a mask (or sketch) -> bool [H, W], True = hole: read_mask's rule and
+    conversions (EXIF orientation, the mode's value range, alpha only where the colour is constant),
+    without its warnings. `im` is decoded if it is not yet, not closed; errors as image_from_pil."""
+    out = _transposed(im, path, what)
+    with out:
+        values, alpha, full = _mask_arrays(out, path, what)
+    return binarize_mask(_mask_values(values, alpha), full)
+
+
 def read_mask(path, what: str = "mask") -> np.ndarray:
     """Read a mask (or sketch) file as float32 [H, W] in {0, 1}, 1 = hole (rules: module docstring).
 
@@ -276,15 +339,7 @@ def read_mask(path, what: str = "mask") -> np.ndarray:
     path = os.fspath(path)
     im = _open(path, what)
     with im:
-        alpha = None
-        if im.mode in ("LA", "RGBA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("LA" if im.mode == "LA" else "RGBA")
-            arr = np.asarray(rgba)
-            values, alpha, full = arr[..., :-1], arr[..., -1], 255.0
-            if values.shape[-1] == 1:
-                values = values[..., 0]
-        else:
-            values, full = _scaled_array(im, path, what)
+        values, alpha, full = _mask_arrays(im, path, what)
     values = _mask_values(values, alpha)
     hole = binarize_mask(values, full)
     n_distinct = _distinct_values(values)
@@ -364,5 +419,6 @@ def stems(names: Iterable[str]) -> dict[str, list[str]]:
 
 
 __all__ = ("IMAGE_EXTENSIONS", "OUTPUT_EXTENSIONS", "MASK_COVERAGE_WARNING", "has_image_extension",
-           "image_size", "read_image", "read_mask", "binarize_mask", "mask_from_array", "full_scale", "write_image", "list_images",
-           "stems")
+           "image_size", "read_image", "image_from_pil", "pixels_from_pil", "read_mask",
+           "mask_from_pil", "binarize_mask", "mask_from_array", "full_scale", "write_image",
+           "list_images", "stems")

@@ -7,11 +7,15 @@
 
 Images: a path, a PIL image, or an array HxWx3 (or BxHxWx3, or a list of same-size images) of
 uint8 [0, 255], uint16 [0, 65535] or float [0, 1] (grey HxW or HxWx1, grey + alpha HxWx2 and RGBA
-are accepted: grey is repeated, alpha dropped). An empty batch, images of different sizes in one
-batch, other dtypes, NaN/Inf and floats outside [0, 1] are refused with a ValueError or TypeError
-naming the value; so is a mask or sketch with NaN/Inf or of another size. Masks: a path, PIL image
-or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole batch). Files and arrays follow one
-rule (`image_io.read_mask` / `image_io.mask_from_array`): a pixel is a hole from half of the value
+are accepted: grey is repeated, alpha dropped). A PIL image is read by `image_io.read_image`'s
+rules (EXIF orientation applied, any mode: 16-bit and 32-bit integer `I` as 16-bit data, `F` in
+[0, 1]) at its own depth (`image_io.pixels_from_pil`: a 16-bit image is uint16, a float one
+float32); a PIL mask or sketch by `read_mask`'s (`image_io.mask_from_pil`). An empty batch,
+images of different sizes in one batch, other dtypes, NaN/Inf and floats outside [0, 1] are refused
+with a ValueError or TypeError naming the value; so is a mask or sketch with NaN/Inf or of another
+size. Masks: a path, PIL image or array HxW (or HxWxC, BxHxW[x1], or one HxW mask for a whole
+batch). Files, PIL images and arrays follow one rule (`image_io.read_mask` / `mask_from_pil` /
+`mask_from_array`): a pixel is a hole from half of the value
 range up (128 of uint8, 32768 of uint16, 0.5 of float, True of bool), a mask holding only 0 and 1
 has 1 = hole, a channel constant over the whole mask is ignored and any other channel marks a hole,
 alpha counts only where the colour is constant. For a batch
@@ -38,7 +42,8 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
 
-from inpaintjax.image_io import mask_from_array, read_image, read_mask, write_image  # noqa: F401
+from inpaintjax.image_io import (mask_from_array, mask_from_pil, pixels_from_pil,  # noqa: F401
+                                 read_image, read_mask, write_image)
 
 #: largest image (padded width x height) an Inpainter accepts unless told otherwise: 4096 x 4096.
 #: Inference memory grows linearly with the pixel count, and this bound keeps one image well inside
@@ -53,11 +58,9 @@ def _to_array(x, what: str) -> np.ndarray:
     try:
         from PIL import Image
         if isinstance(x, Image.Image):
-            if x.mode == "P":
-                x = x.convert("RGBA")
-            elif what == "image" and x.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                x = x.convert("RGB")  # 3-4 channels that are not RGB(A)
-            return np.asarray(x)
+            # read_image's / read_mask's rules (one helper with them): EXIF orientation, every
+            # mode (16/32-bit integer as 16-bit data, float checked) at its own depth
+            return pixels_from_pil(x, what) if what == "image" else mask_from_pil(x, what)
     except ImportError:  # pragma: no cover - pillow is a dependency
         pass
     if isinstance(x, (list, tuple)) and x:

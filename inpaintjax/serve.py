@@ -10,9 +10,11 @@ served by the standard library's `http.server`: no extra dependency, no asset or
 requests to the network, nothing to build. The server binds 127.0.0.1 unless `--host` says
 otherwise. Uploads are checked before decoding: byte size (`--max-bytes`), that Pillow recognises
 an image format, and pixel count (`--max-pixels`, read from the header before the pixels are
-decoded); each failure is a 4xx answer whose message the page shows. Uploaded images and results
-live in one temporary folder that is removed when the server stops; the oldest files are dropped
-beyond `KEEP_FILES`.
+decoded); each failure is a 4xx answer whose message the page shows. An accepted upload is decoded
+by the library's rules (`image_io.image_from_pil`), so the page gets the array `inpaintjax inpaint`
+reads from the same file: EXIF orientation applied, 16-bit images scaled to 8 bits (not clipped).
+Uploaded images and results live in one temporary folder that is removed when the server stops;
+the oldest files are dropped beyond `KEEP_FILES`.
 
 HTTP interface (used by the page):
   GET  /                  the page
@@ -24,7 +26,8 @@ HTTP interface (used by the page):
   POST /api/fill          {"id", "mask": PNG data URL, "sketch": PNG data URL | null,
                            "method": "model" (default) | "patchmatch" | "telea" | "biharmonic" |
                            "mean", "seed": int (PatchMatch's random stream, default 0)}
-                          (any pixel with alpha > 0 is a hole / a stroke; sketches only steer a
+                          (read by the mask-file rule, `image_io.mask_from_pil`: on the page's
+                          canvases every painted pixel is a hole / a stroke; sketches only steer a
                           guided model) -> {"result": URL, "method"}
   GET  /api/result/<id>   the inpainted PNG
 """
@@ -49,6 +52,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 import numpy as np
+
+from inpaintjax import image_io
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -100,16 +105,24 @@ def check_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_P
                           f"--max-pixels)", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     if min(w, h) < 8:
         raise UploadError(f"{name} is {w}x{h}: both sides must be at least 8 pixels")
-    try:
-        im.load()
-        return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UploadError(f"{name} could not be decoded ({e}); is the file complete?") from None
+    with im:
+        try:
+            im.load()
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UploadError(f"{name} could not be decoded ({e}); is the file complete?") from None
+        try:
+            # the library's one decoding path, as `inpaintjax inpaint` reads the same file: EXIF
+            # orientation applied, 16-bit and float images scaled to 8 bits, not clipped
+            return image_io.image_from_pil(im, "image", name)
+        except ValueError as e:  # a float image with NaN/Inf or outside [0, 1]; damaged EXIF
+            raise UploadError(str(e)) from None
 
 
 def decode_drawing(data_url: Optional[str], hw: tuple[int, int], what: str) -> Optional[np.ndarray]:
-    """A canvas PNG data URL -> bool [H, W] (alpha > 0), or None for null. Checked against the
-    image size."""
+    """A canvas PNG data URL -> bool [H, W], True = hole / stroke, or None for null: read by the
+    library's mask rule (`image_io.mask_from_pil`, as a mask file); on the page's canvases (one
+    opaque colour on transparent black) that is every painted pixel, anti-aliased edges included.
+    Checked against the image size (before the pixels are decoded)."""
     from PIL import Image, UnidentifiedImageError
 
     if data_url is None:
@@ -119,12 +132,20 @@ def decode_drawing(data_url: Optional[str], hw: tuple[int, int], what: str) -> O
         raise UploadError(f"{what}: expected a PNG data URL from the page's canvas")
     try:
         im = Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix):], validate=True)))
-        im.load()
-    except (ValueError, UnidentifiedImageError, OSError):
+    except (ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise UploadError(f"{what}: the PNG data could not be decoded") from None
-    if im.size != (hw[1], hw[0]):
-        raise UploadError(f"{what} is {im.size[0]}x{im.size[1]} but the image is {hw[1]}x{hw[0]}")
-    return np.asarray(im.convert("RGBA"))[..., 3] > 0
+    with im:
+        if sorted(im.size) != sorted(hw):  # no pixel decoded for a drawing of another size
+            raise UploadError(f"{what} is {im.size[0]}x{im.size[1]} but the image is "
+                              f"{hw[1]}x{hw[0]}")
+        try:
+            drawn = image_io.mask_from_pil(im, what)
+        except (ValueError, OSError):
+            raise UploadError(f"{what}: the PNG data could not be decoded") from None
+    if drawn.shape != tuple(hw):
+        raise UploadError(f"{what} is {drawn.shape[1]}x{drawn.shape[0]} but the image is "
+                          f"{hw[1]}x{hw[0]}")
+    return drawn
 
 
 MODEL_METHOD = "model"  # the fill request's method for the loaded model
@@ -203,6 +224,7 @@ class App:
         from PIL import Image
         if not isinstance(request, dict):
             raise UploadError("fill: expected a JSON object {id, mask, sketch}")
+        # the upload as check_image decoded it, stored as an 8-bit RGB PNG by _store
         image = np.asarray(Image.open(self.path(str(request.get("id", "")))).convert("RGB"))
         hw = image.shape[:2]
         mask = decode_drawing(request.get("mask"), hw, "mask")

@@ -234,3 +234,30 @@ def test_list_images_survives_a_symlink_loop(tmp_path):
     assert time.time() - t0 < 1.0
     with pytest.raises(NotADirectoryError, match="notes.txt"):
         image_io.list_images(root / "notes.txt")
+
+
+def test_pil_images_follow_the_file_rules(tmp_path):
+    # image_from_pil is read_image without a file, pixels_from_pil the same values at the mode's
+    # own depth, mask_from_pil read_mask's rule; the 16-bit values are worked out by hand
+    v = np.array([[0, 257, 32767, 32768, 65535, 70000, -5, 1000]] * 8, np.int32)
+    im = Image.fromarray(v)
+    assert im.mode == "I"
+    clipped = np.clip(v, 0, 65535)
+    np.testing.assert_array_equal(image_io.pixels_from_pil(im), clipped.astype(np.uint16))
+    eight = np.floor(clipped * 255.0 / 65535.0 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(image_io.image_from_pil(im), np.repeat(eight[..., None], 3, -1))
+    Image.fromarray(clipped.astype(np.uint16)).save(tmp_path / "deep.png")
+    np.testing.assert_array_equal(image_io.image_from_pil(im),
+                                  image_io.read_image(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(image_io.mask_from_pil(im), clipped >= 32768)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 30
+    rgba[2:5, 2:6, 3] = 255                     # strokes only in alpha
+    pim = Image.fromarray(rgba)
+    np.testing.assert_array_equal(image_io.image_from_pil(pim), rgba[..., :3])
+    np.testing.assert_array_equal(image_io.mask_from_pil(pim), rgba[..., 3] >= 128)
+    assert pim.mode == "RGBA" and np.asarray(pim).shape == (8, 8, 4)  # the caller's, unchanged
+    with pytest.raises(ValueError, match=r"^image holds NaN or Inf values"):
+        image_io.image_from_pil(Image.fromarray(np.full((4, 4), np.nan, np.float32)))
+    with pytest.raises(ValueError, match=r"^image up\.tif is a float image with values in \[2, 2"):
+        image_io.image_from_pil(Image.fromarray(np.full((4, 4), 2.0, np.float32)), path="up.tif")

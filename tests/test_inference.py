@@ -9,7 +9,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data
 
 from inpaintjax import Inpainter
@@ -325,3 +325,77 @@ def test_bad_inputs_give_errors_that_name_the_value_and_the_fix(inpainter):
         inpainter.inpaint(img.astype(np.int64), mask)
     with pytest.raises(ValueError, match=r"max_batch must be >= 1, got 0"):
         Inpainter(inpainter.family, inpainter.variables, max_batch=0)
+
+
+# -- PIL images by image_io's rules (stand-in family: records the network's input, no compile) ----
+class _Grey:
+    """Stands in for a family: fills every pixel with 0.5 and records the batch it was given."""
+    name = "grey"
+    size_multiple = 8
+    guided = False
+
+    def inpaint(self, variables, inputs):  # jitted by Inpainter, never called here
+        raise AssertionError("predict is overridden")
+
+    def predict(self, fn, variables, batch):
+        self.batch = {k: np.array(v) for k, v in batch.items()}
+        return {"output": np.full_like(batch["image"], 0.5)}
+
+
+def _grey_inpainter():
+    fam = _Grey()
+    return Inpainter(fam, {"w": np.zeros(1, np.float32)}), fam
+
+
+def test_pil_image_of_mode_I_is_16_bit_data_as_read_image_reads_it(tmp_path):
+    # a 16-bit PNG opened by PIL as 32-bit integer grey ("I"): values 0..65535 are 16-bit data
+    v = np.linspace(0, 65535, 20 * 28).round().astype(np.int32).reshape(20, 28)
+    im = Image.fromarray(v)
+    assert im.mode == "I"
+    mask = np.zeros((20, 28), np.uint8)
+    mask[5:12, 6:20] = 255
+    inp, fam = _grey_inpainter()
+    out = inp.inpaint(im, mask)
+    # at the image's own depth: uint16, known pixels exactly the values, the hole the fill (0.5)
+    assert out.shape == (20, 28, 3) and out.dtype == np.uint16
+    want = np.repeat(v.astype(np.uint16)[..., None], 3, -1)
+    known = mask == 0
+    np.testing.assert_array_equal(out[known], want[known])
+    assert (out[~known] == 32768).all()                     # round(0.5 * 65535)
+    # what the network saw: v / 65535 (a clipping reader would give 1.0 from 255 up)
+    net = fam.batch["image"][0, :20, :28]
+    np.testing.assert_allclose(net, np.repeat(v[..., None], 3, -1) / 65535.0, rtol=0, atol=1e-7)
+    # the same values in a file: read_image's 8-bit reading of them is this output's known part
+    Image.fromarray(v.astype(np.uint16)).save(tmp_path / "deep.png")
+    from_file = inp.inpaint(str(tmp_path / "deep.png"), mask)
+    assert from_file.dtype == np.uint8
+    np.testing.assert_array_equal(from_file[known], np.round(out[known] / 257.0).astype(np.uint8))
+    # a mode-I mask is 16-bit data too: 20000 is below half of 65535 (not a hole), 40000 a hole
+    m = np.zeros((20, 28), np.int32)
+    m[:, 3] = 20000
+    m[:, 9] = 40000
+    inp.inpaint(im, Image.fromarray(m))
+    hole = fam.batch["mask"][0, :20, :28, 0]
+    want_hole = np.zeros((20, 28), np.float32)
+    want_hole[:, 9] = 1
+    np.testing.assert_array_equal(hole, want_hole)
+
+
+def test_pil_image_with_exif_orientation_is_upright_as_from_its_file(tmp_path):
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:8, :12] = 255                       # a white top-left quadrant of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6                            # viewers turn it 90 degrees clockwise
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    mask = np.zeros((24, 16), np.uint8)         # drawn on the upright picture
+    mask[2:6, 3:9] = 255
+    inp, _ = _grey_inpainter()
+    with Image.open(path) as im:
+        out = inp.inpaint(im, mask)
+        upright = np.asarray(ImageOps.exif_transpose(im))
+    assert out.shape == (24, 16, 3) == upright.shape
+    known = mask == 0
+    np.testing.assert_array_equal(out[known], upright[known])
+    np.testing.assert_array_equal(out, inp.inpaint(str(path), mask))
+    assert out[4, 12].min() > 200 and out[20, 3].max() < 50  # the white corner is now top-right

@@ -1,7 +1,8 @@
 """`inpaintjax serve`'s method selector over HTTP: /api/info offers the loaded model and the
 classical fills, /api/fill takes the method (and PatchMatch's seed). The server runs in a thread of
 this process on a free port; the model is a stand-in that paints its hole one colour, so the test
-can tell whose fill came back."""
+can tell whose fill came back. Then the decoding of uploads and drawings: the library's rules
+(`image_io`), checked against values worked out by hand and against what the CLI reads."""
 
 import base64
 import io
@@ -12,10 +13,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data
 
-from inpaintjax import baselines, serve
+from inpaintjax import baselines, image_io, serve
 
 
 class _Painter:
@@ -131,3 +132,86 @@ def test_fill_takes_the_method(site):
     status, answer = _fill(url, {"id": key, "mask": mask_url, "method": "patchmatch",
                                  "seed": "three"})
     assert status == 400 and "seed 'three'" in answer["error"]
+
+
+# -- uploads and drawings decoded by image_io's rules (as `inpaintjax inpaint` reads a file) --
+def _quadrants(h, w):
+    """Four flat colours (JPEG keeps them at the quadrant centres), so the orientation shows."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[: h // 2, : w // 2] = (255, 0, 0)
+    a[: h // 2, w // 2:] = (0, 255, 0)
+    a[h // 2:, : w // 2] = (0, 0, 255)
+    a[h // 2:, w // 2:] = (255, 255, 255)
+    return a
+
+
+def test_upload_of_a_16_bit_png_is_scaled_as_the_cli_reads_it(tmp_path):
+    # a 16-bit grey ramp over the whole range: v * 255 / 65535, rounded, not clipped at 255
+    v = np.linspace(0, 65535, 64 * 48).round().astype(np.uint16).reshape(48, 64)
+    path = tmp_path / "deep.png"
+    Image.fromarray(v).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    got = serve.check_image(path.read_bytes(), name="deep.png")
+    want = np.floor(v.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)
+    assert got.shape == (48, 64, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.repeat(want[..., None], 3, -1))
+    assert (got[..., 0] < 128).mean() == pytest.approx(0.5, abs=0.01)  # clipping: 0.4 % below
+    np.testing.assert_array_equal(got, image_io.read_image(path))    # what the CLI reads
+
+
+def test_upload_of_a_jpeg_with_exif_orientation_is_upright(tmp_path, site):
+    stored = _quadrants(40, 60)                   # stored 60 wide, 40 high
+    exif = Image.Exif()
+    exif[0x0112] = 6                              # viewers turn it 90 degrees clockwise
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    with Image.open(path) as im:                  # Pillow's own reading of the tag
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    want = np.rot90(stored, k=-1)                 # by hand: clockwise quarter turn
+    assert upright.shape == want.shape == (60, 40, 3)
+    got = serve.check_image(path.read_bytes(), name="phone.jpg")
+    assert got.shape == (60, 40, 3)
+    np.testing.assert_array_equal(got, upright)
+    for y in (15, 45):                            # quadrant centres (JPEG blurs the edges)
+        for x in (10, 30):
+            assert np.abs(got[y, x].astype(int) - want[y, x].astype(int)).max() < 8, (y, x)
+    np.testing.assert_array_equal(got, image_io.read_image(path))    # what the CLI reads
+    # over HTTP: the page is told the upright size and gets the upright picture back
+    url, _, _ = site
+    status, up = _call(url, "/api/upload", path.read_bytes(), {"X-Filename": "phone.jpg"})
+    assert status == 200 and (up["width"], up["height"]) == (40, 60)
+    with urllib.request.urlopen(url + f"/api/image/{up['id']}", timeout=60) as r:
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(r.read()))), upright)
+
+
+def test_drawings_follow_the_mask_file_rule(tmp_path):
+    def url(array):
+        return "data:image/png;base64," + base64.b64encode(_png(array)).decode()
+
+    # the page's canvas: magenta strokes on transparent black, at any alpha (anti-aliased edges)
+    # are holes; white sketch strokes likewise
+    drawn = np.zeros((16, 24, 4), np.uint8)
+    drawn[2:6, 3:20] = (255, 0, 160, 255)
+    drawn[8, :] = [(255, 0, 160, a) for a in np.linspace(1, 254, 24).astype(np.uint8)]
+    want = drawn[..., 3] > 0
+    np.testing.assert_array_equal(serve.decode_drawing(url(drawn), (16, 24), "mask"), want)
+    sketch = np.where(want[..., None], np.uint8(255), drawn * 0)
+    sketch[..., 3] = drawn[..., 3]
+    np.testing.assert_array_equal(serve.decode_drawing(url(sketch), (16, 24), "sketch"), want)
+
+    # strokes only in alpha (black at every pixel): a hole from half of the range up, as a mask
+    # file (docs/masks-and-evaluation.md); a faint stroke (alpha 40) is not a hole
+    alpha_only = np.zeros((16, 24, 4), np.uint8)
+    alpha_only[2:6, 3:20, 3] = 200
+    alpha_only[10:14, 3:20, 3] = 40
+    want = np.zeros((16, 24), bool)
+    want[2:6, 3:20] = True
+    got = serve.decode_drawing(url(alpha_only), (16, 24), "mask")
+    np.testing.assert_array_equal(got, want)
+    Image.fromarray(alpha_only).save(tmp_path / "drawn.png")
+    with pytest.warns(UserWarning, match="3 distinct values"):  # the file reader also warns
+        from_file = image_io.read_mask(tmp_path / "drawn.png")
+    np.testing.assert_array_equal(got, from_file > 0)
+
+    with pytest.raises(serve.UploadError, match="mask is 24x16 but the image is 16x24"):
+        serve.decode_drawing(url(drawn), (24, 16), "mask")
