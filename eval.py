@@ -49,7 +49,8 @@ flags.DEFINE_string("workdir", None, "training run directory; outputs are writte
 flags.DEFINE_string("weights", None, "official weights (any family; format detected) to evaluate "
                     "instead of the workdir's checkpoint")
 flags.DEFINE_string("family", None, "the family of --weights where the files cannot tell")
-flags.DEFINE_integer("step", None, "checkpoint step (default: the newest readable one)")
+flags.DEFINE_integer("step", None, "checkpoint step of --workdir, or of --weights when that is a "
+                     "train.py workdir (default: the newest readable one)")
 flags.DEFINE_string("mask_dir", None, "frozen eval mask set (built there if missing); default "
                     "<workdir>/eval_masks")
 flags.DEFINE_string("protocol", None, "run a paper's evaluation protocol instead: lama, comodgan, mat, pconv, "
@@ -81,7 +82,7 @@ def main(argv):
     try:  # the workdir, --step or --weights: the messages name the path and what to give instead
         if FLAGS.weights:
             from inpaintjax.inference import Inpainter
-            inpainter = Inpainter.load(FLAGS.weights, family=FLAGS.family)
+            inpainter = Inpainter.load(FLAGS.weights, family=FLAGS.family, step=FLAGS.step)
             family, variables = inpainter.family, inpainter.variables
             config = FLAGS.config if FLAGS.config is not None else family.config
         else:

@@ -244,8 +244,9 @@ class Inpainter:
 
     @classmethod
     def load(cls, path, family: Optional[str] = None, settings: Settings = (),
-             **kw) -> "Inpainter":
-        """Detects the format: a training workdir (holds config.json) -> from_workdir; otherwise
+             step: Optional[int] = None, **kw) -> "Inpainter":
+        """Detects the format: a training workdir (holds config.json) -> from_workdir (its
+        checkpoint `step`, default the newest; a `step` for anything else is refused); otherwise
         the official weight format of a registered family that recognises `path` (`family`
         restricts the search and settles files more than one family could read). `settings`:
         config keys changed after the weights are read (`with_settings`), e.g. GLCIC's
@@ -258,7 +259,10 @@ class Inpainter:
         if family is not None:
             get(family)  # an unknown name fails here, naming the known ones
         if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
-            return cls.from_workdir(path, family=family, settings=settings, **kw)
+            return cls.from_workdir(path, step=step, family=family, settings=settings, **kw)
+        if step is not None:
+            raise ValueError(f"step {step} names a checkpoint of a train.py workdir, and {path} is "
+                             f"not one (no {CONFIG_FILE}): drop the step for official weights")
         if not os.path.exists(path) and not os.path.exists(path + ".index"):
             raise FileNotFoundError(f"weights not found: {path} (a train.py workdir or official "
                                     f"weights of a family: {', '.join(names())})")

@@ -216,16 +216,29 @@ def test_from_workdir_reads_a_training_checkpoint(tmp_path):
     abstract = jax.eval_shape(fam.init_state, jax.random.key(0), batch)
     state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
     config_lib.save_config(config, str(tmp_path / CONFIG_FILE))
+
+    # an older checkpoint, told apart by its output layer's bias (0.5)
+    def biased(path, leaf):
+        last = "['allconv17']['conv']['bias']"
+        return jnp.full(leaf.shape, 0.5, leaf.dtype) if jax.tree_util.keystr(path).endswith(last) else leaf
+    older = jax.tree_util.tree_map_with_path(biased, state)
+    assert sum(float(jnp.abs(a - b).sum()) for a, b in zip(jax.tree.leaves(older), jax.tree.leaves(state))) > 0
     ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(3, older, {"step": 3})
     ckpt.save(7, state, {"step": 7})
     ckpt.close()
 
-    inp = Inpainter.load(str(tmp_path))
+    inp = Inpainter.load(str(tmp_path))  # the newest checkpoint: 7
     assert inp.family.name == "deepfill_v2" and not inp.guided
     img, mask = _image_and_mask(20, 27)
     out = inp.inpaint(img, mask)
     np.testing.assert_array_equal(out[mask == 0], img[mask == 0])
     assert (out[mask > 0] == 128).all()
+    # a step by number (eval.py --weights WORKDIR --step 3), refused for official weights
+    bias = Inpainter.load(str(tmp_path), step=3).variables["params"]["allconv17"]["conv"]["bias"]
+    assert (np.asarray(bias) == 0.5).all()
+    with pytest.raises(ValueError, match="step 3 names a checkpoint of a train.py workdir"):
+        Inpainter.load(os.path.join(FIXTURES, "deepfill_v2_tf"), step=3)
     with pytest.raises(ValueError, match="holds a 'deepfill_v2' checkpoint, not 'pconv'"):
         Inpainter.from_workdir(str(tmp_path), family="pconv")
     # settings of the run's weights: one that leaves the network applies (the saved config is
