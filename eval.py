@@ -127,7 +127,9 @@ def _run_protocol(config, family, variables):
         report = run_protocol(config, family, variables, proto, out_dir, mask_set=FLAGS.protocol_mask_set,
                               mask_folder=FLAGS.protocol_mask_folder, mask_polarity=FLAGS.protocol_mask_polarity,
                               num_images=FLAGS.protocol_num_images, seed=FLAGS.protocol_seed,
-                              skip=FLAGS.protocol_skip)
+                              skip=FLAGS.protocol_skip,
+                              model=(dict(weights=FLAGS.weights, step=FLAGS.step) if FLAGS.weights
+                                     else dict(workdir=FLAGS.workdir, step=FLAGS.step)))
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         _stop(e)
     if jax.process_index() == 0:

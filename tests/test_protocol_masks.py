@@ -284,3 +284,42 @@ def test_group_mask_folder_errors_name_the_file(tmp_path):
     f = tmp_path / "00000.png"
     with pytest.raises(NotADirectoryError, match="00000.png"):
         M.group_mask_folder(str(f), polarity="nvidia")
+
+
+def test_the_pconv_protocol_and_the_folder_grouping_split_the_border_alike(tmp_path):
+    """One border rule (`border_distance`, scaled to 512 per axis) for the `pconv` protocol's B / N/B
+    groups and for `group_mask_folder`. At 300x300 a hole from row 29 is 29 * 512 / 300 = 49.49
+    reference pixels from the top: "with border" (B); from row 30, 51.2: N/B (hand-worked). Then a
+    sweep of sizes and offsets around the margin: the two groupings agree on every file."""
+    from inpaintjax import protocols as P
+    binning = P.get_protocol("pconv").binning
+    # (size, top row of a size/3 box): with border? At 300 the box from row 171 ends in row 270, 29 px
+    # from the bottom (49.49 reference px); from row 170 it ends in row 269, 30 px (51.2)
+    hand = {(300, 29): True, (300, 30): False, (300, 171): True, (300, 170): False,
+            (512, 49): True, (512, 50): False, (256, 24): True, (256, 25): False}
+    for (size, top), with_border in hand.items():
+        hole = _box(size, size, top, size // 3, size // 3, size // 3)
+        assert binning.groups_of(hole.astype(np.float32)) == (f"10-20% {'B' if with_border else 'N/B'}",), (size, top)
+    cases = {}
+    for size in (64, 100, 300, 384, 600):
+        margin = 50 * size / 512
+        for top in sorted({max(0, int(margin) + k) for k in (-1, 0, 1)}):
+            for side in ("top", "left", "bottom"):
+                b = size // 3
+                box = {"top": (top, size // 3), "left": (size // 3, top), "bottom": (size - top - b, size // 3)}[side]
+                cases[f"s{size}_{side}_{top}.png"] = _box(size, size, box[0], box[1], b, b)
+    d = tmp_path / "masks"
+    d.mkdir()
+    for name, hole in cases.items():
+        _write(d / name, hole)
+    infos = {os.path.basename(m.path): m for m in M.group_mask_folder(str(d), polarity="white_hole").masks}
+    assert len(infos) == len(cases)
+    seen = set()
+    for name, hole in cases.items():
+        info = infos[name]
+        assert info.bucket >= 0, name
+        want = (f"{binning.bin_names()[info.bucket]} {'B' if info.with_border else 'N/B'}",)
+        assert binning.groups_of(hole.astype(np.float32)) == want, (name, info.border_distance)
+        assert P.touches_border(hole, 50, 512) == info.with_border == (M.border_distance(hole) < 50), name
+        seen.add(info.with_border)
+    assert seen == {True, False}

@@ -9,6 +9,7 @@ chunks are the same), and the merged state of two shares against one pass over a
 
 import json
 import os
+import re
 import sys
 
 import jax
@@ -106,6 +107,64 @@ def test_a_rerun_fills_only_the_missing_outputs(run, model, monkeypatch):
     assert again["results"] == report["results"]
     with pytest.raises(ValueError, match="another request"):  # the inputs of another draw are not mixed in
         eval_protocol.run_protocol(c, family, variables, TINY, out, num_images=5, seed=5, progress=False)
+
+
+def test_outputs_of_another_checkpoint_are_refused_not_reused(tmp_path, monkeypatch):
+    """Two checkpoints (steps 2 and 4) of one tiny run through one protocol folder: the outputs step 2
+    wrote are not scored as step 4's. The second evaluation is refused before anything is written,
+    in one line naming the folder, the model that made its outputs, the current one and the fix;
+    another folder is accepted and gives step 4's numbers; the same model again reuses its outputs."""
+    from inpaintjax.training import load_for_inference, train
+    c = toy_family.toy_config()
+    c.num_steps, c.checkpoint_every, c.image_every = 4, 2, 0
+    c.eval.batch_size = 2
+    workdir = str(tmp_path / "run")
+    train(c, workdir)
+    (c2, f2, v2), (c4, f4, v4) = load_for_inference(workdir, step=2), load_for_inference(workdir, step=4)
+    kw = dict(num_images=3, seed=4, progress=False)
+    first = str(tmp_path / "protocol" / "tiny")
+    outputs = os.path.join(first, "outputs")
+    at_2 = eval_protocol.run_protocol(c2, f2, v2, TINY, first, **kw)  # eval.py's call: no provenance given
+
+    def files(folder):
+        return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+    before = files(outputs)
+    with pytest.raises(ValueError) as e:
+        eval_protocol.run_protocol(c4, f4, v4, TINY, first, **kw)
+    d2, d4 = eval_protocol.variables_digest(v2), eval_protocol.variables_digest(v4)
+    assert d2 != d4 and d2 == eval_protocol.variables_digest(load_for_inference(workdir, step=2)[2])
+    assert len(before) == 4 and json.loads(before["model.json"]) == {"family": "toy", "label": "toy",
+                                                                     "variables_sha256": d2}
+    assert str(e.value) == (f"{outputs} holds the outputs of another model (toy, variables sha256 {d2[:12]}), "
+                            f"not of the model evaluated now (toy, variables sha256 {d4[:12]}); pass another "
+                            f"--protocol_dir, or delete {outputs} to fill it with this model (nothing was deleted)")
+    assert files(outputs) == before and not os.path.exists(os.path.join(first, "scoring_state.npz"))
+
+    other = str(tmp_path / "protocol4")  # a fresh --protocol_dir: accepted, with step 4's own numbers
+    at_4 = eval_protocol.run_protocol(c4, f4, v4, TINY, other, model=dict(workdir=workdir, step=4), **kw)
+    assert at_4["results"]["psnr"] != at_2["results"]["psnr"]
+    with open(os.path.join(other, "outputs", "model.json")) as fh:
+        assert json.load(fh) == {"family": "toy", "label": "toy", "variables_sha256": d4, "workdir": workdir,
+                                 "step": 4}
+    refused = (f"{os.path.join(other, 'outputs')} holds the outputs of another model (toy, step 4 of {workdir}, "
+               f"variables sha256 {d4[:12]}), not of the model evaluated now (toy, step 2 of {workdir}, variables "
+               f"sha256 {d2[:12]}); pass another --protocol_dir")
+    with pytest.raises(ValueError, match="^" + re.escape(refused)):
+        eval_protocol.run_protocol(c2, f2, v2, TINY, other, model=dict(workdir=workdir, step=2), **kw)
+    calls = []
+    real = evaluate_lib.predict
+    monkeypatch.setattr(evaluate_lib, "predict", lambda *a: calls.append(1) or real(*a))
+    again = eval_protocol.run_protocol(c4, f4, v4, TINY, other, **kw)  # the same variables: reused
+    assert again["results"] == at_4["results"] and not calls
+    monkeypatch.undo()
+
+    os.remove(os.path.join(outputs, "model.json"))  # outputs nobody recorded (an older inpaintjax's)
+    with pytest.raises(ValueError, match="holds the outputs of another model \\(a model it does not record: no "
+                                         "model.json\\)"):
+        eval_protocol.run_protocol(c2, f2, v2, TINY, first, **kw)
+    for f in os.listdir(outputs):  # emptied by hand: filled afresh, recorded
+        os.remove(os.path.join(outputs, f))
+    assert eval_protocol.run_protocol(c4, f4, v4, TINY, first, **kw)["results"] == at_4["results"]
 
 
 def test_an_interrupted_scoring_resumes_from_its_checkpoint(run, monkeypatch, tmp_path):

@@ -196,6 +196,69 @@ def test_running_moments_equal_numpy_std():
     assert acc.std == pytest.approx(v.std(), rel=1e-10)  # LaMa: numpy's std, ddof 0
 
 
+def _same(got, want):
+    """got == want for floats, NaN equal to NaN, finite values to float64 rounding."""
+    if np.isnan(want) or np.isinf(want):
+        return (np.isnan(got) and np.isnan(want)) or got == want
+    return got == pytest.approx(want, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("extra", [(), (np.inf,), (np.inf, np.inf), (-np.inf,), (np.nan,), (np.inf, -np.inf),
+                                   (np.inf, np.nan), (np.inf, 1e3, -np.inf, np.nan)])
+def test_running_moments_with_non_finite_values_equal_numpy_on_the_whole_stream(extra):
+    """A PSNR is +inf where an output equals its truth: the mean and std are np.mean and np.std
+    (ddof 0) over all values, whatever the chunks and the merge order. The truth, by hand: finite
+    only -> NumPy's numbers; +inf (and no NaN, no -inf) -> mean +inf; -inf likewise; NaN, or +inf
+    and -inf together -> mean NaN; std NaN as soon as one value is not finite."""
+    rng = np.random.default_rng(len(extra))
+    finite = rng.normal(20.0, 3.0, 11)
+    has_pos, has_neg, has_nan = np.inf in extra, -np.inf in extra, any(np.isnan(x) for x in extra)
+    want_mean = (np.nan if has_nan or (has_pos and has_neg) else np.inf if has_pos else -np.inf if has_neg
+                 else finite.mean())
+    want_std = np.nan if extra else finite.std()
+    for where in ("first", "last", "spread"):  # where the non-finite values sit in the stream
+        if where == "first":
+            v = np.concatenate([extra, finite])
+        elif where == "last":
+            v = np.concatenate([finite, extra])
+        else:
+            v = np.insert(finite, np.linspace(0, len(finite), len(extra)).astype(int), extra)
+        with np.errstate(invalid="ignore"):
+            assert _same(np.mean(v), want_mean) and _same(np.std(v), want_std)  # the hand truth is NumPy's
+        for cuts in ([], [1], [1, 2, 3], [5], [len(v) - 1], list(range(1, len(v)))):
+            parts = np.split(v, cuts)
+            acc = P.RunningMoments()  # one stream, chunk by chunk
+            for part in parts:
+                acc.update(part)
+            assert acc.n == len(v)
+            assert _same(acc.mean, want_mean) and _same(acc.std, want_std), (where, cuts)
+            for order in (parts, parts[::-1], parts[1::2] + parts[::2]):  # processes merged in any order,
+                merged = P.RunningMoments()  # through to_array / from_array as they travel
+                for part in order:
+                    one = P.RunningMoments()
+                    one.update(part)
+                    merged.merge(P.RunningMoments.from_array(one.to_array()))
+                assert merged.n == len(v)
+                assert _same(merged.mean, want_mean) and _same(merged.std, want_std), (where, cuts)
+
+
+def test_a_perfect_fill_gives_the_same_psnr_whatever_the_batch_size(tmp_path):
+    """The reviewer's case: mmagic at 32x32, image 0's output equals its truth (PSNR +inf). The mean
+    PSNR is +inf and its std NaN (np.mean / np.std of the per-image values) with chunks of 1 and 3;
+    the other metrics agree to float32 rounding (each chunk size is its own program)."""
+    import jax
+    pairs = _pairs(3, 32, seed=6)
+    pairs[0] = (pairs[0][0], pairs[0][0].copy(), pairs[0][2])
+    dirs = _write_folders(tmp_path, pairs)
+    got = [P.evaluate_protocol(_small("mmagic", 32), dirs["truth"], dirs["outputs"], dirs["masks"], batch_size=b,
+                               devices=jax.devices()[:1])["results"] for b in (1, 3)]
+    for r in got:
+        assert r["psnr"]["total"]["mean"] == np.inf and np.isnan(r["psnr"]["total"]["std"])
+    for name in ("l1", "ssim"):
+        for stat in ("mean", "std"):
+            assert got[0][name]["total"][stat] == pytest.approx(got[1][name]["total"][stat], rel=1e-5, abs=1e-9)
+
+
 # ---------------------------------------------------------------------------------------- tables
 def test_lama_tsv_layout_matches_lamas_pandas_lines():
     with open(os.path.join(FIXTURES, "lama_tsv_input.json")) as fh:
@@ -451,6 +514,36 @@ def test_option_values_are_refused_at_definition(measure, options, named):
     import re
     with pytest.raises(ValueError, match=f"metric 'x'.*{next(iter(options))}.*{re.escape(named)}"):
         P.Metric("x", measure, options)
+
+
+@pytest.mark.parametrize("measure", ["lpips", "fid", "pids", "uids", "is"])
+def test_grey_is_refused_for_a_measure_that_does_not_take_it(measure, tmp_path):
+    """colour="grey" converts with rgb2gray for the per-image measures only; asked of a network or
+    set measure it would be recorded in the report and ignored, so it is refused when the metric
+    (or a protocol, or a protocol file) is defined, naming the metric, the measure and the rule."""
+    import re
+    want = re.escape(f"metric 'x': colour 'grey' applies to the per-image measures ({', '.join(measures.PER_IMAGE)}) "
+                     f"only; measure {measure!r}")
+    with pytest.raises(ValueError, match=want):
+        P.Metric("x", measure, colour="grey")
+    with pytest.raises(ValueError, match=want):
+        P.Protocol(name="g", title="", image_size=32, metrics=({"name": "x", "measure": measure, "colour": "grey"},))
+    path = tmp_path / "grey.json"
+    path.write_text(json.dumps({"name": "grey_" + measure, "title": "", "image_size": 32,
+                                "metrics": [{"name": "x", "measure": measure, "colour": "grey"}]}))
+    with pytest.raises(ValueError, match=want):
+        P.load_protocol_file(str(path))
+    assert "grey_" + measure not in P.PROTOCOLS
+    assert P.Metric("x", measure).colour == "rgb"
+
+
+def test_grey_per_image_measures_and_the_builtin_protocols_still_build():
+    for measure in measures.PER_IMAGE:
+        assert P.Metric("x", measure, colour="grey").colour == "grey"
+    for proto in P.PROTOCOLS.values():  # built again from their fields, as a protocol file would give them
+        again = P.Protocol(**{f.name: getattr(proto, f.name) for f in dataclasses.fields(P.Protocol)})
+        assert again == proto
+    assert [m.name for m in P.get_protocol("edgeconnect").metrics if m.colour == "grey"] == ["psnr", "ssim", "mae"]
 
 
 def test_protocol_lpips_nets_are_the_lpips_modules():

@@ -6,12 +6,16 @@ A protocol is a frozen value built from four small records:
 - `Metric(name, measure, options, colour, scale)`: one column. `measure` names a definition in
   `inpaintjax.protocols.measures` (`ssim`, `psnr`, `l1`, `mae_relative`, `mae_masked`, `lpips`,
   `fid`, `pids`, `uids`, `is`), `options` its settings (e.g. LaMa's SSIM: `padding="zero"`),
-  `colour` "rgb" or "grey" (scikit-image's rgb2gray first), `scale` a factor for printing (x100).
+  `colour` "rgb" or "grey" (scikit-image's rgb2gray first; the per-image measures only, `measures.
+  PER_IMAGE`: "grey" on `lpips`, `fid`, `pids`, `uids` or `is` is refused), `scale` a factor for
+  printing (x100).
 - `Binning(edges, rule, border_px)`: the groups reported beside the total, by the mask's hole area.
   rule "lama": [lo, hi) bins found with `searchsorted(edges, area, 'right') - 1`, an area equal to the
   last edge in the last bin (LaMa's evaluator.py); rule "pconv": (lo, hi] buckets, other areas only
-  in the total; `border_px` splits each bucket into holes touching a band of that many pixels (at
-  `border_reference` pixels of image side) along the border ("B") and the others ("N/B").
+  in the total; `border_px` splits each bucket into masks with a hole pixel less than that many
+  pixels from the border ("B") and the others ("N/B"), distances scaled to `border_reference` pixels
+  of image side per axis (`touches_border`: `inpaintjax.masks.border_distance`, the rule of
+  `group_mask_folder`).
 - `Preparation(size, resize, crop)`: how `--write-inputs` makes the protocol's images from a folder
   of photographs (resize the short side to `size` with PIL's bicubic filter, then a centre crop).
 - `PublishedRow`: a number published by a paper's or a reproduction's authors, with the file and
@@ -60,6 +64,10 @@ class Metric:
             measures.check_options(self.measure, dict(self.options))
         except ValueError as e:
             raise ValueError(f"metric {self.name!r}: {e}") from None
+        if self.colour == "grey" and self.measure not in measures.PER_IMAGE:
+            raise ValueError(f"metric {self.name!r}: colour 'grey' applies to the per-image measures "
+                             f"({', '.join(measures.PER_IMAGE)}) only; measure {self.measure!r} scores the RGB "
+                             f"images (its network takes 3 channels): leave colour at 'rgb'")
         object.__setattr__(self, "options", dict(self.options))
 
 
@@ -125,13 +133,13 @@ class Binning:
 
 
 def touches_border(mask: np.ndarray, border_px: float, reference: int = 512) -> bool:
-    """True when a hole pixel lies within border_px * side / reference pixels of the image border
-    (PConv: holes at least 50 pixels from the border of a 512x512 image make the 'N/B' group)."""
-    m = np.asarray(mask) > 0.5
-    h, w = m.shape[:2]
-    dh = max(1, int(round(border_px * h / reference)))
-    dw = max(1, int(round(border_px * w / reference)))
-    return bool(m[:dh].any() or m[h - dh:].any() or m[:, :dw].any() or m[:, w - dw:].any())
+    """True when a hole pixel lies less than `border_px` pixels of a `reference`-sized image from the
+    border: PConv's "B" group (holes at least 50 pixels from the border of a 512x512 image make
+    'N/B'). The distance is `inpaintjax.masks.border_distance`'s, the one rule of the mask-folder
+    grouping: each pixel's distance to the nearest edge scaled to `reference` per axis (rows by
+    reference / H, columns by reference / W)."""
+    from inpaintjax.masks.folders import border_distance
+    return bool(border_distance(mask, reference) < border_px)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ Folders pair by relative path without the extension (`inpaintjax.perceptual.fold
 --truth (the originals), --output (the method's results), --mask (white = hole, or as `mask_polarity`
 says). The evaluation streams: images are read `batch_size` pairs at a time and every running quantity has a size fixed by
 the protocol, not by the number of images: per group and metric a count, mean and sum of squared
-deviations (float64, merged chunk by chunk), and per group the FID statistics (a 2048-d mean and
-scatter matrix). The exceptions are inherent to the metric: P-IDS/U-IDS fit an SVM on every pool3
+deviations of the finite values (float64, merged chunk by chunk) and counts of +inf, -inf and NaN
+values (`RunningMoments`: the mean and std are NumPy's over the whole stream whatever the chunks,
+e.g. a mean PSNR of inf where an output equals its truth), and per group the FID statistics (a
+2048-d mean and scatter matrix). The exceptions are inherent to the metric: P-IDS/U-IDS fit an SVM on every pool3
 vector (8 KB an image) and the Inception Score needs every logit vector (4 KB an image); they are kept
 only when the protocol asks for them. A set-level value that cannot be computed (too few images in a
 group, or an FID whose matrix square root pytorch-fid's rule refuses) is NaN, and the report says why
@@ -35,53 +37,101 @@ TOTAL = "total"
 
 
 class RunningMoments:
-    """Count, mean and sum of squared deviations of a stream of values (Chan et al.'s merge, float64);
-    `std` is NumPy's population std (ddof 0), as LaMa's evaluator reports it."""
+    """Moments of a stream of values, as NumPy gives them on the whole stream at once: `mean` is
+    `np.mean` and `std` NumPy's population std (`np.std`, ddof 0, as LaMa's evaluator reports it).
+
+    The finite values keep a count, mean and sum of squared deviations (Chan et al.'s merge, float64);
+    +inf, -inf and NaN are counted apart (a PSNR is +inf where an output equals its truth), so the
+    result does not depend on how the stream is cut into chunks or in which order parts are merged:
+    the mean is +inf (-inf) when +inf (-inf) values are present without NaN or the other infinity,
+    NaN when a NaN or both infinities are, and the std is NaN whenever any value is not finite."""
+
+    #: length of `to_array()`: n, finite mean, finite m2, count of +inf, of -inf, of NaN
+    SIZE = 6
 
     def __init__(self):
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.finite_n, self.finite_mean, self.finite_m2 = 0, 0.0, 0.0
+        self.pos_inf, self.neg_inf, self.nan = 0, 0, 0
+
+    @property
+    def n(self) -> int:
+        """How many values, finite or not."""
+        return self.finite_n + self.pos_inf + self.neg_inf + self.nan
+
+    def _fold(self, nb: int, mb: float, m2b: float) -> None:
+        """Chan et al.'s merge of the finite part with another (count, mean, m2)."""
+        if nb == 0:
+            return
+        if self.finite_n == 0:
+            self.finite_n, self.finite_mean, self.finite_m2 = nb, mb, m2b
+            return
+        n = self.finite_n + nb
+        delta = mb - self.finite_mean
+        self.finite_mean = self.finite_mean + delta * nb / n
+        self.finite_m2 = self.finite_m2 + m2b + delta * delta * self.finite_n * nb / n
+        self.finite_n = n
 
     def update(self, values) -> None:
         v = np.asarray(values, np.float64).reshape(-1)
         if not len(v):
             return
-        nb, mb = len(v), float(v.mean())
-        m2b = float(np.sum((v - mb) ** 2)) if np.all(np.isfinite(v)) else float("nan")
-        n = self.n + nb
-        delta = mb - self.mean
-        if self.n == 0:
-            self.mean, self.m2 = mb, m2b
-        else:
-            self.mean = self.mean + delta * nb / n
-            self.m2 = self.m2 + m2b + delta * delta * self.n * nb / n
-        self.n = n
+        finite = np.isfinite(v)
+        self.nan += int(np.isnan(v).sum())
+        self.pos_inf += int((v == np.inf).sum())
+        self.neg_inf += int((v == -np.inf).sum())
+        f = v[finite]
+        if len(f):
+            mb = float(f.mean())
+            self._fold(len(f), mb, float(np.sum((f - mb) ** 2)))
 
     def merge(self, other: "RunningMoments") -> "RunningMoments":
         """Fold in the moments of another part of the stream (another process's share)."""
-        if other.n == 0:
-            return self
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        if self.n == 0:
-            self.mean, self.m2 = other.mean, other.m2
-        else:
-            self.mean = self.mean + delta * other.n / n
-            self.m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n
-        self.n = n
+        self._fold(other.finite_n, other.finite_mean, other.finite_m2)
+        self.pos_inf += other.pos_inf
+        self.neg_inf += other.neg_inf
+        self.nan += other.nan
         return self
 
     def to_array(self) -> np.ndarray:
-        return np.asarray([self.n, self.mean, self.m2], np.float64)
+        """[n, finite mean, finite m2, +inf count, -inf count, NaN count] (float64; counts are exact
+        below 2**53)."""
+        return np.asarray([self.n, self.finite_mean, self.finite_m2, self.pos_inf, self.neg_inf, self.nan],
+                          np.float64)
 
     @classmethod
     def from_array(cls, a) -> "RunningMoments":
+        """The inverse of `to_array` (also of an older checkpoint's 3 values: n, mean, m2)."""
         m = cls()
-        m.n, m.mean, m.m2 = int(a[0]), float(a[1]), float(a[2])
+        a = np.asarray(a, np.float64).reshape(-1)
+        if len(a) == 3:
+            a = np.concatenate([a, np.zeros(3)])
+        if len(a) != cls.SIZE:
+            raise ValueError(f"RunningMoments.from_array: expected {cls.SIZE} values, got {len(a)}")
+        m.pos_inf, m.neg_inf, m.nan = int(a[3]), int(a[4]), int(a[5])
+        m.finite_n = int(a[0]) - m.pos_inf - m.neg_inf - m.nan
+        m.finite_mean, m.finite_m2 = float(a[1]), float(a[2])
         return m
 
     @property
+    def mean(self) -> float:
+        if self.n == 0 or self.nan or (self.pos_inf and self.neg_inf):
+            return float("nan")
+        if self.pos_inf:
+            return float("inf")
+        if self.neg_inf:
+            return float("-inf")
+        return self.finite_mean
+
+    @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the mean: NaN when any value is not finite."""
+        return float("nan") if self.pos_inf or self.neg_inf or self.nan else self.finite_m2
+
+    @property
     def std(self) -> float:
-        return math.sqrt(max(self.m2, 0.0) / self.n) if self.n else float("nan")
+        if self.n == 0 or self.pos_inf or self.neg_inf or self.nan:
+            return float("nan")
+        return math.sqrt(max(self.finite_m2, 0.0) / self.n)
 
 
 CLI_OPTIONS = {"inception": "--inception FILE", "lpips": "--lpips-backbone FILE", "skip": "--skip"}
@@ -233,13 +283,15 @@ class _Scorer:
 
     # -- the state as arrays: checkpoints and the merge across processes ---------------------------
     def state(self) -> Dict[str, np.ndarray]:
-        """Every running quantity as arrays: `counts` [G] over `universe`, `moments` [metric, G, 3],
-        the FID statistics of each group that has any (`fid/<g>/<side>/{count,mean,scatter}`), the kept
-        feature rows and each row's groups ([N, G] bool), and the image sizes seen."""
+        """Every running quantity as arrays: `counts` [G] over `universe`, `moments` [metric, G, 6]
+        (`RunningMoments.to_array`), the FID statistics of each group that has any
+        (`fid/<g>/<side>/{count,mean,scatter}`), the kept feature rows and each row's groups ([N, G]
+        bool), and the image sizes seen."""
         u = self.universe
         st = {"counts": np.asarray([self.counts.get(g, 0) for g in u], np.int64),
               "moments": np.asarray([[self.moments.get(n, {}).get(g, RunningMoments()).to_array() for g in u]
-                                     for n in self.valued], np.float64).reshape(len(self.valued), len(u), 3),
+                                     for n in self.valued], np.float64).reshape(len(self.valued), len(u),
+                                                                                RunningMoments.SIZE),
               "sizes": np.asarray(sorted(self.sizes), np.int64).reshape(-1, 2)}
         for g, pair in self.fid_stats.items():
             for side, fs in zip(("truth", "output"), pair):
