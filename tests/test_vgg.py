@@ -154,6 +154,14 @@ def test_missing_wrong_and_unreadable_files_are_named(tmp_path):
     torch.save(torch_features(16, SMALL, 0).state_dict(), path16)
     with pytest.raises(vgg.VGGWeightsError, match=r"small16\.pth: conv1_1 has kernel \(3, 3, 3, 8\)"):
         vgg.load_weights(str(path16), 16)
+    # the reverse: the real VGG-16 (published widths) under a config of small widths (a test
+    # preset's loss.vgg_widths) names that setting, not the file
+    full16 = tmp_path / "vgg16.pth"
+    torch.save(torch_features(16, vgg.WIDTHS, 0).state_dict(), full16)
+    with pytest.raises(vgg.VGGWeightsError, match=r"vgg16\.pth is VGG-16 with its published widths "
+                                                  r"\(64, 128, 256, 512, 512\), but the config asks for "
+                                                  r"widths \(8, 12, 16, 16, 16\) \(config.loss.vgg_widths"):
+        vgg.load_weights(str(full16), 16, SMALL)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(vgg.VGGWeightsError, match=r"junk\.pth: not a readable PyTorch file"):

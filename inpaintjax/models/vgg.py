@@ -184,10 +184,18 @@ def _expected_shapes(depth: int, widths: Sequence[int]) -> dict[str, tuple[tuple
 
 def _assemble(path: str, depth: int, widths, convs: dict, scale, offset) -> dict:
     expected = _expected_shapes(depth, widths)
+    published = _expected_shapes(depth, WIDTHS)
     params = {"input_scale": np.asarray(scale, np.float32), "input_offset": np.asarray(offset, np.float32)}
     for name, (ks, bs) in expected.items():
         kernel, bias = convs[name]
         if tuple(kernel.shape) != ks or tuple(bias.shape) != bs:
+            if tuple(widths) != tuple(WIDTHS) and all(
+                    (tuple(convs[n][0].shape), tuple(convs[n][1].shape)) == shapes
+                    for n, shapes in published.items()):
+                raise VGGWeightsError(
+                    f"{path} is VGG-{depth} with its published widths {tuple(WIDTHS)}, but the "
+                    f"config asks for widths {tuple(widths)} (config.loss.vgg_widths, e.g. of a "
+                    f"test preset): set config.loss.vgg_widths={tuple(WIDTHS)} to use this file")
             raise VGGWeightsError(
                 f"{path}: {name} has kernel {tuple(kernel.shape)} / bias {tuple(bias.shape)} (as HWIO), "
                 f"VGG-{depth} needs {ks} / {bs}; is this VGG-{depth}? Get {where_to_get(depth)}")
