@@ -307,6 +307,30 @@ def test_family_train_steps_lower_the_l1_terms():
         step(state, jax.tree.map(lambda x: x[:2], batch), jax.random.key(0), {})
 
 
+def test_critics_warm_up_and_decay_over_the_generators_steps():
+    """k critic updates per training step: the critics' schedule spans k times as many updates, so
+    the first critic update of step i applies the rate of the generator's update of step i (which
+    tests/test_learning_rate_log.py re-derives by hand), through the warm-up and the decay."""
+    from inpaintjax.families import common
+    from inpaintjax.families import get as get_family
+    config = _configs().get_config("test,num_steps=12,optim.schedule=cosine,optim.warmup_steps=4")
+    fam = get_family("deepfill_v1")(config)
+    assert fam.critic_steps == 2
+    params = {"w": jnp.zeros(3)}
+    grads = {"w": jnp.ones(3)}
+    g_state, d_state = fam.g_tx.init(params), fam.d_tx.init(params)
+    g_rates, d_rates = [], []
+    for _ in range(12):
+        _, g_state = common.apply_gradients(fam.g_tx, grads, g_state, params)
+        g_rates.append(float(common.learning_rate(g_state)))
+        for j in range(fam.critic_steps):
+            _, d_state = common.apply_gradients(fam.d_tx, grads, d_state, params)
+            if j == 0:
+                d_rates.append(float(common.learning_rate(d_state)))
+    np.testing.assert_allclose(d_rates, g_rates, rtol=1e-6, atol=1e-12)
+    assert g_rates[:5] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3])  # warm-up over 4 steps
+
+
 def test_family_inpaint_keeps_known_pixels(weights, golden):
     from inpaintjax.families import get as get_family
     from inpaintjax.families.deepfill_v1 import config_for_weights

@@ -128,8 +128,11 @@ class DeepFillV1(Family):
         self.gamma = float(w.gamma)
         steps = int(config.num_steps)
         self.g_tx = common.make_optimizer(config.optim, steps)
-        # the critics' schedule advances once per training step too (k updates per step)
-        self.d_tx = common.make_optimizer(config.optim, steps * self.critic_steps)
+        # the critics' schedule advances once per training step too: k updates per step, so its
+        # warm-up and its decay both span k times as many updates
+        critic_optim = ml_collections.ConfigDict(config.optim.to_dict())
+        critic_optim.warmup_steps = int(config.optim.warmup_steps) * self.critic_steps
+        self.d_tx = common.make_optimizer(critic_optim, steps * self.critic_steps)
         self.ema_decay = common.ema_decay(config)
 
     @classmethod
