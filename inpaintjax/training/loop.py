@@ -98,10 +98,10 @@ def zero_carry(names: list[str]) -> dict:
 def _materialised_all(flags: list[jax.Array]) -> jax.Array:
     """jnp.all of scalar booleans, computed once in the compiled program. The guard's predicate
     selects every leaf of the state; written as a chain of ands, XLA fuses a copy of the chain
-    (and of the metrics it reads) into each leaf's select, one per leaf: DeepFill v2's guarded
-    step held 3,150 is-finite instructions for its 15 metrics, its optimised program twice the
-    family step's, and compiled in 52 s instead of 31 s with jaxlib's XLA:CPU defaults, running
-    3x slower at 32x32. A sort is not fused into its consumers: the selects read its result."""
+    (and of the metric arithmetic it reads) into each leaf's select: DeepFill v2's guarded step
+    (`test` preset) held 3,150 is-finite instructions for its 15 metrics and an optimised program
+    of 37,910 lines instead of 25,834 (docs/performance.md, "The guarded step"). A sort is not
+    fused into its consumers: the selects read its result."""
     ints = jnp.stack([f.astype(jnp.int32) for f in flags])
     return jax.lax.sort(ints)[0] == 1
 
