@@ -341,7 +341,12 @@ def test_train_py_and_eval_py_end_to_end_on_deepfill_v2_test_config(tmp_path, ch
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.load(open(os.path.join(official, "protocol", "mmagic", "mmagic.json")))
     assert report["count"] == 2 and report["method"] == "deepfill_v2" and report["inputs"]["mask_set"] == "lama_thin"
-    assert len(os.listdir(os.path.join(official, "protocol", "mmagic", "outputs"))) == 2
+    outputs = os.path.join(official, "protocol", "mmagic", "outputs")
+    assert len([f for f in os.listdir(outputs) if f.endswith(".png")]) == 2
+    # what made them: the weights eval.py was given (a second model in this folder is refused)
+    made_by = json.load(open(os.path.join(outputs, "model.json")))
+    assert made_by["family"] == "deepfill_v2" and made_by["weights"] == os.path.join(
+        ROOT, "tests", "fixtures", "deepfill_v2_tf")
     assert "Published (verified in the source named)" in r.stdout
 
 
