@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from quadrants import quadrants
+
 from inpaintjax import image_io
 
 
@@ -44,22 +46,13 @@ def test_16bit_mask_thresholds_at_half_range(tmp_path):
     np.testing.assert_array_equal(hole, expect)
 
 
-def _quadrants(h, w):
-    a = np.zeros((h, w, 3), np.uint8)
-    a[: h // 2, : w // 2] = (255, 0, 0)
-    a[: h // 2, w // 2:] = (0, 255, 0)
-    a[h // 2:, : w // 2] = (0, 0, 255)
-    a[h // 2:, w // 2:] = (255, 255, 255)
-    return a
-
-
 @pytest.mark.parametrize("orientation,expect", [
     (3, lambda a: a[::-1, ::-1]),              # rotated 180
     (6, lambda a: np.rot90(a, k=-1)),          # displayed rotated 90 clockwise
     (8, lambda a: np.rot90(a, k=1)),           # displayed rotated 90 counter-clockwise
 ])
 def test_exif_orientation_applied_to_jpeg_image_and_png_mask(tmp_path, orientation, expect):
-    stored = _quadrants(32, 64)
+    stored = quadrants(32, 64)
     exif = Image.Exif()
     exif[0x0112] = orientation
     p = tmp_path / "photo.jpg"

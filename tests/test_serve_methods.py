@@ -16,6 +16,8 @@ import pytest
 from PIL import Image, ImageOps
 from skimage import data
 
+from quadrants import quadrants
+
 from inpaintjax import baselines, image_io, serve
 
 
@@ -135,16 +137,6 @@ def test_fill_takes_the_method(site):
 
 
 # -- uploads and drawings decoded by image_io's rules (as `inpaintjax inpaint` reads a file) --
-def _quadrants(h, w):
-    """Four flat colours (JPEG keeps them at the quadrant centres), so the orientation shows."""
-    a = np.zeros((h, w, 3), np.uint8)
-    a[: h // 2, : w // 2] = (255, 0, 0)
-    a[: h // 2, w // 2:] = (0, 255, 0)
-    a[h // 2:, : w // 2] = (0, 0, 255)
-    a[h // 2:, w // 2:] = (255, 255, 255)
-    return a
-
-
 def test_upload_of_a_16_bit_png_is_scaled_as_the_cli_reads_it(tmp_path):
     # a 16-bit grey ramp over the whole range: v * 255 / 65535, rounded, not clipped at 255
     v = np.linspace(0, 65535, 64 * 48).round().astype(np.uint16).reshape(48, 64)
@@ -160,7 +152,7 @@ def test_upload_of_a_16_bit_png_is_scaled_as_the_cli_reads_it(tmp_path):
 
 
 def test_upload_of_a_jpeg_with_exif_orientation_is_upright(tmp_path, site):
-    stored = _quadrants(40, 60)                   # stored 60 wide, 40 high
+    stored = quadrants(40, 60)                   # stored 60 wide, 40 high
     exif = Image.Exif()
     exif[0x0112] = 6                              # viewers turn it 90 degrees clockwise
     path = tmp_path / "phone.jpg"
