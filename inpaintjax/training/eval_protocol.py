@@ -118,13 +118,13 @@ def describe_model(record: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def claim_outputs(outputs_dir: str, record: Mapping[str, Any], write: bool = True) -> bool:
+def claim_outputs(outputs_dir: str, record: Mapping[str, Any]) -> bool:
     """Make sure `outputs_dir` holds only outputs of the model `record` describes (`model_record`),
     before any is reused or written: a folder with outputs whose record names another model (another
     family or other variables), or with outputs and no record (they cannot be attributed), is refused
     with one line naming the folder, both models and the fix; nothing is deleted. Returns True when
-    the folder holds no outputs yet; then, with `write`, this model's record is written there
-    (`write_model_record`)."""
+    the folder holds no outputs yet (the caller then writes this model's record there,
+    `write_model_record`)."""
     from inpaintjax.image_io import list_images
     path = os.path.join(outputs_dir, MODEL_RECORD)
     saved = None
@@ -143,8 +143,6 @@ def claim_outputs(outputs_dir: str, record: Mapping[str, Any], write: bool = Tru
         raise ValueError(f"{outputs_dir} holds the outputs of another model ({made_by}), not of the model "
                          f"evaluated now ({describe_model(record)}); pass another --protocol_dir, or delete "
                          f"{outputs_dir} to fill it with this model (nothing was deleted)")
-    if write:  # no outputs yet: they will be this model's
-        write_model_record(outputs_dir, record)
     return True
 
 
@@ -215,7 +213,7 @@ def run_protocol(config, family, variables, protocol, out_dir: str, *, mask_set:
                                       mask_polarity=mask_polarity, num_images=num_images)
     files = [e["file"] for e in manifest["images"]]
     record = model_record(family, variables, model)
-    fresh = claim_outputs(outputs_dir, record, write=False)  # every process checks before any writes
+    fresh = claim_outputs(outputs_dir, record)  # every process checks before any writes
     protocol_eval._sync("inpaintjax protocol outputs checked")
     if fresh and jax.process_index() == 0:
         write_model_record(outputs_dir, record)
